@@ -1,0 +1,57 @@
+# peapod: the two commands a newcomer needs are `make run` and `make test`.
+GO      ?= go
+BIN     := bin
+PKGS    := ./...
+# Seconds each fuzz target runs under `make fuzz`.
+FUZZTIME ?= 10s
+# Benchmark selection and duration for `make bench`.
+BENCH     ?= .
+BENCHTIME ?= 1s
+
+.PHONY: all build run test vet fmt-check bench fuzz proto soak clean
+
+all: build
+
+## build: every binary into bin/, the example plugins into bin/plugins/
+build:
+	@mkdir -p $(BIN)/plugins
+	@if ls cmd/*/main.go >/dev/null 2>&1; then $(GO) build -o $(BIN)/ ./cmd/...; fi
+	@for p in examples/*/plugin; do \
+		if [ -f $$p/main.go ]; then \
+			name=$$(basename $$(dirname $$p)); \
+			$(GO) build -o $(BIN)/plugins/$$name ./$$p || exit 1; \
+		fi; \
+	done
+
+## run: build everything and start the provider host on an embedded local mixnet
+run: build
+	@if [ -x $(BIN)/provider ]; then exec $(BIN)/provider; \
+	else echo "built so far:"; ls -1 $(BIN) $(BIN)/plugins; fi
+
+## test: vet, formatting and every test under the race detector
+test: vet fmt-check build
+	$(GO) test -race -timeout 40m $(PKGS)
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt-check:
+	@files=$$(gofmt -l $$(find . -name '*.go' -not -path './bench/peers/*' -not -path './.peapod/*')); \
+	if [ -n "$$files" ]; then echo "gofmt: these files need formatting:"; echo "$$files"; exit 1; fi
+
+## bench: the Go benchmarks of every package (figures go to docs/benchmarks.md)
+bench:
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) $(PKGS)
+
+## fuzz: a short run of every fuzz target
+fuzz:
+	@for pkg in $$($(GO) list $(PKGS)); do \
+		dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+		for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); do \
+			echo "fuzz $$pkg $$t"; \
+			$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
+
+clean:
+	rm -rf $(BIN)
