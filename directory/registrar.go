@@ -1,0 +1,125 @@
+package directory
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Registrar defaults.
+const (
+	// DefaultRegisterInterval is a third of DefaultTTL, so that two
+	// refreshes in a row can fail before the node drops out of the topology.
+	DefaultRegisterInterval = DefaultTTL / 3
+	// DefaultRetryBackoff is the first wait after a failed registration.
+	DefaultRetryBackoff = time.Second
+	// deregisterTimeout bounds the deregistration made on the way out.
+	deregisterTimeout = 5 * time.Second
+)
+
+// Registrar keeps a node listed in the directory: it registers the node,
+// re-registers it every Interval, retries with exponential backoff after a
+// failure, and deregisters it when its context ends. Mixnodes and gateways
+// run one for as long as they serve.
+type Registrar struct {
+	// Client reaches the directory. Required.
+	Client *Client
+	// Descriptor describes the node; its timestamp is set on every request.
+	Descriptor Descriptor
+	// Key is the private key of Descriptor.Identity. Required.
+	Key ed25519.PrivateKey
+	// Interval is the time between registrations; keep it well below the
+	// server's TTL. Default DefaultRegisterInterval.
+	Interval time.Duration
+	// RetryBackoff is the first wait after a failure; it doubles with every
+	// failure in a row, up to Interval. Default DefaultRetryBackoff.
+	RetryBackoff time.Duration
+	// Logger receives one line per change of state and one per failure;
+	// the zero value discards them.
+	Logger zerolog.Logger
+}
+
+// Run registers the node and keeps it registered until ctx ends, then
+// deregisters it (allowing a few seconds for that). It returns an error at
+// once if the descriptor or the key is unusable, the deregistration's error
+// if that fails, and nil otherwise. Failed registrations are logged and
+// retried, never returned.
+func (r *Registrar) Run(ctx context.Context) error {
+	interval := r.Interval
+	if interval <= 0 {
+		interval = DefaultRegisterInterval
+	}
+	backoff := r.RetryBackoff
+	if backoff <= 0 {
+		backoff = DefaultRetryBackoff
+	}
+	if r.Client == nil {
+		return fmt.Errorf("directory: Registrar.Client is nil")
+	}
+	d := r.Descriptor
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	if err := checkKey(d, r.Key); err != nil {
+		return err
+	}
+	log := r.Logger.With().Str("identity", d.Identity).Str("role", string(d.Role)).Logger()
+
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	registered, failures := false, 0
+	for {
+		select {
+		case <-ctx.Done():
+			return r.deregister(ctx, log)
+		case <-timer.C:
+		}
+		attemptCtx, cancel := context.WithTimeout(ctx, interval)
+		err := r.Client.Register(attemptCtx, d, r.Key)
+		cancel()
+		wait := interval
+		switch {
+		case err == nil && !registered:
+			log.Info().Str("address", d.Address).Msg("registered with the directory")
+			registered, failures = true, 0
+		case err == nil:
+			failures = 0
+		case ctx.Err() != nil:
+			// Shutting down; the select above deregisters.
+		default:
+			failures++
+			wait = retryDelay(backoff, interval, failures)
+			registered = false
+			log.Warn().Err(err).Int("failures", failures).Dur("retry_in", wait).Msg("directory registration failed")
+		}
+		timer.Reset(wait)
+	}
+}
+
+// deregister removes the node on the way out of Run.
+func (r *Registrar) deregister(ctx context.Context, log zerolog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deregisterTimeout)
+	defer cancel()
+	if err := r.Client.Deregister(ctx, r.Descriptor, r.Key); err != nil {
+		log.Warn().Err(err).Msg("directory deregistration failed")
+		return fmt.Errorf("directory: deregistering: %w", err)
+	}
+	log.Info().Msg("deregistered from the directory")
+	return nil
+}
+
+// retryDelay returns the wait after the given number of failures in a row:
+// backoff doubled per earlier failure, capped at limit, then reduced by up to
+// half at random so that nodes failing together do not retry together.
+func retryDelay(backoff, limit time.Duration, failures int) time.Duration {
+	d := backoff
+	for i := 1; i < failures && d < limit; i++ {
+		d *= 2
+	}
+	d = min(d, limit)
+	return d/2 + rand.N(d/2+1)
+}

@@ -1,0 +1,295 @@
+package directory
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	stdlog "log"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+)
+
+// Config configures a [Server]. Zero values take the documented defaults.
+type Config struct {
+	// DataDir holds the database, directory.db; it is created (0700) when
+	// missing. Required.
+	DataDir string
+	// TTL is how long an entry stays in the topology without being
+	// refreshed. Default DefaultTTL.
+	TTL time.Duration
+	// MaxNodes bounds the identities the server holds, counting stale and
+	// deregistered ones until they are forgotten. Default DefaultMaxNodes.
+	MaxNodes int
+	// MaxClockSkew is how far a request's timestamp may be from the
+	// server's clock. Default DefaultMaxClockSkew.
+	MaxClockSkew time.Duration
+	// Logger receives the server's logs; the zero value discards them.
+	Logger zerolog.Logger
+	// Now is the server's clock, for tests. Default time.Now.
+	Now func() time.Time
+}
+
+// applyDefaults fills in zero fields and then checks the result.
+func (c *Config) applyDefaults() error {
+	if c.TTL == 0 {
+		c.TTL = DefaultTTL
+	}
+	if c.MaxNodes == 0 {
+		c.MaxNodes = DefaultMaxNodes
+	}
+	if c.MaxClockSkew == 0 {
+		c.MaxClockSkew = DefaultMaxClockSkew
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	switch {
+	case c.DataDir == "":
+		return errors.New("directory: Config.DataDir is required")
+	case c.TTL < 0:
+		return fmt.Errorf("directory: Config.TTL %s is negative", c.TTL)
+	case c.MaxNodes < 0:
+		return fmt.Errorf("directory: Config.MaxNodes %d is negative", c.MaxNodes)
+	case c.MaxClockSkew < 0:
+		return fmt.Errorf("directory: Config.MaxClockSkew %s is negative", c.MaxClockSkew)
+	}
+	return nil
+}
+
+// HTTP server limits.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 30 * time.Second
+	writeTimeout      = 30 * time.Second
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 16 << 10
+	// shutdownTimeout bounds how long Close waits for requests in flight.
+	shutdownTimeout = 5 * time.Second
+)
+
+// Server is a directory server. Create it with [New], serve it with
+// [Server.Serve] (or mount [Server.Handler] in a server of your own) and stop
+// it with [Server.Close]. Its methods are safe for concurrent use.
+type Server struct {
+	cfg     Config
+	log     zerolog.Logger
+	store   *store
+	metrics *metrics
+	handler http.Handler
+	http    *http.Server
+
+	// writeMu serialises changes (check, persist, apply). nodes changes only
+	// with both writeMu and mu held, so a holder of writeMu reads it freely.
+	writeMu sync.Mutex
+	// mu guards nodes, keyed by base58 identity.
+	mu    sync.RWMutex
+	nodes map[string]record
+
+	stop      chan struct{} // closed by Close to end the sweeper
+	sweeperWG sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New opens (or creates) the database in cfg.DataDir, loads the entries it
+// holds with their last-seen times, and starts a sweeper that deletes
+// entries that have been stale long enough.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.applyDefaults(); err != nil {
+		return nil, err
+	}
+	st, err := openStore(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger.With().Str("component", "directory").Logger()
+	nodes, err := st.load(log)
+	if err != nil {
+		st.close()
+		return nil, err
+	}
+	s := &Server{
+		cfg:   cfg,
+		log:   log,
+		store: st,
+		nodes: nodes,
+		stop:  make(chan struct{}),
+	}
+	s.metrics = newMetrics(s.countListed, s.countTracked)
+	s.handler = s.routes()
+	s.http = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          stdlog.New(log, "", 0),
+	}
+	s.sweeperWG.Add(1)
+	go s.sweeper()
+	log.Info().Str("data_dir", cfg.DataDir).Int("entries", len(nodes)).
+		Dur("ttl", cfg.TTL).Msg("directory opened")
+	return s, nil
+}
+
+// routes builds the HTTP handler.
+func (s *Server) routes() http.Handler {
+	r := chi.NewRouter()
+	r.Get(PathTopology, s.handleTopology)
+	r.Post(PathRegister, s.handleSigned(PathRegister))
+	r.Post(PathDeregister, s.handleSigned(PathDeregister))
+	r.Get(PathHealth, func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, statusBody{Status: "ok"})
+	})
+	r.Method(http.MethodGet, PathMetrics, promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusNotFound, errorBody{Error: "no such endpoint"})
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method not allowed"})
+	})
+	return r
+}
+
+// Handler returns the server's HTTP handler, for mounting in a server of
+// the caller's own; stop that server before calling Close.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Serve accepts HTTP connections on ln until Close. It returns nil after
+// Close and any other error from the listener.
+func (s *Server) Serve(ln net.Listener) error {
+	s.log.Info().Str("addr", ln.Addr().String()).Msg("directory serving")
+	err := s.http.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("directory: %w", err)
+}
+
+// Close stops serving: it lets requests in flight finish (for a few seconds
+// at most), stops the sweeper and closes the database. It returns once all
+// of the server's goroutines have ended. Later calls return the same error.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		var errs []error
+		if err := s.http.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("directory: shutting down: %w", err))
+			s.http.Close()
+		}
+		close(s.stop)
+		s.sweeperWG.Wait()
+		errs = append(errs, s.store.close())
+		s.closeErr = errors.Join(errs...)
+		s.log.Info().Msg("directory closed")
+	})
+	return s.closeErr
+}
+
+// Topology returns the nodes listed now, in the order the server serves
+// them.
+func (s *Server) Topology() Topology {
+	now := s.cfg.Now()
+	t := Topology{Mixnodes: []Mixnode{}, Gateways: []Gateway{}}
+	s.mu.RLock()
+	for _, r := range s.nodes {
+		if !s.listed(r, now) {
+			continue
+		}
+		d := r.desc
+		switch d.Role {
+		case RoleMixnode:
+			t.Mixnodes = append(t.Mixnodes, Mixnode{Layer: d.Layer, Address: d.Address, Identity: d.Identity, SphinxKey: d.SphinxKey})
+		case RoleGateway:
+			t.Gateways = append(t.Gateways, Gateway{Address: d.Address, ClientAddress: d.ClientAddress, Identity: d.Identity, SphinxKey: d.SphinxKey})
+		}
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(t.Mixnodes, func(a, b Mixnode) int {
+		return cmp.Or(cmp.Compare(a.Layer, b.Layer), cmp.Compare(a.Identity, b.Identity))
+	})
+	slices.SortFunc(t.Gateways, func(a, b Gateway) int { return cmp.Compare(a.Identity, b.Identity) })
+	return t
+}
+
+func (s *Server) handleTopology(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Cache-Control", "no-cache")
+	writeJSON(w, http.StatusOK, s.Topology())
+}
+
+// listed reports whether r belongs in the topology at time now: registered
+// and refreshed within the TTL.
+func (s *Server) listed(r record, now time.Time) bool {
+	return r.desc != nil && now.Sub(r.lastSeen) <= s.cfg.TTL
+}
+
+// countListed returns the number of nodes of role listed now.
+func (s *Server) countListed(role Role) int {
+	now := s.cfg.Now()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := 0
+	for _, r := range s.nodes {
+		if s.listed(r, now) && r.desc.Role == role {
+			n++
+		}
+	}
+	return n
+}
+
+// countTracked returns the number of identities held.
+func (s *Server) countTracked() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.nodes)
+}
+
+// sweeper deletes forgettable records every TTL until Close.
+func (s *Server) sweeper() {
+	defer s.sweeperWG.Done()
+	t := time.NewTicker(s.cfg.TTL)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			if err := s.sweep(); err != nil {
+				s.log.Error().Err(err).Msg("sweeping stale entries")
+			}
+		}
+	}
+}
+
+// statusBody is the body of a successful response without data.
+type statusBody struct {
+	Status string `json:"status"`
+}
+
+// errorBody is the body of every error response.
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+// writeJSON writes v as the JSON response with the given status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		body = []byte(`{"error":"internal error"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(body, '\n'))
+}

@@ -1,0 +1,139 @@
+package directory
+
+import (
+	"crypto/ed25519"
+	"fmt"
+	"net/netip"
+	"net/url"
+)
+
+// Topology is the mixnet's current map, as served at [PathTopology]. The
+// server lists mixnodes by layer, then identity, and gateways by identity;
+// both lists are empty, never null, when no node is registered.
+type Topology struct {
+	Mixnodes []Mixnode `json:"mixnodes"`
+	Gateways []Gateway `json:"gateways"`
+}
+
+// Mixnode is one mixnode of a [Topology]. Its fields hold the JSON text; the
+// methods parse and check them.
+type Mixnode struct {
+	// Layer is the mixnode's layer, MinLayer..MaxLayer.
+	Layer int `json:"layer"`
+	// Address is the literal ip:port receiving Sphinx packets.
+	Address string `json:"address"`
+	// Identity is the base58 ed25519 identity key.
+	Identity string `json:"identity"`
+	// SphinxKey is the base58 X25519 Sphinx key.
+	SphinxKey string `json:"sphinx_key"`
+}
+
+// Gateway is one gateway of a [Topology]. Its fields hold the JSON text; the
+// methods parse and check them.
+type Gateway struct {
+	// Address is the literal ip:port receiving Sphinx packets.
+	Address string `json:"address"`
+	// ClientAddress is the ws:// or wss:// URL where clients connect.
+	ClientAddress string `json:"client_address"`
+	// Identity is the base58 ed25519 identity key.
+	Identity string `json:"identity"`
+	// SphinxKey is the base58 X25519 Sphinx key.
+	SphinxKey string `json:"sphinx_key"`
+}
+
+// IdentityKey returns the mixnode's ed25519 identity key.
+func (m Mixnode) IdentityKey() (ed25519.PublicKey, error) { return parseIdentity(m.Identity) }
+
+// SphinxPublicKey returns the mixnode's X25519 Sphinx key.
+func (m Mixnode) SphinxPublicKey() ([KeySize]byte, error) { return parseKey("sphinx_key", m.SphinxKey) }
+
+// AddrPort returns the address where the mixnode receives packets.
+func (m Mixnode) AddrPort() (netip.AddrPort, error) { return parseAddress(m.Address) }
+
+// Validate reports the first field of m that does not parse.
+func (m Mixnode) Validate() error {
+	if err := checkLayer(m.Layer); err != nil {
+		return err
+	}
+	if _, err := m.AddrPort(); err != nil {
+		return err
+	}
+	if _, err := m.IdentityKey(); err != nil {
+		return err
+	}
+	_, err := m.SphinxPublicKey()
+	return err
+}
+
+// IdentityKey returns the gateway's ed25519 identity key.
+func (g Gateway) IdentityKey() (ed25519.PublicKey, error) { return parseIdentity(g.Identity) }
+
+// SphinxPublicKey returns the gateway's X25519 Sphinx key.
+func (g Gateway) SphinxPublicKey() ([KeySize]byte, error) { return parseKey("sphinx_key", g.SphinxKey) }
+
+// AddrPort returns the address where the gateway receives packets.
+func (g Gateway) AddrPort() (netip.AddrPort, error) { return parseAddress(g.Address) }
+
+// ClientURL returns the ws:// or wss:// URL where clients connect.
+func (g Gateway) ClientURL() (*url.URL, error) { return parseClientAddress(g.ClientAddress) }
+
+// Validate reports the first field of g that does not parse.
+func (g Gateway) Validate() error {
+	if _, err := g.AddrPort(); err != nil {
+		return err
+	}
+	if _, err := g.ClientURL(); err != nil {
+		return err
+	}
+	if _, err := g.IdentityKey(); err != nil {
+		return err
+	}
+	_, err := g.SphinxPublicKey()
+	return err
+}
+
+// Validate checks that every field of every node parses, that every layer
+// is in range and that no identity appears twice. The error names the node.
+func (t *Topology) Validate() error {
+	seen := make(map[string]bool, len(t.Mixnodes)+len(t.Gateways))
+	for i, m := range t.Mixnodes {
+		if err := m.Validate(); err != nil {
+			return fmt.Errorf("directory: mixnode %d (%s): %s", i, m.Identity, reason(err))
+		}
+		if seen[m.Identity] {
+			return fmt.Errorf("directory: identity %q appears twice", m.Identity)
+		}
+		seen[m.Identity] = true
+	}
+	for i, g := range t.Gateways {
+		if err := g.Validate(); err != nil {
+			return fmt.Errorf("directory: gateway %d (%s): %s", i, g.Identity, reason(err))
+		}
+		if seen[g.Identity] {
+			return fmt.Errorf("directory: identity %q appears twice", g.Identity)
+		}
+		seen[g.Identity] = true
+	}
+	return nil
+}
+
+// Layer returns the mixnodes of the given layer, in topology order.
+func (t *Topology) Layer(layer int) []Mixnode {
+	var out []Mixnode
+	for _, m := range t.Mixnodes {
+		if m.Layer == layer {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Gateway returns the gateway with the given base58 identity.
+func (t *Topology) Gateway(identity string) (Gateway, bool) {
+	for _, g := range t.Gateways {
+		if g.Identity == identity {
+			return g, true
+		}
+	}
+	return Gateway{}, false
+}
