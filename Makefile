@@ -53,5 +53,15 @@ fuzz:
 		done; \
 	done
 
+## proto: regenerate plugins/proto's Go code (needs protoc: Debian's protobuf-compiler)
+proto:
+	@command -v protoc >/dev/null || { echo "proto: protoc not found; install it with: apt-get install protobuf-compiler"; exit 1; }
+	GOBIN=$(abspath $(BIN))/tools $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$$($(GO) list -m -f '{{.Version}}' google.golang.org/protobuf)
+	GOBIN=$(abspath $(BIN))/tools $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+	PATH="$(abspath $(BIN))/tools:$$PATH" protoc --proto_path=plugins/proto \
+		--go_out=plugins/proto --go_opt=paths=source_relative \
+		--go-grpc_out=plugins/proto --go-grpc_opt=paths=source_relative \
+		plugins/proto/handler.proto
+
 clean:
 	rm -rf $(BIN)
