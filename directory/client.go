@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mr-tron/base58"
+	"github.com/peapod-mixnet/peapod/address"
 )
 
 // maxErrorBody bounds how much of an error response the client reads.
@@ -126,7 +126,7 @@ func checkKey(d Descriptor, key ed25519.PrivateKey) error {
 	if len(key) != ed25519.PrivateKeySize {
 		return fmt.Errorf("directory: signing key is %d bytes, want %d", len(key), ed25519.PrivateKeySize)
 	}
-	if base58.Encode(key.Public().(ed25519.PublicKey)) != d.Identity {
+	if address.EncodeKey(key.Public().(ed25519.PublicKey)) != d.Identity {
 		return errors.New("directory: signing key does not match the descriptor's identity")
 	}
 	return nil

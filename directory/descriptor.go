@@ -9,7 +9,7 @@ import (
 	"io"
 	"net/netip"
 
-	"github.com/mr-tron/base58"
+	"github.com/peapod-mixnet/peapod/address"
 )
 
 // Role says which kind of node a [Descriptor] describes.
@@ -54,8 +54,8 @@ func NewMixnodeDescriptor(layer int, addr netip.AddrPort, identity ed25519.Publi
 		Role:      RoleMixnode,
 		Layer:     layer,
 		Address:   addr.String(),
-		Identity:  base58.Encode(identity),
-		SphinxKey: base58.Encode(sphinxKey[:]),
+		Identity:  address.EncodeKey(identity),
+		SphinxKey: address.EncodeKey(sphinxKey[:]),
 	}
 }
 
@@ -67,8 +67,8 @@ func NewGatewayDescriptor(addr netip.AddrPort, clientAddress string, identity ed
 		Role:          RoleGateway,
 		Address:       addr.String(),
 		ClientAddress: clientAddress,
-		Identity:      base58.Encode(identity),
-		SphinxKey:     base58.Encode(sphinxKey[:]),
+		Identity:      address.EncodeKey(identity),
+		SphinxKey:     address.EncodeKey(sphinxKey[:]),
 	}
 }
 

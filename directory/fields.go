@@ -2,17 +2,16 @@ package directory
 
 import (
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"net/netip"
 	"net/url"
 	"strconv"
 
-	"github.com/mr-tron/base58"
-)
+	"filippo.io/edwards25519"
 
-// maxKeyText is the longest base58 text of a KeySize-byte key; longer text
-// is refused before decoding, whose cost grows with the square of the length.
-const maxKeyText = 44
+	"github.com/peapod-mixnet/peapod/address"
+)
 
 // MaxClientAddressLen bounds the length of a gateway's client_address.
 const MaxClientAddressLen = 256
@@ -24,28 +23,23 @@ func parseKey(field, s string) ([KeySize]byte, error) {
 	if s == "" {
 		return key, fmt.Errorf("directory: %s is missing", field)
 	}
-	if len(s) > maxKeyText {
-		return key, fmt.Errorf("directory: %s is not %d bytes of base58", field, KeySize)
-	}
-	raw, err := base58.Decode(s)
+	raw, err := address.DecodeKey(s, KeySize)
 	if err != nil {
-		return key, fmt.Errorf("directory: %s is not base58", field)
-	}
-	if len(raw) != KeySize {
-		return key, fmt.Errorf("directory: %s is %d bytes, want %d", field, len(raw), KeySize)
-	}
-	if base58.Encode(raw) != s {
-		return key, fmt.Errorf("directory: %s is not canonical base58", field)
+		return key, fmt.Errorf("directory: %s is not a %d-byte base58 key: %w", field, KeySize, err)
 	}
 	copy(key[:], raw)
 	return key, nil
 }
 
-// parseIdentity decodes a base58 ed25519 identity key.
+// parseIdentity decodes a base58 ed25519 identity key, which must be a
+// valid curve point.
 func parseIdentity(s string) (ed25519.PublicKey, error) {
 	key, err := parseKey("identity", s)
 	if err != nil {
 		return nil, err
+	}
+	if _, err := new(edwards25519.Point).SetBytes(key[:]); err != nil {
+		return nil, errors.New("directory: identity is not a valid ed25519 public key")
 	}
 	return ed25519.PublicKey(key[:]), nil
 }
