@@ -36,10 +36,14 @@ func WithJSON() Option {
 	return func(c *dialConfig) { c.text = true }
 }
 
-// WithDialer sets the WebSocket dialer (timeouts, TLS, proxy); the default
-// is websocket.DefaultDialer.
+// WithDialer sets the WebSocket dialer (timeouts, TLS, proxy); the default,
+// also used for nil, is websocket.DefaultDialer.
 func WithDialer(d *websocket.Dialer) Option {
-	return func(c *dialConfig) { c.dialer = d }
+	return func(c *dialConfig) {
+		if d != nil {
+			c.dialer = d
+		}
+	}
 }
 
 // WithReadLimit caps the size of a frame the Conn accepts, in bytes; a

@@ -290,9 +290,9 @@ func TestLossyUTF8LikeRust(t *testing.T) {
 		// The example of the Unicode Standard, section 3.9 ("U+FFFD
 		// Substitution of Maximal Subparts").
 		{"\x61\xF1\x80\x80\xE1\x80\xC2\x62\x80\x63\x80\xBF\x64", "a" + r + r + r + "b" + r + "c" + r + r + "d"},
-		{"\xE2\x82", r},              // truncated at the end: one
-		{"\xF0\x80\x80", r + r + r},  // overlong lead: each byte
-		{"\xED\xA0\x80", r + r + r},  // surrogate: each byte
+		{"\xE2\x82", r},             // truncated at the end: one
+		{"\xF0\x80\x80", r + r + r}, // overlong lead: each byte
+		{"\xED\xA0\x80", r + r + r}, // surrogate: each byte
 		{"\xF4\x90\x80\x80", r + r + r + r},
 		{"\xC0\xAF", r + r},
 		{"\xFF", r},
