@@ -167,6 +167,7 @@ type ProtocolError struct {
 	Detail string
 }
 
+// Error returns the kind's text and the detail, prefixed with the package.
 func (e *ProtocolError) Error() string {
 	return "wsapi: " + e.Kind.String() + ": " + e.Detail
 }
