@@ -1,0 +1,92 @@
+// Command testplugin is a plugin for the tests of package plugins. Its
+// service "test" behaves according to the request data:
+//
+//	panic           panics in the handler
+//	exit            exits the process with status 3
+//	hang            blocks forever, ignoring its context
+//	error:CODE      fails with a *handlers.Error of code CODE
+//	plain-error     fails with an ordinary error
+//	pid             replies with its process id
+//	env             replies with $PEAPOD_PLUGIN_DATA, its working directory and
+//	                whether it can see $PEAPOD_TEST_SECRET, one per line
+//	meta            replies with the request's requester and id, one per line
+//	stderr:TEXT     writes TEXT to its standard error and replies "ok"
+//	big:N           replies with N bytes
+//	anything else   is echoed
+//
+// Built with -ldflags "-X main.variant=v2" it speaks plugin protocol
+// version 2 instead, which the host must refuse.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	goplugin "github.com/hashicorp/go-plugin"
+
+	"github.com/peapod-mixnet/peapod/handlers"
+	"github.com/peapod-mixnet/peapod/plugins"
+)
+
+// variant selects a misbehaving build; see the package comment.
+var variant string
+
+func handle(ctx context.Context, req *handlers.Request) ([]byte, error) {
+	s := string(req.Data)
+	switch {
+	case s == "panic":
+		panic("testplugin: asked to panic")
+	case s == "exit":
+		os.Exit(3)
+	case s == "hang":
+		select {}
+	case strings.HasPrefix(s, "error:"):
+		return nil, &handlers.Error{Code: strings.TrimPrefix(s, "error:"), Message: "asked to fail"}
+	case s == "plain-error":
+		return nil, errors.New("an ordinary failure")
+	case s == "pid":
+		return []byte(strconv.Itoa(os.Getpid())), nil
+	case s == "env":
+		wd, _ := os.Getwd()
+		_, secret := os.LookupEnv("PEAPOD_TEST_SECRET")
+		return fmt.Appendf(nil, "%s\n%s\n%v", os.Getenv(plugins.DataDirEnv), wd, secret), nil
+	case s == "meta":
+		return []byte(req.Requester + "\n" + req.ID), nil
+	case strings.HasPrefix(s, "stderr:"):
+		fmt.Fprintln(os.Stderr, strings.TrimPrefix(s, "stderr:"))
+		return []byte("ok"), nil
+	case strings.HasPrefix(s, "big:"):
+		n, err := strconv.Atoi(strings.TrimPrefix(s, "big:"))
+		if err != nil || n < 0 {
+			return nil, handlers.Errorf(handlers.CodeBadRequest, "bad size")
+		}
+		return make([]byte, n), nil
+	}
+	return req.Data, nil
+}
+
+func main() {
+	if variant == "v2" {
+		hs := plugins.Handshake
+		hs.ProtocolVersion = 2
+		goplugin.Serve(&goplugin.ServeConfig{
+			HandshakeConfig: hs,
+			Plugins:         goplugin.PluginSet{},
+			GRPCServer:      goplugin.DefaultGRPCServer,
+		})
+		return
+	}
+	err := plugins.Serve(plugins.Service{
+		Name:        "test",
+		Description: "behaves as the request data says",
+		Handler:     handlers.HandlerFunc(handle),
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,171 @@
+package plugins
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/hashicorp/go-hclog"
+	goplugin "github.com/hashicorp/go-plugin"
+	"github.com/rs/zerolog"
+
+	"github.com/peapod-mixnet/peapod/handlers"
+	pluginpb "github.com/peapod-mixnet/peapod/plugins/proto"
+)
+
+// Service is one service a plugin offers: its name and description as the
+// host will list them, and the handler that serves its requests.
+type Service struct {
+	// Name is the service name requesters use; see handlers.ValidServiceName.
+	Name string
+	// Description is a short human-readable summary, at most
+	// MaxDescriptionLen bytes.
+	Description string
+	// Handler serves the service's requests; see handlers.Handler for its
+	// contract. Requests arrive concurrently.
+	Handler handlers.Handler
+}
+
+// Serve runs the calling program as a peapod plugin offering services, and
+// returns when the host stops the plugin. It is meant to be called from a
+// plugin's main function:
+//
+//	func main() {
+//		err := plugins.Serve(plugins.Service{Name: "echo", Description: "replies with what it gets",
+//			Handler: handlers.HandlerFunc(func(ctx context.Context, req *handlers.Request) ([]byte, error) {
+//				return req.Data, nil
+//			})})
+//		if err != nil {
+//			fmt.Fprintln(os.Stderr, err)
+//			os.Exit(1)
+//		}
+//	}
+//
+// Serve returns an error at once if services is empty or invalid (a bad or
+// duplicate name, a nil handler, a description too long) or if the program
+// was not started by a peapod host.
+//
+// A handler that returns a *handlers.Error has its code and message reported
+// to the requester as they are (the code must be of the form described in
+// handlers, at most MaxErrorCodeLen bytes; the message is cut to
+// MaxErrorMessageLen); any other error is reported as
+// handlers.CodeHandlerFailed with the error's text. A handler that panics is
+// reported as handlers.CodeHandlerFailed and the plugin keeps serving; the
+// panic and its stack go to the host's log. Inside a handler,
+// zerolog.Ctx(ctx) returns a logger whose lines the host logs under the
+// plugin's name.
+//
+// Once the handshake is done, the host logs what the plugin writes to its
+// standard output and error; the plugin must not write to standard output
+// before calling Serve.
+func Serve(services ...Service) error {
+	logger := zerolog.New(zerolog.ConsoleWriter{
+		Out:          os.Stderr,
+		NoColor:      true,
+		PartsExclude: []string{zerolog.TimestampFieldName},
+	})
+	srv, err := newServer(logger, services)
+	if err != nil {
+		return err
+	}
+	if os.Getenv(Handshake.MagicCookieKey) != Handshake.MagicCookieValue {
+		return errors.New("plugins: this program is a peapod plugin: the provider host starts it, it is not meant to be run by hand")
+	}
+	goplugin.Serve(&goplugin.ServeConfig{
+		HandshakeConfig: Handshake,
+		Plugins:         pluginSet(srv),
+		GRPCServer:      goplugin.DefaultGRPCServer,
+		Logger: hclog.New(&hclog.LoggerOptions{
+			Name:   "go-plugin",
+			Level:  hclog.Warn,
+			Output: os.Stderr,
+		}),
+	})
+	return nil
+}
+
+// DataDir returns the plugin's data folder (also its working directory),
+// which the host passes in the environment variable DataDirEnv. It fails if
+// the variable is unset, which means the program was not started by a host.
+func DataDir() (string, error) {
+	dir := os.Getenv(DataDirEnv)
+	if dir == "" {
+		return "", fmt.Errorf("plugins: %s is not set: this program is a peapod plugin, started by the provider host", DataDirEnv)
+	}
+	return dir, nil
+}
+
+// server is the plugin side of the Handler service.
+type server struct {
+	pluginpb.UnimplementedHandlerServer
+	log      zerolog.Logger
+	services []*pluginpb.Service
+	handler  handlers.Handler
+}
+
+var _ pluginpb.HandlerServer = (*server)(nil)
+
+// newServer checks services and builds the server that dispatches to them.
+func newServer(log zerolog.Logger, services []Service) (*server, error) {
+	if len(services) == 0 {
+		return nil, errors.New("plugins: no services to serve")
+	}
+	if len(services) > MaxServices {
+		return nil, fmt.Errorf("plugins: %d services, at most %d allowed", len(services), MaxServices)
+	}
+	s := &server{log: log}
+	var router handlers.Router
+	for _, svc := range services {
+		if len(svc.Description) > MaxDescriptionLen {
+			return nil, fmt.Errorf("plugins: description of service %q longer than %d bytes", svc.Name, MaxDescriptionLen)
+		}
+		if err := router.Register(handlers.ServiceInfo{Name: svc.Name, Description: svc.Description}, svc.Handler); err != nil {
+			return nil, fmt.Errorf("plugins: %w", err)
+		}
+		s.services = append(s.services, &pluginpb.Service{
+			Name:        svc.Name,
+			Description: clip(svc.Description, MaxDescriptionLen),
+		})
+	}
+	s.handler = handlers.Recover()(&router)
+	return s, nil
+}
+
+// Describe lists the plugin's services.
+func (s *server) Describe(context.Context, *pluginpb.DescribeRequest) (*pluginpb.DescribeResponse, error) {
+	return &pluginpb.DescribeResponse{Services: s.services}, nil
+}
+
+// Handle serves one request. Handler failures travel in the response, never
+// as a gRPC error.
+func (s *server) Handle(ctx context.Context, in *pluginpb.HandleRequest) (*pluginpb.HandleResponse, error) {
+	ctx = s.log.With().Str("service", in.GetService()).Logger().WithContext(ctx)
+	reply, err := s.handler.Handle(ctx, &handlers.Request{
+		Service:   in.GetService(),
+		ID:        in.GetId(),
+		Requester: in.GetRequester(),
+		Data:      in.GetData(),
+	})
+	if err != nil {
+		return &pluginpb.HandleResponse{Error: wireError(err)}, nil
+	}
+	return &pluginpb.HandleResponse{Data: reply}, nil
+}
+
+// wireError converts a handler's error to its wire form: an *handlers.Error
+// keeps its code and message, anything else becomes handler_failed with the
+// error's text (or timeout, for a deadline; see handlers.CodeOf).
+func wireError(err error) *pluginpb.Error {
+	code := handlers.CodeOf(err)
+	msg := err.Error()
+	var he *handlers.Error
+	if errors.As(err, &he) && he != nil && he.Code != "" {
+		msg = he.Message
+	}
+	if !validErrorCode(code) {
+		msg = fmt.Sprintf("handler returned an invalid error code %q", clip(code, MaxErrorCodeLen))
+		code = handlers.CodeHandlerFailed
+	}
+	return &pluginpb.Error{Code: code, Message: clip(msg, MaxErrorMessageLen)}
+}
