@@ -134,7 +134,7 @@ func FuzzReassemblerAdd(f *testing.F) {
 			data = data[1:]
 			return b
 		}
-		for len(data) > 0 {
+		for ops := 1; len(data) > 0; ops++ {
 			switch op := next(); op % 4 {
 			case 0, 1: // a real fragment
 				m := &msgs[int(op/4)%len(msgs)]
@@ -166,9 +166,18 @@ func FuzzReassemblerAdd(f *testing.F) {
 				now = now.Add(time.Duration(next()) * 100 * time.Millisecond)
 				r.Expire(now)
 			}
-			if err := r.invariants(); err != nil {
-				t.Fatal(err)
+			// The full check walks every fragment slot; do it now and then.
+			if st := r.Stats(); st.PendingBytes > r.cfg.MaxPendingBytes {
+				t.Fatalf("pending bytes %d above the bound", st.PendingBytes)
 			}
+			if ops%32 == 0 {
+				if err := r.invariants(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := r.invariants(); err != nil {
+			t.Fatal(err)
 		}
 	})
 }
