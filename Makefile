@@ -4,6 +4,9 @@ BIN     := bin
 PKGS    := ./...
 # Seconds each fuzz target runs under `make fuzz`.
 FUZZTIME ?= 10s
+# Minimising every new corpus entry of a big input (a 2 KB packet) can take
+# the whole run; keep it short so the targets actually explore.
+FUZZMINIMIZE ?= 10x
 # Benchmark selection and duration for `make bench`.
 BENCH     ?= .
 BENCHTIME ?= 1s
@@ -49,7 +52,7 @@ fuzz:
 		dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
 		for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); do \
 			echo "fuzz $$pkg $$t"; \
-			$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+			$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) $$pkg || exit 1; \
 		done; \
 	done
 
