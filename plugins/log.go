@@ -153,6 +153,9 @@ func (h *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 func addKV(ev *zerolog.Event, kv []any) {
 	for i := 0; i < len(kv); i += 2 {
 		key := fmt.Sprint(kv[i])
+		if key == "plugin" {
+			key = "plugin_path" // go-plugin's name for the executable; ours is the plugin's name
+		}
 		if i+1 == len(kv) {
 			ev.Str(key, "(missing value)")
 			break

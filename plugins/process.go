@@ -41,7 +41,7 @@ type process struct {
 	cmd  *exec.Cmd
 	name string
 
-	stdoutR, stderrR *os.File      // read ends, owned by the copy goroutines
+	stdoutR, stderrR *os.File       // read ends, owned by the copy goroutines
 	handshake        *io.PipeReader // sanitised handshake line, for go-plugin
 	emptyStderr      *io.PipeReader // closed when stderr is done, for go-plugin
 	stdoutLog        *lineLogger
@@ -50,7 +50,10 @@ type process struct {
 
 	pid     int
 	dead    chan struct{} // closed when the process has exited and been reaped
-	waitErr error         // why it exited; set before dead is closed
+	waitErr error         // cmd.Wait's result; set before dead is closed
+
+	mu           sync.Mutex
+	handshakeErr error // why the handshake line was refused
 }
 
 var _ runner.Runner = (*process)(nil)
@@ -110,14 +113,22 @@ func (p *process) readStdout(hs *io.PipeWriter) {
 	defer p.stdoutR.Close()
 	r := bufio.NewReaderSize(p.stdoutR, maxHandshakeLine)
 	line, err := r.ReadSlice('\n')
-	if err == nil || (err == io.EOF && len(line) > 0) {
-		sanitised, herr := checkHandshakeLine(string(line))
-		if herr != nil {
-			sanitised = "peapod: " + herr.Error()
+	var herr error
+	switch {
+	case err == nil || (err == io.EOF && len(line) > 0):
+		var sanitised string
+		if sanitised, herr = checkHandshakeLine(string(line)); herr == nil {
+			_, _ = io.WriteString(hs, sanitised+"\n")
 		}
-		_, _ = io.WriteString(hs, sanitised+"\n")
-	} else if err == bufio.ErrBufferFull {
-		_, _ = io.WriteString(hs, fmt.Sprintf("peapod: handshake line longer than %d bytes\n", maxHandshakeLine))
+	case errors.Is(err, bufio.ErrBufferFull):
+		herr = fmt.Errorf("plugins: handshake line longer than %d bytes", maxHandshakeLine)
+	}
+	if herr != nil {
+		p.mu.Lock()
+		p.handshakeErr = herr
+		p.mu.Unlock()
+		// A line go-plugin refuses; start reports handshakeErr instead.
+		_, _ = io.WriteString(hs, "refused\n")
 	}
 	hs.Close()
 	_, _ = io.Copy(p.stdoutLog, r)
@@ -136,12 +147,8 @@ func (p *process) readStderr(empty *io.PipeWriter) {
 // reap waits for the process to exit, kills what is left of its process
 // group, reports the death, and makes sure the output readers end.
 func (p *process) reap() {
-	err := p.cmd.Wait()
+	p.waitErr = p.cmd.Wait()
 	killProcessGroup(p.cmd)
-	if err == nil {
-		err = errors.New("exited with status 0")
-	}
-	p.waitErr = err
 	close(p.dead)
 
 	drained := make(chan struct{})
@@ -165,13 +172,24 @@ func (p *process) reap() {
 func (p *process) exitError() error {
 	select {
 	case <-p.dead:
-		return p.waitErr
 	default:
 		return nil
 	}
+	if p.waitErr == nil {
+		return errors.New("plugins: exited with status 0")
+	}
+	return fmt.Errorf("plugins: %w", p.waitErr)
 }
 
-// Wait waits for the process to exit.
+// handshakeError returns why the plugin's handshake line was refused, if
+// it was.
+func (p *process) handshakeError() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.handshakeErr
+}
+
+// Wait waits for the process to exit and returns cmd.Wait's result.
 func (p *process) Wait(context.Context) error {
 	<-p.dead
 	return p.waitErr
@@ -233,19 +251,19 @@ func checkHandshakeLine(line string) (string, error) {
 	case len(f) == 6 && f[5] == "":
 		f = f[:5]
 	case len(f) != 5:
-		return "", fmt.Errorf("bad handshake line %.80q: want 5 fields separated by |", line)
+		return "", fmt.Errorf("plugins: bad handshake line %.80q: want 5 fields separated by |", line)
 	}
 	if f[0] != strconv.Itoa(goplugin.CoreProtocolVersion) {
-		return "", fmt.Errorf("bad handshake line: core protocol version %.10q, want %d", f[0], goplugin.CoreProtocolVersion)
+		return "", fmt.Errorf("plugins: bad handshake line: core protocol version %.10q, want %d", f[0], goplugin.CoreProtocolVersion)
 	}
 	if f[1] != strconv.FormatUint(uint64(Handshake.ProtocolVersion), 10) {
-		return "", fmt.Errorf("bad handshake line: plugin protocol version %.10q, want %d", f[1], Handshake.ProtocolVersion)
+		return "", fmt.Errorf("plugins: bad handshake line: plugin protocol version %.10q, want %d", f[1], Handshake.ProtocolVersion)
 	}
 	if err := checkPluginAddr(f[2], f[3]); err != nil {
-		return "", fmt.Errorf("bad handshake line: %w", err)
+		return "", fmt.Errorf("plugins: bad handshake line: %w", err)
 	}
 	if f[4] != string(goplugin.ProtocolGRPC) {
-		return "", fmt.Errorf("bad handshake line: protocol %.10q, want grpc", f[4])
+		return "", fmt.Errorf("plugins: bad handshake line: protocol %.10q, want grpc", f[4])
 	}
 	return strings.Join(f, "|"), nil
 }

@@ -565,6 +565,9 @@ func (p *managed) start(ctx context.Context) (_ *instance, err error) {
 
 	cp, err := connect(inst.client)
 	if err != nil {
+		if inst.proc != nil && inst.proc.handshakeError() != nil {
+			return nil, inst.proc.handshakeError()
+		}
 		return nil, err
 	}
 	raw, err := cp.Dispense(PluginName)

@@ -12,6 +12,7 @@
 //	meta            replies with the request's requester and id, one per line
 //	stderr:TEXT     writes TEXT to its standard error and replies "ok"
 //	big:N           replies with N bytes
+//	spawn           starts a child process, "sleep 300", and replies with its pid
 //	anything else   is echoed
 //
 // Built with -ldflags "-X main.variant=v2" it speaks plugin protocol
@@ -23,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 
@@ -59,6 +61,12 @@ func handle(ctx context.Context, req *handlers.Request) ([]byte, error) {
 	case strings.HasPrefix(s, "stderr:"):
 		fmt.Fprintln(os.Stderr, strings.TrimPrefix(s, "stderr:"))
 		return []byte("ok"), nil
+	case s == "spawn":
+		cmd := exec.Command("sleep", "300")
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		return []byte(strconv.Itoa(cmd.Process.Pid)), nil
 	case strings.HasPrefix(s, "big:"):
 		n, err := strconv.Atoi(strings.TrimPrefix(s, "big:"))
 		if err != nil || n < 0 {
