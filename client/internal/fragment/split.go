@@ -5,10 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 )
 
 // paddingMarker ends the message proper; only zero bytes follow it.
 const paddingMarker = 0x01
+
+// maxMessageLen keeps the layout arithmetic far from overflow; no slice
+// comes near it.
+const maxMessageLen = math.MaxInt / 4
 
 // maxSetIDAttempts bounds how many 4-byte draws Split makes for one set id
 // before it gives up on the random source.
@@ -74,8 +79,8 @@ func FragmentCount(messageLen, capacity int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if messageLen < 0 {
-		return 0, fmt.Errorf("fragment: message length %d is negative", messageLen)
+	if messageLen < 0 || messageLen > maxMessageLen {
+		return 0, fmt.Errorf("fragment: message length %d outside 0..%d", messageLen, maxMessageLen)
 	}
 	return l.fragments(messageLen + PaddingOverhead), nil
 }
@@ -93,6 +98,9 @@ func Split(message []byte, capacity int, rand io.Reader) ([]Fragment, error) {
 	l, err := newLayout(capacity)
 	if err != nil {
 		return nil, err
+	}
+	if len(message) > maxMessageLen {
+		return nil, fmt.Errorf("fragment: message length %d above %d", len(message), maxMessageLen)
 	}
 	n := l.fragments(len(message) + PaddingOverhead)
 	setCount := sets(n)

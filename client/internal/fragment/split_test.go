@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"math"
 	mrand "math/rand/v2"
 	"strings"
 	"testing"
@@ -264,8 +265,13 @@ func TestSplitErrors(t *testing.T) {
 			t.Errorf("FragmentCount with capacity %d accepted", c)
 		}
 	}
-	if _, err := FragmentCount(-1, regularCapacity); err == nil {
-		t.Error("FragmentCount(-1) accepted")
+	for _, n := range []int{-1, math.MaxInt} {
+		if _, err := FragmentCount(n, regularCapacity); err == nil {
+			t.Errorf("FragmentCount(%d) accepted", n)
+		}
+	}
+	if n, err := FragmentCount(maxMessageLen, MinCapacity); err != nil || n <= 0 {
+		t.Errorf("FragmentCount(maxMessageLen) = %d, %v", n, err)
 	}
 	boom := errors.New("boom")
 	if _, err := Split([]byte("x"), regularCapacity, errReader{boom}); !errors.Is(err, boom) {

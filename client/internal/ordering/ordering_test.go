@@ -273,3 +273,17 @@ func TestSeqHeap(t *testing.T) {
 		ref = ref[1:]
 	}
 }
+
+func TestWindowEdge(t *testing.T) {
+	h := newHarness(t, Config{MaxBufferedPerStream: 3})
+	h.push(t0, 1, 3) // exactly 3 beyond 0: held, nothing skipped
+	if st := h.b.Stats(); st.Skipped != 0 || st.Held != 1 {
+		t.Fatalf("stats: %+v", st)
+	}
+	h.push(t0, 1, 4) // 4 beyond 0: 0 is skipped
+	if st := h.b.Stats(); st.Skipped != 1 || st.Held != 2 {
+		t.Fatalf("stats: %+v", st)
+	}
+	h.push(t0, 1, 1, items(1, 1)...)
+	h.push(t0, 1, 2, items(1, 2, 3, 4)...)
+}
