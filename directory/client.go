@@ -95,7 +95,7 @@ func (c *Client) send(ctx context.Context, path string, d Descriptor, key ed2551
 	if err := checkKey(d, key); err != nil {
 		return err
 	}
-	d.Timestamp = nextTimestamp(time.Now())
+	d.Timestamp = processTimestamps.next(time.Now())
 	if err := d.Validate(); err != nil {
 		return err
 	}
@@ -162,16 +162,22 @@ func statusError(resp *http.Response) error {
 	return &StatusError{StatusCode: resp.StatusCode, Message: msg}
 }
 
-// lastTimestamp is the last timestamp this process put in a request.
-var lastTimestamp atomic.Int64
+// timestamper hands out strictly increasing request timestamps.
+type timestamper struct {
+	last atomic.Int64 // the last timestamp handed out
+}
 
-// nextTimestamp returns now in unix nanoseconds, or one more than the last
-// timestamp returned if that is not already later.
-func nextTimestamp(now time.Time) int64 {
+// processTimestamps serves every Client of the process, so that timestamps
+// increase across clients that share a node's identity.
+var processTimestamps timestamper
+
+// next returns now in unix nanoseconds, or one more than the last timestamp
+// handed out if that is not already later.
+func (t *timestamper) next(now time.Time) int64 {
 	for {
-		last := lastTimestamp.Load()
+		last := t.last.Load()
 		ts := max(now.UnixNano(), last+1)
-		if lastTimestamp.CompareAndSwap(last, ts) {
+		if t.last.CompareAndSwap(last, ts) {
 			return ts
 		}
 	}

@@ -671,7 +671,7 @@ func TestConcurrentRegistrations(t *testing.T) {
 	ts := startServer(t, Config{})
 	const workers, perWorker = 8, 10
 	var wg sync.WaitGroup
-	errs := make(chan error, workers*perWorker)
+	errs := make(chan error, 3*workers*perWorker)
 	for w := range workers {
 		wg.Go(func() {
 			for i := range perWorker {
