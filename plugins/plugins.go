@@ -65,6 +65,10 @@ const (
 	MaxErrorMessageLen = 512
 )
 
+// flowWindow is the fixed HTTP/2 flow-control window, per stream and per
+// connection, of both ends of a plugin connection (see newGRPCServer).
+const flowWindow = 1 << 20
+
 // pluginSet is the go-plugin plugin map. srv is nil on the host side.
 func pluginSet(srv pluginpb.HandlerServer) goplugin.PluginSet {
 	return goplugin.PluginSet{PluginName: &grpcPlugin{server: srv}}

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
 	"github.com/rs/zerolog"
+	"google.golang.org/grpc"
 
 	"github.com/peapod-mixnet/peapod/handlers"
 	pluginpb "github.com/peapod-mixnet/peapod/plugins/proto"
@@ -75,7 +77,7 @@ func Serve(services ...Service) error {
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         pluginSet(srv),
-		GRPCServer:      goplugin.DefaultGRPCServer,
+		GRPCServer:      newGRPCServer,
 		Logger: hclog.New(&hclog.LoggerOptions{
 			Name:   "go-plugin",
 			Level:  hclog.Warn,
@@ -83,6 +85,18 @@ func Serve(services ...Service) error {
 		}),
 	})
 	return nil
+}
+
+// newGRPCServer is the plugin's gRPC server. Fixed flow-control windows
+// turn off gRPC's bandwidth-delay probing, whose extra PING frames cost a
+// round of wake-ups on both sides of every small call; stream workers reuse
+// goroutines across calls.
+func newGRPCServer(opts []grpc.ServerOption) *grpc.Server {
+	return grpc.NewServer(append(opts,
+		grpc.InitialWindowSize(flowWindow),
+		grpc.InitialConnWindowSize(flowWindow),
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+	)...)
 }
 
 // DataDir returns the plugin's data folder (also its working directory),

@@ -555,6 +555,8 @@ func (p *managed) start(ctx context.Context) (_ *instance, err error) {
 		SyncStderr:       inst.stderr,
 		GRPCDialOptions: []grpc.DialOption{
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(p.s.cfg.MaxReplySize + replyOverhead)),
+			grpc.WithInitialWindowSize(flowWindow),
+			grpc.WithInitialConnWindowSize(flowWindow),
 		},
 	})
 	defer func() {
