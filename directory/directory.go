@@ -26,9 +26,21 @@
 // where path is [PathRegister] or [PathDeregister]. The descriptor's
 // timestamp (unix nanoseconds) must lie within the server's clock skew and be
 // strictly greater than the last one accepted for the same identity, which
-// makes every signed request usable once. A refused request gets a 4xx status
-// and a body {"error":"<reason>"}. Keys travel as base58 (Bitcoin alphabet)
-// of exactly [KeySize] bytes.
+// makes every signed request usable once. Keys travel as base58 (Bitcoin
+// alphabet) of exactly [KeySize] bytes.
+//
+// A refused request gets a body {"error":"<reason>"} and one of these
+// statuses, which [Client] returns as a [*StatusError]:
+//
+//	400  the body is not a valid descriptor, or its timestamp is too far from the server's clock
+//	401  the signature is missing or invalid (one message for every cause)
+//	409  the timestamp is not after the last one accepted for the identity (a replay)
+//	413  the body is larger than MaxDescriptorSize
+//	429  the directory holds Config.MaxNodes identities already
+//
+// An accepted request gets 200 and {"status":"registered"} or
+// {"status":"deregistered"}. Deregistering an identity the server does not
+// know succeeds and changes nothing.
 package directory
 
 import (

@@ -255,10 +255,13 @@ func (s *Server) countTracked() int {
 	return len(s.nodes)
 }
 
+// minSweepInterval keeps a tiny TTL from turning the sweeper into a busy loop.
+const minSweepInterval = time.Second
+
 // sweeper deletes forgettable records every TTL until Close.
 func (s *Server) sweeper() {
 	defer s.sweeperWG.Done()
-	t := time.NewTicker(s.cfg.TTL)
+	t := time.NewTicker(max(s.cfg.TTL, minSweepInterval))
 	defer t.Stop()
 	for {
 		select {
