@@ -454,10 +454,10 @@ func TestDeregister(t *testing.T) {
 	if len(topo.Mixnodes) != 0 || len(topo.Gateways) != 1 {
 		t.Fatalf("after deregistering the mixnode: %+v", topo)
 	}
-	// Deregistering a node the directory does not know is not an error.
-	if err := ts.client.Deregister(context.Background(), newMixnode(t, 1).desc, newMixnode(t, 1).key); err == nil {
+	if err := ts.client.Deregister(context.Background(), b.desc, a.key); err == nil {
 		t.Error("Deregister with a key that does not match the descriptor succeeded")
 	}
+	// Deregistering a node the directory does not know is not an error.
 	stranger := newMixnode(t, 1)
 	if err := ts.client.Deregister(context.Background(), stranger.desc, stranger.key); err != nil {
 		t.Errorf("Deregister of an unknown node: %v", err)
