@@ -36,6 +36,10 @@ type Config struct {
 	Logger zerolog.Logger
 	// Now is the server's clock, for tests. Default time.Now.
 	Now func() time.Time
+	// Params, when set, is served with the topology: the parameters the
+	// network advertises to its clients (for example the mean mix delay
+	// `mixnet local --mix-delay` sets).
+	Params *Params
 }
 
 // applyDefaults fills in zero fields and then checks the result.
@@ -61,6 +65,8 @@ func (c *Config) applyDefaults() error {
 		return fmt.Errorf("directory: Config.MaxNodes %d is negative", c.MaxNodes)
 	case c.MaxClockSkew < 0:
 		return fmt.Errorf("directory: Config.MaxClockSkew %s is negative", c.MaxClockSkew)
+	case c.Params != nil && c.Params.MeanMixDelay < 0:
+		return fmt.Errorf("directory: Config.Params.MeanMixDelay %d is negative", c.Params.MeanMixDelay)
 	}
 	return nil
 }
@@ -202,6 +208,10 @@ func (s *Server) Close() error {
 func (s *Server) Topology() Topology {
 	now := s.cfg.Now()
 	t := Topology{Mixnodes: []Mixnode{}, Gateways: []Gateway{}}
+	if s.cfg.Params != nil {
+		p := *s.cfg.Params
+		t.Params = &p
+	}
 	s.mu.RLock()
 	for _, r := range s.nodes {
 		if !s.listed(r, now) {

@@ -13,6 +13,17 @@ import (
 type Topology struct {
 	Mixnodes []Mixnode `json:"mixnodes"`
 	Gateways []Gateway `json:"gateways"`
+	// Params holds the network's advertised parameters, when it has any.
+	Params *Params `json:"params,omitempty"`
+}
+
+// Params are the parameters a network advertises to its clients. A client
+// uses them as its defaults; its own configuration wins.
+type Params struct {
+	// MeanMixDelay is the mean per-hop delay, in nanoseconds, senders should
+	// draw their delays with (exponentially distributed). Zero means no
+	// delay: a network for tests and benchmarks.
+	MeanMixDelay int64 `json:"mean_mix_delay"`
 }
 
 // Mixnode is one mixnode of a [Topology]. Its fields hold the JSON text; the
@@ -113,6 +124,9 @@ func (t *Topology) Validate() error {
 			return fmt.Errorf("directory: identity %q appears twice", g.Identity)
 		}
 		seen[g.Identity] = true
+	}
+	if t.Params != nil && t.Params.MeanMixDelay < 0 {
+		return fmt.Errorf("directory: params: mean_mix_delay %d is negative", t.Params.MeanMixDelay)
 	}
 	return nil
 }
