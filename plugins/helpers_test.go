@@ -21,6 +21,7 @@ import (
 const (
 	binTest   = "testplugin"
 	binTestV2 = "testplugin-v2"
+	binMute   = "testplugin-mute"
 	binEcho   = "echo"
 	binKV     = "kv"
 )
@@ -51,6 +52,7 @@ func buildPlugins(tb testing.TB) string {
 		for _, b := range []struct{ name, pkg, ldflags string }{
 			{binTest, "./internal/testplugin", ""},
 			{binTestV2, "./internal/testplugin", "-X main.variant=v2"},
+			{binMute, "./internal/testplugin", "-X main.variant=mute"},
 			{binEcho, "../examples/echo/plugin", ""},
 			{binKV, "../examples/kvstore/plugin", ""},
 		} {

@@ -48,11 +48,12 @@ type process struct {
 	stderrLog        *lineLogger
 	outputDone       sync.WaitGroup
 
-	pid     int
 	dead    chan struct{} // closed when the process has exited and been reaped
 	waitErr error         // cmd.Wait's result; set before dead is closed
 
 	mu           sync.Mutex
+	pid          int   // 0 until started
+	killed       bool  // Kill was called
 	handshakeErr error // why the handshake line was refused
 }
 
@@ -85,6 +86,15 @@ func (p *process) Start(context.Context) error {
 	p.cmd.Stdout = outW
 	p.cmd.Stderr = errW
 	setProcessGroup(p.cmd)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.killed {
+		outR.Close()
+		outW.Close()
+		errR.Close()
+		errW.Close()
+		return errors.New("plugins: killed before it started")
+	}
 	err = p.cmd.Start()
 	outW.Close()
 	errW.Close()
@@ -148,7 +158,7 @@ func (p *process) readStderr(empty *io.PipeWriter) {
 // group, reports the death, and makes sure the output readers end.
 func (p *process) reap() {
 	p.waitErr = p.cmd.Wait()
-	killProcessGroup(p.cmd)
+	killProcessGroup(p.cmd.Process.Pid)
 	close(p.dead)
 
 	drained := make(chan struct{})
@@ -195,14 +205,20 @@ func (p *process) Wait(context.Context) error {
 	return p.waitErr
 }
 
-// Kill kills the process and its process group. It does not wait.
+// Kill kills the process and its process group, or keeps it from
+// starting if it has not yet. It does not wait.
 func (p *process) Kill(context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.killed = true
 	select {
 	case <-p.dead:
 		return nil
 	default:
 	}
-	killProcessGroup(p.cmd)
+	if p.pid != 0 {
+		killProcessGroup(p.pid)
+	}
 	return nil
 }
 
@@ -217,7 +233,14 @@ func (p *process) Stderr() io.ReadCloser { return p.emptyStderr }
 func (p *process) Name() string { return p.name }
 
 // ID returns the process id.
-func (p *process) ID() string { return strconv.Itoa(p.pid) }
+func (p *process) ID() string { return strconv.Itoa(p.PID()) }
+
+// PID returns the process id, or 0 before the process has started.
+func (p *process) PID() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pid
+}
 
 // Diagnose has nothing to add to the handshake error.
 func (p *process) Diagnose(context.Context) string { return "" }

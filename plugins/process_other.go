@@ -2,14 +2,17 @@
 
 package plugins
 
-import "os/exec"
+import (
+	"os"
+	"os/exec"
+)
 
 // setProcessGroup does nothing where process groups are not available.
 func setProcessGroup(cmd *exec.Cmd) {}
 
-// killProcessGroup kills the process cmd started.
-func killProcessGroup(cmd *exec.Cmd) {
-	if cmd.Process != nil {
-		_ = cmd.Process.Kill()
+// killProcessGroup kills the process pid.
+func killProcessGroup(pid int) {
+	if p, err := os.FindProcess(pid); err == nil {
+		_ = p.Kill()
 	}
 }

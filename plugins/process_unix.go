@@ -17,10 +17,10 @@ func setProcessGroup(cmd *exec.Cmd) {
 	cmd.SysProcAttr.Setpgid = true
 }
 
-// killProcessGroup sends SIGKILL to the process group cmd leads.
-func killProcessGroup(cmd *exec.Cmd) {
-	if cmd.Process == nil || cmd.Process.Pid <= 0 {
+// killProcessGroup sends SIGKILL to the process group that pid leads.
+func killProcessGroup(pid int) {
+	if pid <= 0 {
 		return
 	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
 }

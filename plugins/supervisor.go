@@ -272,7 +272,7 @@ func (s *Supervisor) Start(ctx context.Context) error {
 		}
 		p.cur.Store(insts[i])
 		s.register(p, insts[i].services)
-		p.log.Info().Int("pid", insts[i].proc.pid).Strs("services", serviceNames(insts[i].services)).Msg("plugin started")
+		p.log.Info().Int("pid", insts[i].proc.PID()).Strs("services", serviceNames(insts[i].services)).Msg("plugin started")
 		running = append(running, p)
 	}
 
@@ -502,15 +502,21 @@ func (p *managed) status() PluginStatus {
 	sort.Strings(st.Services)
 	if inst := p.cur.Load(); inst != nil {
 		st.Up = true
-		st.PID = inst.proc.pid
+		st.PID = inst.proc.PID()
 	}
 	return st
 }
 
+// stopGrace is how long a plugin may take to exit when asked before its
+// process group is killed, whatever go-plugin is still waiting for (a
+// stopped or wedged plugin never answers go-plugin's shutdown call).
+const stopGrace = 5 * time.Second
+
 // instance is one running process of a plugin.
 type instance struct {
 	client   *goplugin.Client
-	proc     *process
+	launched atomic.Pointer[process] // set as soon as the process is started
+	proc     *process                // launched, once the start has succeeded
 	rpc      pluginpb.HandlerClient
 	services []handlers.ServiceInfo
 	started  time.Time
@@ -520,6 +526,10 @@ type instance struct {
 
 // stop kills the process (gracefully if it cooperates) and waits for it.
 func (in *instance) stop() {
+	if proc := in.launched.Load(); proc != nil {
+		t := time.AfterFunc(stopGrace, func() { _ = proc.Kill(context.Background()) })
+		defer t.Stop()
+	}
 	in.client.Kill()
 	in.stdout.Flush()
 	in.stderr.Flush()
@@ -544,8 +554,9 @@ func (p *managed) start(ctx context.Context) (_ *instance, err error) {
 				DataDirEnv + "=" + p.dataDir,
 				"PATH=" + os.Getenv("PATH"),
 			}, spec.Env...) // go-plugin's: the cookie, protocol versions, socket folder
-			inst.proc = newProcess(cmd, p.log)
-			return inst.proc, nil
+			proc := newProcess(cmd, p.log)
+			inst.launched.Store(proc)
+			return proc, nil
 		},
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		Logger:           newHCLogger(p.log),
@@ -559,7 +570,21 @@ func (p *managed) start(ctx context.Context) (_ *instance, err error) {
 			grpc.WithInitialConnWindowSize(flowWindow),
 		},
 	})
+	// go-plugin bounds the wait for the handshake line but not the
+	// connection that follows; the watchdog bounds the whole start.
+	watchdog := time.AfterFunc(p.s.cfg.StartTimeout, func() {
+		if proc := inst.launched.Load(); proc != nil {
+			_ = proc.Kill(context.Background())
+		}
+	})
 	defer func() {
+		if fired := !watchdog.Stop(); fired {
+			// The process is, or is about to be, killed.
+			if err == nil {
+				err = errors.New("killed")
+			}
+			err = fmt.Errorf("plugins: start took longer than %v: %w", p.s.cfg.StartTimeout, err)
+		}
 		if err != nil {
 			inst.stop()
 		}
@@ -567,8 +592,8 @@ func (p *managed) start(ctx context.Context) (_ *instance, err error) {
 
 	cp, err := connect(inst.client)
 	if err != nil {
-		if inst.proc != nil && inst.proc.handshakeError() != nil {
-			return nil, inst.proc.handshakeError()
+		if proc := inst.launched.Load(); proc != nil && proc.handshakeError() != nil {
+			return nil, proc.handshakeError()
 		}
 		return nil, err
 	}
@@ -589,6 +614,7 @@ func (p *managed) start(ctx context.Context) (_ *instance, err error) {
 	if len(services) == 0 {
 		p.log.Warn().Msg("plugin offers no services")
 	}
+	inst.proc = inst.launched.Load()
 	inst.rpc = hc
 	inst.services = services
 	inst.started = time.Now()
@@ -662,7 +688,7 @@ func (p *managed) supervise(inst *instance) {
 		}
 		p.cur.Store(inst)
 		p.s.register(p, inst.services)
-		p.log.Info().Int("pid", inst.proc.pid).Strs("services", serviceNames(inst.services)).Msg("plugin restarted")
+		p.log.Info().Int("pid", inst.proc.PID()).Strs("services", serviceNames(inst.services)).Msg("plugin restarted")
 	}
 }
 

@@ -1,3 +1,5 @@
+//go:build unix
+
 package plugins
 
 import (
@@ -339,6 +341,31 @@ func TestSupervisorCloseLeavesNoProcess(t *testing.T) {
 	}
 }
 
+func TestSupervisorCloseStoppedPlugin(t *testing.T) {
+	dir := pluginDir(t, map[string]string{"testplugin": binTest})
+	s, err := NewSupervisor(SupervisorConfig{Dir: dir, DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	pid := statusOf(t, s, "testplugin").PID
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > stopGrace+5*time.Second {
+		t.Errorf("Close took %v with a stopped plugin", d)
+	}
+	if !processGone(pid) {
+		t.Errorf("stopped plugin %d survived Close", pid)
+	}
+}
+
 func writeFile(t *testing.T, path, content string, mode os.FileMode) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), mode); err != nil {
@@ -347,7 +374,7 @@ func writeFile(t *testing.T, path, content string, mode os.FileMode) {
 }
 
 func TestSupervisorSkipsBadPlugins(t *testing.T) {
-	dir := pluginDir(t, map[string]string{"echo": binEcho, "wrongversion": binTestV2})
+	dir := pluginDir(t, map[string]string{"echo": binEcho, "wrongversion": binTestV2, "mute": binMute})
 	writeFile(t, filepath.Join(dir, "notexec"), "#!/bin/sh\nexit 0\n", 0o644)
 	writeFile(t, filepath.Join(dir, "notaplugin"), "#!/bin/sh\necho hello\nsleep 30\n", 0o755)
 	writeFile(t, filepath.Join(dir, "silent"), "#!/bin/sh\nexit 1\n", 0o755)
@@ -362,7 +389,12 @@ func TestSupervisorSkipsBadPlugins(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s, logs := startSupervisor(t, SupervisorConfig{Dir: dir, StartTimeout: 5 * time.Second})
+	const startTimeout = 2 * time.Second
+	begin := time.Now()
+	s, logs := startSupervisor(t, SupervisorConfig{Dir: dir, StartTimeout: startTimeout})
+	if d := time.Since(begin); d > startTimeout+5*time.Second {
+		t.Errorf("Start took %v with StartTimeout %v", d, startTimeout)
+	}
 	if got := s.Services(); len(got) != 1 || got[0].Name != "echo" {
 		t.Errorf("Services() = %v, want only echo", got)
 	}
@@ -375,6 +407,7 @@ func TestSupervisorSkipsBadPlugins(t *testing.T) {
 		"silent":       "handshake",
 		"hostile":      "bad handshake line",
 		"wrongversion": "plugin protocol version",
+		"mute":         "start took longer than 2s",
 	}
 	var names []string
 	for _, st := range s.Status() {
@@ -389,7 +422,7 @@ func TestSupervisorSkipsBadPlugins(t *testing.T) {
 			t.Errorf("plugin %s not reported in the log", st.Name)
 		}
 	}
-	if got := strings.Join(names, " "); got != "echo hostile notaplugin notexec silent wrongversion" {
+	if got := strings.Join(names, " "); got != "echo hostile mute notaplugin notexec silent wrongversion" {
 		t.Errorf("Status lists %s; hidden files and folders must be ignored", got)
 	}
 }

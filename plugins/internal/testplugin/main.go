@@ -16,15 +16,18 @@
 //	anything else   is echoed
 //
 // Built with -ldflags "-X main.variant=v2" it speaks plugin protocol
-// version 2 instead, which the host must refuse.
+// version 2 instead, which the host must refuse; with variant=mute it
+// completes the handshake line but never answers on the socket it names.
 package main
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -77,7 +80,34 @@ func handle(ctx context.Context, req *handlers.Request) ([]byte, error) {
 	return req.Data, nil
 }
 
+// serveMute prints a valid handshake line for a socket that accepts
+// connections and never answers on them.
+func serveMute() {
+	dir := os.Getenv("PLUGIN_UNIX_SOCKET_DIR")
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	l, err := net.Listen("unix", filepath.Join(dir, fmt.Sprintf("mute-%d", os.Getpid())))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Printf("1|1|unix|%s|grpc|\n", l.Addr())
+	var held []net.Conn
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		held = append(held, c)
+	}
+}
+
 func main() {
+	if variant == "mute" {
+		serveMute()
+		return
+	}
 	if variant == "v2" {
 		hs := plugins.Handshake
 		hs.ProtocolVersion = 2
