@@ -52,7 +52,9 @@ type Request struct {
 //
 // On success Handle returns the reply payload, which then belongs to the
 // caller (the handler must not modify it afterwards); a nil or empty reply is
-// valid. On failure it returns an error, ideally an [*Error] whose code tells
+// valid. The reply may be req.Data itself or share its memory (an echo
+// service returns req.Data), so a caller must be done with the reply before
+// it reuses the request's buffer. On failure it returns an error, ideally an [*Error] whose code tells
 // the requester what went wrong; any other error is reported to the requester
 // as [CodeHandlerFailed] (see [CodeOf]). Error messages may be shown to the
 // requester and written to logs, so they should not contain secrets.
