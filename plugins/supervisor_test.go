@@ -453,6 +453,8 @@ func TestSupervisorPathsAndConfigErrors(t *testing.T) {
 
 	notExec := filepath.Join(t.TempDir(), "notexec")
 	writeFile(t, notExec, "x", 0o644)
+	hidden := filepath.Join(t.TempDir(), ".hidden")
+	writeFile(t, hidden, "#!/bin/sh\nexit 1\n", 0o755)
 	dup := pluginDir(t, map[string]string{"echo": binEcho})
 	for name, cfg := range map[string]SupervisorConfig{
 		"missing path":      {Paths: []string{filepath.Join(t.TempDir(), "missing")}},
@@ -460,7 +462,7 @@ func TestSupervisorPathsAndConfigErrors(t *testing.T) {
 		"path is a folder":  {Paths: []string{t.TempDir()}},
 		"missing dir":       {Dir: filepath.Join(t.TempDir(), "missing")},
 		"two plugins named": {Dir: dup, Paths: []string{filepath.Join(bin, binEcho)}},
-		"hidden path":       {Paths: []string{filepath.Join(bin, ".x")}},
+		"hidden path":       {Paths: []string{hidden}},
 	} {
 		cfg.DataDir = t.TempDir()
 		s, err := NewSupervisor(cfg)
@@ -469,6 +471,8 @@ func TestSupervisorPathsAndConfigErrors(t *testing.T) {
 		}
 		if err := s.Start(context.Background()); err == nil {
 			t.Errorf("%s: Start succeeded", name)
+		} else if !strings.HasPrefix(err.Error(), "plugins: ") {
+			t.Errorf("%s: error %q lacks the package prefix", name, err)
 		}
 		s.Close()
 	}
