@@ -1,0 +1,218 @@
+package wire
+
+import (
+	"bytes"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/peapod-mixnet/peapod/sphinx"
+)
+
+func newPool(t testing.TB, cfg PoolConfig) *Pool {
+	t.Helper()
+	p, err := NewPool(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func TestPoolRoundTrip(t *testing.T) {
+	s := newSink(t, ServerConfig{})
+	p := newPool(t, PoolConfig{})
+	var want [][]byte
+	for i := range 50 {
+		size := sphinx.PacketSizes[i%len(sphinx.PacketSizes)]
+		packet := randomPacket(size)
+		want = append(want, bytes.Clone(packet))
+		if !p.Send(s.addr, mixHeader(size), packet) {
+			t.Fatalf("Send %d refused", i)
+		}
+		// Send copied the packet: scribbling on it changes nothing.
+		clear(packet)
+	}
+	for i, w := range want {
+		if f := s.next(t); !bytes.Equal(f.packet, w) {
+			t.Fatalf("frame %d differs", i)
+		}
+	}
+	eventually(t, "the pool counts every frame sent", func() bool { return p.Stats().Sent == 50 })
+	st := p.Stats()
+	if st.Dials != 1 || st.Connected != 1 || st.Destinations != 1 || st.Queued != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	if s.srv.Stats().Accepted != 1 {
+		t.Fatal("the pool did not reuse its connection")
+	}
+}
+
+func TestPoolInvalidSend(t *testing.T) {
+	p := newPool(t, PoolConfig{})
+	to := netip.MustParseAddrPort("127.0.0.1:9")
+	if p.Send(to, mixHeader(sphinx.RegularPacket), make([]byte, 100)) {
+		t.Fatal("Send accepted a packet of the wrong length")
+	}
+	if p.Send(to, Header{Size: 9}, make([]byte, 100)) {
+		t.Fatal("Send accepted an invalid header")
+	}
+	if p.Send(netip.AddrPort{}, mixHeader(sphinx.AckPacket), randomPacket(sphinx.AckPacket)) {
+		t.Fatal("Send accepted an invalid address")
+	}
+	if st := p.Stats(); st.DroppedInvalid != 3 || st.Destinations != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestPoolReconnects restarts the peer: frames sent after the pool noticed
+// arrive over a new connection.
+func TestPoolReconnects(t *testing.T) {
+	s := newSink(t, ServerConfig{})
+	addr := s.addr
+	p := newPool(t, PoolConfig{MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	ack := randomPacket(sphinx.AckPacket)
+	p.Send(addr, mixHeader(sphinx.AckPacket), ack)
+	s.next(t)
+
+	s.close(t)
+	eventually(t, "the pool notices the peer left", func() bool { return p.Stats().Connected == 0 })
+	s2 := newSinkOn(t, ServerConfig{}, addr.String())
+	for range 3 {
+		if !p.Send(addr, mixHeader(sphinx.AckPacket), ack) {
+			t.Fatal("Send refused")
+		}
+	}
+	for range 3 {
+		if f := s2.next(t); !bytes.Equal(f.packet, ack) {
+			t.Fatal("wrong packet after reconnecting")
+		}
+	}
+	if st := p.Stats(); st.Dials != 2 || st.DroppedWriteError != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestPoolQueuesWhileDisconnected sends to a port where nothing listens
+// yet: frames wait in the queue, and arrive once a server starts there.
+func TestPoolQueuesWhileDisconnected(t *testing.T) {
+	addr := freePort(t)
+	p := newPool(t, PoolConfig{MinBackoff: 20 * time.Millisecond, MaxBackoff: 40 * time.Millisecond})
+	var want [][]byte
+	for range 5 {
+		packet := randomPacket(sphinx.AckPacket)
+		want = append(want, packet)
+		if !p.Send(addr, mixHeader(sphinx.AckPacket), packet) {
+			t.Fatal("Send refused")
+		}
+	}
+	eventually(t, "a dial fails", func() bool { return p.Stats().DialFailures >= 1 })
+	s := newSinkOn(t, ServerConfig{}, addr.String())
+	for i, w := range want {
+		if f := s.next(t); !bytes.Equal(f.packet, w) {
+			t.Fatalf("frame %d differs or is out of order", i)
+		}
+	}
+}
+
+// TestPoolQueueBound fills the queue of a destination that refuses
+// connections: Send drops and counts instead of blocking or growing.
+func TestPoolQueueBound(t *testing.T) {
+	const queueLen = 4
+	addr := freePort(t)
+	p := newPool(t, PoolConfig{QueueLen: queueLen, MinBackoff: time.Minute, MaxBackoff: time.Minute})
+	packet := randomPacket(sphinx.RegularPacket)
+	accepted := 0
+	start := time.Now()
+	for range 100 {
+		if p.Send(addr, mixHeader(sphinx.RegularPacket), packet) {
+			accepted++
+		}
+	}
+	if time.Since(start) > time.Second {
+		t.Fatal("Send blocked")
+	}
+	// The writer may hold one frame while it waits to reconnect.
+	if accepted < queueLen || accepted > queueLen+1 {
+		t.Fatalf("%d frames accepted with a queue of %d", accepted, queueLen)
+	}
+	st := p.Stats()
+	if st.DroppedQueueFull != uint64(100-accepted) || st.Queued > queueLen {
+		t.Fatalf("stats %+v", st)
+	}
+	// Close drops what never got through, and says so.
+	p.Close()
+	st = p.Stats()
+	if st.DroppedClosed != uint64(accepted) || st.Sent != 0 {
+		t.Fatalf("after Close: %+v", st)
+	}
+	if p.Send(addr, mixHeader(sphinx.RegularPacket), packet) {
+		t.Fatal("Send accepted a frame after Close")
+	}
+}
+
+func TestPoolMaxDestinations(t *testing.T) {
+	p := newPool(t, PoolConfig{MaxDestinations: 2, MinBackoff: time.Minute, MaxBackoff: time.Minute})
+	packet := randomPacket(sphinx.AckPacket)
+	for port := uint16(1); port <= 3; port++ {
+		ok := p.Send(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), freePort(t).Port()), mixHeader(sphinx.AckPacket), packet)
+		if ok != (port <= 2) {
+			t.Fatalf("destination %d: Send = %v", port, ok)
+		}
+	}
+	if st := p.Stats(); st.DroppedTooManyDestinations != 1 || st.Destinations != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestPoolCloseDrains closes the pool right after sending: queued frames are
+// still written.
+func TestPoolCloseDrains(t *testing.T) {
+	s := newSink(t, ServerConfig{})
+	p := newPool(t, PoolConfig{QueueLen: 500})
+	const n = 300
+	for range n {
+		if !p.Send(s.addr, mixHeader(sphinx.RegularPacket), randomPacket(sphinx.RegularPacket)) {
+			t.Fatal("Send refused")
+		}
+	}
+	p.Close()
+	if st := p.Stats(); st.Sent != n || st.DroppedClosed != 0 {
+		t.Fatalf("after Close: %+v", st)
+	}
+	for range n {
+		s.next(t)
+	}
+}
+
+// TestPoolIdleRetires checks that a destination with nothing to send gives
+// up its connection and goroutine, and comes back on the next Send.
+func TestPoolIdleRetires(t *testing.T) {
+	s := newSink(t, ServerConfig{})
+	p := newPool(t, PoolConfig{IdleTimeout: 50 * time.Millisecond})
+	ack := randomPacket(sphinx.AckPacket)
+	p.Send(s.addr, mixHeader(sphinx.AckPacket), ack)
+	s.next(t)
+	eventually(t, "the idle destination retires", func() bool {
+		st := p.Stats()
+		return st.Destinations == 0 && st.Connected == 0
+	})
+	p.Send(s.addr, mixHeader(sphinx.AckPacket), ack)
+	s.next(t)
+	if st := p.Stats(); st.Dials != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestPoolConfigRefused(t *testing.T) {
+	for _, cfg := range []PoolConfig{
+		{QueueLen: -1},
+		{DialTimeout: -time.Second},
+		{MinBackoff: time.Second, MaxBackoff: time.Millisecond},
+	} {
+		if _, err := NewPool(cfg); err == nil || !strings.HasPrefix(err.Error(), "wire: ") {
+			t.Errorf("NewPool(%+v) = %v", cfg, err)
+		}
+	}
+}
