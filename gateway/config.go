@@ -1,0 +1,194 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/peapod-mixnet/peapod/internal/gwproto"
+	"github.com/peapod-mixnet/peapod/sphinx"
+)
+
+// Defaults for the fields of [Config].
+const (
+	DefaultMixListenAddr       = ":1789"
+	DefaultClientListenAddr    = ":9000"
+	DefaultMessageTTL          = 24 * time.Hour
+	DefaultPageSize            = 100
+	DefaultMaxPendingPerClient = 1000
+	DefaultPurgeInterval       = 10 * time.Minute
+	DefaultTopologyRefresh     = time.Minute
+	DefaultHandshakeTimeout    = 10 * time.Second
+	DefaultReplayCapacity      = sphinx.DefaultReplayCapacity
+)
+
+// MaxPageSize bounds Config.PageSize: a page is held in memory while the
+// client confirms it.
+const MaxPageSize = 10000
+
+// Config configures a [Gateway]. Zero values take the documented defaults;
+// [New] applies them and validates the result in one place.
+type Config struct {
+	// MixListenAddr is the TCP address where mixnodes deliver frames to the
+	// gateway (exit role). Default DefaultMixListenAddr; tests use
+	// "127.0.0.1:0" and read the bound address with [Gateway.MixAddr].
+	MixListenAddr string
+	// ClientListenAddr is the TCP address of the WebSocket listener for
+	// clients. Default DefaultClientListenAddr.
+	ClientListenAddr string
+	// AnnounceAddr is the ip:port registered with the directory as the
+	// gateway's mix-facing address. Empty means the bound MixListenAddr,
+	// which must then name a specific IP when DirectoryURL is set.
+	AnnounceAddr string
+	// ClientAnnounceURL is the ws:// or wss:// URL registered with the
+	// directory for clients. Empty means ws:// and the bound
+	// ClientListenAddr, which must then name a specific IP when
+	// DirectoryURL is set.
+	ClientAnnounceURL string
+	// DataDir holds the keys (identity.pem, sphinx.pem) and the database
+	// (gateway.db); it is created (0700) when missing. Required.
+	DataDir string
+	// DirectoryURL is the directory's base URL, used to register the
+	// gateway and to fetch the topology. Empty means no registration and no
+	// topology: every Forward is refused and every data packet dropped,
+	// since no hop can be checked; only ack packets get through.
+	DirectoryURL string
+	// MetricsAddr is the TCP address serving /metrics and /healthz. Empty
+	// means no metrics server.
+	MetricsAddr string
+	// MessageTTL is how long a stored message waits for its client before
+	// it is purged. Default DefaultMessageTTL.
+	MessageTTL time.Duration
+	// PageSize is how many stored messages are handed to a client at once.
+	// Default DefaultPageSize, at most MaxPageSize.
+	PageSize int
+	// MaxPendingPerClient bounds the live messages a connected client may
+	// hold unconfirmed; further messages for it go to the store until it
+	// catches up. Default DefaultMaxPendingPerClient.
+	MaxPendingPerClient int
+	// PurgeInterval is the time between purges of expired messages.
+	// Default DefaultPurgeInterval.
+	PurgeInterval time.Duration
+	// TopologyRefresh is the time between topology fetches. Default
+	// DefaultTopologyRefresh.
+	TopologyRefresh time.Duration
+	// HandshakeTimeout bounds a client's WebSocket handshake after the
+	// HTTP upgrade. Default DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+	// ReplayCapacity sizes the Sphinx replay filter (see
+	// [sphinx.NewReplayFilter]; about 3 bytes a tag). Default
+	// DefaultReplayCapacity (about 30 MB).
+	ReplayCapacity int
+	// Logger receives the gateway's logs; the zero value discards them.
+	Logger zerolog.Logger
+	// Now is the gateway's clock (handshake timestamps, message ages).
+	// Default time.Now.
+	Now func() time.Time
+}
+
+// applyDefaults fills in zero fields and then checks the result.
+func (c *Config) applyDefaults() error {
+	if c.MixListenAddr == "" {
+		c.MixListenAddr = DefaultMixListenAddr
+	}
+	if c.ClientListenAddr == "" {
+		c.ClientListenAddr = DefaultClientListenAddr
+	}
+	if c.MessageTTL == 0 {
+		c.MessageTTL = DefaultMessageTTL
+	}
+	if c.PageSize == 0 {
+		c.PageSize = DefaultPageSize
+	}
+	if c.MaxPendingPerClient == 0 {
+		c.MaxPendingPerClient = DefaultMaxPendingPerClient
+	}
+	if c.PurgeInterval == 0 {
+		c.PurgeInterval = DefaultPurgeInterval
+	}
+	if c.TopologyRefresh == 0 {
+		c.TopologyRefresh = DefaultTopologyRefresh
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if c.ReplayCapacity == 0 {
+		c.ReplayCapacity = DefaultReplayCapacity
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	switch {
+	case c.DataDir == "":
+		return errors.New("gateway: Config.DataDir is required")
+	case c.MessageTTL < 0:
+		return fmt.Errorf("gateway: Config.MessageTTL %s is negative", c.MessageTTL)
+	case c.PageSize < 0 || c.PageSize > MaxPageSize:
+		return fmt.Errorf("gateway: Config.PageSize %d is out of range 1..%d", c.PageSize, MaxPageSize)
+	case c.MaxPendingPerClient < 0:
+		return fmt.Errorf("gateway: Config.MaxPendingPerClient %d is negative", c.MaxPendingPerClient)
+	case c.PurgeInterval < 0:
+		return fmt.Errorf("gateway: Config.PurgeInterval %s is negative", c.PurgeInterval)
+	case c.TopologyRefresh < 0:
+		return fmt.Errorf("gateway: Config.TopologyRefresh %s is negative", c.TopologyRefresh)
+	case c.HandshakeTimeout < 0:
+		return fmt.Errorf("gateway: Config.HandshakeTimeout %s is negative", c.HandshakeTimeout)
+	case c.ReplayCapacity < 0:
+		return fmt.Errorf("gateway: Config.ReplayCapacity %d is negative", c.ReplayCapacity)
+	}
+	if c.AnnounceAddr != "" {
+		if _, err := parseAnnounceAddr(c.AnnounceAddr); err != nil {
+			return err
+		}
+	}
+	if c.ClientAnnounceURL != "" {
+		if err := checkClientURL(c.ClientAnnounceURL); err != nil {
+			return err
+		}
+	}
+	if c.DirectoryURL != "" {
+		u, err := url.Parse(c.DirectoryURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("gateway: Config.DirectoryURL %q is not an http:// or https:// URL", c.DirectoryURL)
+		}
+	}
+	return nil
+}
+
+// parseAnnounceAddr parses an address others can reach: a literal IP that
+// is neither unspecified nor multicast, and a port.
+func parseAnnounceAddr(s string) (netip.AddrPort, error) {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("gateway: announce address %q is not a literal ip:port", s)
+	}
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	if !reachable(ap) {
+		return netip.AddrPort{}, fmt.Errorf("gateway: announce address %q is not an address others can reach", s)
+	}
+	return ap, nil
+}
+
+// reachable reports whether ap can be announced: a specific IP and a port.
+func reachable(ap netip.AddrPort) bool {
+	a := ap.Addr()
+	return a.IsValid() && !a.IsUnspecified() && !a.IsMulticast() && a.Zone() == "" && ap.Port() != 0
+}
+
+// checkClientURL checks the form of a ws:// or wss:// URL; the directory
+// checks the rest when the gateway registers.
+func checkClientURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
+		return fmt.Errorf("gateway: client announce URL %q is not a ws:// or wss:// URL", s)
+	}
+	return nil
+}
+
+// frameLimit is the read limit of a client's WebSocket, before and after
+// the handshake.
+const frameLimit = gwproto.MaxFrameSize

@@ -1,0 +1,153 @@
+package gateway
+
+import (
+	"net/http"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// DropReason says why the gateway discarded a packet or a message; it is the
+// reason label of peapod_gateway_dropped_total and a key of Stats.Dropped.
+type DropReason string
+
+// The reasons a packet or a message is dropped.
+const (
+	// DropAuthentication: a packet from a mixnode failed Sphinx header
+	// authentication (not made for this gateway's key, or tampered with).
+	DropAuthentication DropReason = "authentication"
+	// DropReplay: a packet from a mixnode was processed before.
+	DropReplay DropReason = "replay"
+	// DropBadPacket: a packet from a mixnode authenticated but its version,
+	// routing slot or payload was bad.
+	DropBadPacket DropReason = "bad_packet"
+	// DropNotFinal: a packet named a further hop; a gateway is always the
+	// last hop.
+	DropNotFinal DropReason = "not_final"
+	// DropUnknownClient: a packet's destination is not a registered client.
+	DropUnknownClient DropReason = "unknown_client"
+	// DropMalformedPayload: a data packet's payload is too short to hold a
+	// SURB-ack, or its ack's first hop is not a node address.
+	DropMalformedPayload DropReason = "malformed_payload"
+	// DropAckHop: a data packet's SURB-ack names a first hop that is not a
+	// layer-1 mixnode of the topology.
+	DropAckHop DropReason = "ack_hop"
+	// DropForwardRefused: a client asked to forward a packet to a hop that
+	// is not a layer-1 mixnode of the topology.
+	DropForwardRefused DropReason = "forward_refused"
+	// DropSendFailed: the outbound pool refused a packet (queue full,
+	// closing).
+	DropSendFailed DropReason = "send_failed"
+	// DropStoreFailed: the database failed to store a message; the sender
+	// gets no ack and retransmits.
+	DropStoreFailed DropReason = "store_failed"
+)
+
+var dropReasons = []DropReason{
+	DropAuthentication, DropReplay, DropBadPacket, DropNotFinal, DropUnknownClient,
+	DropMalformedPayload, DropAckHop, DropForwardRefused, DropSendFailed, DropStoreFailed,
+}
+
+// Stats are a gateway's counters since New, and its state now.
+type Stats struct {
+	// PacketsFromMixes counts frames received from mixnodes.
+	PacketsFromMixes uint64
+	// ForwardedForClients counts client packets handed to the outbound pool
+	// for their first hop.
+	ForwardedForClients uint64
+	// DeliveredLive counts messages handed at once to a connected client.
+	DeliveredLive uint64
+	// DeliveredFromStore counts stored messages handed to a client in pages
+	// (a message handed over twice, after a reconnection, counts twice).
+	DeliveredFromStore uint64
+	// Stored counts messages committed to the store.
+	Stored uint64
+	// Confirmed counts messages a client confirmed with Received.
+	Confirmed uint64
+	// AcksSent counts SURB-acks handed to the outbound pool.
+	AcksSent uint64
+	// Purged counts stored messages deleted for being older than
+	// MessageTTL.
+	Purged uint64
+	// HandshakeFailures counts client connections closed before or during
+	// the handshake; ClientErrors those closed afterwards for a bad frame.
+	HandshakeFailures, ClientErrors uint64
+	// Dropped counts discarded packets and messages by reason; every reason
+	// is present.
+	Dropped map[DropReason]uint64
+	// ConnectedClients is the number of authenticated connections now.
+	ConnectedClients int
+	// StoredMessages is the number of messages in the store now.
+	StoredMessages int
+	// RegisteredClients is the number of clients registered now.
+	RegisteredClients int
+}
+
+// counters are a gateway's event counters.
+type counters struct {
+	fromMixes, forwarded, deliveredLive, deliveredStored, stored atomic.Uint64
+	confirmed, acksSent, purged, handshakeFailures, clientErrors atomic.Uint64
+	dropped                                                      map[DropReason]*atomic.Uint64
+}
+
+func newCounters() *counters {
+	c := &counters{dropped: make(map[DropReason]*atomic.Uint64, len(dropReasons))}
+	for _, r := range dropReasons {
+		c.dropped[r] = new(atomic.Uint64)
+	}
+	return c
+}
+
+// drop counts a drop for reason.
+func (c *counters) drop(reason DropReason) { c.dropped[reason].Add(1) }
+
+// newRegistry returns a Prometheus registry of its own, so that several
+// gateways can share a process, exposing g's counters and gauges.
+func newRegistry(g *Gateway) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	c := g.counters
+	counter := func(name, help string, v *atomic.Uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(v.Load()) })
+	}
+	gauge := func(name, help string, f func() int) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
+			func() float64 { return float64(f()) })
+	}
+	reg.MustRegister(
+		counter("peapod_gateway_packets_from_mixes_total", "Frames received from mixnodes.", &c.fromMixes),
+		counter("peapod_gateway_forwarded_total", "Client packets sent on to their first mixnode.", &c.forwarded),
+		counter("peapod_gateway_delivered_live_total", "Messages handed at once to a connected client.", &c.deliveredLive),
+		counter("peapod_gateway_delivered_from_store_total", "Stored messages handed to a client.", &c.deliveredStored),
+		counter("peapod_gateway_stored_total", "Messages committed to the store.", &c.stored),
+		counter("peapod_gateway_confirmed_total", "Messages clients confirmed as received.", &c.confirmed),
+		counter("peapod_gateway_acks_sent_total", "SURB-acks sent into the mixnet.", &c.acksSent),
+		counter("peapod_gateway_purged_total", "Stored messages purged after their TTL.", &c.purged),
+		counter("peapod_gateway_handshake_failures_total", "Client connections closed before or during the handshake.", &c.handshakeFailures),
+		counter("peapod_gateway_client_errors_total", "Authenticated client connections closed for a bad frame.", &c.clientErrors),
+		gauge("peapod_gateway_connected_clients", "Authenticated client connections.", g.connectedClients),
+		gauge("peapod_gateway_stored_messages", "Messages in the store.", g.store.stored),
+		gauge("peapod_gateway_registered_clients", "Registered clients.", g.store.clientCount),
+	)
+	for _, r := range dropReasons {
+		v := c.dropped[r]
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "peapod_gateway_dropped_total",
+			Help:        "Packets and messages discarded, by reason.",
+			ConstLabels: prometheus.Labels{"reason": string(r)},
+		}, func() float64 { return float64(v.Load()) }))
+	}
+	return reg
+}
+
+// metricsHandler serves /metrics and /healthz.
+func metricsHandler(reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte("{\"status\":\"ok\"}\n"))
+	})
+	return mux
+}
