@@ -1,0 +1,423 @@
+// Package client is the app side of the mixnet: it turns an app's messages
+// into fixed-size Sphinx packets and back, reliably and anonymously.
+//
+// A Client holds long-lived keys in its data folder (an ed25519 identity, an
+// X25519 encryption key and an ack key), so its Address never changes. It
+// registers with a gateway once and authenticates on every reconnect,
+// reconnecting by itself with backoff. Every message is split into fragments
+// (Nym's 7- or 10-byte headers, sets of up to 255, chained beyond); each
+// fragment travels in its own packet, end-to-end encrypted to the recipient
+// and routed through one random mixnode of each of three layers to the
+// recipient's gateway, with exponentially distributed per-hop delays. Every
+// packet carries a SURB-ack; a fragment whose ack does not come back in time
+// is sent again on a fresh route, and a message counts as delivered only when
+// every fragment is acknowledged. A window bounds the fragments in flight.
+//
+// Anonymous messages carry reply SURBs and a per-recipient sender tag; the
+// recipient replies through them without learning the sender's address, asks
+// for more SURBs when it runs low, and reports a failure rather than stall
+// when none are left. SURBs, reply keys and sender tags are kept in the data
+// folder, so a restart loses none.
+//
+// With cover traffic on (the default), packets leave at the rate of a Poisson
+// stream whether or not there is anything to send, and a second stream sends
+// loop packets; cover packets are indistinguishable on the wire.
+//
+// Received messages come out of Receive in the order each sender sent them.
+// The nymapi package serves a Client over Nym's native WebSocket API.
+package client
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/peapod-mixnet/peapod/address"
+	"github.com/peapod-mixnet/peapod/client/internal/fragment"
+	"github.com/peapod-mixnet/peapod/client/internal/ordering"
+	"github.com/peapod-mixnet/peapod/directory"
+	"github.com/peapod-mixnet/peapod/internal/keyfile"
+	"github.com/peapod-mixnet/peapod/sphinx"
+)
+
+// ErrClosed is returned by calls on a closed Client.
+var ErrClosed = errors.New("client: closed")
+
+// Client is a mixnet client. Its methods are safe for concurrent use.
+type Client struct {
+	cfg   Config
+	log   zerolog.Logger
+	keys  *keys
+	state *state
+	dir   *directory.Client
+	link  *link
+	stats counters
+
+	view    atomic.Pointer[netView]
+	viewMu  sync.Mutex // serialises topology fetches
+	viewAt  time.Time
+	health  health
+	bindMu  sync.Mutex
+	bind    *gatewayBinding
+	addr    address.Address
+	started atomic.Bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// Sending.
+	queue   chan *pendingFragment // first sends, waiting for the window
+	window  chan struct{}         // one token per fragment in flight
+	jobs    chan *pendingFragment // to the packet builders
+	mu      sync.Mutex            // guards what follows
+	pending map[fragment.ID]*pendingFragment
+	streams map[string]*outStream
+	lanes   map[uint64]int
+
+	// Replies, both sides (guarded by mu).
+	tags       map[address.Address]address.SenderTag
+	tagTargets map[address.SenderTag]address.Address
+	replyKeys  map[[sphinx.ReplyDigestSize]byte]*replyKey
+	pools      map[address.SenderTag]*surbPool
+
+	// Receiving (guarded by recvMu).
+	recvMu     sync.Mutex
+	reasm      *fragment.Reassembler
+	order      *ordering.Buffer[Message]
+	orderDirty bool
+	orderTimer *time.Timer
+	inbox      chan Message
+}
+
+// counters are the client's statistics.
+type counters struct {
+	packetsSent, coverSent, retransmits, acks, received, undecryptable, badMessages atomic.Uint64
+	delivered, duplicates                                                           atomic.Uint64
+}
+
+// Stats is a snapshot of the client's counters.
+type Stats struct {
+	PacketsSent   uint64 // real and cover packets handed to the gateway
+	CoverSent     uint64
+	Retransmits   uint64
+	Acks          uint64 // acks that matched a fragment in flight
+	Received      uint64 // data packets delivered by the gateway
+	Undecryptable uint64
+	BadMessages   uint64
+	Delivered     uint64 // messages handed to the app
+	InFlight      int    // fragments sent and not yet acknowledged
+	Queued        int    // fragments waiting for the window
+	Reconnects    uint64
+	Connected     bool
+}
+
+// New loads or creates the client's keys and state in cfg.DataDir. Call Start
+// to connect.
+func New(cfg Config) (*Client, error) {
+	if err := cfg.applyDefaults(); err != nil {
+		return nil, err
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = runtime.GOMAXPROCS(0)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	k, err := loadKeys(cfg.DataDir, cfg.Rand)
+	if err != nil {
+		return nil, err
+	}
+	st, err := openState(filepath.Join(cfg.DataDir, stateFile))
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{
+		cfg:        cfg,
+		log:        cfg.Logger.With().Str("component", "client").Logger(),
+		keys:       k,
+		state:      st,
+		dir:        &directory.Client{BaseURL: cfg.DirectoryURL},
+		queue:      make(chan *pendingFragment, cfg.MaxQueuedPackets),
+		window:     make(chan struct{}, cfg.Window),
+		jobs:       make(chan *pendingFragment, cfg.Window),
+		pending:    map[fragment.ID]*pendingFragment{},
+		streams:    map[string]*outStream{},
+		lanes:      map[uint64]int{},
+		tagTargets: map[address.SenderTag]address.Address{},
+		pools:      map[address.SenderTag]*surbPool{},
+		reasm:      fragment.NewReassembler(fragment.Config{}),
+		order:      ordering.New[Message](ordering.Config{MaxGapWait: cfg.MaxGapWait}),
+		inbox:      make(chan Message, cfg.InboxSize),
+	}
+	c.link = newLink(c)
+	if err := c.loadState(); err != nil {
+		st.close()
+		return nil, err
+	}
+	if b, err := loadBinding(cfg.DataDir); err == nil {
+		c.bind = b
+	} else if !errors.Is(err, keyfile.ErrNotFound) {
+		st.close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Client) loadState() error {
+	var err error
+	if c.tags, err = c.state.loadTags(); err != nil {
+		return fmt.Errorf("client: loading sender tags: %w", err)
+	}
+	for a, t := range c.tags {
+		c.tagTargets[t] = a
+	}
+	if c.replyKeys, err = c.state.loadReplyKeys(); err != nil {
+		return fmt.Errorf("client: loading reply keys: %w", err)
+	}
+	surbs, err := c.state.loadSURBs(time.Now().Add(-c.cfg.SURBs.KeyTTL))
+	if err != nil {
+		return fmt.Errorf("client: loading SURBs: %w", err)
+	}
+	for tag, list := range surbs {
+		c.pool(tag).surbs = list
+	}
+	order, err := c.state.loadOrder()
+	if err != nil {
+		return fmt.Errorf("client: loading the delivery order: %w", err)
+	}
+	c.order.Restore(order)
+	return nil
+}
+
+// Start reads the topology, picks a gateway on first start, and connects. It
+// returns once the client is connected and registered, or when ctx ends (the
+// client keeps trying in the background until Close).
+func (c *Client) Start(ctx context.Context) error {
+	if !c.started.CompareAndSwap(false, true) {
+		return errors.New("client: already started")
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	if err := c.firstTopology(ctx); err != nil {
+		c.cancel()
+		return err
+	}
+	if err := c.chooseGateway(); err != nil {
+		c.cancel()
+		return err
+	}
+	c.log = c.log.With().Str("address", c.addr.String()).Logger()
+
+	c.spawn(func() { c.link.run(c.ctx) })
+	c.spawn(func() { c.link.confirmLoop(c.ctx, c.cfg.ConfirmInterval) })
+	if !c.cfg.Cover.Disabled {
+		c.spawn(func() { c.link.coverLoop(c.ctx) })
+	}
+	for range c.cfg.Workers {
+		c.spawn(c.buildLoop)
+	}
+	c.spawn(c.dispatchLoop)
+	c.spawn(c.maintenanceLoop)
+
+	select {
+	case <-c.link.connected:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("client: connecting to the gateway: %w", ctx.Err())
+	}
+}
+
+func (c *Client) spawn(f func()) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f()
+	}()
+}
+
+// firstTopology reads the topology, retrying until ctx ends.
+func (c *Client) firstTopology(ctx context.Context) error {
+	backoff := minBackoff
+	for {
+		err := c.refreshTopology(ctx)
+		if err == nil {
+			return nil
+		}
+		c.log.Warn().Err(err).Msg("reading the topology")
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("client: reading the topology: %w", err)
+		case <-time.After(jitter(backoff)):
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// refreshTopology reads the directory again, at most once a second.
+func (c *Client) refreshTopology(ctx context.Context) error {
+	c.viewMu.Lock()
+	defer c.viewMu.Unlock()
+	if time.Since(c.viewAt) < time.Second && c.view.Load() != nil {
+		return nil
+	}
+	v, skipped, err := fetchTopology(ctx, c.dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range skipped {
+		c.log.Warn().Err(e).Msg("skipping a topology entry")
+	}
+	c.view.Store(v)
+	c.viewAt = time.Now()
+	return nil
+}
+
+// topology returns the current view.
+func (c *Client) topology(ctx context.Context) (*netView, error) {
+	if v := c.view.Load(); v != nil {
+		return v, nil
+	}
+	if err := c.refreshTopology(ctx); err != nil {
+		return nil, err
+	}
+	return c.view.Load(), nil
+}
+
+func (c *Client) chooseGateway() error {
+	c.bindMu.Lock()
+	defer c.bindMu.Unlock()
+	v := c.view.Load()
+	if c.cfg.Gateway != "" {
+		id, err := address.DecodeKey(c.cfg.Gateway, ed25519.PublicKeySize)
+		if err != nil {
+			return fmt.Errorf("client: Config.Gateway: %w", err)
+		}
+		if c.bind == nil || string(c.bind.identity) != string(id) {
+			if c.bind != nil {
+				c.log.Warn().Str("gateway", c.cfg.Gateway).Msg("moving to another gateway: the client's address changes")
+			}
+			c.bind = &gatewayBinding{identity: id}
+		}
+	}
+	if c.bind == nil {
+		if len(v.gateways) == 0 {
+			return errors.New("client: the topology lists no gateway")
+		}
+		ids := make([]string, 0, len(v.gateways))
+		for id := range v.gateways {
+			ids = append(ids, id)
+		}
+		c.bind = &gatewayBinding{identity: ed25519.PublicKey(ids[rand.IntN(len(ids))])}
+	}
+	c.addr = address.Address{}
+	copy(c.addr.Identity[:], c.keys.identityPublic())
+	c.addr.Encryption = c.keys.encPub
+	copy(c.addr.Gateway[:], c.bind.identity)
+	return nil
+}
+
+func (c *Client) binding() gatewayBinding {
+	c.bindMu.Lock()
+	defer c.bindMu.Unlock()
+	return *c.bind
+}
+
+func (c *Client) setBinding(b *gatewayBinding) error {
+	b.registered = true
+	if err := saveBinding(c.cfg.DataDir, b); err != nil {
+		return err
+	}
+	c.bindMu.Lock()
+	c.bind = b
+	c.bindMu.Unlock()
+	return nil
+}
+
+// Address is the client's mixnet address. It is valid after Start.
+func (c *Client) Address() address.Address { return c.addr }
+
+// Connected reports whether the client is connected to its gateway now.
+func (c *Client) Connected() bool { return c.link.session.Load() != nil }
+
+// Stats returns a snapshot of the client's counters.
+func (c *Client) Stats() Stats {
+	c.mu.Lock()
+	inFlight := len(c.pending)
+	c.mu.Unlock()
+	return Stats{
+		PacketsSent:   c.stats.packetsSent.Load(),
+		CoverSent:     c.stats.coverSent.Load(),
+		Retransmits:   c.stats.retransmits.Load(),
+		Acks:          c.stats.acks.Load(),
+		Received:      c.stats.received.Load(),
+		Undecryptable: c.stats.undecryptable.Load(),
+		BadMessages:   c.stats.badMessages.Load(),
+		Delivered:     c.stats.delivered.Load(),
+		InFlight:      inFlight - len(c.queue),
+		Queued:        len(c.queue),
+		Reconnects:    uint64(c.link.reconnect.Load()),
+		Connected:     c.Connected(),
+	}
+}
+
+// Close stops the client: its goroutines end, messages not yet delivered fail
+// with ErrClosed, and its state is saved.
+func (c *Client) Close() error {
+	if c.started.Load() && c.cancel != nil {
+		c.cancel()
+		c.wg.Wait()
+		c.failAll(ErrClosed)
+		c.persistOrder()
+	}
+	return c.state.close()
+}
+
+// maintenanceLoop refreshes the topology, expires reply keys, partial
+// messages and ordering gaps, and retries SURB requests.
+func (c *Client) maintenanceLoop() {
+	refresh := time.NewTicker(c.cfg.TopologyRefresh)
+	defer refresh.Stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-refresh.C:
+			if err := c.refreshTopology(c.ctx); err != nil {
+				c.log.Warn().Err(err).Msg("refreshing the topology")
+			}
+		case now := <-tick.C:
+			c.expire(now)
+		}
+	}
+}
+
+// meanDelays returns the mean per-hop delays of packets and acks.
+func (c *Client) meanDelays(v *netView) (mix, ack time.Duration) {
+	if c.cfg.NoDelay {
+		return 0, 0
+	}
+	mix = c.cfg.MixDelay
+	if mix == 0 {
+		mix = DefaultMixDelay
+		if v.meanDelay != nil {
+			mix = *v.meanDelay
+		}
+	}
+	ack = c.cfg.AckDelay
+	if ack == 0 {
+		ack = mix
+	}
+	return mix, ack
+}

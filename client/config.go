@@ -1,0 +1,186 @@
+package client
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Defaults of a zero Config.
+const (
+	DefaultMixDelay         = 15 * time.Millisecond
+	DefaultCoverMainGap     = 20 * time.Millisecond
+	DefaultCoverLoopGap     = 200 * time.Millisecond
+	DefaultWindow           = 512
+	DefaultMaxQueuedPackets = 1 << 16
+	DefaultInboxSize        = 4096
+	DefaultRetransmitBase   = 1500 * time.Millisecond
+	DefaultTopologyRefresh  = 5 * time.Minute
+	DefaultReplyKeyTTL      = 24 * time.Hour
+	DefaultMaxGapWait       = 30 * time.Second
+	DefaultConfirmInterval  = 5 * time.Millisecond
+	DefaultSURBRequestWait  = 20 * time.Second
+)
+
+// Nym's reply SURB policy (reference §4).
+const (
+	DefaultMinSURBs       = 10  // ask for more below this
+	DefaultMaxSURBs       = 200 // keep at most this many per sender
+	DefaultSURBRequest    = 20  // how many to ask for at a time (Nym: 10 to 50)
+	DefaultMaxSURBRequest = 500 // the most an anonymous sender sends on one request
+)
+
+// Config configures a Client. The zero value of every field but DataDir and
+// DirectoryURL is usable: it gives Nym's defaults, with delays and cover
+// traffic on.
+type Config struct {
+	// DataDir holds the client's keys and state. Required.
+	DataDir string
+	// DirectoryURL is the base URL of the network's directory. Required.
+	DirectoryURL string
+	// Gateway is the base58 identity of the gateway to register with. Empty
+	// keeps the gateway the client registered with before, or picks one at
+	// random on first start. Naming another gateway than the one in DataDir
+	// moves the client there, which changes its address.
+	Gateway string
+
+	// MixDelay is the mean per-hop delay (exponentially distributed) of
+	// the packets this client sends; zero takes the network's advertised
+	// value, or DefaultMixDelay. AckDelay is the same for acks, defaulting
+	// to the mix delay. NoDelay turns delays off altogether (tests and
+	// benchmarks only: it removes the mixing that hides timing).
+	MixDelay time.Duration
+	AckDelay time.Duration
+	NoDelay  bool
+
+	// Cover configures cover traffic.
+	Cover CoverConfig
+
+	// Window bounds the fragments sent and not yet acknowledged; more wait
+	// in the send queue. Default DefaultWindow.
+	Window int
+	// MaxQueuedPackets bounds the send queue; Send blocks when it is full.
+	MaxQueuedPackets int
+	// InboxSize bounds the messages received and not yet taken by Receive;
+	// when it is full the client stops reading from its gateway, which keeps
+	// the rest. Default DefaultInboxSize.
+	InboxSize int
+	// RetransmitBase is the constant term of the retransmission timeout:
+	// (sum of the packet's delays + sum of its ack's delays) × 1.5 +
+	// RetransmitBase. Default 1.5 s, Nym's.
+	RetransmitBase time.Duration
+	// TopologyRefresh is how often the directory is read again.
+	TopologyRefresh time.Duration
+	// MaxGapWait is how long a message waits for an earlier one from the
+	// same sender before the gap is skipped. Default DefaultMaxGapWait.
+	MaxGapWait time.Duration
+	// ConfirmInterval is how often received messages are confirmed to the
+	// gateway (and the client's state committed first).
+	ConfirmInterval time.Duration
+
+	// SURBs configures the reply SURB policy.
+	SURBs SURBConfig
+
+	// Workers is how many goroutines build packets. Default GOMAXPROCS.
+	Workers int
+	// Logger receives the client's logs; the zero value discards them.
+	Logger zerolog.Logger
+	// Rand is the source of randomness. Default crypto/rand.Reader.
+	Rand io.Reader
+}
+
+// CoverConfig configures Loopix-style cover traffic. With both streams on, an
+// observer of the client's link sees packets at a steady Poisson rate whether
+// or not the client has anything to say.
+type CoverConfig struct {
+	// Disabled turns both streams off: real packets go out as soon as they
+	// are built. For benchmarks and tests.
+	Disabled bool
+	// MainGap is the mean gap of the main Poisson stream, which sends a real
+	// packet when one is queued and a cover packet otherwise. Default 20 ms.
+	MainGap time.Duration
+	// LoopGap is the mean gap of the loop cover stream. Default 200 ms.
+	LoopGap time.Duration
+}
+
+// SURBConfig is the reply SURB policy, on both sides.
+type SURBConfig struct {
+	// Min is the count below which a replier asks the sender for more.
+	Min int
+	// Max is the most SURBs a replier keeps per sender.
+	Max int
+	// Request is how many a replier asks for at a time.
+	Request int
+	// MaxRequest caps how many an anonymous sender sends on one request.
+	MaxRequest int
+	// RequestWait is how long a replier waits for SURBs it asked for before
+	// asking again or, with none left, failing the replies that wait.
+	RequestWait time.Duration
+	// KeyTTL is how long a sender keeps the keys to open replies.
+	KeyTTL time.Duration
+}
+
+func (c *Config) applyDefaults() error {
+	if c.DataDir == "" {
+		return errors.New("client: Config.DataDir is required")
+	}
+	if c.DirectoryURL == "" {
+		return errors.New("client: Config.DirectoryURL is required")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	defInt := func(n *int, v int) {
+		if *n == 0 {
+			*n = v
+		}
+	}
+	def(&c.Cover.MainGap, DefaultCoverMainGap)
+	def(&c.Cover.LoopGap, DefaultCoverLoopGap)
+	def(&c.RetransmitBase, DefaultRetransmitBase)
+	def(&c.TopologyRefresh, DefaultTopologyRefresh)
+	def(&c.MaxGapWait, DefaultMaxGapWait)
+	def(&c.ConfirmInterval, DefaultConfirmInterval)
+	def(&c.SURBs.RequestWait, DefaultSURBRequestWait)
+	def(&c.SURBs.KeyTTL, DefaultReplyKeyTTL)
+	defInt(&c.Window, DefaultWindow)
+	defInt(&c.MaxQueuedPackets, DefaultMaxQueuedPackets)
+	defInt(&c.InboxSize, DefaultInboxSize)
+	defInt(&c.SURBs.Min, DefaultMinSURBs)
+	defInt(&c.SURBs.Max, DefaultMaxSURBs)
+	defInt(&c.SURBs.Request, DefaultSURBRequest)
+	defInt(&c.SURBs.MaxRequest, DefaultMaxSURBRequest)
+	if c.Rand == nil {
+		c.Rand = rand.Reader
+	}
+	for name, d := range map[string]time.Duration{
+		"MixDelay": c.MixDelay, "AckDelay": c.AckDelay, "Cover.MainGap": c.Cover.MainGap,
+		"Cover.LoopGap": c.Cover.LoopGap, "RetransmitBase": c.RetransmitBase,
+		"TopologyRefresh": c.TopologyRefresh, "MaxGapWait": c.MaxGapWait,
+		"ConfirmInterval": c.ConfirmInterval, "SURBs.RequestWait": c.SURBs.RequestWait,
+		"SURBs.KeyTTL": c.SURBs.KeyTTL,
+	} {
+		if d < 0 {
+			return fmt.Errorf("client: Config.%s %v is negative", name, d)
+		}
+	}
+	for name, n := range map[string]int{
+		"Window": c.Window, "MaxQueuedPackets": c.MaxQueuedPackets, "InboxSize": c.InboxSize,
+		"SURBs.Min": c.SURBs.Min, "SURBs.Max": c.SURBs.Max, "SURBs.Request": c.SURBs.Request,
+		"SURBs.MaxRequest": c.SURBs.MaxRequest, "Workers": c.Workers,
+	} {
+		if n < 0 {
+			return fmt.Errorf("client: Config.%s %d is negative", name, n)
+		}
+	}
+	if c.SURBs.Min >= c.SURBs.Max {
+		return fmt.Errorf("client: Config.SURBs.Min %d must be below SURBs.Max %d", c.SURBs.Min, c.SURBs.Max)
+	}
+	return nil
+}

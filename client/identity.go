@@ -1,0 +1,93 @@
+package client
+
+import (
+	"crypto/ed25519"
+	"fmt"
+	"io"
+	"path/filepath"
+
+	"github.com/peapod-mixnet/peapod/internal/keyfile"
+	"github.com/peapod-mixnet/peapod/internal/x25519"
+)
+
+// Files in the data folder, all 0600:
+//
+//	identity.pem   ed25519 identity seed (32 bytes)
+//	encryption.pem X25519 encryption key (32 bytes)
+//	ack.pem        AES-128 key that seals this client's acks (16 bytes)
+//	gateway.pem    gateway identity (32) ‖ shared key K with it (32), once registered
+//	state.db       SURBs, reply keys, sender tags, delivery order (bbolt)
+const (
+	identityFile   = "identity.pem"
+	encryptionFile = "encryption.pem"
+	ackFile        = "ack.pem"
+	gatewayFile    = "gateway.pem"
+	stateFile      = "state.db"
+
+	pemIdentity   = "PEAPOD ED25519 IDENTITY SEED"
+	pemEncryption = "PEAPOD X25519 ENCRYPTION KEY"
+	pemAck        = "PEAPOD ACK KEY"
+	pemGateway    = "PEAPOD GATEWAY BINDING"
+
+	ackKeySize = 16
+)
+
+// keys are the client's long-term secrets.
+type keys struct {
+	identity ed25519.PrivateKey
+	encPriv  [32]byte // clamped
+	encPub   [32]byte
+	ackKey   []byte
+}
+
+func loadKeys(dir string, rand io.Reader) (*keys, error) {
+	seed, _, err := keyfile.LoadOrCreate(filepath.Join(dir, identityFile), pemIdentity, ed25519.SeedSize, rand)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	enc, _, err := keyfile.LoadOrCreate(filepath.Join(dir, encryptionFile), pemEncryption, 32, rand)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	ack, _, err := keyfile.LoadOrCreate(filepath.Join(dir, ackFile), pemAck, ackKeySize, rand)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	k := &keys{identity: ed25519.NewKeyFromSeed(seed), ackKey: ack}
+	copy(k.encPriv[:], enc)
+	x25519.ScalarBaseMult(&k.encPub, x25519.ClampedScalar(&k.encPriv))
+	x25519.Clamp(&k.encPriv)
+	clear(enc)
+	clear(seed)
+	return k, nil
+}
+
+func (k *keys) identityPublic() ed25519.PublicKey { return k.identity.Public().(ed25519.PublicKey) }
+
+// gatewayBinding is the gateway a client is registered with and the key they
+// share. Before the first registration it names the chosen gateway only.
+type gatewayBinding struct {
+	identity   ed25519.PublicKey
+	key        [32]byte
+	registered bool
+}
+
+func loadBinding(dir string) (*gatewayBinding, error) {
+	b, err := keyfile.Load(filepath.Join(dir, gatewayFile), pemGateway, 64)
+	if err != nil {
+		return nil, err
+	}
+	g := &gatewayBinding{identity: ed25519.PublicKey(append([]byte(nil), b[:32]...)), registered: true}
+	copy(g.key[:], b[32:])
+	clear(b)
+	return g, nil
+}
+
+func saveBinding(dir string, g *gatewayBinding) error {
+	b := append(append(make([]byte, 0, 64), g.identity...), g.key[:]...)
+	defer clear(b)
+	if err := keyfile.Save(filepath.Join(dir, gatewayFile), pemGateway, b); err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,189 @@
+package client
+
+import (
+	"context"
+	"time"
+
+	"github.com/peapod-mixnet/peapod/address"
+	"github.com/peapod-mixnet/peapod/client/internal/fragment"
+	"github.com/peapod-mixnet/peapod/internal/gwproto"
+	"github.com/peapod-mixnet/peapod/sphinx"
+)
+
+// Message is a message received from the mixnet.
+type Message struct {
+	// Data is the message.
+	Data []byte
+	// SenderTag is set when the sender attached reply SURBs: pass it to
+	// Reply to answer. It names the sender to this client only.
+	SenderTag *address.SenderTag
+}
+
+// Receive returns the next message, in the order each sender sent them.
+func (c *Client) Receive(ctx context.Context) (Message, error) {
+	select {
+	case m := <-c.inbox:
+		return m, nil
+	case <-ctx.Done():
+		return Message{}, ctx.Err()
+	case <-c.closed():
+		select {
+		case m := <-c.inbox:
+			return m, nil
+		default:
+			return Message{}, ErrClosed
+		}
+	}
+}
+
+func (c *Client) closed() <-chan struct{} {
+	if c.ctx == nil {
+		return nil
+	}
+	return c.ctx.Done()
+}
+
+// deliver handles what the gateway delivered: an ack or a data packet. It
+// runs on the link's read goroutine, one delivery at a time; when the app
+// does not keep up, it blocks, and the gateway holds the rest.
+func (c *Client) deliver(id uint64, kind gwproto.DeliverKind, payload []byte) {
+	defer c.link.confirm(id)
+	if kind == gwproto.KindAck {
+		fid, err := parseAck(c.keys.ackKey, payload)
+		if err != nil {
+			c.log.Debug().Err(err).Msg("dropping an ack")
+			return
+		}
+		c.onAck(fid)
+		return
+	}
+	c.stats.received.Add(1)
+	frag, viaReply, err := c.decryptFragment(payload)
+	if err != nil {
+		c.stats.undecryptable.Add(1)
+		c.log.Debug().Err(err).Msg("dropping a packet that does not decrypt")
+		return
+	}
+	if isCover(frag) {
+		return
+	}
+	f, err := fragment.Parse(frag)
+	if err != nil {
+		c.stats.badMessages.Add(1)
+		c.log.Debug().Err(err).Msg("dropping a malformed fragment")
+		return
+	}
+	c.recvMu.Lock()
+	msg, complete, err := c.reasm.Add(time.Now(), f)
+	c.recvMu.Unlock()
+	if err != nil {
+		c.stats.badMessages.Add(1)
+		c.log.Debug().Err(err).Msg("dropping a fragment")
+		return
+	}
+	if complete {
+		c.handleMessage(msg, viaReply)
+	}
+}
+
+// decryptFragment opens a data packet's end-to-end layer: with a reply key
+// when its key field is the digest of one, with the encryption key otherwise.
+func (c *Client) decryptFragment(payload []byte) ([]byte, bool, error) {
+	if digest, ok := sphinx.ReplyDigest(payload); ok {
+		c.mu.Lock()
+		rk := c.replyKeys[digest]
+		c.mu.Unlock()
+		if rk != nil {
+			frag, err := sphinx.OpenReply(nil, &rk.key, payload)
+			if err == nil {
+				c.useReplyKey(digest)
+				return frag, true, nil
+			}
+		}
+	}
+	frag, err := openFragment(&c.keys.encPriv, &c.keys.encPub, payload)
+	return frag, false, err
+}
+
+// handleMessage acts on a reassembled message.
+func (c *Client) handleMessage(raw []byte, viaReply bool) {
+	m, err := parseMessage(raw)
+	if err != nil {
+		c.stats.badMessages.Add(1)
+		c.log.Debug().Err(err).Msg("dropping a malformed message")
+		return
+	}
+	switch {
+	case m.kind == kindPlain:
+		c.ordered(m.pos, Message{Data: m.data})
+	case m.kind == kindRepliable:
+		if len(m.surbs) > 0 {
+			c.addSURBs(m.tag, m.surbs)
+		}
+		if m.content == contentData {
+			tag := m.tag
+			c.ordered(m.pos, Message{Data: m.data, SenderTag: &tag})
+		}
+	case m.kind == kindReply && m.content == contentData:
+		c.ordered(m.pos, Message{Data: m.data})
+	case m.kind == kindReply && m.content == contentSURBRequest:
+		if !viaReply {
+			c.log.Debug().Msg("ignoring a SURB request that did not come on a SURB")
+			return
+		}
+		c.answerSURBRequest(m.requester, m.amount)
+	}
+}
+
+// ordered passes a message through the sender's ordering buffer to the app.
+func (c *Client) ordered(pos streamPos, m Message) {
+	c.recvMu.Lock()
+	before := c.order.Stats().Duplicates
+	ready := c.order.Push(time.Now(), pos.stream, pos.seq, m)
+	if c.order.Stats().Duplicates != before {
+		c.stats.duplicates.Add(1)
+	}
+	c.orderDirty = true
+	c.recvMu.Unlock()
+	c.toApp(ready)
+}
+
+func (c *Client) toApp(ms []Message) {
+	for _, m := range ms {
+		select {
+		case c.inbox <- m:
+			c.stats.delivered.Add(1)
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+// persistOrder saves the ordering positions if they changed.
+func (c *Client) persistOrder() {
+	c.recvMu.Lock()
+	if !c.orderDirty {
+		c.recvMu.Unlock()
+		return
+	}
+	snap := c.order.Snapshot()
+	c.orderDirty = false
+	c.recvMu.Unlock()
+	if err := c.state.saveOrder(snap); err != nil {
+		c.log.Error().Err(err).Msg("saving the delivery order")
+	}
+}
+
+// expire runs the periodic clean-ups.
+func (c *Client) expire(now time.Time) {
+	c.recvMu.Lock()
+	c.reasm.Expire(now)
+	ready := c.order.Expire(now)
+	if len(ready) > 0 {
+		c.orderDirty = true
+	}
+	c.recvMu.Unlock()
+	c.toApp(ready)
+	c.expireReplyKeys(now)
+	c.checkSURBRequests(now)
+}

@@ -1,0 +1,318 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/peapod-mixnet/peapod/address"
+	"github.com/peapod-mixnet/peapod/client/internal/fragment"
+	"github.com/peapod-mixnet/peapod/sphinx"
+)
+
+// ErrNoSURBs means a reply cannot go out: the anonymous sender's SURBs are
+// used up and it did not send more when asked.
+var ErrNoSURBs = errors.New("client: no reply SURBs left")
+
+// surbPool holds the SURBs one anonymous sender gave this client, and the
+// reply fragments waiting for more.
+type surbPool struct {
+	tag         address.SenderTag
+	surbs       []storedSURB // oldest first
+	requesting  bool
+	requestedAt time.Time
+	waiting     []*pendingFragment
+}
+
+// pool returns the pool of tag, creating it. c.mu must be held (or the
+// client not yet started).
+func (c *Client) pool(tag address.SenderTag) *surbPool {
+	p := c.pools[tag]
+	if p == nil {
+		p = &surbPool{tag: tag}
+		c.pools[tag] = p
+	}
+	return p
+}
+
+// SURBCount is how many reply SURBs this client holds from the sender with
+// this tag.
+func (c *Client) SURBCount(tag address.SenderTag) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p := c.pools[tag]; p != nil {
+		return len(p.surbs)
+	}
+	return 0
+}
+
+// senderTag returns this client's sender tag for a recipient, making and
+// saving one the first time.
+func (c *Client) senderTag(to address.Address) (address.SenderTag, error) {
+	c.mu.Lock()
+	tag, ok := c.tags[to]
+	c.mu.Unlock()
+	if ok {
+		return tag, nil
+	}
+	tag, err := address.NewSenderTag(c.cfg.Rand)
+	if err != nil {
+		return tag, fmt.Errorf("client: %w", err)
+	}
+	if err := c.state.saveTag(to, tag); err != nil {
+		return tag, fmt.Errorf("client: saving a sender tag: %w", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.tags[to]; ok {
+		return old, nil // another goroutine got there first
+	}
+	c.tags[to] = tag
+	c.tagTargets[tag] = to
+	return tag, nil
+}
+
+// makeSURBs makes n SURBs back to this client and records their reply keys.
+func (c *Client) makeSURBs(ctx context.Context, tag address.SenderTag, n int) ([]*sphinx.SURB, error) {
+	if n == 0 {
+		return nil, nil
+	}
+	view, err := c.topology(ctx)
+	if err != nil {
+		return nil, err
+	}
+	self, ok := view.gateway(c.addr.Gateway[:])
+	if !ok {
+		return nil, errors.New("client: own gateway is not in the topology")
+	}
+	mix, _ := c.meanDelays(view)
+	now := time.Now()
+	surbs := make([]*sphinx.SURB, n)
+	keys := make(map[[sphinx.ReplyDigestSize]byte]*replyKey, n)
+	for i := range surbs {
+		route, _, _, err := view.route(&c.health, &self.netNode, mix, now)
+		if err != nil {
+			return nil, err
+		}
+		if surbs[i], err = sphinx.NewSURB(c.cfg.Rand, route, sphinx.Destination(c.addr.Identity), sphinx.SURBID{}); err != nil {
+			return nil, fmt.Errorf("client: making a SURB: %w", err)
+		}
+		keys[surbs[i].Key.Digest()] = &replyKey{key: surbs[i].Key, tag: tag, created: now}
+	}
+	if err := c.state.saveReplyKeys(keys); err != nil {
+		return nil, fmt.Errorf("client: saving reply keys: %w", err)
+	}
+	c.mu.Lock()
+	for d, k := range keys {
+		c.replyKeys[d] = k
+	}
+	c.mu.Unlock()
+	return surbs, nil
+}
+
+// useReplyKey forgets a reply key once it has opened its reply.
+func (c *Client) useReplyKey(d [sphinx.ReplyDigestSize]byte) {
+	c.mu.Lock()
+	delete(c.replyKeys, d)
+	c.mu.Unlock()
+	if err := c.state.deleteReplyKeys([][sphinx.ReplyDigestSize]byte{d}); err != nil {
+		c.log.Error().Err(err).Msg("forgetting a reply key")
+	}
+}
+
+func (c *Client) expireReplyKeys(now time.Time) {
+	var old [][sphinx.ReplyDigestSize]byte
+	c.mu.Lock()
+	for d, k := range c.replyKeys {
+		if now.Sub(k.created) > c.cfg.SURBs.KeyTTL {
+			old = append(old, d)
+			delete(c.replyKeys, d)
+		}
+	}
+	c.mu.Unlock()
+	if len(old) > 0 {
+		if err := c.state.deleteReplyKeys(old); err != nil {
+			c.log.Error().Err(err).Msg("expiring reply keys")
+		}
+	}
+}
+
+// addSURBs stores SURBs an anonymous sender sent and resumes the replies that
+// waited for them.
+func (c *Client) addSURBs(tag address.SenderTag, surbs []*sphinx.SURB) {
+	stored, err := c.state.addSURBs(tag, surbs, time.Now())
+	if err != nil {
+		c.log.Error().Err(err).Msg("keeping reply SURBs")
+		return
+	}
+	c.mu.Lock()
+	p := c.pool(tag)
+	p.surbs = append(p.surbs, stored...)
+	var dropped [][address.SenderTagSize + 8]byte
+	for len(p.surbs) > c.cfg.SURBs.Max {
+		dropped = append(dropped, p.surbs[0].dbKey)
+		p.surbs = p.surbs[1:]
+	}
+	p.requesting = false
+	waiting := p.waiting
+	p.waiting = nil
+	c.mu.Unlock()
+	if len(dropped) > 0 {
+		c.state.deleteSURBs(dropped)
+	}
+	for _, pf := range waiting {
+		select {
+		case c.jobs <- pf:
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+// takeSURB hands out a SURB for one reply fragment. One SURB is kept in
+// reserve to ask for more; when only the reserve is left, pf waits in the
+// pool and a request goes out. Replies fail with ErrNoSURBs only when the
+// pool is empty and no request is under way.
+func (c *Client) takeSURB(tag address.SenderTag, pf *pendingFragment) (*sphinx.SURB, bool) {
+	c.mu.Lock()
+	p := c.pool(tag)
+	if len(p.surbs) > 1 {
+		s := p.surbs[0]
+		p.surbs = p.surbs[1:]
+		if len(p.surbs) < c.cfg.SURBs.Min && !p.requesting {
+			c.requestSURBsLocked(p)
+		}
+		c.mu.Unlock()
+		c.state.deleteSURBs([][address.SenderTagSize + 8]byte{s.dbKey})
+		return s.surb, true
+	}
+	p.waiting = append(p.waiting, pf)
+	if !p.requesting {
+		if len(p.surbs) == 0 {
+			waiting := p.waiting
+			p.waiting = nil
+			c.mu.Unlock()
+			for _, w := range waiting {
+				c.fail(w, fmt.Errorf("%w for sender %s: none could be requested", ErrNoSURBs, tag))
+			}
+			return nil, false
+		}
+		c.requestSURBsLocked(p)
+	}
+	c.mu.Unlock()
+	return nil, false
+}
+
+// requestSURBsLocked spends the pool's reserve SURB on a request for more.
+// c.mu must be held.
+func (c *Client) requestSURBsLocked(p *surbPool) {
+	if len(p.surbs) == 0 {
+		return
+	}
+	s := p.surbs[len(p.surbs)-1]
+	p.surbs = p.surbs[:len(p.surbs)-1]
+	p.requesting = true
+	p.requestedAt = time.Now()
+	amount := uint32(min(c.cfg.SURBs.Request+len(p.waiting), c.cfg.SURBs.MaxRequest))
+	tag := p.tag
+	go func() {
+		c.state.deleteSURBs([][address.SenderTagSize + 8]byte{s.dbKey})
+		if err := c.sendUntracked(s.surb, surbRequestMessage(c.addr, amount)); err != nil {
+			c.log.Warn().Err(err).Str("sender", tag.String()).Msg("asking for reply SURBs")
+		}
+	}()
+}
+
+// checkSURBRequests asks again when a request went unanswered, and fails the
+// waiting replies when there is nothing left to ask with.
+func (c *Client) checkSURBRequests(now time.Time) {
+	type failure struct {
+		pfs []*pendingFragment
+		tag address.SenderTag
+	}
+	var failures []failure
+	c.mu.Lock()
+	for _, p := range c.pools {
+		if !p.requesting || now.Sub(p.requestedAt) < c.cfg.SURBs.RequestWait {
+			continue
+		}
+		p.requesting = false
+		switch {
+		case len(p.surbs) > 0:
+			c.requestSURBsLocked(p)
+		case len(p.waiting) > 0:
+			failures = append(failures, failure{p.waiting, p.tag})
+			p.waiting = nil
+		}
+	}
+	c.mu.Unlock()
+	for _, f := range failures {
+		for _, pf := range f.pfs {
+			c.fail(pf, fmt.Errorf("%w for sender %s: the sender sent none when asked", ErrNoSURBs, f.tag))
+		}
+	}
+}
+
+// answerSURBRequest sends more SURBs to a recipient that asked for them.
+func (c *Client) answerSURBRequest(requester address.Address, amount uint32) {
+	c.mu.Lock()
+	tag, ok := c.tags[requester]
+	c.mu.Unlock()
+	if !ok {
+		c.log.Debug().Msg("ignoring a SURB request from an address this client never wrote to")
+		return
+	}
+	n := min(int(amount), c.cfg.SURBs.MaxRequest)
+	go func() {
+		surbs, err := c.makeSURBs(c.ctx, tag, n)
+		if err != nil {
+			c.log.Warn().Err(err).Msg("making SURBs a recipient asked for")
+			return
+		}
+		msg, err := surbsMessage(tag, surbs)
+		if err != nil {
+			c.log.Warn().Err(err).Msg("making SURBs a recipient asked for")
+			return
+		}
+		if _, err := c.submit(c.ctx, target{to: requester}, msg, 0); err != nil && !errors.Is(err, ErrClosed) {
+			c.log.Warn().Err(err).Msg("sending SURBs a recipient asked for")
+		}
+	}()
+}
+
+// sendUntracked sends a one-fragment control message on a SURB, without
+// retransmission (a lost SURB request is asked again after a while).
+func (c *Client) sendUntracked(surb *sphinx.SURB, msg []byte) error {
+	frags, err := fragment.Split(msg, FragmentCapacity, c.cfg.Rand)
+	if err != nil || len(frags) != 1 {
+		return fmt.Errorf("client: control message of %d fragments: %v", len(frags), err)
+	}
+	view, err := c.topology(c.ctx)
+	if err != nil {
+		return err
+	}
+	self, ok := view.gateway(c.addr.Gateway[:])
+	if !ok {
+		return errors.New("client: own gateway is not in the topology")
+	}
+	_, ackMean := c.meanDelays(view)
+	ackRoute, _, _, err := view.route(&c.health, &self.netNode, ackMean, time.Now())
+	if err != nil {
+		return err
+	}
+	plan := &packetPlan{
+		surb: surb, ackPath: ackRoute, self: sphinx.Destination(c.addr.Identity), ackKey: c.keys.ackKey,
+		id: frags[0].ID(), frag: frags[0].AppendBinary(make([]byte, 0, FragmentCapacity)),
+	}
+	firstHop, pkt, err := buildPacket(c.cfg.Rand, plan)
+	if err != nil {
+		return err
+	}
+	select {
+	case c.link.out <- &outPacket{firstHop: firstHop, packet: pkt}:
+		return nil
+	case <-c.ctx.Done():
+		return ErrClosed
+	}
+}

@@ -1,0 +1,215 @@
+package client
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/peapod-mixnet/peapod/directory"
+	"github.com/peapod-mixnet/peapod/sphinx"
+)
+
+// mixLayers is the number of mixnode layers every route crosses.
+const mixLayers = 3
+
+// netNode is a node of the topology, parsed.
+type netNode struct {
+	identity string // base58, as the directory lists it
+	address  sphinx.NodeAddress
+	key      sphinx.PublicKey
+}
+
+type netGateway struct {
+	netNode
+	identityKey ed25519.PublicKey
+	clientURL   *url.URL
+}
+
+// netView is one parsed topology.
+type netView struct {
+	layers    [mixLayers][]netNode
+	gateways  map[string]*netGateway // by identity bytes
+	meanDelay *time.Duration         // advertised by the network, if it does
+}
+
+var errNoRoute = errors.New("client: the topology has no mixnode in some layer")
+
+func parseTopology(t *directory.Topology) (*netView, []error) {
+	v := &netView{gateways: map[string]*netGateway{}}
+	var skipped []error
+	for _, m := range t.Mixnodes {
+		n, err := parseNode(m.Identity, m.SphinxPublicKey, m.AddrPort)
+		if err != nil || m.Layer < 1 || m.Layer > mixLayers {
+			skipped = append(skipped, fmt.Errorf("mixnode %s: %v (layer %d)", m.Identity, err, m.Layer))
+			continue
+		}
+		v.layers[m.Layer-1] = append(v.layers[m.Layer-1], n)
+	}
+	for _, g := range t.Gateways {
+		n, err := parseNode(g.Identity, g.SphinxPublicKey, g.AddrPort)
+		if err != nil {
+			skipped = append(skipped, fmt.Errorf("gateway %s: %v", g.Identity, err))
+			continue
+		}
+		id, err := g.IdentityKey()
+		if err != nil {
+			skipped = append(skipped, fmt.Errorf("gateway %s: %v", g.Identity, err))
+			continue
+		}
+		u, err := g.ClientURL()
+		if err != nil {
+			skipped = append(skipped, fmt.Errorf("gateway %s: %v", g.Identity, err))
+			continue
+		}
+		v.gateways[string(id)] = &netGateway{netNode: n, identityKey: id, clientURL: u}
+	}
+	if t.Params != nil {
+		d := time.Duration(t.Params.MeanMixDelay)
+		v.meanDelay = &d
+	}
+	return v, skipped
+}
+
+func parseNode(identity string, keyFn func() ([directory.KeySize]byte, error), addrFn func() (netip.AddrPort, error)) (netNode, error) {
+	key, err := keyFn()
+	if err != nil {
+		return netNode{}, err
+	}
+	ap, err := addrFn()
+	if err != nil {
+		return netNode{}, err
+	}
+	addr, err := sphinx.NewNodeAddress(ap)
+	if err != nil {
+		return netNode{}, err
+	}
+	pub, err := sphinx.ParsePublicKey(key[:])
+	if err != nil {
+		return netNode{}, err
+	}
+	return netNode{identity: identity, address: addr, key: pub}, nil
+}
+
+func (v *netView) gateway(id []byte) (*netGateway, bool) {
+	g, ok := v.gateways[string(id)]
+	return g, ok
+}
+
+// isLayer1 reports whether addr is a layer-1 mixnode.
+func (v *netView) isLayer1(addr sphinx.NodeAddress) bool {
+	for _, n := range v.layers[0] {
+		if n.address == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// health keeps a score per mixnode so that routes avoid nodes that lose
+// packets: a timed-out packet blames every mixnode of its route, an ack
+// credits them. A dead node collects blame from every route through it,
+// while the others also see acks; routes then prefer nodes in good standing
+// until the directory drops the dead one. Scores decay, so a node that comes
+// back is tried again.
+type health struct {
+	mu     sync.Mutex
+	scores map[string]*nodeScore
+}
+
+type nodeScore struct {
+	blame float64
+	at    time.Time
+}
+
+const (
+	healthHalfLife = 20 * time.Second
+	healthBad      = 2.0 // blame above this makes a node a last resort
+)
+
+func (h *health) decayed(s *nodeScore, now time.Time) float64 {
+	dt := now.Sub(s.at)
+	if dt <= 0 {
+		return s.blame
+	}
+	f := 1.0
+	for dt > healthHalfLife {
+		f /= 2
+		dt -= healthHalfLife
+	}
+	return s.blame * f * (1 - 0.5*float64(dt)/float64(healthHalfLife))
+}
+
+func (h *health) adjust(ids []string, delta float64, now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.scores == nil {
+		h.scores = map[string]*nodeScore{}
+	}
+	for _, id := range ids {
+		s := h.scores[id]
+		if s == nil {
+			s = &nodeScore{}
+			h.scores[id] = s
+		}
+		s.blame = max(0, h.decayed(s, now)+delta)
+		s.at = now
+	}
+}
+
+func (h *health) good(id string, now time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := h.scores[id]
+	return s == nil || h.decayed(s, now) < healthBad
+}
+
+// pick chooses a node of nodes at random, preferring nodes in good standing.
+func (h *health) pick(nodes []netNode, now time.Time) netNode {
+	var good []int
+	for i := range nodes {
+		if h.good(nodes[i].identity, now) {
+			good = append(good, i)
+		}
+	}
+	if len(good) == 0 {
+		return nodes[rand.IntN(len(nodes))]
+	}
+	return nodes[good[rand.IntN(len(good))]]
+}
+
+// route draws a route through one mixnode of each layer to gw, with delays
+// drawn from an exponential distribution of the given mean. It returns the
+// hops, the identities of the mixnodes, and the sum of the delays.
+func (v *netView) route(h *health, gw *netNode, mean time.Duration, now time.Time) ([]sphinx.Hop, []string, time.Duration, error) {
+	hops := make([]sphinx.Hop, 0, mixLayers+1)
+	ids := make([]string, 0, mixLayers)
+	var total time.Duration
+	for l := range mixLayers {
+		if len(v.layers[l]) == 0 {
+			return nil, nil, 0, errNoRoute
+		}
+		n := h.pick(v.layers[l], now)
+		d := time.Duration(rand.ExpFloat64() * float64(mean))
+		total += d
+		hops = append(hops, sphinx.Hop{Address: n.address, PublicKey: n.key, Delay: d})
+		ids = append(ids, n.identity)
+	}
+	hops = append(hops, sphinx.Hop{Address: gw.address, PublicKey: gw.key})
+	return hops, ids, total, nil
+}
+
+// fetchTopology reads and parses the directory's topology.
+func fetchTopology(ctx context.Context, dir *directory.Client) (*netView, []error, error) {
+	t, err := dir.Topology(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("client: reading the topology: %w", err)
+	}
+	v, skipped := parseTopology(t)
+	return v, skipped, nil
+}
