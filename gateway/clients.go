@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -105,23 +106,32 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveClient runs the handshake on ws and then the session.
+//
+// The handshake gets context.Background() and a deadline on the socket
+// rather than a context that ends: gwproto.Accept resets the websocket's
+// deadlines on its way out, and a context ending at that moment would set
+// them concurrently, which gorilla/websocket does not allow. Close ends a
+// handshake in progress by closing its socket instead.
 func (g *Gateway) serveClient(ws *websocket.Conn, log zerolog.Logger) {
-	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.HandshakeTimeout)
-	identity, sess, err := gwproto.Accept(ctx, ws, gwproto.AcceptConfig{
+	if !g.trackHandshake(ws) {
+		ws.Close()
+		return
+	}
+	ws.UnderlyingConn().SetDeadline(time.Now().Add(g.cfg.HandshakeTimeout))
+	identity, sess, err := gwproto.Accept(context.Background(), ws, gwproto.AcceptConfig{
 		Identity: g.identity,
 		Registry: registry{g.store},
 		Rand:     rand.Reader,
 		Now:      g.cfg.Now,
 	})
-	timedOut := ctx.Err() != nil && g.ctx.Err() == nil
-	cancel()
+	closing := !g.untrackHandshake(ws)
 	if err != nil {
 		ws.Close()
-		if g.ctx.Err() != nil {
-			return // closing
+		if closing {
+			return
 		}
 		g.counters.handshakeFailures.Add(1)
-		if timedOut {
+		if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
 			log.Warn().Dur("timeout", g.cfg.HandshakeTimeout).Msg("closing a client connection: handshake not completed in time")
 		} else {
 			log.Warn().Err(err).Msg("closing a client connection: handshake failed")
@@ -158,6 +168,27 @@ func (g *Gateway) serveClient(ws *websocket.Conn, log zerolog.Logger) {
 	sess.Close()
 	wg.Wait()
 	g.logEnd(c, err)
+}
+
+// trackHandshake records ws as in its handshake, so that Close can end it,
+// and reports false when the gateway is closing.
+func (g *Gateway) trackHandshake(ws *websocket.Conn) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closing {
+		return false
+	}
+	g.handshakes[ws] = struct{}{}
+	return true
+}
+
+// untrackHandshake ends what trackHandshake began, and reports false when
+// the gateway started closing meanwhile.
+func (g *Gateway) untrackHandshake(ws *websocket.Conn) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.handshakes, ws)
+	return !g.closing
 }
 
 // attach makes c its client's live connection, moving the unconfirmed
@@ -242,7 +273,7 @@ func (g *Gateway) readLoop(c *conn) error {
 // which must be a layer-1 mixnode.
 func (g *Gateway) forward(c *conn, f *gwproto.Forward) {
 	hop, err := f.FirstHop.AddrPort()
-	if err != nil || !g.topo.isLayer1(g.ctx, hop) {
+	if err != nil || !g.topo.isLayer1(g.ctx, hop, true) {
 		g.counters.drop(DropForwardRefused)
 		c.log.Debug().Str("hop", f.FirstHop.String()).Msg("refusing to forward: first hop is not a layer-1 mixnode")
 		select {

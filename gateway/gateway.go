@@ -118,8 +118,8 @@ type Gateway struct {
 	registry  *prometheus.Registry
 	upgrader  websocket.Upgrader
 
-	// ctx is cancelled by Close: it aborts handshakes, topology fetches and
-	// the background loops.
+	// ctx is cancelled by Close: it aborts topology fetches and ends the
+	// background loops.
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -140,10 +140,11 @@ type Gateway struct {
 	connWG  sync.WaitGroup // client connections
 
 	// mu guards the fields below and every conn's state.
-	mu      sync.Mutex
-	started bool
-	closing bool
-	conns   map[clientID]*conn
+	mu         sync.Mutex
+	started    bool
+	closing    bool
+	conns      map[clientID]*conn
+	handshakes map[*websocket.Conn]struct{} // connections in their handshake
 
 	// mixFrameTimeout, when set (by tests) before Start, replaces the mix
 	// listener's default FrameTimeout.
@@ -178,18 +179,19 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &Gateway{
-		cfg:       cfg,
-		log:       log,
-		identity:  identity,
-		sphinxKey: sphinxKey,
-		processor: sphinx.NewProcessor(sphinxKey, sphinx.NewReplayFilter(cfg.ReplayCapacity, 0)),
-		store:     st,
-		topo:      newTopology(dir, log),
-		counters:  newCounters(),
-		ctx:       ctx,
-		cancel:    cancel,
-		storeQ:    make(chan *message, storeQueueLen),
-		conns:     make(map[clientID]*conn),
+		cfg:        cfg,
+		log:        log,
+		identity:   identity,
+		sphinxKey:  sphinxKey,
+		processor:  sphinx.NewProcessor(sphinxKey, sphinx.NewReplayFilter(cfg.ReplayCapacity, 0)),
+		store:      st,
+		topo:       newTopology(dir, log),
+		counters:   newCounters(),
+		ctx:        ctx,
+		cancel:     cancel,
+		storeQ:     make(chan *message, storeQueueLen),
+		conns:      make(map[clientID]*conn),
+		handshakes: make(map[*websocket.Conn]struct{}),
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: cfg.HandshakeTimeout,
 			// Clients are programs, not web pages: the handshake
@@ -416,11 +418,14 @@ func (g *Gateway) stop() error {
 	} else if g.clientLn != nil {
 		g.clientLn.Close()
 	}
-	g.cancel() // aborts handshakes and topology fetches in progress
+	g.cancel() // aborts topology fetches in progress
 	g.mu.Lock()
 	conns := make([]*conn, 0, len(g.conns))
 	for _, c := range g.conns {
 		conns = append(conns, c)
+	}
+	for ws := range g.handshakes {
+		ws.UnderlyingConn().Close() // ends the handshake; its goroutine closes ws
 	}
 	g.mu.Unlock()
 	for _, c := range conns {

@@ -105,7 +105,7 @@ func (g *Gateway) handleFrame(_ netip.AddrPort, h wire.Header, packet []byte) {
 			g.counters.drop(DropMalformedPayload)
 			return
 		}
-		if !g.topo.isLayer1(g.ctx, hop) {
+		if !g.topo.isLayer1(g.ctx, hop, false) {
 			g.counters.drop(DropAckHop)
 			return
 		}

@@ -53,21 +53,38 @@ func (t *topology) known(ap netip.AddrPort) bool {
 
 // isLayer1 reports whether ap is a layer-1 mixnode. An address the topology
 // held now does not list triggers a fetch, at most one per onDemandGap, so
-// that a mixnode that joined since the last refresh is found.
-func (t *topology) isLayer1(ctx context.Context, ap netip.AddrPort) bool {
+// that a mixnode that joined since the last refresh is found. When the last
+// fetch is more recent than that, wait says whether to wait for the gap to
+// pass (a client's Forward: only that client waits) or to answer false at
+// once (the exit path, where a made-up hop must not stall a mixnode's
+// connection).
+func (t *topology) isLayer1(ctx context.Context, ap netip.AddrPort, wait bool) bool {
 	if t.known(ap) {
 		return true
 	}
 	if t.client == nil {
 		return false
 	}
-	t.fetchMu.Lock()
+	if wait {
+		t.fetchMu.Lock()
+	} else if !t.fetchMu.TryLock() {
+		return false // a fetch or a waiting client holds it
+	}
 	defer t.fetchMu.Unlock()
 	if t.known(ap) {
 		return true // fetched while this call waited
 	}
-	if time.Since(t.lastFetch) < onDemandGap {
-		return false
+	if gap := onDemandGap - time.Since(t.lastFetch); gap > 0 {
+		if !wait {
+			return false
+		}
+		timer := time.NewTimer(gap)
+		defer timer.Stop()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-timer.C:
+		}
 	}
 	t.fetchLocked(ctx)
 	return t.known(ap)

@@ -1,0 +1,382 @@
+package gateway
+
+import (
+	"bytes"
+	"crypto/rand"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/peapod-mixnet/peapod/internal/gwproto"
+	"github.com/peapod-mixnet/peapod/sphinx"
+)
+
+// A connected client gets a message at once; its SURB-ack goes out only
+// after the client confirms it.
+func TestLiveDeliveryAckAfterReceived(t *testing.T) {
+	dir := startDirectory(t)
+	mix := startSink(t, dir)
+	g := startGateway(t, testConfig(t, t.TempDir(), dir, nil))
+	c := newTestClient()
+	c.register(t, g)
+
+	ack := fakeAck(7)
+	dialMix(t, g).send(t, dataPacket(t, g, c.identity(), mix.addr, ack, []byte("hello")))
+	d := c.deliver(t)
+	if d.Kind != gwproto.KindMessage || string(d.Payload) != "hello" {
+		t.Fatalf("got %v %q, want message %q", d.Kind, d.Payload, "hello")
+	}
+	if s := g.Stats(); s.AcksSent != 0 || s.DeliveredLive != 1 || s.StoredMessages != 0 {
+		t.Fatalf("before Received: %+v", s)
+	}
+	c.confirm(t, d.ID)
+	if got := mix.next(t); !bytes.Equal(got, ack) {
+		t.Fatal("the sink got something other than the SURB-ack")
+	}
+	if s := g.Stats(); s.AcksSent != 1 || s.Confirmed != 1 {
+		t.Fatalf("after Received: %+v", s)
+	}
+}
+
+// An ack packet's payload reaches the client whole, as KindAck, and sends
+// nothing on.
+func TestAckPacketDelivered(t *testing.T) {
+	g := startGateway(t, testConfig(t, t.TempDir(), nil, nil))
+	c := newTestClient()
+	c.register(t, g)
+	body := []byte("fragment-id-and-iv..!") // 21 bytes
+	dialMix(t, g).send(t, ackPacket(t, g, c.identity(), body))
+	d := c.deliver(t)
+	if d.Kind != gwproto.KindAck || !bytes.Equal(d.Payload, body) {
+		t.Fatalf("got %v %q, want ack %q", d.Kind, d.Payload, body)
+	}
+	c.confirm(t, d.ID)
+	c.sync(t)
+	if s := g.Stats(); s.AcksSent != 0 || s.Confirmed != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+// Messages for an offline client are stored and acked after the commit;
+// when it connects it gets them in pages, each deleted only once
+// confirmed; a restart in between loses nothing.
+func TestOfflineStoreThenPagesAcrossRestart(t *testing.T) {
+	dir := startDirectory(t)
+	mix := startSink(t, dir)
+	data := t.TempDir()
+	cfg := testConfig(t, data, dir, nil)
+	cfg.PageSize = 3
+	g, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	c := newTestClient()
+	c.register(t, g)
+	c.disconnect()
+	waitStats(t, g, "the client to leave", func(s Stats) bool { return s.ConnectedClients == 0 })
+
+	const n = 7
+	mc := dialMix(t, g)
+	want := map[string]bool{}
+	for i := range n {
+		msg := fmt.Sprintf("stored message %d", i)
+		want[msg] = true
+		mc.send(t, dataPacket(t, g, c.identity(), mix.addr, fakeAck(byte(i)), []byte(msg)))
+	}
+	// Every ack arrives, and when it does, its message is on disk.
+	for range n {
+		ack := mix.next(t)
+		msgs, err := g.store.page(c.identity(), n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, m := range msgs {
+			found = found || want[string(m.payload)] && m.kind == gwproto.KindMessage && ack[0] < n
+		}
+		if !found {
+			t.Fatal("an ack went out before its message was committed")
+		}
+	}
+	if s := g.Stats(); s.StoredMessages != n || s.Stored != n || s.AcksSent != n {
+		t.Fatalf("after storing: %+v", s)
+	}
+
+	// Restart on the same data folder.
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.MixListenAddr = g.MixAddr().String()
+	g = startGateway(t, cfg)
+	if s := g.Stats(); s.StoredMessages != n || s.RegisteredClients != 1 {
+		t.Fatalf("after restart: %+v", s)
+	}
+
+	c.connect(t, g)
+	got := map[string]bool{}
+	remaining := n
+	var seen []uint64
+	for remaining > 0 {
+		page := min(remaining, cfg.PageSize)
+		var ids []uint64
+		for range page {
+			d := c.deliver(t)
+			got[string(d.Payload)] = true
+			ids = append(ids, d.ID)
+		}
+		// The next page waits for this one to be confirmed.
+		if extra := c.sync(t); len(extra) != 0 {
+			t.Fatalf("got %d more messages before confirming the page", len(extra))
+		}
+		if s := g.Stats(); s.StoredMessages != remaining {
+			t.Fatalf("%d stored before confirming, want %d", s.StoredMessages, remaining)
+		}
+		seen = append(seen, ids...)
+		c.confirm(t, ids...)
+		remaining -= page
+	}
+	waitStats(t, g, "the last page to be deleted", func(s Stats) bool { return s.StoredMessages == 0 })
+	if len(got) != n {
+		t.Fatalf("got %d distinct messages, want %d", len(got), n)
+	}
+	for m := range want {
+		if !got[m] {
+			t.Fatalf("lost %q", m)
+		}
+	}
+	slices.Sort(seen)
+	if len(slices.Compact(seen)) != n {
+		t.Fatal("ids are not unique")
+	}
+}
+
+// A client that disconnects with messages unconfirmed finds them in the
+// store, with the same ids, and their acks go out after the commit.
+func TestDisconnectMovesPendingToStore(t *testing.T) {
+	dir := startDirectory(t)
+	mix := startSink(t, dir)
+	g := startGateway(t, testConfig(t, t.TempDir(), dir, nil))
+	c := newTestClient()
+	c.register(t, g)
+	dialMix(t, g).send(t, dataPacket(t, g, c.identity(), mix.addr, fakeAck(1), []byte("pending")))
+	first := c.deliver(t)
+	c.disconnect()
+	mix.next(t) // the ack, once stored
+	if s := g.Stats(); s.StoredMessages != 1 || s.AcksSent != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+	c.connect(t, g)
+	again := c.deliver(t)
+	if again.ID != first.ID || string(again.Payload) != "pending" {
+		t.Fatalf("got %d %q, want %d %q", again.ID, again.Payload, first.ID, "pending")
+	}
+	c.confirm(t, again.ID)
+	waitStats(t, g, "the message to be deleted", func(s Stats) bool { return s.StoredMessages == 0 })
+	if s := g.Stats(); s.AcksSent != 1 {
+		t.Fatalf("ack sent %d times", s.AcksSent)
+	}
+}
+
+// A newer connection replaces the older one and inherits its unconfirmed
+// messages.
+func TestReplacementInheritsPending(t *testing.T) {
+	dir := startDirectory(t)
+	mix := startSink(t, dir)
+	g := startGateway(t, testConfig(t, t.TempDir(), dir, nil))
+	c := newTestClient()
+	c.register(t, g)
+	old := c.sess
+	dialMix(t, g).send(t, dataPacket(t, g, c.identity(), mix.addr, fakeAck(1), []byte("inherited")))
+	first := c.deliver(t)
+
+	c.connect(t, g) // a second connection, same identity
+	d := c.deliver(t)
+	if d.ID != first.ID || string(d.Payload) != "inherited" {
+		t.Fatalf("got %d %q on the new connection", d.ID, d.Payload)
+	}
+	old.SetReadDeadline(time.Now().Add(waitTimeout))
+	if _, err := old.Receive(); err == nil {
+		t.Fatal("the replaced connection is still open")
+	}
+	if s := g.Stats(); s.ConnectedClients != 1 || s.StoredMessages != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+	c.confirm(t, d.ID)
+	mix.next(t)
+}
+
+// Beyond MaxPendingPerClient, messages go through the store and still
+// reach the connected client.
+func TestPendingOverflowGoesThroughStore(t *testing.T) {
+	dir := startDirectory(t)
+	mix := startSink(t, dir)
+	cfg := testConfig(t, t.TempDir(), dir, nil)
+	cfg.MaxPendingPerClient = 2
+	g := startGateway(t, cfg)
+	c := newTestClient()
+	c.register(t, g)
+	const n = 5
+	var packets [][]byte
+	for i := range n {
+		packets = append(packets, dataPacket(t, g, c.identity(), mix.addr, fakeAck(byte(i)), fmt.Appendf(nil, "m%d", i)))
+	}
+	dialMix(t, g).send(t, packets...)
+	var ids []uint64
+	for range n {
+		ids = append(ids, c.deliver(t).ID)
+	}
+	for range n - 2 {
+		mix.next(t) // the stored ones are acked after their commit
+	}
+	if s := g.Stats(); s.DeliveredLive != 2 || s.Stored != n-2 || s.DeliveredFromStore != n-2 || s.AcksSent != n-2 {
+		t.Fatalf("stats %+v", s)
+	}
+	c.confirm(t, ids...)
+	for range 2 {
+		mix.next(t)
+	}
+	waitStats(t, g, "the store to empty", func(s Stats) bool { return s.StoredMessages == 0 })
+}
+
+// Expired messages are purged; younger ones stay.
+func TestPurgeExpired(t *testing.T) {
+	clock := &testClock{now: time.Now()}
+	cfg := testConfig(t, t.TempDir(), nil, nil)
+	cfg.Now = clock.Now
+	cfg.MessageTTL = time.Hour
+	g := startGateway(t, cfg)
+	c := newTestClient()
+	c.now = clock.Now
+	c.register(t, g)
+	c.disconnect()
+	waitStats(t, g, "the client to leave", func(s Stats) bool { return s.ConnectedClients == 0 })
+
+	mc := dialMix(t, g)
+	mc.send(t, ackPacket(t, g, c.identity(), []byte("old")))
+	waitStats(t, g, "the first message to be stored", func(s Stats) bool { return s.Stored == 1 })
+	clock.Advance(40 * time.Minute)
+	mc.send(t, ackPacket(t, g, c.identity(), []byte("young")))
+	waitStats(t, g, "the second message to be stored", func(s Stats) bool { return s.Stored == 2 })
+	clock.Advance(30 * time.Minute) // the first is 70 minutes old, the second 30
+
+	if n, err := g.purge(); err != nil || n != 1 {
+		t.Fatalf("purged %d (%v), want 1", n, err)
+	}
+	if s := g.Stats(); s.StoredMessages != 1 || s.Purged != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+	c.connect(t, g)
+	if d := c.deliver(t); string(d.Payload) != "young" {
+		t.Fatalf("got %q, want the young message", d.Payload)
+	}
+}
+
+// A replayed packet is dropped; the client gets the message once.
+func TestReplayDropped(t *testing.T) {
+	g := startGateway(t, testConfig(t, t.TempDir(), nil, nil))
+	c := newTestClient()
+	c.register(t, g)
+	p := ackPacket(t, g, c.identity(), []byte("once"))
+	mc := dialMix(t, g)
+	mc.send(t, p, p)
+	waitStats(t, g, "both frames", func(s Stats) bool { return s.PacketsFromMixes == 2 })
+	c.deliver(t)
+	if extra := c.sync(t); len(extra) != 0 {
+		t.Fatalf("got the replayed message too")
+	}
+	if s := g.Stats(); s.Dropped[DropReplay] != 1 {
+		t.Fatalf("replay drops %d, want 1", s.Dropped[DropReplay])
+	}
+}
+
+// Packets the gateway must not deliver are dropped and counted by reason.
+func TestExitDrops(t *testing.T) {
+	dir := startDirectory(t)
+	mix := startSink(t, dir)
+	g := startGateway(t, testConfig(t, t.TempDir(), dir, nil))
+	c := newTestClient()
+	c.register(t, g)
+	stranger := newTestClient()
+	other := startSink(t, nil) // not in the topology
+
+	tampered := dataPacket(t, g, c.identity(), mix.addr, fakeAck(1), []byte("x"))
+	tampered[len(tampered)-1] ^= 1
+	otherKey, _ := sphinx.GenerateKey(rand.Reader)
+	wrongKey, _ := sphinx.NewPacket(rand.Reader, sphinx.AckPacket,
+		[]sphinx.Hop{{Address: nodeAddr(t, g.MixAddr()), PublicKey: otherKey.PublicKey()}},
+		sphinx.Destination(c.identity()), sphinx.SURBID{}, []byte("x"))
+	notFinal, _ := sphinx.NewPacket(rand.Reader, sphinx.AckPacket,
+		[]sphinx.Hop{gatewayHop(t, g), {Address: nodeAddr(t, mix.addr), PublicKey: otherKey.PublicKey()}},
+		sphinx.Destination(c.identity()), sphinx.SURBID{}, []byte("x"))
+	short, _ := sphinx.NewPacket(rand.Reader, sphinx.RegularPacket, []sphinx.Hop{gatewayHop(t, g)},
+		sphinx.Destination(c.identity()), sphinx.SURBID{}, []byte("too short for a SURB-ack"))
+
+	cases := []struct {
+		reason DropReason
+		packet []byte
+	}{
+		{DropUnknownClient, ackPacket(t, g, stranger.identity(), []byte("x"))},
+		{DropAckHop, dataPacket(t, g, c.identity(), other.addr, fakeAck(1), []byte("x"))},
+		{DropMalformedPayload, short},
+		{DropNotFinal, notFinal},
+		{DropAuthentication, wrongKey},
+		{DropBadPacket, tampered},
+	}
+	mc := dialMix(t, g)
+	for _, tc := range cases {
+		mc.send(t, tc.packet)
+	}
+	s := waitStats(t, g, "every frame", func(s Stats) bool { return s.PacketsFromMixes == uint64(len(cases)) })
+	for _, tc := range cases {
+		if s.Dropped[tc.reason] != 1 {
+			t.Errorf("%s drops: %d, want 1 (all: %v)", tc.reason, s.Dropped[tc.reason], s.Dropped)
+		}
+	}
+	if got := c.sync(t); len(got) != 0 {
+		t.Fatalf("the client got %d dropped messages", len(got))
+	}
+	if s.AcksSent != 0 || s.Stored != 0 || s.DeliveredLive != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+// A client's Forward reaches a layer-1 mixnode; one to any other address
+// is refused with an Error and counted: the gateway is no open relay.
+func TestForwardOnlyToLayer1(t *testing.T) {
+	dir := startDirectory(t)
+	mix := startSink(t, dir)
+	g := startGateway(t, testConfig(t, t.TempDir(), dir, nil))
+	late := startSink(t, dir) // registered after the gateway's first fetch
+	other := startSink(t, nil)
+	c := newTestClient()
+	c.register(t, g)
+
+	packet := bytes.Repeat([]byte{0xab}, sphinx.RegularPacket.Len())
+	for _, to := range []*sink{mix, late} {
+		if err := c.sess.Send(&gwproto.Forward{FirstHop: nodeAddr(t, to.addr), Packet: packet}); err != nil {
+			t.Fatal(err)
+		}
+		if got := to.next(t); !bytes.Equal(got, packet) {
+			t.Fatal("the mixnode got another packet")
+		}
+	}
+	if err := c.sess.Send(&gwproto.Forward{FirstHop: nodeAddr(t, other.addr), Packet: packet}); err != nil {
+		t.Fatal(err)
+	}
+	m := c.receive(t)
+	if e, ok := m.(*gwproto.Error); !ok || e.Code != gwproto.CodeRefused {
+		t.Fatalf("got %T %+v, want a refusal", m, m)
+	}
+	if s := g.Stats(); s.ForwardedForClients != 2 || s.Dropped[DropForwardRefused] != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+	select {
+	case <-other.frames:
+		t.Fatal("the gateway relayed a packet to a node outside layer 1")
+	default:
+	}
+}
