@@ -1,0 +1,102 @@
+package mixnode
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// HTTP paths of the metrics server.
+const (
+	PathMetrics = "/metrics"
+	PathHealth  = "/healthz"
+)
+
+// Metrics server limits.
+const (
+	metricsReadHeaderTimeout = 5 * time.Second
+	metricsWriteTimeout      = 30 * time.Second
+	metricsShutdownTimeout   = 2 * time.Second
+)
+
+// collector exports a node's Stats as Prometheus metrics. It reads the
+// counters at scrape time, so the packet path updates only atomics.
+type collector struct {
+	n                                 *Node
+	received, forwarded, dropped      *prometheus.Desc
+	queueDepth, connections, badFrame *prometheus.Desc
+}
+
+func newCollector(n *Node) *collector {
+	return &collector{
+		n:         n,
+		received:  prometheus.NewDesc("packets_received_total", "Packets received from other nodes in well-formed frames.", nil, nil),
+		forwarded: prometheus.NewDesc("packets_forwarded_total", "Packets written to the connection of their next hop.", nil, nil),
+		dropped:   prometheus.NewDesc("packets_dropped_total", "Packets dropped, by reason.", []string{"reason"}, nil),
+		queueDepth: prometheus.NewDesc("queue_depth", "Packets waiting: to be peeled (work), for their delay to pass (delay), "+
+			"to be written to their next hop (outbound).", []string{"queue"}, nil),
+		connections: prometheus.NewDesc("inbound_connections", "Open inbound connections.", nil, nil),
+		badFrame:    prometheus.NewDesc("inbound_connections_closed_total", "Inbound connections closed because of the peer, by reason.", []string{"reason"}, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.received, c.forwarded, c.dropped, c.queueDepth, c.connections, c.badFrame} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	st := c.n.Stats()
+	ch <- prometheus.MustNewConstMetric(c.received, prometheus.CounterValue, float64(st.Received))
+	ch <- prometheus.MustNewConstMetric(c.forwarded, prometheus.CounterValue, float64(st.Forwarded))
+	for _, r := range DropReasons {
+		ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(st.Dropped[r]), string(r))
+	}
+	ch <- prometheus.MustNewConstMetric(c.queueDepth, prometheus.GaugeValue, float64(st.WorkQueue), "work")
+	ch <- prometheus.MustNewConstMetric(c.queueDepth, prometheus.GaugeValue, float64(st.DelayQueue), "delay")
+	ch <- prometheus.MustNewConstMetric(c.queueDepth, prometheus.GaugeValue, float64(st.OutboundQueue), "outbound")
+	ch <- prometheus.MustNewConstMetric(c.connections, prometheus.GaugeValue, float64(st.Connections))
+	ch <- prometheus.MustNewConstMetric(c.badFrame, prometheus.CounterValue, float64(st.MalformedFrames), "malformed")
+	ch <- prometheus.MustNewConstMetric(c.badFrame, prometheus.CounterValue, float64(st.TruncatedFrames), "truncated")
+	ch <- prometheus.MustNewConstMetric(c.badFrame, prometheus.CounterValue, float64(st.FrameTimeouts), "frame_timeout")
+	ch <- prometheus.MustNewConstMetric(c.badFrame, prometheus.CounterValue, float64(st.IdleTimeouts), "idle_timeout")
+}
+
+// newRegistry returns the node's private registry: its own metrics and the
+// Go runtime's. Each node has its own, so several run in one process.
+func newRegistry(n *Node) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newCollector(n), collectors.NewGoCollector())
+	return reg
+}
+
+// metricsHandler serves PathMetrics and PathHealth.
+func (n *Node) metricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET "+PathMetrics, promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET "+PathHealth, func(w http.ResponseWriter, _ *http.Request) {
+		status, body := http.StatusOK, "ok"
+		if n.closing.Load() {
+			status, body = http.StatusServiceUnavailable, "closing"
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		json.NewEncoder(w).Encode(map[string]string{"status": body})
+	})
+	return mux
+}
+
+func (n *Node) newMetricsServer() *http.Server {
+	return &http.Server{
+		Handler:           n.metricsHandler(),
+		ReadHeaderTimeout: metricsReadHeaderTimeout,
+		WriteTimeout:      metricsWriteTimeout,
+	}
+}

@@ -1,0 +1,380 @@
+// Package mixnode runs a mixnode: a node in one layer of the mixnet that
+// receives Sphinx packets from other nodes, peels one layer of each, holds
+// it for the delay its sender chose, and sends it on to the next hop.
+//
+// The pipeline of a [Node]:
+//
+//	inbound connections (internal/wire Server)
+//	  → bounded work queue
+//	  → Workers goroutines: sphinx.Processor.Process (replay filter included)
+//	  → delay queue (one goroutine, one timer, a min-heap; zero delays skip it)
+//	  → outbound pool (internal/wire Pool): one queue and connection per next hop
+//
+// Every stage is bounded: a packet that does not fit is dropped and counted
+// by [DropReason] rather than queued without limit, so overload costs
+// packets, never memory. So is every packet the node cannot use: a replay,
+// a header that fails authentication, a route that ends at this node. A
+// drop is logged at debug level with its reason and peer, never with
+// packet bytes or keys.
+//
+// The node keeps its ed25519 identity and its Sphinx key in Config.DataDir
+// (see [IdentityFile], [SphinxKeyFile]), so that its address in the
+// directory survives restarts, and registers itself with the directory at
+// Config.DirectoryURL while it runs. Its counters are available as [Stats]
+// and, with Config.MetricsAddr, as Prometheus metrics at [PathMetrics]
+// (packets_received_total, packets_forwarded_total,
+// packets_dropped_total{reason}, queue_depth{queue}, and the connection
+// counters).
+//
+// Lifecycle: [New] loads the keys, [Node.Start] listens and registers,
+// [Node.Close] deregisters, stops accepting and returns when every
+// goroutine has ended.
+package mixnode
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/peapod-mixnet/peapod/address"
+	"github.com/peapod-mixnet/peapod/directory"
+	"github.com/peapod-mixnet/peapod/internal/wire"
+	"github.com/peapod-mixnet/peapod/sphinx"
+)
+
+// Node is a mixnode. Create it with [New], run it with [Node.Start] and
+// stop it with [Node.Close]. Its methods are safe for concurrent use.
+type Node struct {
+	cfg      Config
+	log      zerolog.Logger
+	identity ed25519.PrivateKey
+	key      *sphinx.PrivateKey
+	proc     *sphinx.Processor
+
+	server   *wire.Server
+	pool     *wire.Pool
+	work     chan *packetBuf
+	delay    *delayQueue
+	counters counters
+	registry *prometheus.Registry
+
+	stop    chan struct{} // closed by Close: workers and the delay queue end
+	wg      sync.WaitGroup
+	closing atomic.Bool
+
+	mu          sync.Mutex
+	started     bool
+	closed      bool
+	addr        netip.AddrPort
+	announce    netip.AddrPort
+	metricsAddr netip.AddrPort
+	metricsSrv  *http.Server
+	regCancel   context.CancelFunc
+	regDone     chan error // the registrar's result
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New applies cfg's defaults, validates it, and loads the node's keys from
+// cfg.DataDir, creating them on first start. The node does nothing until
+// Start.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.applyDefaults(); err != nil {
+		return nil, err
+	}
+	identity, key, err := loadKeys(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("mixnode: loading keys: %w", err)
+	}
+	n := &Node{
+		cfg:      cfg,
+		identity: identity,
+		key:      key,
+		proc:     sphinx.NewProcessor(key, sphinx.NewReplayFilter(cfg.ReplayCapacity, sphinx.DefaultReplayFalsePositiveRate)),
+		work:     make(chan *packetBuf, cfg.MaxQueue),
+		delay:    newDelayQueue(cfg.MaxQueue),
+		stop:     make(chan struct{}),
+	}
+	n.log = cfg.Logger.With().Str("component", "mixnode").Int("layer", cfg.Layer).Logger()
+	n.server, err = wire.NewServer(wire.ServerConfig{
+		Handler:      wire.HandlerFunc(n.handleFrame),
+		MaxConns:     cfg.MaxConns,
+		IdleTimeout:  cfg.IdleTimeout,
+		FrameTimeout: cfg.FrameTimeout,
+		Logger:       n.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mixnode: %w", err)
+	}
+	n.pool, err = wire.NewPool(wire.PoolConfig{QueueLen: cfg.OutboundQueue, Logger: n.log})
+	if err != nil {
+		return nil, fmt.Errorf("mixnode: %w", err)
+	}
+	n.registry = newRegistry(n)
+	return n, nil
+}
+
+// Start listens on Config.ListenAddr (and Config.MetricsAddr), starts the
+// pipeline and, when Config.DirectoryURL is set, a registrar that keeps the
+// node listed until Close. ctx bounds only the start-up; stop the node with
+// Close. Start may be called once.
+func (n *Node) Start(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	switch {
+	case n.closed:
+		return errors.New("mixnode: Start called after Close")
+	case n.started:
+		return errors.New("mixnode: Start called twice")
+	}
+
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", n.cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("mixnode: %w", err)
+	}
+	addr := boundAddr(ln)
+	announce, err := n.announceAddr(addr)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	var desc directory.Descriptor
+	if n.cfg.DirectoryURL != "" {
+		desc = directory.NewMixnodeDescriptor(n.cfg.Layer, announce, n.Identity(), n.key.PublicKey())
+		if err := desc.Validate(); err != nil {
+			ln.Close()
+			return fmt.Errorf("mixnode: cannot register: %w", err)
+		}
+	}
+	var mln net.Listener
+	if n.cfg.MetricsAddr != "" {
+		if mln, err = lc.Listen(ctx, "tcp", n.cfg.MetricsAddr); err != nil {
+			ln.Close()
+			return fmt.Errorf("mixnode: metrics: %w", err)
+		}
+		n.metricsAddr = boundAddr(mln)
+	}
+	n.started, n.addr, n.announce = true, addr, announce
+
+	for range n.cfg.Workers {
+		n.wg.Add(1)
+		go n.worker()
+	}
+	n.wg.Add(2)
+	go func() {
+		defer n.wg.Done()
+		n.delay.run(n.stop, n.forward)
+	}()
+	go func() {
+		defer n.wg.Done()
+		if err := n.server.Serve(ln); err != nil && !errors.Is(err, wire.ErrServerClosed) {
+			n.log.Error().Err(err).Msg("listener failed; no longer accepting packets")
+		}
+	}()
+	if mln != nil {
+		n.metricsSrv = n.newMetricsServer()
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if err := n.metricsSrv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				n.log.Error().Err(err).Msg("metrics server failed")
+			}
+		}()
+	}
+	if n.cfg.DirectoryURL != "" {
+		regCtx, cancel := context.WithCancel(context.Background())
+		n.regCancel, n.regDone = cancel, make(chan error, 1)
+		r := &directory.Registrar{
+			Client:     &directory.Client{BaseURL: n.cfg.DirectoryURL},
+			Descriptor: desc,
+			Key:        n.identity,
+			Logger:     n.log,
+		}
+		go func() { n.regDone <- r.Run(regCtx) }()
+	}
+
+	sphinxKey := n.key.PublicKey()
+	ev := n.log.Info().Stringer("addr", addr).Stringer("announce", announce).
+		Str("identity", address.EncodeKey(n.Identity())).Str("sphinx_key", address.EncodeKey(sphinxKey[:])).
+		Int("workers", n.cfg.Workers)
+	if n.metricsAddr.IsValid() {
+		ev = ev.Stringer("metrics", n.metricsAddr)
+	}
+	ev.Msg("mixnode started")
+	return nil
+}
+
+// announceAddr returns the address to publish, given the bound address.
+func (n *Node) announceAddr(bound netip.AddrPort) (netip.AddrPort, error) {
+	if n.cfg.AnnounceAddr == "" {
+		return bound, nil
+	}
+	ap, err := netip.ParseAddrPort(n.cfg.AnnounceAddr) // checked by applyDefaults
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("mixnode: %w", err)
+	}
+	if ap.Port() == 0 {
+		ap = netip.AddrPortFrom(ap.Addr(), bound.Port())
+	}
+	return ap, nil
+}
+
+// Close deregisters the node from the directory, stops accepting packets,
+// drops the packets still waiting to be peeled or delayed (counted as
+// DropShutdown), gives the outbound connections a moment to write what
+// they hold, and returns when every goroutine of the node has ended. It
+// returns the deregistration's error, if any. It is safe to call more than
+// once, and without Start.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.closing.Store(true)
+		n.mu.Lock()
+		n.closed = true
+		regCancel, regDone, metricsSrv := n.regCancel, n.regDone, n.metricsSrv
+		n.mu.Unlock()
+
+		var errs []error
+		// Leave the topology first, so that clients stop choosing this node
+		// while it still forwards what it has.
+		if regCancel != nil {
+			regCancel()
+			if err := <-regDone; err != nil {
+				errs = append(errs, fmt.Errorf("mixnode: %w", err))
+			}
+		}
+		n.server.Close()
+		close(n.stop)
+		if metricsSrv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), metricsShutdownTimeout)
+			if err := metricsSrv.Shutdown(ctx); err != nil {
+				metricsSrv.Close()
+			}
+			cancel()
+		}
+		n.wg.Wait()
+		n.drainQueues()
+		n.pool.Close()
+		n.closeErr = errors.Join(errs...)
+		n.log.Info().Msg("mixnode closed")
+	})
+	return n.closeErr
+}
+
+// drainQueues drops what is left in the work and delay queues once no
+// goroutine reads them any more.
+func (n *Node) drainQueues() {
+	for len(n.work) > 0 {
+		n.release(<-n.work, DropShutdown)
+	}
+	for _, d := range n.delay.drain() {
+		n.release(d.pb, DropShutdown)
+	}
+}
+
+// Addr is the address the node listens on (the zero AddrPort before
+// Start).
+func (n *Node) Addr() netip.AddrPort {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.addr
+}
+
+// AnnounceAddr is the address the node publishes in the directory, and
+// where packets for it should be sent (the zero AddrPort before Start).
+func (n *Node) AnnounceAddr() netip.AddrPort {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.announce
+}
+
+// MetricsAddr is the address of the metrics server (the zero AddrPort when
+// there is none).
+func (n *Node) MetricsAddr() netip.AddrPort {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.metricsAddr
+}
+
+// Layer is the node's layer.
+func (n *Node) Layer() int { return n.cfg.Layer }
+
+// Identity is the node's ed25519 public identity key.
+func (n *Node) Identity() ed25519.PublicKey { return n.identity.Public().(ed25519.PublicKey) }
+
+// SphinxKey is the node's X25519 public Sphinx key, which senders use to
+// build packets routed through it.
+func (n *Node) SphinxKey() sphinx.PublicKey { return n.key.PublicKey() }
+
+// Stats are a node's counters and gauges. Once the node is idle,
+// Received = Forwarded + the sum of Dropped.
+type Stats struct {
+	// Received counts packets that arrived in well-formed frames.
+	Received uint64
+	// Forwarded counts packets written to their next hop's connection.
+	Forwarded uint64
+	// Dropped counts dropped packets by reason; every reason in
+	// DropReasons is present.
+	Dropped map[DropReason]uint64
+	// WorkQueue, DelayQueue and OutboundQueue are how many packets wait in
+	// each stage now.
+	WorkQueue, DelayQueue, OutboundQueue int
+	// Connections is how many inbound connections are open.
+	Connections int
+	// Inbound connections closed because of the peer: a malformed header,
+	// a stream ending inside a frame, a frame not completed within
+	// Config.FrameTimeout, no frame within Config.IdleTimeout.
+	MalformedFrames, TruncatedFrames, FrameTimeouts, IdleTimeouts uint64
+}
+
+// DroppedTotal is the sum of s.Dropped.
+func (s Stats) DroppedTotal() uint64 {
+	var t uint64
+	for _, v := range s.Dropped {
+		t += v
+	}
+	return t
+}
+
+// Stats returns the node's counters.
+func (n *Node) Stats() Stats {
+	ps, ss := n.pool.Stats(), n.server.Stats()
+	st := Stats{
+		Received:        n.counters.received.Load(),
+		Forwarded:       ps.Sent,
+		Dropped:         make(map[DropReason]uint64, len(DropReasons)),
+		WorkQueue:       len(n.work),
+		DelayQueue:      n.delay.len(),
+		OutboundQueue:   ps.Queued,
+		Connections:     ss.Active,
+		MalformedFrames: ss.Malformed,
+		TruncatedFrames: ss.Truncated,
+		FrameTimeouts:   ss.FrameTimeouts,
+		IdleTimeouts:    ss.IdleTimeouts,
+	}
+	for i, r := range localReasons {
+		st.Dropped[r] = n.counters.dropped[i].Load()
+	}
+	st.Dropped[DropOutboundQueueFull] = ps.DroppedQueueFull
+	st.Dropped[DropOutboundWriteError] = ps.DroppedWriteError
+	st.Dropped[DropOutboundClosed] = ps.DroppedClosed
+	st.Dropped[DropOutboundTooManyDestinations] = ps.DroppedTooManyDestinations
+	st.Dropped[DropOther] += ps.DroppedInvalid
+	return st
+}
+
+// boundAddr returns a listener's address.
+func boundAddr(ln net.Listener) netip.AddrPort {
+	ap := ln.Addr().(*net.TCPAddr).AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}

@@ -1,0 +1,206 @@
+package mixnode
+
+import (
+	"errors"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/peapod-mixnet/peapod/internal/wire"
+	"github.com/peapod-mixnet/peapod/sphinx"
+)
+
+// DropReason says why the node dropped a packet. It is the reason label of
+// the packets_dropped_total metric.
+type DropReason string
+
+// The reasons a node drops packets.
+const (
+	// DropInjected: Config.DropRate picked the packet (tests only).
+	DropInjected DropReason = "injected"
+	// DropQueueFull: the work queue was full (the node is overloaded).
+	DropQueueFull DropReason = "queue_full"
+	// DropDelayQueueFull: the delay queue was full.
+	DropDelayQueueFull DropReason = "delay_queue_full"
+	// DropDelayTooLong: the packet asked for more than Config.MaxDelay.
+	DropDelayTooLong DropReason = "delay_too_long"
+	// DropReplay: the node had already processed the packet.
+	DropReplay DropReason = "replay"
+	// DropAuthentication: the header failed authentication (not made for
+	// this node's key, or tampered with).
+	DropAuthentication DropReason = "authentication"
+	// DropUnknownVersion: the header named an unknown version or slot kind.
+	DropUnknownVersion DropReason = "unknown_version"
+	// DropPacketSize: the packet had none of the packet sizes.
+	DropPacketSize DropReason = "packet_size"
+	// DropPayload: a final-hop packet's payload was tampered with.
+	DropPayload DropReason = "payload"
+	// DropFinalHop: the packet's route ended at this node, which delivers
+	// nothing.
+	DropFinalHop DropReason = "final_hop"
+	// DropBadNextHop: the next hop's address did not decode.
+	DropBadNextHop DropReason = "bad_next_hop"
+	// DropShutdown: the node closed while the packet waited.
+	DropShutdown DropReason = "shutdown"
+	// DropOutboundQueueFull: the next hop's send queue was full.
+	DropOutboundQueueFull DropReason = "outbound_queue_full"
+	// DropOutboundWriteError: the connection to the next hop broke while
+	// the packet was buffered (it may have arrived all the same).
+	DropOutboundWriteError DropReason = "outbound_write_error"
+	// DropOutboundClosed: the node closed before the packet could be sent.
+	DropOutboundClosed DropReason = "outbound_closed"
+	// DropOutboundTooManyDestinations: too many next hops had queues.
+	DropOutboundTooManyDestinations DropReason = "outbound_too_many_destinations"
+	// DropOther: processing failed in a way no other reason covers.
+	DropOther DropReason = "other"
+)
+
+// localReasons are the reasons counted by the node itself, in the order of
+// the counters; the outbound ones come from the outbound pool.
+var localReasons = [...]DropReason{
+	DropInjected, DropQueueFull, DropDelayQueueFull, DropDelayTooLong,
+	DropReplay, DropAuthentication, DropUnknownVersion, DropPacketSize,
+	DropPayload, DropFinalHop, DropBadNextHop, DropShutdown, DropOther,
+}
+
+// DropReasons lists every reason, in a fixed order.
+var DropReasons = append(localReasons[:len(localReasons):len(localReasons)],
+	DropOutboundQueueFull, DropOutboundWriteError, DropOutboundClosed, DropOutboundTooManyDestinations)
+
+// counters are the node's own packet counters.
+type counters struct {
+	received atomic.Uint64
+	dropped  [len(localReasons)]atomic.Uint64
+}
+
+func (c *counters) drop(r DropReason) {
+	for i, lr := range localReasons {
+		if lr == r {
+			c.dropped[i].Add(1)
+			return
+		}
+	}
+}
+
+// processErrorReason maps an error of sphinx.Processor.Process to a reason.
+func processErrorReason(err error) DropReason {
+	switch {
+	case errors.Is(err, sphinx.ErrReplay):
+		return DropReplay
+	case errors.Is(err, sphinx.ErrAuthentication):
+		return DropAuthentication
+	case errors.Is(err, sphinx.ErrUnknownVersion):
+		return DropUnknownVersion
+	case errors.Is(err, sphinx.ErrPacketSize):
+		return DropPacketSize
+	case errors.Is(err, sphinx.ErrPayload):
+		return DropPayload
+	}
+	return DropOther
+}
+
+// packetBuf holds one packet between the stages of the pipeline.
+type packetBuf struct {
+	b    []byte // exactly the packet; processed in place
+	size sphinx.PacketSize
+	from netip.AddrPort // for logs
+}
+
+// packetPools holds packet buffers by size tag, so that the pipeline
+// allocates nothing per packet in steady state.
+var packetPools [sphinx.Extended16Packet + 1]sync.Pool
+
+func getPacket(size sphinx.PacketSize) *packetBuf {
+	if pb, ok := packetPools[size].Get().(*packetBuf); ok {
+		return pb
+	}
+	return &packetBuf{b: make([]byte, size.Len()), size: size}
+}
+
+func putPacket(pb *packetBuf) {
+	pb.b = pb.b[:cap(pb.b)]
+	packetPools[pb.size].Put(pb)
+}
+
+// handleFrame is the inbound server's handler: it copies the packet into a
+// pooled buffer and queues it for a worker, dropping it when the queue is
+// full. It runs on the connection's goroutine and never blocks.
+func (n *Node) handleFrame(from netip.AddrPort, h wire.Header, packet []byte) {
+	n.counters.received.Add(1)
+	if n.cfg.DropRate > 0 && rand.Float64() < n.cfg.DropRate {
+		n.dropped(DropInjected, from)
+		return
+	}
+	pb := getPacket(h.Size)
+	copy(pb.b, packet)
+	pb.from = from
+	select {
+	case n.work <- pb:
+	default:
+		putPacket(pb)
+		n.dropped(DropQueueFull, from)
+	}
+}
+
+// worker peels packets from the work queue until the node stops.
+func (n *Node) worker() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case pb := <-n.work:
+			n.process(pb)
+		}
+	}
+}
+
+// process peels one layer of pb in place and sends the result on, now or
+// through the delay queue.
+func (n *Node) process(pb *packetBuf) {
+	res, err := n.proc.Process(pb.b[:0], pb.b)
+	if err != nil {
+		n.release(pb, processErrorReason(err))
+		return
+	}
+	if res.Final {
+		n.release(pb, DropFinalHop)
+		return
+	}
+	to, err := res.NextHop.AddrPort()
+	if err != nil {
+		n.release(pb, DropBadNextHop)
+		return
+	}
+	switch {
+	case res.Delay == 0:
+		n.forward(to, pb)
+	case res.Delay > n.cfg.MaxDelay:
+		n.release(pb, DropDelayTooLong)
+	case !n.delay.push(n.delay.now()+res.Delay, to, pb):
+		n.release(pb, DropDelayQueueFull)
+	}
+}
+
+// forward hands pb to the outbound pool, which copies it and counts what
+// becomes of it, and recycles pb.
+func (n *Node) forward(to netip.AddrPort, pb *packetBuf) {
+	n.pool.Send(to, wire.Header{Size: pb.size, Type: wire.PacketTypeMix, KeyRotation: wire.KeyRotationUnknown}, pb.b)
+	putPacket(pb)
+}
+
+// release drops pb for reason r.
+func (n *Node) release(pb *packetBuf, r DropReason) {
+	n.dropped(r, pb.from)
+	putPacket(pb)
+}
+
+// dropped counts and logs a dropped packet. The log line names the reason
+// and the peer that sent the packet, never its bytes.
+func (n *Node) dropped(r DropReason, from netip.AddrPort) {
+	n.counters.drop(r)
+	if e := n.log.Debug(); e.Enabled() {
+		e.Str("reason", string(r)).Str("peer", from.String()).Msg("dropped a packet")
+	}
+}
