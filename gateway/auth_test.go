@@ -88,9 +88,7 @@ func TestAuthentication(t *testing.T) {
 			t.Fatalf("got %v, want not registered", err)
 		}
 	})
-	if s := g.Stats(); s.HandshakeFailures != 5 {
-		t.Fatalf("%d handshake failures counted, want 5", s.HandshakeFailures)
-	}
+	waitStats(t, g, "5 handshake failures", func(s Stats) bool { return s.HandshakeFailures == 5 })
 }
 
 // The last accepted timestamp survives a restart: a request captured

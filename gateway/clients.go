@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -59,17 +60,32 @@ type conn struct {
 }
 
 // offerLocked delivers m at once if the connection has room for another
-// pending message. The caller holds the gateway's mu.
-func (c *conn) offerLocked(m *message) bool {
-	if c.detached || len(c.pending) >= c.maxPending {
+// pending message, counting it with counter (when not nil) before the
+// client can see it. The caller holds the gateway's mu.
+func (c *conn) offerLocked(m *message, counter *atomic.Uint64) bool {
+	if c.detached || len(c.pending) >= c.maxPending || !c.hasRoomLocked() {
 		return false
 	}
-	select {
-	case c.out <- &gwproto.Deliver{ID: m.id, Kind: m.kind, Payload: m.payload}:
-		c.pending[m.id] = m
-		return true
-	default:
-		return false
+	c.pending[m.id] = m
+	if counter != nil {
+		counter.Add(1)
+	}
+	c.out <- &gwproto.Deliver{ID: m.id, Kind: m.kind, Payload: m.payload}
+	return true
+}
+
+// hasRoomLocked reports whether a message can be queued without blocking.
+// Only the writer takes from out, and every sender holds the gateway's mu,
+// so the room cannot shrink before the caller queues. The caller holds the
+// gateway's mu.
+func (c *conn) hasRoomLocked() bool { return len(c.out) < cap(c.out) }
+
+// trySend queues a control message (Pong, Error) unless the queue is full.
+func (g *Gateway) trySend(c *conn, m gwproto.Message) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if c.hasRoomLocked() {
+		c.out <- m
 	}
 }
 
@@ -207,7 +223,7 @@ func (g *Gateway) attach(c *conn) bool {
 		old.replaced = true
 		old.detached = true
 		for _, m := range old.pending {
-			if !c.offerLocked(m) {
+			if !c.offerLocked(m, nil) {
 				spill = append(spill, m)
 			}
 		}
@@ -258,10 +274,8 @@ func (g *Gateway) readLoop(c *conn) error {
 				return err
 			}
 		case *gwproto.Ping:
-			select {
-			case c.out <- &gwproto.Pong{Value: m.Value}:
-			default: // a client pinging faster than it reads gets no answer
-			}
+			// A client pinging faster than it reads gets no answer.
+			g.trySend(c, &gwproto.Pong{Value: m.Value})
 		case *gwproto.Pong:
 		default:
 			return fmt.Errorf("%w (%T)", errProtocol, m)
@@ -276,10 +290,7 @@ func (g *Gateway) forward(c *conn, f *gwproto.Forward) {
 	if err != nil || !g.topo.isLayer1(g.ctx, hop, true) {
 		g.counters.drop(DropForwardRefused)
 		c.log.Debug().Str("hop", f.FirstHop.String()).Msg("refusing to forward: first hop is not a layer-1 mixnode")
-		select {
-		case c.out <- &gwproto.Error{Code: gwproto.CodeRefused, Message: "first hop " + f.FirstHop.String() + " is not a layer-1 mixnode"}:
-		default:
-		}
+		g.trySend(c, &gwproto.Error{Code: gwproto.CodeRefused, Message: "first hop " + f.FirstHop.String() + " is not a layer-1 mixnode"})
 		return
 	}
 	if g.send(hop, f.Packet) { // the pool copies the packet
@@ -350,17 +361,17 @@ func (g *Gateway) pageLoop(c *conn) {
 			if c.detached {
 				break
 			}
-			select {
-			case c.out <- &gwproto.Deliver{ID: m.id, Kind: m.kind, Payload: m.payload}:
-				c.page[m.id] = struct{}{}
-				sent++
-			default:
+			if !c.hasRoomLocked() {
 				// Only a client confirming what it has not been sent fills
 				// the queue; the rest waits for a later page.
+				break
 			}
+			c.page[m.id] = struct{}{}
+			g.counters.deliveredStored.Add(1) // before the client can see it
+			c.out <- &gwproto.Deliver{ID: m.id, Kind: m.kind, Payload: m.payload}
+			sent++
 		}
 		g.mu.Unlock()
-		g.counters.deliveredStored.Add(uint64(sent))
 		c.log.Debug().Int("messages", sent).Msg("handed over a page of stored messages")
 	}
 }

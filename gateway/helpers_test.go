@@ -409,3 +409,5 @@ func isClosed(c net.Conn) bool {
 		}
 	}
 }
+
+func mustAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }

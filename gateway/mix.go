@@ -133,10 +133,9 @@ func (g *Gateway) deliver(m *message) {
 	m.id = id
 	g.mu.Lock()
 	c := g.conns[m.client]
-	live := c != nil && c.offerLocked(m)
+	live := c != nil && c.offerLocked(m, &g.counters.deliveredLive)
 	g.mu.Unlock()
 	if live {
-		g.counters.deliveredLive.Add(1)
 		return
 	}
 	g.storeQ <- m
