@@ -24,19 +24,16 @@ const (
 // for the old key no longer decrypt, so forgetting their tags is safe.
 //
 // It is safe for concurrent use. Two concurrent Seen calls for the same tag
-// are serialised, so exactly one of them reports a fresh tag.
+// are serialised, so exactly one of them reports a fresh tag. A Seen that
+// overlaps a Reset may leave its tag recorded or not.
 type ReplayFilter struct {
 	capacity uint64
 	m        uint64 // bits
 	k        int    // probes per tag
-	gen      atomic.Pointer[replayGeneration]
-}
-
-type replayGeneration struct {
-	words  []uint64
-	seeds  [2]maphash.Seed
-	stripe [replayStripes]sync.Mutex
-	count  atomic.Uint64
+	words    []uint64
+	seeds    [2]maphash.Seed
+	stripe   [replayStripes]sync.Mutex
+	count    atomic.Uint64
 }
 
 const replayStripes = 64
@@ -58,29 +55,22 @@ func NewReplayFilter(capacity int, falsePositiveRate float64) *ReplayFilter {
 	for f.FalsePositiveRate(capacity) > falsePositiveRate {
 		f.m += 64 * (f.m/64/1000 + 1)
 	}
-	f.gen.Store(f.newGeneration())
+	f.words = make([]uint64, f.m/64)
+	f.seeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
 	return f
-}
-
-func (f *ReplayFilter) newGeneration() *replayGeneration {
-	return &replayGeneration{
-		words: make([]uint64, f.m/64),
-		seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
-	}
 }
 
 // Seen records tag and reports whether it (probably) had been recorded before.
 func (f *ReplayFilter) Seen(tag *ReplayTag) bool {
-	g := f.gen.Load()
-	h1 := maphash.Bytes(g.seeds[0], tag[:])
-	h2 := maphash.Bytes(g.seeds[1], tag[:]) | 1
-	mu := &g.stripe[h1%replayStripes]
+	h1 := maphash.Bytes(f.seeds[0], tag[:])
+	h2 := maphash.Bytes(f.seeds[1], tag[:]) | 1
+	mu := &f.stripe[h1%replayStripes]
 	mu.Lock()
 	fresh := false
 	h := h1
 	for range f.k {
 		bit, _ := bits.Mul64(h, f.m) // uniform in [0, m)
-		w, mask := &g.words[bit/64], uint64(1)<<(bit%64)
+		w, mask := &f.words[bit/64], uint64(1)<<(bit%64)
 		if atomic.OrUint64(w, mask)&mask == 0 {
 			fresh = true
 		}
@@ -88,24 +78,30 @@ func (f *ReplayFilter) Seen(tag *ReplayTag) bool {
 	}
 	mu.Unlock()
 	if fresh {
-		g.count.Add(1)
+		f.count.Add(1)
 	}
 	return !fresh
 }
 
 // Reset forgets every tag. Call it when the key the filter guards is
-// replaced.
-func (f *ReplayFilter) Reset() { f.gen.Store(f.newGeneration()) }
+// replaced. It clears the bits in place (a word at a time, so concurrent
+// Seen calls stay safe), keeping the filter's memory mapped.
+func (f *ReplayFilter) Reset() {
+	for i := range f.words {
+		atomic.StoreUint64(&f.words[i], 0)
+	}
+	f.count.Store(0)
+}
 
 // Count is how many fresh tags have been recorded since the last Reset.
-func (f *ReplayFilter) Count() int { return int(f.gen.Load().count.Load()) }
+func (f *ReplayFilter) Count() int { return int(f.count.Load()) }
 
 // Capacity is the number of tags the filter was sized for.
 func (f *ReplayFilter) Capacity() int { return int(f.capacity) }
 
 // Full reports whether Count has reached Capacity, past which the false
 // positive rate exceeds the one the filter was made for.
-func (f *ReplayFilter) Full() bool { return f.gen.Load().count.Load() >= f.capacity }
+func (f *ReplayFilter) Full() bool { return f.count.Load() >= f.capacity }
 
 // FalsePositiveRate is the expected probability that a fresh tag is refused
 // once n tags have been recorded.

@@ -22,12 +22,11 @@ func TestReplayFilterSizing(t *testing.T) {
 
 // contains reports whether every bit of tag is set, without recording it.
 func (f *ReplayFilter) contains(tag *ReplayTag) bool {
-	g := f.gen.Load()
-	h := maphash.Bytes(g.seeds[0], tag[:])
-	h2 := maphash.Bytes(g.seeds[1], tag[:]) | 1
+	h := maphash.Bytes(f.seeds[0], tag[:])
+	h2 := maphash.Bytes(f.seeds[1], tag[:]) | 1
 	for range f.k {
 		bit, _ := bits.Mul64(h, f.m)
-		if g.words[bit/64]&(1<<(bit%64)) == 0 {
+		if f.words[bit/64]&(1<<(bit%64)) == 0 {
 			return false
 		}
 		h += h2
