@@ -15,7 +15,7 @@ const (
 	IdentityFile    = "identity.pem"
 	IdentityPEMType = "PEAPOD ED25519 IDENTITY SEED"
 	SphinxKeyFile   = "sphinx.pem"
-	SphinxPEMType   = "PEAPOD X25519 SPHINX KEY"
+	SphinxKeyPEMType   = "PEAPOD X25519 SPHINX KEY"
 )
 
 // loadKeys returns the gateway's identity and Sphinx keys from dir, making
@@ -27,7 +27,7 @@ func loadKeys(dir string) (ed25519.PrivateKey, *sphinx.PrivateKey, error) {
 	}
 	identity := ed25519.NewKeyFromSeed(seed)
 	clear(seed)
-	raw, _, err := keyfile.LoadOrCreate(filepath.Join(dir, SphinxKeyFile), SphinxPEMType, sphinx.KeySize, rand.Reader)
+	raw, _, err := keyfile.LoadOrCreate(filepath.Join(dir, SphinxKeyFile), SphinxKeyPEMType, sphinx.KeySize, rand.Reader)
 	if err != nil {
 		return nil, nil, err
 	}
