@@ -12,10 +12,10 @@ import (
 // Key files in the data folder, and their PEM types (the same as a
 // mixnode's).
 const (
-	IdentityFile    = "identity.pem"
-	IdentityPEMType = "PEAPOD ED25519 IDENTITY SEED"
-	SphinxKeyFile   = "sphinx.pem"
-	SphinxKeyPEMType   = "PEAPOD X25519 SPHINX KEY"
+	IdentityFile     = "identity.pem"
+	IdentityPEMType  = "PEAPOD ED25519 IDENTITY SEED"
+	SphinxKeyFile    = "sphinx.pem"
+	SphinxKeyPEMType = "PEAPOD X25519 SPHINX KEY"
 )
 
 // loadKeys returns the gateway's identity and Sphinx keys from dir, making
