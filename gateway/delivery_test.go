@@ -385,3 +385,42 @@ func TestForwardOnlyToLayer1(t *testing.T) {
 	default:
 	}
 }
+
+// Close moves unconfirmed live messages to the store, sends their acks and
+// ends every goroutine; the messages are there after a restart.
+func TestCloseFlushesPending(t *testing.T) {
+	dir := startDirectory(t)
+	mix := startSink(t, dir)
+	data := t.TempDir()
+	cfg := testConfig(t, data, dir, nil)
+	g, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	c := newTestClient()
+	c.register(t, g)
+	dialMix(t, g).send(t, dataPacket(t, g, c.identity(), mix.addr, fakeAck(5), []byte("in flight")))
+	first := c.deliver(t)
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if ack := mix.next(t); !bytes.Equal(ack, fakeAck(5)) {
+		t.Fatal("wrong ack")
+	}
+	checkNoGoroutines(t, "gateway.(*Gateway)", "wire.(*Pool)")
+	if err := g.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+
+	g = startGateway(t, cfg)
+	if s := g.Stats(); s.StoredMessages != 1 {
+		t.Fatalf("%d stored after restart, want 1", s.StoredMessages)
+	}
+	c.connect(t, g)
+	if d := c.deliver(t); d.ID != first.ID || string(d.Payload) != "in flight" {
+		t.Fatalf("got %d %q", d.ID, d.Payload)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -411,3 +412,32 @@ func isClosed(c net.Conn) bool {
 }
 
 func mustAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+// checkNoGoroutines fails if a goroutine runs code whose stack names one
+// of the given symbols, once every one started for the test should have
+// ended. Goroutines of other tests' gateways may still be ending, so it
+// polls for a while.
+func checkNoGoroutines(t *testing.T, symbols ...string) {
+	t.Helper()
+	var leaked string
+	ok := func() bool {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			for _, s := range symbols {
+				if strings.Contains(g, s) {
+					leaked = g
+					return false
+				}
+			}
+		}
+		return true
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("goroutine left behind:\n%s", leaked)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
