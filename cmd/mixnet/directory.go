@@ -1,0 +1,90 @@
+package main
+
+import (
+	"flag"
+	"io"
+	"net"
+	"time"
+
+	"github.com/peapod-mixnet/peapod/directory"
+)
+
+// directoryFile is the TOML file of `mixnet directory`.
+type directoryFile struct {
+	Directory directorySection `toml:"directory"`
+	Log       logSection       `toml:"log"`
+}
+
+// directorySection is its [directory] section.
+type directorySection struct {
+	// Listen is the ip:port of the HTTP server.
+	Listen string `toml:"listen"`
+	// Data is the folder of the database.
+	Data string `toml:"data"`
+	// TTL is how long a node stays listed without refreshing.
+	TTL time.Duration `toml:"ttl"`
+	// MaxNodes bounds the identities tracked (0: the default).
+	MaxNodes int `toml:"max_nodes"`
+	// MaxClockSkew bounds the age of a signed request (0: the default).
+	MaxClockSkew time.Duration `toml:"max_clock_skew"`
+}
+
+func defaultDirectoryFile() directoryFile {
+	return directoryFile{
+		Directory: directorySection{Listen: "127.0.0.1:8090", TTL: directory.DefaultTTL},
+		Log:       defaultLog(),
+	}
+}
+
+func bindDirectoryFlags(fs *flag.FlagSet, c *directoryFile) {
+	d := &c.Directory
+	fs.StringVar(&d.Listen, "listen", d.Listen, "`ip:port` of the HTTP server")
+	fs.StringVar(&d.Data, "data", d.Data, "`folder` of the database (required)")
+	fs.DurationVar(&d.TTL, "ttl", d.TTL, "how long a node stays listed without refreshing")
+	fs.IntVar(&d.MaxNodes, "max-nodes", d.MaxNodes, "most node identities tracked (0: the default)")
+	fs.DurationVar(&d.MaxClockSkew, "max-clock-skew", d.MaxClockSkew, "largest accepted clock difference of a signed request (0: the default)")
+	c.Log.flags(fs)
+}
+
+// runDirectory is `mixnet directory`.
+func runDirectory(args []string, stderr io.Writer) int {
+	cfg := defaultDirectoryFile()
+	if err := parseConfig("directory", args, stderr, &cfg, bindDirectoryFlags); err != nil {
+		return exitStatus(stderr, err)
+	}
+	log, err := newLogger(stderr, cfg.Log.Level)
+	if err != nil {
+		return exitStatus(stderr, err)
+	}
+	srv, err := directory.New(directory.Config{
+		DataDir:      cfg.Directory.Data,
+		TTL:          cfg.Directory.TTL,
+		MaxNodes:     cfg.Directory.MaxNodes,
+		MaxClockSkew: cfg.Directory.MaxClockSkew,
+		Logger:       log,
+	})
+	if err != nil {
+		log.Error().Err(err).Msg("cannot start the directory")
+		return exitError
+	}
+	ln, err := net.Listen("tcp", cfg.Directory.Listen)
+	if err != nil {
+		srv.Close()
+		log.Error().Err(err).Msg("cannot listen")
+		return exitError
+	}
+	log.Info().Str("addr", ln.Addr().String()).Msg("directory listening")
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	failure := awaitShutdown(log, served)
+	if err := srv.Close(); err != nil {
+		log.Error().Err(err).Msg("closing the directory")
+		return exitError
+	}
+	if failure != nil {
+		return exitError
+	}
+	log.Info().Msg("directory stopped")
+	return exitOK
+}

@@ -1,0 +1,61 @@
+// Command mixnet runs the processes of a peapod mixnet: the directory and
+// mixnodes, one subcommand each.
+//
+//	mixnet directory --listen 127.0.0.1:8090 --data DIR [--ttl 90s] [--config FILE]
+//	mixnet mixnode --listen ADDR --announce ADDR --layer N --directory URL --data DIR [--metrics ADDR] [--config FILE]
+//
+// Each subcommand reads an optional TOML file (--config) and then its flags,
+// which override the file; `mixnet <subcommand> -h` lists them. The first
+// SIGINT or SIGTERM shuts the process down gracefully; a second one exits at
+// once. Logs go to stderr, as JSON lines, or human-readable when stderr is
+// a terminal.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+// subcommands maps each subcommand to its entry point, which returns the
+// process's exit status.
+var subcommands = map[string]struct {
+	run     func(args []string, stderr io.Writer) int
+	summary string
+}{
+	"directory": {runDirectory, "run the directory that lists mixnodes and gateways"},
+	"mixnode":   {runMixnode, "run a mixnode"},
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+// run dispatches to a subcommand and returns the exit status.
+func run(args []string, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		usage(stderr)
+		return exitOK
+	}
+	sub, ok := subcommands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "mixnet: unknown subcommand %q\n\n", args[0])
+		usage(stderr)
+		return exitUsage
+	}
+	return sub.run(args[1:], stderr)
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: mixnet <subcommand> [flags]")
+	fmt.Fprintln(w, "\nsubcommands:")
+	for _, name := range []string{"directory", "mixnode"} {
+		fmt.Fprintf(w, "  %-10s %s\n", name, subcommands[name].summary)
+	}
+	fmt.Fprintln(w, "\nRun 'mixnet <subcommand> -h' for its flags.")
+}

@@ -1,0 +1,265 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/peapod-mixnet/peapod/directory"
+)
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "mixnet.toml")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestConfigFileAndFlags(t *testing.T) {
+	path := writeFile(t, `
+[mixnode]
+listen = "127.0.0.1:1789"
+layer = 2
+data = "/from/file"
+max_delay = "5s"
+
+[log]
+level = "debug"
+`)
+	cfg := defaultMixnodeFile()
+	err := parseConfig("mixnode", []string{"--config", path, "--layer", "3", "-workers=4"}, io.Discard, &cfg, bindMixnodeFlags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := cfg.Mixnode
+	if m.Listen != "127.0.0.1:1789" || m.Data != "/from/file" || m.MaxDelay != 5*time.Second || cfg.Log.Level != "debug" {
+		t.Fatalf("file values not applied: %+v", cfg)
+	}
+	if m.Layer != 3 || m.Workers != 4 {
+		t.Fatalf("flags did not override the file: %+v", m)
+	}
+
+	// Without a file, the defaults stand where no flag is given.
+	cfg = defaultMixnodeFile()
+	if err := parseConfig("mixnode", []string{"--layer", "1"}, io.Discard, &cfg, bindMixnodeFlags); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Mixnode.Listen != "0.0.0.0:1789" || cfg.Log.Level != "info" {
+		t.Fatalf("defaults lost: %+v", cfg)
+	}
+}
+
+func TestConfigFileUnknownKeys(t *testing.T) {
+	path := writeFile(t, `
+[directory]
+listen = "127.0.0.1:8090"
+tll = "90s"
+
+[logging]
+level = "debug"
+`)
+	cfg := defaultDirectoryFile()
+	err := parseConfig("directory", []string{"--config", path}, io.Discard, &cfg, bindDirectoryFlags)
+	if err == nil || !strings.Contains(err.Error(), "unknown keys: directory.tll, logging") {
+		t.Fatalf("error %v does not name the unknown keys", err)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	bad := writeFile(t, "[directory]\nttl = \"ninety\"\n")
+	cases := [][]string{
+		{"--config", bad},
+		{"--config", filepath.Join(t.TempDir(), "missing.toml")},
+		{"--no-such-flag"},
+		{"--ttl", "soon"},
+		{"stray"},
+	}
+	for _, args := range cases {
+		var out bytes.Buffer
+		if code := run(append([]string{"directory"}, args...), &out); code != exitUsage {
+			t.Errorf("%q: exit %d, want %d; output:\n%s", args, code, exitUsage, out.String())
+		}
+		if out.Len() == 0 {
+			t.Errorf("%q: nothing printed", args)
+		}
+	}
+	var out bytes.Buffer
+	if code := run([]string{"directory", "--log-level", "loud"}, &out); code != exitUsage || !strings.Contains(out.String(), "log level") {
+		t.Errorf("bad log level: exit %d: %s", code, out.String())
+	}
+	if code := run([]string{"directory", "-h"}, &out); code != exitOK {
+		t.Errorf("-h: exit %d", code)
+	}
+	if code := run([]string{"frobnicate"}, &out); code != exitUsage {
+		t.Errorf("unknown subcommand: exit %d", code)
+	}
+	if code := run(nil, &out); code != exitUsage {
+		t.Errorf("no subcommand: exit %d", code)
+	}
+}
+
+// TestProcesses builds the binary and runs a directory and a mixnode as real
+// processes: the mixnode registers, and on SIGTERM both exit cleanly, the
+// mixnode deregistered first.
+func TestProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "mixnet")
+	build := exec.Command(goTool(t), "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	dir := start(t, bin, "directory", "--listen", "127.0.0.1:0", "--data", t.TempDir())
+	addr := dir.field(t, "directory listening", "addr")
+	client := &directory.Client{BaseURL: "http://" + addr}
+
+	node := start(t, bin, "mixnode", "--listen", "127.0.0.1:0", "--layer", "2",
+		"--directory", client.BaseURL, "--data", t.TempDir(), "--replay-capacity", "10000")
+	identity := node.field(t, "mixnode started", "identity")
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		topo, err := client.Topology(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(topo.Mixnodes) == 1 {
+			if m := topo.Mixnodes[0]; m.Identity != identity || m.Layer != 2 {
+				t.Fatalf("listed %+v, want identity %s in layer 2", m, identity)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the mixnode was never listed")
+		}
+		time.Sleep(20 * time.Millisecond) // the registrar gives no signal to another process
+	}
+
+	node.stop(t)
+	topo, err := client.Topology(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(topo.Mixnodes) != 0 {
+		t.Fatalf("still listed after the mixnode exited: %+v", topo.Mixnodes)
+	}
+	dir.stop(t)
+}
+
+// goTool returns the go command that runs this test.
+func goTool(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath(filepath.Join(runtime.GOROOT(), "bin", "go")); err == nil {
+		return p
+	}
+	p, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command to build the binary")
+	}
+	return p
+}
+
+// process is a running mixnet process whose JSON log lines are read as
+// they come.
+type process struct {
+	cmd   *exec.Cmd
+	lines chan map[string]any
+	done  chan error
+}
+
+func start(t *testing.T, bin string, args ...string) *process {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &process{cmd: cmd, lines: make(chan map[string]any, 1000), done: make(chan error, 1)}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var line map[string]any
+			if json.Unmarshal(sc.Bytes(), &line) != nil {
+				line = map[string]any{"message": sc.Text()}
+			}
+			t.Logf("%s: %s", args[0], sc.Text())
+			select {
+			case p.lines <- line:
+			default:
+			}
+		}
+		close(p.lines)
+		p.done <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+// field waits for the log line with the given message and returns one of
+// its fields.
+func (p *process) field(t *testing.T, message, key string) string {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case line, ok := <-p.lines:
+			if !ok {
+				t.Fatalf("the process exited before logging %q", message)
+			}
+			if line["message"] == message {
+				v, _ := line[key].(string)
+				if v == "" {
+					t.Fatalf("log line %q has no %q", message, key)
+				}
+				return v
+			}
+		case <-timeout:
+			t.Fatalf("no log line %q", message)
+		}
+	}
+}
+
+// stop sends SIGTERM and checks the process exits with status 0.
+func (p *process) stop(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// Keep draining the log so the process never blocks on a full pipe.
+	go func() {
+		for range p.lines {
+		}
+	}()
+	select {
+	case err := <-p.done:
+		var exit *exec.ExitError
+		if errors.As(err, &exit) || err != nil {
+			t.Fatalf("%s exited with %v", p.cmd.Args[1], err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s did not exit after SIGTERM", p.cmd.Args[1])
+	}
+}

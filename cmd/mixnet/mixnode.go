@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"io"
+	"time"
+
+	"github.com/peapod-mixnet/peapod/mixnode"
+)
+
+// mixnodeFile is the TOML file of `mixnet mixnode`.
+type mixnodeFile struct {
+	Mixnode mixnodeSection `toml:"mixnode"`
+	Log     logSection     `toml:"log"`
+}
+
+// mixnodeSection is its [mixnode] section; each key maps to the field of
+// mixnode.Config documented there, and zero means that field's default.
+type mixnodeSection struct {
+	Listen         string        `toml:"listen"`
+	Announce       string        `toml:"announce"`
+	Metrics        string        `toml:"metrics"`
+	Layer          int           `toml:"layer"`
+	Data           string        `toml:"data"`
+	Directory      string        `toml:"directory"`
+	ReplayCapacity int           `toml:"replay_capacity"`
+	Workers        int           `toml:"workers"`
+	MaxQueue       int           `toml:"max_queue"`
+	MaxDelay       time.Duration `toml:"max_delay"`
+	MaxConns       int           `toml:"max_conns"`
+	IdleTimeout    time.Duration `toml:"idle_timeout"`
+	FrameTimeout   time.Duration `toml:"frame_timeout"`
+	OutboundQueue  int           `toml:"outbound_queue"`
+}
+
+func defaultMixnodeFile() mixnodeFile {
+	return mixnodeFile{Mixnode: mixnodeSection{Listen: mixnode.DefaultListenAddr}, Log: defaultLog()}
+}
+
+func bindMixnodeFlags(fs *flag.FlagSet, c *mixnodeFile) {
+	m := &c.Mixnode
+	fs.StringVar(&m.Listen, "listen", m.Listen, "`ip:port` where the node accepts packets")
+	fs.StringVar(&m.Announce, "announce", m.Announce, "`ip:port` published in the directory (default: the listening address)")
+	fs.StringVar(&m.Metrics, "metrics", m.Metrics, "`ip:port` of the /metrics and /healthz server (default: none)")
+	fs.IntVar(&m.Layer, "layer", m.Layer, "the node's layer, 1 to 3 (required)")
+	fs.StringVar(&m.Data, "data", m.Data, "`folder` of the node's keys (required)")
+	fs.StringVar(&m.Directory, "directory", m.Directory, "`URL` of the directory to register with (default: none)")
+	fs.IntVar(&m.ReplayCapacity, "replay-capacity", m.ReplayCapacity, "packets the replay filter is sized for (0: 10 million, about 30 MB)")
+	fs.IntVar(&m.Workers, "workers", m.Workers, "goroutines peeling packets (0: one per CPU)")
+	fs.IntVar(&m.MaxQueue, "max-queue", m.MaxQueue, "bound on packets waiting to be peeled, and on packets delayed (0: the default)")
+	fs.DurationVar(&m.MaxDelay, "max-delay", m.MaxDelay, "longest delay honoured (0: the default)")
+	fs.IntVar(&m.MaxConns, "max-conns", m.MaxConns, "most inbound connections (0: the default)")
+	fs.DurationVar(&m.IdleTimeout, "idle-timeout", m.IdleTimeout, "close an inbound connection idle this long (0: the default)")
+	fs.DurationVar(&m.FrameTimeout, "frame-timeout", m.FrameTimeout, "close an inbound connection that takes longer to send a frame (0: the default)")
+	fs.IntVar(&m.OutboundQueue, "outbound-queue", m.OutboundQueue, "bound on packets waiting for each next hop (0: the default)")
+	c.Log.flags(fs)
+}
+
+// runMixnode is `mixnet mixnode`.
+func runMixnode(args []string, stderr io.Writer) int {
+	cfg := defaultMixnodeFile()
+	if err := parseConfig("mixnode", args, stderr, &cfg, bindMixnodeFlags); err != nil {
+		return exitStatus(stderr, err)
+	}
+	log, err := newLogger(stderr, cfg.Log.Level)
+	if err != nil {
+		return exitStatus(stderr, err)
+	}
+	m := cfg.Mixnode
+	node, err := mixnode.New(mixnode.Config{
+		ListenAddr:     m.Listen,
+		AnnounceAddr:   m.Announce,
+		MetricsAddr:    m.Metrics,
+		Layer:          m.Layer,
+		DataDir:        m.Data,
+		DirectoryURL:   m.Directory,
+		ReplayCapacity: m.ReplayCapacity,
+		Workers:        m.Workers,
+		MaxQueue:       m.MaxQueue,
+		MaxDelay:       m.MaxDelay,
+		MaxConns:       m.MaxConns,
+		IdleTimeout:    m.IdleTimeout,
+		FrameTimeout:   m.FrameTimeout,
+		OutboundQueue:  m.OutboundQueue,
+		Logger:         log,
+	})
+	if err != nil {
+		log.Error().Err(err).Msg("cannot start the mixnode")
+		return exitError
+	}
+	if err := node.Start(context.Background()); err != nil {
+		node.Close()
+		log.Error().Err(err).Msg("cannot start the mixnode")
+		return exitError
+	}
+	awaitShutdown(log, nil)
+	if err := node.Close(); err != nil {
+		log.Error().Err(err).Msg("closing the mixnode")
+		return exitError
+	}
+	return exitOK
+}
