@@ -1,0 +1,439 @@
+// Package localnet runs a whole peapod mixnet in one process: a directory,
+// MixnodesPerLayer mixnodes in each of the three layers and a number of
+// gateways, each on its own loopback port, talking over real sockets. It is
+// what `mixnet local` runs, what the client's tests connect to, and what the
+// provider's embedded mode starts.
+//
+// Every node keeps its state under Config.DataDir:
+//
+//	DataDir/directory/       the directory's database
+//	DataDir/mixnode-<L>-<i>/ the keys of mixnode i of layer L (from 0)
+//	DataDir/gateway-<i>/     the keys and database of gateway i (from 0)
+//
+// so a second Start on the same folder brings back the same identities,
+// the same gateway inboxes and the same registered clients. [Start] returns
+// once every node is listed in the directory's topology; [Network.Close]
+// stops the gateways (which flush what they hold to disk), then the
+// mixnodes, then the directory.
+//
+// For fault tests, [Network.RestartGateway] stops one gateway and starts it
+// again on the same data and addresses, and Config.ConfigureMixnode can give
+// a mixnode a DropRate so that it loses a share of the packets.
+package localnet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/peapod-mixnet/peapod/address"
+	"github.com/peapod-mixnet/peapod/directory"
+	"github.com/peapod-mixnet/peapod/gateway"
+	"github.com/peapod-mixnet/peapod/mixnode"
+)
+
+// Defaults of a [Config].
+const (
+	DefaultDirectoryAddr    = "127.0.0.1:8090"
+	DefaultMixnodesPerLayer = 2
+	DefaultGateways         = 2
+	// DefaultReplayCapacity sizes each node's replay filter (about 3 MB):
+	// a local network sees far fewer packets than a public one.
+	DefaultReplayCapacity = 1_000_000
+)
+
+// Layers is the number of mixnode layers.
+const Layers = directory.MaxLayer
+
+// Config configures a [Network]. Zero values take the documented defaults.
+type Config struct {
+	// DataDir holds every node's state (see the package documentation); it
+	// is created when missing. Required.
+	DataDir string
+	// DirectoryAddr is the loopback ip:port of the directory. Default
+	// DefaultDirectoryAddr; tests use "127.0.0.1:0" and read the URL back
+	// with Network.DirectoryURL.
+	DirectoryAddr string
+	// MixnodesPerLayer is how many mixnodes each layer has. Default
+	// DefaultMixnodesPerLayer.
+	MixnodesPerLayer int
+	// Gateways is how many gateways the network has. Default
+	// DefaultGateways.
+	Gateways int
+	// MeanMixDelay is advertised with the topology as the mean per-hop delay
+	// clients should draw (mixnodes hold packets for what the sender chose;
+	// the network cannot impose it). Zero advertises no delay: a fast
+	// network for tests. `mixnet local` advertises 15 ms, Nym's default.
+	MeanMixDelay time.Duration
+	// ReplayCapacity sizes every node's replay filter. Default
+	// DefaultReplayCapacity.
+	ReplayCapacity int
+	// ConfigureMixnode, when set, may change the configuration of mixnode
+	// index (from 0) of layer (1 to 3) before it starts; for example set
+	// DropRate to make it lose a share of the packets. Addresses, layer,
+	// data folder and directory are set by the network.
+	ConfigureMixnode func(layer, index int, cfg *mixnode.Config)
+	// ConfigureGateway, when set, may change the configuration of gateway
+	// index (from 0) before it first starts; a restart reuses the result.
+	ConfigureGateway func(index int, cfg *gateway.Config)
+	// Logger receives every node's logs, each line with a "node" field; the
+	// zero value discards them.
+	Logger zerolog.Logger
+}
+
+func (c *Config) applyDefaults() error {
+	if c.DirectoryAddr == "" {
+		c.DirectoryAddr = DefaultDirectoryAddr
+	}
+	if c.MixnodesPerLayer == 0 {
+		c.MixnodesPerLayer = DefaultMixnodesPerLayer
+	}
+	if c.Gateways == 0 {
+		c.Gateways = DefaultGateways
+	}
+	if c.ReplayCapacity == 0 {
+		c.ReplayCapacity = DefaultReplayCapacity
+	}
+	switch {
+	case c.DataDir == "":
+		return errors.New("localnet: Config.DataDir is required")
+	case c.MixnodesPerLayer < 0:
+		return fmt.Errorf("localnet: Config.MixnodesPerLayer %d is negative", c.MixnodesPerLayer)
+	case c.Gateways < 0:
+		return fmt.Errorf("localnet: Config.Gateways %d is negative", c.Gateways)
+	case c.MeanMixDelay < 0:
+		return fmt.Errorf("localnet: Config.MeanMixDelay %s is negative", c.MeanMixDelay)
+	case c.ReplayCapacity < 0:
+		return fmt.Errorf("localnet: Config.ReplayCapacity %d is negative", c.ReplayCapacity)
+	}
+	ap, err := netip.ParseAddrPort(c.DirectoryAddr)
+	if err != nil || !ap.Addr().IsLoopback() {
+		return fmt.Errorf("localnet: Config.DirectoryAddr %q is not a loopback ip:port", c.DirectoryAddr)
+	}
+	return nil
+}
+
+// Network is a running local mixnet. Its methods are safe for concurrent
+// use.
+type Network struct {
+	cfg      Config
+	log      zerolog.Logger
+	dir      *directory.Server
+	dirURL   string
+	dirDone  chan struct{}
+	mixnodes [][]*mixnode.Node // by layer (index 0 is layer 1), then index
+
+	restartMu sync.Mutex // serialises restarts and Close
+	mu        sync.Mutex // guards the fields below
+	gateways  []*gateway.Gateway
+	gwConfigs []gateway.Config // as last started, with the bound addresses
+	closed    bool
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start starts the directory, the mixnodes and the gateways, and returns
+// once every node is listed in the topology. ctx bounds the start-up only.
+// On failure it stops whatever it started.
+func Start(ctx context.Context, cfg Config) (_ *Network, err error) {
+	if err := cfg.applyDefaults(); err != nil {
+		return nil, err
+	}
+	n := &Network{cfg: cfg, log: cfg.Logger.With().Str("component", "localnet").Logger()}
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	if err := n.startDirectory(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.startMixnodes(ctx); err != nil {
+		return nil, err
+	}
+	// The gateways fetch the topology when they start, and register before
+	// Start returns.
+	for i := range cfg.Gateways {
+		c := gateway.Config{
+			MixListenAddr:    "127.0.0.1:0",
+			ClientListenAddr: "127.0.0.1:0",
+			DataDir:          filepath.Join(cfg.DataDir, fmt.Sprintf("gateway-%d", i)),
+			DirectoryURL:     n.dirURL,
+			ReplayCapacity:   cfg.ReplayCapacity,
+			Logger:           cfg.Logger.With().Str("node", fmt.Sprintf("gateway-%d", i)).Logger(),
+		}
+		if cfg.ConfigureGateway != nil {
+			cfg.ConfigureGateway(i, &c)
+		}
+		g, c, err := startGateway(ctx, c)
+		if err != nil {
+			return nil, fmt.Errorf("localnet: gateway %d: %w", i, err)
+		}
+		n.mu.Lock()
+		n.gateways = append(n.gateways, g)
+		n.gwConfigs = append(n.gwConfigs, c)
+		n.mu.Unlock()
+	}
+	if err := n.waitListed(ctx); err != nil {
+		return nil, err
+	}
+	n.log.Info().Str("directory", n.dirURL).Int("mixnodes_per_layer", cfg.MixnodesPerLayer).
+		Int("gateways", cfg.Gateways).Msg("local network started")
+	return n, nil
+}
+
+// startDirectory opens the directory and serves it on DirectoryAddr.
+func (n *Network) startDirectory(ctx context.Context) error {
+	dir, err := directory.New(directory.Config{
+		DataDir: filepath.Join(n.cfg.DataDir, "directory"),
+		Params:  &directory.Params{MeanMixDelay: int64(n.cfg.MeanMixDelay)},
+		Logger:  n.cfg.Logger.With().Str("node", "directory").Logger(),
+	})
+	if err != nil {
+		return fmt.Errorf("localnet: %w", err)
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", n.cfg.DirectoryAddr)
+	if err != nil {
+		dir.Close()
+		return fmt.Errorf("localnet: directory: %w", err)
+	}
+	n.dir, n.dirURL, n.dirDone = dir, "http://"+ln.Addr().String(), make(chan struct{})
+	go func() {
+		defer close(n.dirDone)
+		if err := dir.Serve(ln); err != nil {
+			n.log.Error().Err(err).Msg("directory stopped serving")
+		}
+	}()
+	return nil
+}
+
+// startMixnodes starts every mixnode, layer by layer.
+func (n *Network) startMixnodes(ctx context.Context) error {
+	n.mixnodes = make([][]*mixnode.Node, Layers)
+	for layer := 1; layer <= Layers; layer++ {
+		for i := range n.cfg.MixnodesPerLayer {
+			name := fmt.Sprintf("mixnode-%d-%d", layer, i)
+			c := mixnode.Config{
+				Layer:          layer,
+				DataDir:        filepath.Join(n.cfg.DataDir, name),
+				ReplayCapacity: n.cfg.ReplayCapacity,
+				Logger:         n.cfg.Logger.With().Str("node", name).Logger(),
+			}
+			if n.cfg.ConfigureMixnode != nil {
+				n.cfg.ConfigureMixnode(layer, i, &c)
+			}
+			c.ListenAddr, c.AnnounceAddr, c.DirectoryURL = "127.0.0.1:0", "", n.dirURL
+			m, err := mixnode.New(c)
+			if err != nil {
+				return fmt.Errorf("localnet: %s: %w", name, err)
+			}
+			if err := m.Start(ctx); err != nil {
+				m.Close()
+				return fmt.Errorf("localnet: %s: %w", name, err)
+			}
+			n.mixnodes[layer-1] = append(n.mixnodes[layer-1], m)
+		}
+	}
+	return nil
+}
+
+// startGateway starts a gateway and returns cfg with its bound addresses,
+// so that a restart binds the same ones.
+func startGateway(ctx context.Context, cfg gateway.Config) (*gateway.Gateway, gateway.Config, error) {
+	g, err := gateway.New(cfg)
+	if err != nil {
+		return nil, cfg, err
+	}
+	if err := g.Start(ctx); err != nil {
+		return nil, cfg, err // Start closed it
+	}
+	cfg.MixListenAddr = g.MixAddr().String()
+	cfg.ClientListenAddr = g.ClientAddr().String()
+	return g, cfg, nil
+}
+
+// listedPoll is how often Start looks at the topology while it waits for
+// the mixnodes' registrars, which signal nothing.
+const listedPoll = 10 * time.Millisecond
+
+// waitListed waits until the topology lists every node of the network.
+func (n *Network) waitListed(ctx context.Context) error {
+	want := n.identities()
+	t := time.NewTicker(listedPoll)
+	defer t.Stop()
+	for {
+		top := n.dir.Topology()
+		listed := make(map[string]bool, len(top.Mixnodes)+len(top.Gateways))
+		for _, m := range top.Mixnodes {
+			listed[m.Identity] = true
+		}
+		for _, g := range top.Gateways {
+			listed[g.Identity] = true
+		}
+		missing := 0
+		for _, id := range want {
+			if !listed[id] {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("localnet: %d of %d nodes not registered with the directory: %w", missing, len(want), ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// identities lists the base58 identities of every node.
+func (n *Network) identities() []string {
+	var ids []string
+	for _, layer := range n.mixnodes {
+		for _, m := range layer {
+			ids = append(ids, address.EncodeKey(m.Identity()))
+		}
+	}
+	for _, g := range n.Gateways() {
+		ids = append(ids, address.EncodeKey(g.Identity()))
+	}
+	return ids
+}
+
+// DirectoryURL is the directory's base URL, such as
+// "http://127.0.0.1:8090".
+func (n *Network) DirectoryURL() string { return n.dirURL }
+
+// Directory is the directory server.
+func (n *Network) Directory() *directory.Server { return n.dir }
+
+// Mixnodes returns the mixnodes, layer 1 first, each layer in index order.
+func (n *Network) Mixnodes() []*mixnode.Node {
+	var out []*mixnode.Node
+	for _, layer := range n.mixnodes {
+		out = append(out, layer...)
+	}
+	return out
+}
+
+// Mixnode returns mixnode index (from 0) of layer (1 to 3), or nil.
+func (n *Network) Mixnode(layer, index int) *mixnode.Node {
+	if layer < 1 || layer > len(n.mixnodes) || index < 0 || index >= len(n.mixnodes[layer-1]) {
+		return nil
+	}
+	return n.mixnodes[layer-1][index]
+}
+
+// Gateways returns the gateways in index order. A restart replaces a
+// gateway: call again after RestartGateway.
+func (n *Network) Gateways() []*gateway.Gateway {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.gateways)
+}
+
+// Gateway returns gateway i (from 0), or nil. A restart replaces it.
+func (n *Network) Gateway(i int) *gateway.Gateway {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if i < 0 || i >= len(n.gateways) {
+		return nil
+	}
+	return n.gateways[i]
+}
+
+// restartTimeout bounds the start of a restarted gateway.
+const restartTimeout = 30 * time.Second
+
+// RestartGateway stops gateway i (which moves what it holds to its store)
+// and starts it again on the same data folder and addresses, registered
+// again when it returns. Its clients lose their connection and must
+// authenticate again. Gateway(i) returns the stopped gateway until the new
+// one has started.
+func (n *Network) RestartGateway(i int) error {
+	n.restartMu.Lock()
+	defer n.restartMu.Unlock()
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return errors.New("localnet: network closed")
+	}
+	if i < 0 || i >= len(n.gateways) {
+		n.mu.Unlock()
+		return fmt.Errorf("localnet: no gateway %d", i)
+	}
+	old, cfg := n.gateways[i], n.gwConfigs[i]
+	n.mu.Unlock()
+
+	if err := old.Close(); err != nil {
+		n.log.Warn().Err(err).Int("gateway", i).Msg("closing the gateway for a restart")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), restartTimeout)
+	defer cancel()
+	if n.cfg.ConfigureGateway != nil {
+		n.cfg.ConfigureGateway(i, &cfg)
+	}
+	g, cfg, err := startGateway(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("localnet: restarting gateway %d: %w", i, err)
+	}
+	n.mu.Lock()
+	n.gateways[i], n.gwConfigs[i] = g, cfg
+	n.mu.Unlock()
+	n.log.Info().Int("gateway", i).Msg("gateway restarted")
+	return nil
+}
+
+// Close stops the gateways, then the mixnodes, then the directory, and
+// returns when every goroutine they ran has ended. It is safe to call more
+// than once.
+func (n *Network) Close() error {
+	n.closeOnce.Do(func() {
+		n.restartMu.Lock() // no restart half done
+		defer n.restartMu.Unlock()
+		n.mu.Lock()
+		n.closed = true
+		gateways := n.gateways
+		n.mu.Unlock()
+		var errs []error
+		var wg sync.WaitGroup
+		errc := make(chan error, len(gateways)+Layers*n.cfg.MixnodesPerLayer)
+		for _, g := range gateways {
+			wg.Add(1)
+			go func() { defer wg.Done(); errc <- g.Close() }()
+		}
+		wg.Wait()
+		for _, m := range n.Mixnodes() {
+			wg.Add(1)
+			go func() { defer wg.Done(); errc <- m.Close() }()
+		}
+		wg.Wait()
+		close(errc)
+		for err := range errc {
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if n.dir != nil {
+			if err := n.dir.Close(); err != nil {
+				errs = append(errs, err)
+			}
+			if n.dirDone != nil {
+				<-n.dirDone
+			}
+		}
+		n.closeErr = errors.Join(errs...)
+	})
+	return n.closeErr
+}
