@@ -12,10 +12,12 @@
 //
 // Every stage is bounded: a packet that does not fit is dropped and counted
 // by [DropReason] rather than queued without limit, so overload costs
-// packets, never memory. So is every packet the node cannot use: a replay,
-// a header that fails authentication, a route that ends at this node. A
-// drop is logged at debug level with its reason and peer, never with
-// packet bytes or keys.
+// packets, never memory. Packets the node cannot use are dropped and
+// counted the same way: a replay, a header that fails authentication, a
+// route that ends at this node. A drop is logged at debug level with its reason and peer, never with
+// packet bytes or keys. Packets are forwarded with Nym's frame header
+// (internal/wire) and key rotation "unknown"; the key-rotation byte of
+// incoming frames is ignored, since a node holds one Sphinx key.
 //
 // The node keeps its ed25519 identity and its Sphinx key in Config.DataDir
 // (see [IdentityFile], [SphinxKeyFile]), so that its address in the

@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -355,3 +356,38 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatalf("defaults: %+v", cfg)
 	}
 }
+
+// TestCloseEndsEverything closes a node holding delayed packets: they are
+// dropped and counted, and every goroutine of the node has ended.
+func TestCloseEndsEverything(t *testing.T) {
+	before := runtime.NumGoroutine()
+	s := newSink(t)
+	n, err := New(Config{ListenAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0", Layer: 1, DataDir: t.TempDir(), ReplayCapacity: testReplayCapacity})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	held := packets(t, 3, sphinx.AckPacket, hop(t, n, 20*time.Second), s.hop(t))
+	c := send(t, n, held...)
+	send(t, n, packet(t, sphinx.AckPacket, nil, hop(t, n, 0), s.hop(t)))
+	s.next(t)
+	eventually(t, "the packets are delayed", func() bool { return n.Stats().DelayQueue == 3 })
+
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitClosedByPeer(t, c)
+	st := n.Stats()
+	if st.Dropped[DropShutdown] != 3 || st.Forwarded != 1 || st.Received != 4 || st.DelayQueue != 0 {
+		t.Fatalf("after Close: %+v", st)
+	}
+	c.Close()
+	// The sink's server is the only thing left running.
+	eventually(t, "the node's goroutines end", func() bool { return runtime.NumGoroutine() <= before+sinkGoroutines(s) })
+}
+
+// sinkGoroutines is how many goroutines a sink runs: its Serve loop and one
+// per open connection.
+func sinkGoroutines(s *sink) int { return 1 + s.srv.Stats().Active }

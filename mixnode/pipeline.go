@@ -64,7 +64,7 @@ var localReasons = [...]DropReason{
 	DropPayload, DropFinalHop, DropBadNextHop, DropShutdown, DropOther,
 }
 
-// DropReasons lists every reason, in a fixed order.
+// DropReasons lists every reason, in a fixed order. Treat it as read-only.
 var DropReasons = append(localReasons[:len(localReasons):len(localReasons)],
 	DropOutboundQueueFull, DropOutboundWriteError, DropOutboundClosed, DropOutboundTooManyDestinations)
 

@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -121,6 +122,7 @@ func TestPoolQueuesWhileDisconnected(t *testing.T) {
 func TestPoolQueueBound(t *testing.T) {
 	const queueLen = 4
 	addr := freePort(t)
+	before := runtime.NumGoroutine()
 	p := newPool(t, PoolConfig{QueueLen: queueLen, MinBackoff: time.Minute, MaxBackoff: time.Minute})
 	packet := randomPacket(sphinx.RegularPacket)
 	accepted := 0
@@ -147,6 +149,7 @@ func TestPoolQueueBound(t *testing.T) {
 	if st.DroppedClosed != uint64(accepted) || st.Sent != 0 {
 		t.Fatalf("after Close: %+v", st)
 	}
+	eventually(t, "the writer ends", func() bool { return runtime.NumGoroutine() <= before })
 	if p.Send(addr, mixHeader(sphinx.RegularPacket), packet) {
 		t.Fatal("Send accepted a frame after Close")
 	}
