@@ -34,6 +34,7 @@ package descriptor
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/subtle"
 	"encoding/base64"
@@ -160,12 +161,17 @@ type wirePayload struct {
 	ExpiresAt string          `json:"expires_at"`
 }
 
-// Sign returns the descriptor document for info, signed with key, valid
-// from issued (rounded down to the second) to expires. It checks info as
-// Verify would.
-func Sign(key ed25519.PrivateKey, info Info, issued, expires time.Time) ([]byte, error) {
-	if len(key) != ed25519.PrivateKeySize {
+// Sign returns the descriptor document for info, signed by signer, valid
+// from issued to expires (both rounded down to the second). signer must hold
+// an ed25519 key (an ed25519.PrivateKey is a crypto.Signer). Sign checks
+// info as Verify would.
+func Sign(signer crypto.Signer, info Info, issued, expires time.Time) ([]byte, error) {
+	if k, ok := signer.(ed25519.PrivateKey); signer == nil || ok && len(k) != ed25519.PrivateKeySize {
 		return nil, errors.New("descriptor: invalid private key")
+	}
+	public, ok := signer.Public().(ed25519.PublicKey)
+	if !ok || len(public) != ed25519.PublicKeySize {
+		return nil, errors.New("descriptor: the signer does not hold an ed25519 key")
 	}
 	issued, expires = issued.UTC().Truncate(time.Second), expires.UTC().Truncate(time.Second)
 	if err := checkLifetime(issued, expires); err != nil {
@@ -179,13 +185,20 @@ func Sign(key ed25519.PrivateKey, info Info, issued, expires time.Time) ([]byte,
 	}
 	payload, err := json.Marshal(wirePayload{
 		V: Version, Address: info.Address, Services: info.Services, Network: info.Network,
-		Key:      address.EncodeKey(key.Public().(ed25519.PublicKey)),
+		Key:      address.EncodeKey(public),
 		IssuedAt: issued.Format(TimeLayout), ExpiresAt: expires.Format(TimeLayout),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("descriptor: %w", err)
 	}
-	sig := ed25519.Sign(key, signedMessage(payload))
+	msg := signedMessage(payload)
+	sig, err := signer.Sign(nil, msg, crypto.Hash(0))
+	if err != nil {
+		return nil, fmt.Errorf("descriptor: signing: %w", err)
+	}
+	if !ed25519.Verify(public, msg, sig) {
+		return nil, errors.New("descriptor: the signer made an invalid signature")
+	}
 	doc, err := json.Marshal(wireDocument{
 		V:         Version,
 		Payload:   base64.StdEncoding.EncodeToString(payload),

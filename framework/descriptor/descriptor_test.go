@@ -2,10 +2,12 @@ package descriptor
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -257,6 +259,8 @@ func TestSignRefuses(t *testing.T) {
 		"expires first": func() error { _, err := Sign(keyA, info, t0, t0); return err },
 		"too long":      func() error { _, err := Sign(keyA, info, t0, t0.Add(MaxLifetime+time.Second)); return err },
 		"short key":     func() error { _, err := Sign(keyA[:10], info, t0, t0.Add(time.Hour)); return err },
+		"not ed25519":   func() error { _, err := Sign(rsaLike{}, info, t0, t0.Add(time.Hour)); return err },
+		"nil signer":    func() error { _, err := Sign(nil, info, t0, t0.Add(time.Hour)); return err },
 		"no address": func() error {
 			i := info
 			i.Address = address.Address{}
@@ -416,4 +420,12 @@ func FuzzPayload(f *testing.F) {
 			}
 		}
 	})
+}
+
+// rsaLike is a crypto.Signer without an ed25519 key.
+type rsaLike struct{}
+
+func (rsaLike) Public() crypto.PublicKey { return "not a key" }
+func (rsaLike) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
+	return nil, errors.New("unused")
 }
