@@ -27,6 +27,7 @@ const (
 	DefaultPoolIdleTimeout = 5 * time.Minute
 	DefaultDrainTimeout    = time.Second
 	DefaultWriteBufferSize = 32 << 10
+	DefaultMaxQueuedBytes  = 64 << 20
 )
 
 // maxBatch bounds the frames written between two flushes, so that one write
@@ -47,6 +48,11 @@ type PoolConfig struct {
 	// drops a frame for a new destination beyond it. Default
 	// DefaultMaxDestinations.
 	MaxDestinations int
+	// MaxQueuedBytes bounds the bytes of all frames queued or being written,
+	// whatever their destinations; Send drops a frame beyond it (counted as
+	// queue full). It keeps many slow or dead destinations from adding up to
+	// QueueLen × MaxDestinations frames. Default DefaultMaxQueuedBytes.
+	MaxQueuedBytes int
 	// DialTimeout bounds each connection attempt. Default DefaultDialTimeout.
 	DialTimeout time.Duration
 	// WriteTimeout bounds each batch of writes; a peer that does not read
@@ -97,11 +103,16 @@ func (c *PoolConfig) applyDefaults() error {
 	if c.WriteBufferSize == 0 {
 		c.WriteBufferSize = DefaultWriteBufferSize
 	}
+	if c.MaxQueuedBytes == 0 {
+		c.MaxQueuedBytes = DefaultMaxQueuedBytes
+	}
 	switch {
 	case c.QueueLen < 0:
 		return fmt.Errorf("wire: PoolConfig.QueueLen %d is negative", c.QueueLen)
 	case c.MaxDestinations < 0:
 		return fmt.Errorf("wire: PoolConfig.MaxDestinations %d is negative", c.MaxDestinations)
+	case c.MaxQueuedBytes < 0:
+		return fmt.Errorf("wire: PoolConfig.MaxQueuedBytes %d is negative", c.MaxQueuedBytes)
 	case c.WriteBufferSize < 0:
 		return fmt.Errorf("wire: PoolConfig.WriteBufferSize %d is negative", c.WriteBufferSize)
 	case c.MaxBackoff < c.MinBackoff:
@@ -116,8 +127,8 @@ type PoolStats struct {
 	// TCP gives no receipt: a frame flushed just before a connection breaks
 	// counts as sent even if the peer never read it.
 	Sent uint64
-	// Dropped frames, by reason: the destination's queue was full
-	// (QueueFull); the connection broke while they were buffered, so some
+	// Dropped frames, by reason: the destination's queue, or the pool's
+	// MaxQueuedBytes, was full (QueueFull); the connection broke while they were buffered, so some
 	// may in fact have arrived (WriteError); the pool was closed before they
 	// could be written (Closed); MaxDestinations destinations were already
 	// queued (TooManyDestinations); Send's header or packet was invalid
@@ -127,8 +138,11 @@ type PoolStats struct {
 	Dials, DialFailures uint64
 	// Destinations is how many destinations have a writer now; Connected how
 	// many of them have an open connection; Queued how many frames wait in
-	// their queues.
+	// their queues. QueuedBytes counts the bytes held against
+	// MaxQueuedBytes: frames queued, or taken by a writer and not yet
+	// written.
 	Destinations, Connected, Queued int
+	QueuedBytes                     int64
 }
 
 // Pool sends frames to other nodes without blocking its callers. Per
@@ -153,6 +167,7 @@ type Pool struct {
 	sent, dials, dialFailures                                                 atomic.Uint64
 	droppedQueueFull, droppedWriteError, droppedClosed, droppedDests, invalid atomic.Uint64
 	connected                                                                 atomic.Int64
+	queuedBytes                                                               atomic.Int64 // frames accepted and not yet released
 }
 
 // destination is the queue and writer of one peer.
@@ -189,6 +204,12 @@ func (p *Pool) Send(to netip.AddrPort, h Header, packet []byte) bool {
 		p.invalid.Add(1)
 		return false
 	}
+	n := int64(HeaderSize + len(packet))
+	if p.queuedBytes.Add(n) > int64(p.cfg.MaxQueuedBytes) {
+		p.queuedBytes.Add(-n)
+		p.droppedQueueFull.Add(1)
+		return false
+	}
 	fb := getFrame(h.Size)
 	fb.b = AppendFrame(fb.b[:0], h, packet)
 
@@ -205,14 +226,14 @@ func (p *Pool) Send(to netip.AddrPort, h Header, packet []byte) bool {
 	defer p.mu.Unlock()
 	if p.closed {
 		p.droppedClosed.Add(1)
-		putFrame(fb)
+		p.release(fb)
 		return false
 	}
 	d := p.dests[to]
 	if d == nil {
 		if len(p.dests) >= p.cfg.MaxDestinations {
 			p.droppedDests.Add(1)
-			putFrame(fb)
+			p.release(fb)
 			return false
 		}
 		d = &destination{
@@ -235,9 +256,16 @@ func (p *Pool) enqueue(d *destination, fb *frameBuf) bool {
 		return true
 	default:
 		p.droppedQueueFull.Add(1)
-		putFrame(fb)
+		p.release(fb)
 		return false
 	}
+}
+
+// release returns a frame that Send accepted to the buffer pool, and its
+// bytes to the MaxQueuedBytes budget.
+func (p *Pool) release(fb *frameBuf) {
+	p.queuedBytes.Add(-int64(len(fb.b)))
+	putFrame(fb)
 }
 
 // Stats returns the pool's counters.
@@ -260,6 +288,7 @@ func (p *Pool) Stats() PoolStats {
 		Destinations:               dests,
 		Connected:                  int(p.connected.Load()),
 		Queued:                     queued,
+		QueuedBytes:                p.queuedBytes.Load(),
 	}
 }
 
@@ -453,7 +482,7 @@ func (p *Pool) writeBatch(d *destination, cn *conn, first *frameBuf, deadline ti
 	err := cn.c.SetWriteDeadline(deadline)
 	for fb := first; fb != nil && err == nil; {
 		_, err = cn.w.Write(fb.b)
-		putFrame(fb)
+		p.release(fb)
 		pending++
 		fb = nil
 		if pending < maxBatch {
@@ -514,13 +543,13 @@ func (p *Pool) drain(d *destination, cn *conn, held *frameBuf) {
 	}
 	if held != nil {
 		p.droppedClosed.Add(1)
-		putFrame(held)
+		p.release(held)
 	}
 	for {
 		select {
 		case fb := <-d.queue:
 			p.droppedClosed.Add(1)
-			putFrame(fb)
+			p.release(fb)
 		default:
 			return
 		}

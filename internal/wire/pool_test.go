@@ -42,7 +42,7 @@ func TestPoolRoundTrip(t *testing.T) {
 	}
 	eventually(t, "the pool counts every frame sent", func() bool { return p.Stats().Sent == 50 })
 	st := p.Stats()
-	if st.Dials != 1 || st.Connected != 1 || st.Destinations != 1 || st.Queued != 0 {
+	if st.Dials != 1 || st.Connected != 1 || st.Destinations != 1 || st.Queued != 0 || st.QueuedBytes != 0 {
 		t.Fatalf("stats %+v", st)
 	}
 	if s.srv.Stats().Accepted != 1 {
@@ -152,6 +152,31 @@ func TestPoolQueueBound(t *testing.T) {
 	eventually(t, "the writer ends", func() bool { return runtime.NumGoroutine() <= before })
 	if p.Send(addr, mixHeader(sphinx.RegularPacket), packet) {
 		t.Fatal("Send accepted a frame after Close")
+	}
+}
+
+// TestPoolMaxQueuedBytes checks the budget shared by all destinations.
+func TestPoolMaxQueuedBytes(t *testing.T) {
+	frameLen := HeaderSize + sphinx.AckPacket.Len()
+	p := newPool(t, PoolConfig{MaxQueuedBytes: 3 * frameLen, MinBackoff: time.Minute, MaxBackoff: time.Minute})
+	packet := randomPacket(sphinx.AckPacket)
+	accepted := 0
+	for range 5 {
+		for range 2 {
+			if p.Send(freePort(t), mixHeader(sphinx.AckPacket), packet) {
+				accepted++
+			}
+		}
+	}
+	if accepted != 3 {
+		t.Fatalf("%d frames accepted within a budget of 3", accepted)
+	}
+	if st := p.Stats(); st.DroppedQueueFull != 7 || st.QueuedBytes != int64(3*frameLen) {
+		t.Fatalf("stats %+v", st)
+	}
+	p.Close()
+	if st := p.Stats(); st.QueuedBytes != 0 || st.DroppedClosed != 3 {
+		t.Fatalf("after Close: %+v", st)
 	}
 }
 

@@ -46,7 +46,9 @@ type ServerConfig struct {
 	// Handler receives the frames. Required.
 	Handler Handler
 	// MaxConns bounds the connections served at once; a connection accepted
-	// beyond it is closed at once. Default DefaultMaxConns.
+	// beyond it is closed at once. Each open connection holds a read buffer
+	// and a MaxPacketLen packet buffer (about 64 KiB at the defaults).
+	// Default DefaultMaxConns.
 	MaxConns int
 	// IdleTimeout closes a connection on which no frame has started for
 	// this long. Default DefaultIdleTimeout: longer than a Pool's idle
