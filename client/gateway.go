@@ -172,7 +172,6 @@ func (l *link) connect(ctx context.Context) (*gwproto.Session, error) {
 // ends. It returns a packet it could not send, to go first next time.
 func (l *link) writeLoop(ctx context.Context, sess *gwproto.Session, readDone chan error, carry *outPacket) (*outPacket, error) {
 	send := func(p *outPacket) error {
-		sess.SetWriteDeadline(time.Now().Add(handshakeTimeout))
 		if err := sess.Send(&gwproto.Forward{FirstHop: p.firstHop, Packet: p.packet}); err != nil {
 			return err
 		}

@@ -154,6 +154,7 @@ func (g *Gateway) serveClient(ws *websocket.Conn, log zerolog.Logger) {
 		}
 		return
 	}
+	sess.SetWriteTimeout(writeTimeout)
 	client := clientID(identity)
 	log = log.With().Str("client", address.EncodeKey(identity)).Logger()
 	qlen := g.cfg.MaxPendingPerClient + g.cfg.PageSize + controlSlots
@@ -391,6 +392,7 @@ func (g *Gateway) wakePagers(msgs []*message) {
 // writeLoop sends c's queued messages until the connection ends. A failed
 // write closes the session, which ends the reader.
 func (g *Gateway) writeLoop(c *conn) {
+	c.sess.SetWriteTimeout(writeTimeout)
 	for {
 		var m gwproto.Message
 		select {
@@ -398,7 +400,6 @@ func (g *Gateway) writeLoop(c *conn) {
 			return
 		case m = <-c.out:
 		}
-		c.sess.SetWriteDeadline(time.Now().Add(writeTimeout))
 		if err := c.sess.Send(m); err != nil {
 			c.log.Debug().Err(err).Msg("writing to the client failed")
 			c.sess.Close()

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -33,8 +34,12 @@ type Session struct {
 	recvSeq uint64
 	recvBuf []byte
 
-	closeOnce sync.Once
+	closeOnce    sync.Once
+	writeTimeout atomic.Int64 // nanoseconds; 0 = none
 }
+
+// DefaultWriteTimeout bounds each Send unless SetWriteTimeout changes it.
+const DefaultWriteTimeout = 10 * time.Second
 
 func newSession(ws *websocket.Conn, k [KeySize]byte, clientNonce, gatewayNonce [NonceSize]byte, isClient bool) (*Session, error) {
 	salt := append(clientNonce[:], gatewayNonce[:]...)
@@ -53,6 +58,7 @@ func newSession(ws *websocket.Conn, k [KeySize]byte, clientNonce, gatewayNonce [
 	clear(keys)
 	ws.SetReadLimit(MaxFrameSize)
 	s := &Session{ws: ws}
+	s.writeTimeout.Store(int64(DefaultWriteTimeout))
 	if isClient {
 		s.send, s.recv = c2g, g2c
 	} else {
@@ -76,6 +82,9 @@ func (s *Session) Send(m Message) error {
 	// Seal in place: plaintext and ciphertext share the buffer.
 	frame := s.send.Seal(plain[:0], nonce[:], plain, nil)
 	s.sendBuf = frame[:0]
+	if d := time.Duration(s.writeTimeout.Load()); d > 0 {
+		s.ws.SetWriteDeadline(time.Now().Add(d))
+	}
 	if err := s.ws.WriteMessage(websocket.BinaryMessage, frame); err != nil {
 		return fmt.Errorf("gwproto: writing: %w", err)
 	}
@@ -83,8 +92,8 @@ func (s *Session) Send(m Message) error {
 	return nil
 }
 
-// SetWriteDeadline bounds the next Send calls.
-func (s *Session) SetWriteDeadline(t time.Time) error { return s.ws.SetWriteDeadline(t) }
+// SetWriteTimeout bounds each later Send (0: no bound).
+func (s *Session) SetWriteTimeout(d time.Duration) { s.writeTimeout.Store(int64(d)) }
 
 // SetReadDeadline bounds the next Receive calls.
 func (s *Session) SetReadDeadline(t time.Time) error { return s.ws.SetReadDeadline(t) }

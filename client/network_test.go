@@ -1,0 +1,272 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/peapod-mixnet/peapod/address"
+)
+
+// Tests of the client over a real local network (real sockets between the
+// directory, mixnodes, gateways and clients), with zero mix delay and cover
+// traffic off so that they run fast.
+
+func testConfig(t *testing.T, n *testNet, gw int) Config {
+	return Config{
+		DataDir: t.TempDir(), DirectoryURL: n.dirURL, NoDelay: true,
+		Gateway: address.EncodeKey(n.gateways[gw].Identity()),
+		Cover:   CoverConfig{Disabled: true},
+		Logger:  zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+	}
+}
+
+func startClient(t *testing.T, cfg Config) *Client {
+	t.Helper()
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func timeout(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func receive(t *testing.T, ctx context.Context, c *Client) Message {
+	t.Helper()
+	m, err := c.Receive(ctx)
+	if err != nil {
+		t.Fatalf("receiving: %v", err)
+	}
+	return m
+}
+
+func TestSendToSelf(t *testing.T) {
+	n := startTestNet(t, netOptions{})
+	c := startClient(t, testConfig(t, n, 0))
+	ctx := timeout(t, 30*time.Second)
+	d, err := c.Send(ctx, c.Address(), []byte("hello self"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := receive(t, ctx, c); string(m.Data) != "hello self" || m.SenderTag != nil {
+		t.Fatalf("got %q (tag %v)", m.Data, m.SenderTag)
+	}
+	if err := d.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSendToAnotherClientInOrder(t *testing.T) {
+	n := startTestNet(t, netOptions{})
+	a := startClient(t, testConfig(t, n, 0))
+	b := startClient(t, testConfig(t, n, 1))
+	ctx := timeout(t, 60*time.Second)
+	var ds []*Delivery
+	for i := range 20 {
+		d, err := a.Send(ctx, b.Address(), fmt.Appendf(nil, "message %d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, d)
+	}
+	for i := range 20 {
+		if m := receive(t, ctx, b); string(m.Data) != fmt.Sprintf("message %d", i) {
+			t.Fatalf("message %d: got %q", i, m.Data)
+		}
+	}
+	for _, d := range ds {
+		if err := d.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestFiveMegabyteMessage(t *testing.T) {
+	n := startTestNet(t, netOptions{})
+	a := startClient(t, testConfig(t, n, 0))
+	b := startClient(t, testConfig(t, n, 1))
+	ctx := timeout(t, 5*time.Minute)
+	big := make([]byte, 5<<20)
+	rand.Read(big)
+	d, err := a.Send(ctx, b.Address(), big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := receive(t, ctx, b); !bytes.Equal(m.Data, big) {
+		t.Fatalf("received %d bytes, not the %d sent", len(m.Data), len(big))
+	}
+	if err := d.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAnonymousSendAndReply(t *testing.T) {
+	n := startTestNet(t, netOptions{})
+	a := startClient(t, testConfig(t, n, 0))
+	b := startClient(t, testConfig(t, n, 1))
+	ctx := timeout(t, 60*time.Second)
+	if _, err := a.SendAnonymous(ctx, b.Address(), []byte("who am I?"), 5); err != nil {
+		t.Fatal(err)
+	}
+	q := receive(t, ctx, b)
+	if string(q.Data) != "who am I?" || q.SenderTag == nil {
+		t.Fatalf("got %q with tag %v", q.Data, q.SenderTag)
+	}
+	d, err := b.Reply(ctx, *q.SenderTag, []byte("nobody knows"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := receive(t, ctx, a); string(r.Data) != "nobody knows" || r.SenderTag != nil {
+		t.Fatalf("reply %q with tag %v", r.Data, r.SenderTag)
+	}
+	if err := d.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A replier that sends more replies than it was given SURBs for asks for
+// more and gets every reply through, in order.
+func TestSURBTopUp(t *testing.T) {
+	n := startTestNet(t, netOptions{})
+	a := startClient(t, testConfig(t, n, 0))
+	b := startClient(t, testConfig(t, n, 1))
+	ctx := timeout(t, 2*time.Minute)
+	if _, err := a.SendAnonymous(ctx, b.Address(), []byte("talk to me"), 3); err != nil {
+		t.Fatal(err)
+	}
+	q := receive(t, ctx, b)
+	if q.SenderTag == nil {
+		t.Fatal("no sender tag")
+	}
+	const replies = 40
+	var ds []*Delivery
+	for i := range replies {
+		d, err := b.Reply(ctx, *q.SenderTag, fmt.Appendf(nil, "reply %d", i))
+		if err != nil {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+		ds = append(ds, d)
+	}
+	for i := range replies {
+		if m := receive(t, ctx, a); string(m.Data) != fmt.Sprintf("reply %d", i) {
+			t.Fatalf("reply %d: got %q", i, m.Data)
+		}
+	}
+	for _, d := range ds {
+		if err := d.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// With a mixnode that drops a fifth of what it gets, every message still
+// arrives, once, in order.
+func TestLossyMixnode(t *testing.T) {
+	n := startTestNet(t, netOptions{dropRate: 0.2})
+	a := startClient(t, testConfig(t, n, 0))
+	b := startClient(t, testConfig(t, n, 1))
+	ctx := timeout(t, 2*time.Minute)
+	const count = 40
+	for i := range count {
+		if _, err := a.Send(ctx, b.Address(), fmt.Appendf(nil, "lossy %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range count {
+		if m := receive(t, ctx, b); string(m.Data) != fmt.Sprintf("lossy %d", i) {
+			t.Fatalf("message %d: got %q", i, m.Data)
+		}
+	}
+	if a.Stats().Retransmits == 0 {
+		t.Fatal("no retransmission: the lossy mixnode dropped nothing?")
+	}
+	// Nothing more comes: no duplicate reached the app.
+	short, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if m, err := b.Receive(short); err == nil {
+		t.Fatalf("an extra message arrived: %q", m.Data)
+	}
+}
+
+// Messages for an offline client wait at its gateway, also across a restart
+// of the gateway, and arrive in order when it comes back.
+func TestOfflineRecipient(t *testing.T) {
+	n := startTestNet(t, netOptions{})
+	a := startClient(t, testConfig(t, n, 0))
+	bcfg := testConfig(t, n, 1)
+	b := startClient(t, bcfg)
+	baddr := b.Address()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := timeout(t, 2*time.Minute)
+	const count = 10
+	for i := range count {
+		d, err := a.Send(ctx, baddr, fmt.Appendf(nil, "while away %d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.stopGateway(1)
+	n.restartGateway(1)
+	b = startClient(t, bcfg)
+	if b.Address() != baddr {
+		t.Fatal("the address changed across a restart")
+	}
+	for i := range count {
+		if m := receive(t, ctx, b); string(m.Data) != fmt.Sprintf("while away %d", i) {
+			t.Fatalf("message %d: got %q", i, m.Data)
+		}
+	}
+}
+
+// When the gateway goes away, the client reconnects by itself and sends what
+// was queued meanwhile.
+func TestReconnectKeepsQueuedMessages(t *testing.T) {
+	n := startTestNet(t, netOptions{})
+	a := startClient(t, testConfig(t, n, 0))
+	b := startClient(t, testConfig(t, n, 1))
+	ctx := timeout(t, 2*time.Minute)
+	n.stopGateway(0)
+	var ds []*Delivery
+	for i := range 5 {
+		d, err := a.Send(ctx, b.Address(), fmt.Appendf(nil, "queued %d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, d)
+	}
+	n.restartGateway(0)
+	for i := range 5 {
+		if m := receive(t, ctx, b); string(m.Data) != fmt.Sprintf("queued %d", i) {
+			t.Fatalf("message %d: got %q", i, m.Data)
+		}
+	}
+	for _, d := range ds {
+		if err := d.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.Stats().Reconnects == 0 {
+		t.Fatal("the client never reconnected")
+	}
+}
