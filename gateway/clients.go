@@ -392,7 +392,6 @@ func (g *Gateway) wakePagers(msgs []*message) {
 // writeLoop sends c's queued messages until the connection ends. A failed
 // write closes the session, which ends the reader.
 func (g *Gateway) writeLoop(c *conn) {
-	c.sess.SetWriteTimeout(writeTimeout)
 	for {
 		var m gwproto.Message
 		select {

@@ -334,7 +334,9 @@ func (g *Gateway) register(ctx context.Context) error {
 	}
 	regCtx, cancel := context.WithCancel(context.Background())
 	g.regCancel, g.regDone = cancel, make(chan struct{})
-	r := &directory.Registrar{Client: client, Descriptor: desc, Key: g.identity, Logger: g.log}
+	// The registrar names the identity itself.
+	regLog := g.cfg.Logger.With().Str("component", "gateway").Logger()
+	r := &directory.Registrar{Client: client, Descriptor: desc, Key: g.identity, Logger: regLog}
 	go func() {
 		defer close(g.regDone)
 		r.Run(regCtx) // logs its own failures

@@ -1,8 +1,10 @@
-// Command mixnet runs the processes of a peapod mixnet: the directory and
-// mixnodes, one subcommand each.
+// Command mixnet runs the processes of a peapod mixnet: the directory,
+// mixnodes and gateways, one subcommand each, or a whole network on loopback.
 //
 //	mixnet directory --listen 127.0.0.1:8090 --data DIR [--ttl 90s] [--config FILE]
 //	mixnet mixnode --listen ADDR --announce ADDR --layer N --directory URL --data DIR [--metrics ADDR] [--config FILE]
+//	mixnet gateway --listen ADDR --client-listen ADDR --directory URL --data DIR [--metrics ADDR] [--config FILE]
+//	mixnet local [--data ./.peapod/network] [--directory-addr 127.0.0.1:8090] [--mix-delay 15ms]
 //
 // Each subcommand reads an optional TOML file (--config) and then its flags,
 // which override the file; `mixnet <subcommand> -h` lists them. The first
@@ -25,6 +27,8 @@ var subcommands = map[string]struct {
 }{
 	"directory": {runDirectory, "run the directory that lists mixnodes and gateways"},
 	"mixnode":   {runMixnode, "run a mixnode"},
+	"gateway":   {runGateway, "run a gateway, where clients attach to the mixnet"},
+	"local":     {runLocal, "run a whole network (directory, mixnodes, gateways) on loopback"},
 }
 
 func main() {
@@ -54,7 +58,7 @@ func run(args []string, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: mixnet <subcommand> [flags]")
 	fmt.Fprintln(w, "\nsubcommands:")
-	for _, name := range []string{"directory", "mixnode"} {
+	for _, name := range []string{"directory", "mixnode", "gateway", "local"} {
 		fmt.Fprintf(w, "  %-10s %s\n", name, subcommands[name].summary)
 	}
 	fmt.Fprintln(w, "\nRun 'mixnet <subcommand> -h' for its flags.")

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"io"
+	"time"
+
+	"github.com/peapod-mixnet/peapod/gateway"
+)
+
+// gatewayFile is the TOML file of `mixnet gateway`.
+type gatewayFile struct {
+	Gateway gatewaySection `toml:"gateway"`
+	Log     logSection     `toml:"log"`
+}
+
+// gatewaySection is its [gateway] section; each key maps to the field of
+// gateway.Config documented there, and zero means that field's default.
+type gatewaySection struct {
+	Listen           string        `toml:"listen"`
+	ClientListen     string        `toml:"client_listen"`
+	Announce         string        `toml:"announce"`
+	ClientAnnounce   string        `toml:"client_announce"`
+	Data             string        `toml:"data"`
+	Directory        string        `toml:"directory"`
+	Metrics          string        `toml:"metrics"`
+	MessageTTL       time.Duration `toml:"message_ttl"`
+	PageSize         int           `toml:"page_size"`
+	MaxPending       int           `toml:"max_pending"`
+	PurgeInterval    time.Duration `toml:"purge_interval"`
+	TopologyRefresh  time.Duration `toml:"topology_refresh"`
+	HandshakeTimeout time.Duration `toml:"handshake_timeout"`
+	ReplayCapacity   int           `toml:"replay_capacity"`
+}
+
+func defaultGatewayFile() gatewayFile {
+	return gatewayFile{
+		Gateway: gatewaySection{
+			Listen:       gateway.DefaultMixListenAddr,
+			ClientListen: gateway.DefaultClientListenAddr,
+		},
+		Log: defaultLog(),
+	}
+}
+
+func bindGatewayFlags(fs *flag.FlagSet, c *gatewayFile) {
+	g := &c.Gateway
+	fs.StringVar(&g.Listen, "listen", g.Listen, "`ip:port` where mixnodes deliver packets")
+	fs.StringVar(&g.ClientListen, "client-listen", g.ClientListen, "`ip:port` of the clients' WebSocket listener")
+	fs.StringVar(&g.Announce, "announce", g.Announce, "`ip:port` published in the directory for mixnodes (default: the listening address)")
+	fs.StringVar(&g.ClientAnnounce, "client-announce", g.ClientAnnounce, "ws:// or wss:// `URL` published in the directory for clients (default: ws:// and the client listening address)")
+	fs.StringVar(&g.Data, "data", g.Data, "`folder` of the gateway's keys and database (required)")
+	fs.StringVar(&g.Directory, "directory", g.Directory, "`URL` of the directory to register with and fetch the topology from (default: none, which refuses every forward)")
+	fs.StringVar(&g.Metrics, "metrics", g.Metrics, "`ip:port` of the /metrics and /healthz server (default: none)")
+	fs.DurationVar(&g.MessageTTL, "message-ttl", g.MessageTTL, "how long a stored message waits for its client (0: 24h)")
+	fs.IntVar(&g.PageSize, "page-size", g.PageSize, "stored messages handed to a client at once (0: 100)")
+	fs.IntVar(&g.MaxPending, "max-pending", g.MaxPending, "unconfirmed live messages per client before the rest go to the store (0: the default)")
+	fs.DurationVar(&g.PurgeInterval, "purge-interval", g.PurgeInterval, "time between purges of expired messages (0: the default)")
+	fs.DurationVar(&g.TopologyRefresh, "topology-refresh", g.TopologyRefresh, "time between topology fetches (0: the default)")
+	fs.DurationVar(&g.HandshakeTimeout, "handshake-timeout", g.HandshakeTimeout, "bound on a client's handshake (0: the default)")
+	fs.IntVar(&g.ReplayCapacity, "replay-capacity", g.ReplayCapacity, "packets the replay filter is sized for (0: 10 million, about 30 MB)")
+	c.Log.flags(fs)
+}
+
+// runGateway is `mixnet gateway`.
+func runGateway(args []string, stderr io.Writer) int {
+	cfg := defaultGatewayFile()
+	if err := parseConfig("gateway", args, stderr, &cfg, bindGatewayFlags); err != nil {
+		return exitStatus(stderr, err)
+	}
+	log, err := newLogger(stderr, cfg.Log.Level)
+	if err != nil {
+		return exitStatus(stderr, err)
+	}
+	s := cfg.Gateway
+	g, err := gateway.New(gateway.Config{
+		MixListenAddr:       s.Listen,
+		ClientListenAddr:    s.ClientListen,
+		AnnounceAddr:        s.Announce,
+		ClientAnnounceURL:   s.ClientAnnounce,
+		DataDir:             s.Data,
+		DirectoryURL:        s.Directory,
+		MetricsAddr:         s.Metrics,
+		MessageTTL:          s.MessageTTL,
+		PageSize:            s.PageSize,
+		MaxPendingPerClient: s.MaxPending,
+		PurgeInterval:       s.PurgeInterval,
+		TopologyRefresh:     s.TopologyRefresh,
+		HandshakeTimeout:    s.HandshakeTimeout,
+		ReplayCapacity:      s.ReplayCapacity,
+		Logger:              log,
+	})
+	if err != nil {
+		log.Error().Err(err).Msg("cannot start the gateway")
+		return exitError
+	}
+	if err := g.Start(context.Background()); err != nil {
+		log.Error().Err(err).Msg("cannot start the gateway") // Start closed it
+		return exitError
+	}
+	awaitShutdown(log, nil)
+	if err := g.Close(); err != nil {
+		log.Error().Err(err).Msg("closing the gateway")
+		return exitError
+	}
+	return exitOK
+}

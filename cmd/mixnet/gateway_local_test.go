@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"io"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/peapod-mixnet/peapod/directory"
+)
+
+func TestGatewayConfigFileAndFlags(t *testing.T) {
+	path := writeFile(t, `
+[gateway]
+listen = "127.0.0.1:1790"
+client_listen = "127.0.0.1:9001"
+data = "/from/file"
+message_ttl = "2h"
+page_size = 50
+
+[log]
+level = "warn"
+`)
+	cfg := defaultGatewayFile()
+	err := parseConfig("gateway", []string{"--config", path, "--page-size", "20", "--directory=http://127.0.0.1:8090"}, io.Discard, &cfg, bindGatewayFlags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := cfg.Gateway
+	if g.Listen != "127.0.0.1:1790" || g.ClientListen != "127.0.0.1:9001" || g.Data != "/from/file" || g.MessageTTL != 2*time.Hour || cfg.Log.Level != "warn" {
+		t.Fatalf("file values not applied: %+v", cfg)
+	}
+	if g.PageSize != 20 || g.Directory != "http://127.0.0.1:8090" {
+		t.Fatalf("flags did not override the file: %+v", g)
+	}
+
+	bad := writeFile(t, "[gateway]\npage_sise = 3\n")
+	cfg = defaultGatewayFile()
+	if err := parseConfig("gateway", []string{"--config", bad}, io.Discard, &cfg, bindGatewayFlags); err == nil {
+		t.Fatal("an unknown key was accepted")
+	}
+}
+
+func TestLocalConfigDefaults(t *testing.T) {
+	cfg := defaultLocalFile()
+	if err := parseConfig("local", []string{"--mix-delay", "0s"}, io.Discard, &cfg, bindLocalFlags); err != nil {
+		t.Fatal(err)
+	}
+	l := cfg.Local
+	if l.Data != "./.peapod/network" || l.DirectoryAddr != "127.0.0.1:8090" || l.MixDelay != 0 || l.MixnodesPerLayer != 2 || l.Gateways != 2 {
+		t.Fatalf("config %+v", l)
+	}
+	if code := run([]string{"local", "--gateways", "0", "--directory-addr", "127.0.0.1:0", "--data", t.TempDir()}, io.Discard); code != exitUsage {
+		t.Fatalf("--gateways 0: exit %d, want %d", code, exitUsage)
+	}
+}
+
+// buildBinary builds the mixnet command into a temporary folder.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "mixnet")
+	if out, err := exec.Command(goTool(t), "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestLocalProcess runs `mixnet local`: the whole network registers, the
+// mix delay is advertised, and SIGTERM stops it cleanly.
+func TestLocalProcess(t *testing.T) {
+	bin := buildBinary(t)
+	p := start(t, bin, "local", "--directory-addr", "127.0.0.1:0", "--data", t.TempDir(), "--mix-delay", "20ms")
+	url := p.field(t, "local network running", "directory")
+	top, err := (&directory.Client{BaseURL: url}).Topology(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(top.Mixnodes) != 6 || len(top.Gateways) != 2 {
+		t.Fatalf("topology has %d mixnodes and %d gateways, want 6 and 2", len(top.Mixnodes), len(top.Gateways))
+	}
+	if top.Params == nil || top.Params.MeanMixDelay != int64(20*time.Millisecond) {
+		t.Fatalf("params %+v, want a 20ms mean mix delay", top.Params)
+	}
+	p.stop(t)
+}
+
+// TestGatewayProcess runs a directory and a gateway as processes: the
+// gateway registers at start, and deregisters on SIGTERM.
+func TestGatewayProcess(t *testing.T) {
+	bin := buildBinary(t)
+	dir := start(t, bin, "directory", "--listen", "127.0.0.1:0", "--data", t.TempDir())
+	client := &directory.Client{BaseURL: "http://" + dir.field(t, "directory listening", "addr")}
+	gw := start(t, bin, "gateway", "--listen", "127.0.0.1:0", "--client-listen", "127.0.0.1:0",
+		"--directory", client.BaseURL, "--data", t.TempDir(), "--replay-capacity", "10000")
+	identity := gw.field(t, "gateway started", "identity")
+
+	// The first registration is made before "gateway started".
+	top, err := client.Topology(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, ok := top.Gateway(identity)
+	if !ok || !strings.HasPrefix(g.ClientAddress, "ws://127.0.0.1:") {
+		t.Fatalf("gateway listed as %+v (%v)", g, ok)
+	}
+	gw.stop(t)
+	if top, err = client.Topology(context.Background()); err != nil || len(top.Gateways) != 0 {
+		t.Fatalf("after the gateway exited: %+v, %v", top, err)
+	}
+	dir.stop(t)
+}

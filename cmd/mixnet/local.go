@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/peapod-mixnet/peapod/localnet"
+)
+
+// localFile is the TOML file of `mixnet local`.
+type localFile struct {
+	Local localSection `toml:"local"`
+	Log   logSection   `toml:"log"`
+}
+
+// localSection is its [local] section; each key maps to the field of
+// localnet.Config documented there.
+type localSection struct {
+	Data             string        `toml:"data"`
+	DirectoryAddr    string        `toml:"directory_addr"`
+	MixDelay         time.Duration `toml:"mix_delay"`
+	MixnodesPerLayer int           `toml:"mixnodes_per_layer"`
+	Gateways         int           `toml:"gateways"`
+}
+
+// defaultMixDelay is Nym's mean delay per hop.
+const defaultMixDelay = 15 * time.Millisecond
+
+// localStartTimeout bounds the start of the whole network.
+const localStartTimeout = time.Minute
+
+func defaultLocalFile() localFile {
+	return localFile{
+		Local: localSection{
+			Data:             "./.peapod/network",
+			DirectoryAddr:    localnet.DefaultDirectoryAddr,
+			MixDelay:         defaultMixDelay,
+			MixnodesPerLayer: localnet.DefaultMixnodesPerLayer,
+			Gateways:         localnet.DefaultGateways,
+		},
+		Log: defaultLog(),
+	}
+}
+
+func bindLocalFlags(fs *flag.FlagSet, c *localFile) {
+	l := &c.Local
+	fs.StringVar(&l.Data, "data", l.Data, "`folder` of every node's keys and databases")
+	fs.StringVar(&l.DirectoryAddr, "directory-addr", l.DirectoryAddr, "loopback `ip:port` of the directory")
+	fs.DurationVar(&l.MixDelay, "mix-delay", l.MixDelay, "mean delay per hop advertised to clients (senders draw the delays; 0 for none)")
+	fs.IntVar(&l.MixnodesPerLayer, "mixnodes-per-layer", l.MixnodesPerLayer, "mixnodes in each of the three layers")
+	fs.IntVar(&l.Gateways, "gateways", l.Gateways, "number of gateways")
+	c.Log.flags(fs)
+}
+
+// runLocal is `mixnet local`: a whole network in this process, until
+// interrupted. It prints the directory's URL on stdout.
+func runLocal(args []string, stderr io.Writer) int {
+	cfg := defaultLocalFile()
+	if err := parseConfig("local", args, stderr, &cfg, bindLocalFlags); err != nil {
+		return exitStatus(stderr, err)
+	}
+	log, err := newLogger(stderr, cfg.Log.Level)
+	if err != nil {
+		return exitStatus(stderr, err)
+	}
+	l := cfg.Local
+	if l.MixnodesPerLayer < 1 || l.Gateways < 1 {
+		fmt.Fprintln(stderr, "mixnet local: --mixnodes-per-layer and --gateways must be at least 1")
+		return exitUsage
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), localStartTimeout)
+	network, err := localnet.Start(ctx, localnet.Config{
+		DataDir:          l.Data,
+		DirectoryAddr:    l.DirectoryAddr,
+		MixnodesPerLayer: l.MixnodesPerLayer,
+		Gateways:         l.Gateways,
+		MeanMixDelay:     l.MixDelay,
+		Logger:           log,
+	})
+	cancel()
+	if err != nil {
+		log.Error().Err(err).Msg("cannot start the local network")
+		return exitError
+	}
+	for i, g := range network.Gateways() {
+		log.Info().Int("gateway", i).Str("client_url", g.ClientURL()).Msg("gateway ready")
+	}
+	log.Info().Str("directory", network.DirectoryURL()).Dur("mix_delay", l.MixDelay).Msg("local network running")
+	fmt.Fprintln(os.Stdout, network.DirectoryURL())
+
+	awaitShutdown(log, nil)
+	if err := network.Close(); err != nil {
+		log.Error().Err(err).Msg("closing the local network")
+		return exitError
+	}
+	log.Info().Msg("local network stopped")
+	return exitOK
+}
