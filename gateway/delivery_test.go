@@ -424,3 +424,30 @@ func TestCloseFlushesPending(t *testing.T) {
 		t.Fatalf("got %d %q", d.ID, d.Payload)
 	}
 }
+
+// An ack hop that joined after the gateway's last fetch costs the first
+// packet that names it (the exit path does not wait for the directory),
+// and the gateway fetches the topology soon after, so that later packets
+// get through.
+func TestAckHopLearnedSoon(t *testing.T) {
+	dir := startDirectory(t)
+	g := startGateway(t, testConfig(t, t.TempDir(), dir, nil))
+	late := startSink(t, dir)
+	c := newTestClient()
+	c.register(t, g)
+	mc := dialMix(t, g)
+	mc.send(t, dataPacket(t, g, c.identity(), late.addr, fakeAck(1), []byte("first")))
+	waitUntil(t, "the gateway to learn the new mixnode", func() bool { return g.topo.known(late.addr) })
+	mc.send(t, dataPacket(t, g, c.identity(), late.addr, fakeAck(2), []byte("second")))
+	firstDelivered := false
+	for {
+		d := c.deliver(t)
+		if string(d.Payload) == "second" {
+			break
+		}
+		firstDelivered = true // on a machine slow enough that the gap had passed
+	}
+	if dropped := g.Stats().Dropped[DropAckHop]; (dropped == 1) == firstDelivered {
+		t.Fatalf("first packet: delivered %v, dropped %d times", firstDelivered, dropped)
+	}
+}

@@ -344,7 +344,8 @@ func (g *Gateway) register(ctx context.Context) error {
 	return nil
 }
 
-// refreshLoop fetches the topology every TopologyRefresh until Close.
+// refreshLoop fetches the topology every TopologyRefresh, and soon after
+// the exit path meets a hop it does not know, until Close.
 func (g *Gateway) refreshLoop() {
 	t := time.NewTicker(g.cfg.TopologyRefresh)
 	defer t.Stop()
@@ -354,6 +355,8 @@ func (g *Gateway) refreshLoop() {
 			return
 		case <-t.C:
 			g.topo.refresh(g.ctx)
+		case <-g.topo.kick:
+			g.topo.refreshSoon(g.ctx)
 		}
 	}
 }

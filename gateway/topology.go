@@ -37,10 +37,14 @@ type topology struct {
 	fetchMu   sync.Mutex // serialises fetches
 	lastFetch time.Time  // guarded by fetchMu; wall clock, not Config.Now
 	fetches   atomic.Uint64
+
+	// kick asks the refresh loop for a fetch as soon as onDemandGap allows,
+	// when the exit path met an unknown hop it could not wait for.
+	kick chan struct{}
 }
 
 func newTopology(client *directory.Client, log zerolog.Logger) *topology {
-	t := &topology{client: client, log: log}
+	t := &topology{client: client, log: log, kick: make(chan struct{}, 1)}
 	t.layer1.Store(&layer1Set{})
 	return t
 }
@@ -68,26 +72,50 @@ func (t *topology) isLayer1(ctx context.Context, ap netip.AddrPort, wait bool) b
 	if wait {
 		t.fetchMu.Lock()
 	} else if !t.fetchMu.TryLock() {
-		return false // a fetch or a waiting client holds it
+		t.kickRefresh() // a fetch or a waiting client holds it
+		return false
 	}
 	defer t.fetchMu.Unlock()
 	if t.known(ap) {
 		return true // fetched while this call waited
 	}
+	if !wait && time.Since(t.lastFetch) < onDemandGap {
+		t.kickRefresh()
+		return false
+	}
+	t.fetchAfterGapLocked(ctx)
+	return t.known(ap)
+}
+
+// kickRefresh asks the refresh loop for a fetch once onDemandGap allows.
+func (t *topology) kickRefresh() {
+	select {
+	case t.kick <- struct{}{}:
+	default:
+	}
+}
+
+// refreshSoon fetches the topology once onDemandGap has passed since the
+// last fetch.
+func (t *topology) refreshSoon(ctx context.Context) {
+	t.fetchMu.Lock()
+	defer t.fetchMu.Unlock()
+	t.fetchAfterGapLocked(ctx)
+}
+
+// fetchAfterGapLocked waits until onDemandGap has passed since the last
+// fetch, then fetches, unless ctx ends first. The caller holds fetchMu.
+func (t *topology) fetchAfterGapLocked(ctx context.Context) {
 	if gap := onDemandGap - time.Since(t.lastFetch); gap > 0 {
-		if !wait {
-			return false
-		}
 		timer := time.NewTimer(gap)
 		defer timer.Stop()
 		select {
 		case <-ctx.Done():
-			return false
+			return
 		case <-timer.C:
 		}
 	}
 	t.fetchLocked(ctx)
-	return t.known(ap)
 }
 
 // refresh fetches the topology now.
