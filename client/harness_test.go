@@ -18,7 +18,7 @@ import (
 // directory, two mixnodes per layer and two gateways, real sockets between
 // them.
 type testNet struct {
-	t        *testing.T
+	t        testing.TB
 	dir      string
 	dirURL   string
 	log      zerolog.Logger
@@ -31,7 +31,7 @@ type netOptions struct {
 	dropRate float64 // on the first layer-2 mixnode
 }
 
-func startTestNet(t *testing.T, opts netOptions) *testNet {
+func startTestNet(t testing.TB, opts netOptions) *testNet {
 	t.Helper()
 	n := &testNet{t: t, dir: t.TempDir(), log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)}
 	ds, err := directory.New(directory.Config{DataDir: filepath.Join(n.dir, "directory")})

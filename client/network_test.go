@@ -17,7 +17,7 @@ import (
 // directory, mixnodes, gateways and clients), with zero mix delay and cover
 // traffic off so that they run fast.
 
-func testConfig(t *testing.T, n *testNet, gw int) Config {
+func testConfig(t testing.TB, n *testNet, gw int) Config {
 	return Config{
 		DataDir: t.TempDir(), DirectoryURL: n.dirURL, NoDelay: true,
 		Gateway: address.EncodeKey(n.gateways[gw].Identity()),
@@ -26,7 +26,7 @@ func testConfig(t *testing.T, n *testNet, gw int) Config {
 	}
 }
 
-func startClient(t *testing.T, cfg Config) *Client {
+func startClient(t testing.TB, cfg Config) *Client {
 	t.Helper()
 	c, err := New(cfg)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"net/url"
@@ -133,16 +134,14 @@ const (
 )
 
 func (h *health) decayed(s *nodeScore, now time.Time) float64 {
+	if s.blame == 0 {
+		return 0
+	}
 	dt := now.Sub(s.at)
 	if dt <= 0 {
 		return s.blame
 	}
-	f := 1.0
-	for dt > healthHalfLife {
-		f /= 2
-		dt -= healthHalfLife
-	}
-	return s.blame * f * (1 - 0.5*float64(dt)/float64(healthHalfLife))
+	return s.blame * math.Exp2(-float64(dt)/float64(healthHalfLife))
 }
 
 func (h *health) adjust(ids []string, delta float64, now time.Time) {
