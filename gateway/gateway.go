@@ -88,6 +88,7 @@ import (
 // HTTP server limits of the client and metrics listeners.
 const (
 	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = time.Minute
 	maxHeaderBytes    = 16 << 10
 )
 
@@ -261,6 +262,7 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	g.clientHTTP = &http.Server{
 		Handler:           http.HandlerFunc(g.serveWebSocket),
 		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          stdlog.New(g.log, "", 0),
 	}
@@ -269,6 +271,7 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 		g.metrics = &http.Server{
 			Handler:           metricsHandler(g.registry),
 			ReadHeaderTimeout: readHeaderTimeout,
+			IdleTimeout:       idleTimeout,
 			MaxHeaderBytes:    maxHeaderBytes,
 			ErrorLog:          stdlog.New(g.log, "", 0),
 		}

@@ -71,27 +71,27 @@ func appendPayload(dst []byte, hop netip.AddrPort, ack, rest []byte) ([]byte, er
 // the message to its client, live or through the store. It runs on the
 // frame's connection goroutine; packet is the server's buffer, processed in
 // place.
-func (g *Gateway) handleFrame(_ netip.AddrPort, h wire.Header, packet []byte) {
+func (g *Gateway) handleFrame(from netip.AddrPort, h wire.Header, packet []byte) {
 	g.counters.fromMixes.Add(1)
 	res, err := g.processor.Process(packet[:0], packet)
 	if err != nil {
 		switch {
 		case errors.Is(err, sphinx.ErrReplay):
-			g.counters.drop(DropReplay)
+			g.dropped(DropReplay, from)
 		case errors.Is(err, sphinx.ErrAuthentication):
-			g.counters.drop(DropAuthentication)
+			g.dropped(DropAuthentication, from)
 		default:
-			g.counters.drop(DropBadPacket)
+			g.dropped(DropBadPacket, from)
 		}
 		return
 	}
 	if !res.Final {
-		g.counters.drop(DropNotFinal)
+		g.dropped(DropNotFinal, from)
 		return
 	}
 	client := clientID(res.Destination)
 	if !g.store.isRegistered(client) {
-		g.counters.drop(DropUnknownClient)
+		g.dropped(DropUnknownClient, from)
 		return
 	}
 	m := &message{client: client}
@@ -102,11 +102,11 @@ func (g *Gateway) handleFrame(_ netip.AddrPort, h wire.Header, packet []byte) {
 	} else {
 		hop, ack, rest, err := splitPayload(res.Payload)
 		if err != nil {
-			g.counters.drop(DropMalformedPayload)
+			g.dropped(DropMalformedPayload, from)
 			return
 		}
 		if !g.topo.isLayer1(g.ctx, hop, false) {
-			g.counters.drop(DropAckHop)
+			g.dropped(DropAckHop, from)
 			return
 		}
 		// One allocation holds both parts.
@@ -119,6 +119,13 @@ func (g *Gateway) handleFrame(_ netip.AddrPort, h wire.Header, packet []byte) {
 	}
 	clear(res.Payload) // the plaintext stays in no reused buffer
 	g.deliver(m)
+}
+
+// dropped counts a packet from a mixnode dropped for reason, and logs it at
+// debug level (the reason and the peer, never the packet).
+func (g *Gateway) dropped(reason DropReason, from netip.AddrPort) {
+	g.counters.drop(reason)
+	g.log.Debug().Str("reason", string(reason)).Stringer("peer", from).Msg("dropping a packet from a mixnode")
 }
 
 // deliver hands m to its client at once if it is connected and has room
