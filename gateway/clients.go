@@ -28,13 +28,9 @@ const (
 	controlSlots = 16
 )
 
-// errReplaced ends a connection that a newer one of the same client
-// replaced; errProtocol one whose client sent a message only a gateway
+// errProtocol ends a connection whose client sent a message only a gateway
 // sends.
-var (
-	errReplaced = errors.New("gateway: replaced by a newer connection of the same client")
-	errProtocol = errors.New("gateway: client sent a gateway-to-client message")
-)
+var errProtocol = errors.New("gateway: client sent a gateway-to-client message")
 
 // conn is one authenticated client connection. Its maps and flags are
 // guarded by the gateway's mu.
@@ -44,10 +40,10 @@ type conn struct {
 	log    zerolog.Logger
 
 	// out queues the messages the writer sends. Its capacity is
-	// MaxPendingPerClient + PageSize + controlSlots, so that offering a
-	// pending message or a page never blocks; a malicious client
-	// confirming messages it has not yet received only sends its own
-	// messages to the store.
+	// MaxPendingPerClient + PageSize + controlSlots, room for every pending
+	// message and a page; senders check for room (hasRoomLocked) and never
+	// block, so a client that confirms messages before it has them, or
+	// does not read, only sends its own messages to the store.
 	out  chan gwproto.Message
 	wake chan struct{} // nudges the pager; capacity 1
 	done chan struct{} // closed when the connection ends

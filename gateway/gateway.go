@@ -209,6 +209,7 @@ func New(cfg Config) (*Gateway, error) {
 // first registration is made before Start returns (bounded by ctx), and
 // fails Start if it fails; a background registrar refreshes it afterwards.
 // On failure Start closes the gateway (as Close does) and returns the error.
+// Start may be called once, and not concurrently with Close.
 func (g *Gateway) Start(ctx context.Context) (err error) {
 	g.mu.Lock()
 	if g.started || g.closing {
