@@ -64,11 +64,10 @@ func withDeadline(ctx context.Context, ws *websocket.Conn) func() {
 		ws.SetReadDeadline(d)
 		ws.SetWriteDeadline(d)
 	}
-	stop := context.AfterFunc(ctx, func() {
-		// Unblock a pending read or write when ctx ends early.
-		ws.SetReadDeadline(time.Unix(1, 0))
-		ws.SetWriteDeadline(time.Unix(1, 0))
-	})
+	// When ctx ends early, close the connection to unblock a pending read or
+	// write. net.Conn.Close is safe from another goroutine; gorilla's
+	// deadline setters are not, so they are only called from this one.
+	stop := context.AfterFunc(ctx, func() { ws.UnderlyingConn().Close() })
 	return func() {
 		stop()
 		ws.SetReadDeadline(time.Time{})
