@@ -1,0 +1,253 @@
+package framework
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/peapod-mixnet/peapod/address"
+	"github.com/peapod-mixnet/peapod/client"
+	"github.com/peapod-mixnet/peapod/internal/keyfile"
+)
+
+// Defaults of a ClientTransportConfig.
+const (
+	DefaultFlushTimeout = 5 * time.Second
+	// recentSendersWindow is how long a sender counts towards SURBsHeld
+	// after its last request.
+	recentSendersWindow = 10 * time.Minute
+	// maxRecentSenders bounds the senders SURBsHeld sums over.
+	maxRecentSenders = 4096
+)
+
+// The client's identity key file, as package client lays out its data
+// folder (see client/identity.go): an ed25519 seed in a PEM block.
+const (
+	clientIdentityFile = "identity.pem"
+	clientIdentityPEM  = "PEAPOD ED25519 IDENTITY SEED"
+)
+
+// ClientTransportConfig configures a ClientTransport.
+type ClientTransportConfig struct {
+	// Client configures the embedded client; its DataDir and DirectoryURL
+	// are required.
+	Client client.Config
+	// FlushTimeout bounds how long Close waits for replies in flight to be
+	// delivered to the requesters' gateways. Default DefaultFlushTimeout.
+	FlushTimeout time.Duration
+	// Logger receives the transport's logs.
+	Logger zerolog.Logger
+}
+
+// ClientTransport is a Transport over a peapod client embedded in the
+// process (package client), which joins a peapod network from its
+// directory URL. The client's keys stay in its data folder, so the address
+// is the same at every start.
+//
+// It is an AddressSigner: it lends the Host the client's identity key, so
+// that the provider's descriptor is self-certifying. And it is a
+// SURBCounter over the senders heard from in the last ten minutes.
+type ClientTransport struct {
+	c      *client.Client
+	log    zerolog.Logger
+	flush  time.Duration
+	signer ed25519.PrivateKey // nil until Start checks it
+
+	ctx        context.Context // ends at Close, for delivery watchers
+	cancel     context.CancelFunc
+	deliveries sync.WaitGroup
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	senders map[address.SenderTag]time.Time // recent senders, for SURBsHeld
+}
+
+var (
+	_ Transport     = (*ClientTransport)(nil)
+	_ AddressSigner = (*ClientTransport)(nil)
+	_ SURBCounter   = (*ClientTransport)(nil)
+)
+
+// NewClientTransport creates the client (its keys are made on first use)
+// without connecting it.
+func NewClientTransport(cfg ClientTransportConfig) (*ClientTransport, error) {
+	if cfg.FlushTimeout < 0 {
+		return nil, fmt.Errorf("framework: ClientTransportConfig.FlushTimeout %v is negative", cfg.FlushTimeout)
+	}
+	if cfg.FlushTimeout == 0 {
+		cfg.FlushTimeout = DefaultFlushTimeout
+	}
+	c, err := client.New(cfg.Client)
+	if err != nil {
+		return nil, err
+	}
+	t := &ClientTransport{c: c, log: cfg.Logger, flush: cfg.FlushTimeout, senders: make(map[address.SenderTag]time.Time)}
+	t.ctx, t.cancel = context.WithCancel(context.Background())
+	seed, err := keyfile.Load(filepath.Join(cfg.Client.DataDir, clientIdentityFile), clientIdentityPEM, ed25519.SeedSize)
+	if err != nil {
+		// The descriptor will be signed with the provider's own key.
+		t.log.Warn().Err(err).Msg("cannot read the client's identity key; the descriptor will not be self-certifying")
+	} else {
+		t.signer = ed25519.NewKeyFromSeed(seed)
+		clear(seed)
+	}
+	return t, nil
+}
+
+// Client returns the embedded client.
+func (t *ClientTransport) Client() *client.Client { return t.c }
+
+// Start connects the client to its gateway.
+func (t *ClientTransport) Start(ctx context.Context) error {
+	t.mu.Lock()
+	if t.started || t.closed {
+		t.mu.Unlock()
+		return errors.New("framework: transport already started or closed")
+	}
+	t.started = true
+	t.mu.Unlock()
+	if err := t.c.Start(ctx); err != nil {
+		return err
+	}
+	addr := t.c.Address()
+	if t.signer != nil && !bytes.Equal(t.signer.Public().(ed25519.PublicKey), addr.Identity[:]) {
+		t.log.Warn().Msg("the client's identity key does not match its address; the descriptor will not be self-certifying")
+		t.signer = nil
+	}
+	return nil
+}
+
+// Address returns the client's address.
+func (t *ClientTransport) Address() address.Address { return t.c.Address() }
+
+// Connected reports whether the client is connected to its gateway.
+func (t *ClientTransport) Connected() bool {
+	t.mu.Lock()
+	started := t.started
+	t.mu.Unlock()
+	return started && t.c.Connected()
+}
+
+// AddressSigner returns the client's identity key, or nil when it could
+// not be read.
+func (t *ClientTransport) AddressSigner() crypto.Signer {
+	if t.signer == nil {
+		return nil
+	}
+	return t.signer
+}
+
+// Receive returns the next message the client received.
+func (t *ClientTransport) Receive(ctx context.Context) (Message, error) {
+	m, err := t.c.Receive(ctx)
+	if errors.Is(err, client.ErrClosed) {
+		return Message{}, ErrTransportClosed
+	}
+	if err != nil {
+		return Message{}, fmt.Errorf("framework: receiving: %w", err)
+	}
+	if m.SenderTag != nil {
+		t.noteSender(*m.SenderTag)
+	}
+	return Message{Data: m.Data, SenderTag: m.SenderTag}, nil
+}
+
+// Reply queues data for the sender and watches its delivery in the
+// background; a reply that fails later (the sender's SURBs ran out and it
+// sent no more) is logged.
+func (t *ClientTransport) Reply(ctx context.Context, tag address.SenderTag, data []byte) error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return ErrTransportClosed
+	}
+	t.deliveries.Add(1)
+	t.mu.Unlock()
+	d, err := t.c.Reply(ctx, tag, data)
+	if err != nil {
+		t.deliveries.Done()
+		if errors.Is(err, client.ErrClosed) {
+			return ErrTransportClosed
+		}
+		return fmt.Errorf("framework: replying: %w", err)
+	}
+	go func() {
+		defer t.deliveries.Done()
+		if err := d.Wait(t.ctx); err != nil && t.ctx.Err() == nil {
+			t.log.Warn().Err(err).Msg("reply not delivered")
+		}
+	}()
+	return nil
+}
+
+// SURBsHeld sums the reply SURBs the client holds for the senders heard
+// from in the last ten minutes.
+func (t *ClientTransport) SURBsHeld() int {
+	now := time.Now()
+	t.mu.Lock()
+	tags := make([]address.SenderTag, 0, len(t.senders))
+	for tag, seen := range t.senders {
+		if now.Sub(seen) > recentSendersWindow {
+			delete(t.senders, tag)
+			continue
+		}
+		tags = append(tags, tag)
+	}
+	t.mu.Unlock()
+	n := 0
+	for _, tag := range tags {
+		n += t.c.SURBCount(tag)
+	}
+	return n
+}
+
+func (t *ClientTransport) noteSender(tag address.SenderTag) {
+	now := time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.senders[tag]; !ok && len(t.senders) >= maxRecentSenders {
+		// Forget the sender heard from longest ago.
+		var oldest address.SenderTag
+		var oldestAt time.Time
+		for k, v := range t.senders {
+			if oldestAt.IsZero() || v.Before(oldestAt) {
+				oldest, oldestAt = k, v
+			}
+		}
+		delete(t.senders, oldest)
+	}
+	t.senders[tag] = now
+}
+
+// Close waits up to FlushTimeout for replies in flight to be delivered,
+// then closes the client.
+func (t *ClientTransport) Close() error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		t.deliveries.Wait()
+		return nil
+	}
+	t.closed = true
+	t.mu.Unlock()
+	flushed := make(chan struct{})
+	go func() { t.deliveries.Wait(); close(flushed) }()
+	select {
+	case <-flushed:
+	case <-time.After(t.flush):
+		t.log.Warn().Msg("replies still in flight at close")
+	}
+	t.cancel()
+	err := t.c.Close()
+	<-flushed
+	return err
+}

@@ -1,0 +1,103 @@
+package framework
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/peapod-mixnet/peapod/handlers"
+)
+
+// Label values for requests that name no usable service, so that
+// requester-chosen strings never become label values.
+const (
+	serviceNone    = "(none)"    // the request could not be read
+	serviceUnknown = "(unknown)" // the provider offers no such service
+	outcomeOK      = "ok"
+	outcomeOther   = "other" // a service-specific error code
+)
+
+// durationBuckets spans a fast in-process handler to a request that hits
+// the timeout.
+var durationBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
+
+// metrics are the Host's Prometheus metrics, on a registry of its own.
+type metrics struct {
+	requests    *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	duplicates  prometheus.Counter
+	dropped     *prometheus.CounterVec
+	replyFailed prometheus.Counter
+	inFlight    prometheus.Gauge
+}
+
+func newMetrics(reg *prometheus.Registry, h *Host) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "peapod_provider_requests_total",
+			Help: "Requests answered, by service and outcome (ok, or the error code).",
+		}, []string{"service", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "peapod_provider_request_duration_seconds",
+			Help:    "Time from a request's arrival to its reply being handed to the transport.",
+			Buckets: durationBuckets,
+		}, []string{"service"}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "peapod_provider_duplicate_requests_total",
+			Help: "Repeated requests (same sender and id) answered without running them again.",
+		}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "peapod_provider_dropped_messages_total",
+			Help: "Messages dropped without a reply, by reason.",
+		}, []string{"reason"}),
+		replyFailed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "peapod_provider_reply_failures_total",
+			Help: "Replies the transport did not accept.",
+		}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "peapod_provider_requests_in_flight",
+			Help: "Requests being handled now.",
+		}),
+	}
+	reg.MustRegister(m.requests, m.duration, m.duplicates, m.dropped, m.replyFailed, m.inFlight,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "peapod_provider_queue_length",
+			Help: "Requests waiting for a free handler slot.",
+		}, func() float64 { return float64(len(h.queue)) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "peapod_provider_transport_connected",
+			Help: "1 when the transport is connected to the mixnet, else 0.",
+		}, func() float64 { return boolFloat(h.transport.Connected()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "peapod_provider_idempotence_entries",
+			Help: "Replies remembered for repeated requests.",
+		}, func() float64 { n, _ := h.cache.len(); return float64(n) }),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	if sc, ok := h.transport.(SURBCounter); ok {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "peapod_provider_surbs_held",
+			Help: "Reply SURBs held for the requesters heard from recently.",
+		}, func() float64 { return float64(sc.SURBsHeld()) }))
+	}
+	return m
+}
+
+// outcomeLabel maps an error code to a bounded set of label values.
+func outcomeLabel(code string) string {
+	switch code {
+	case "":
+		return outcomeOK
+	case handlers.CodeBadRequest, handlers.CodeUnknownService, handlers.CodeHandlerFailed,
+		handlers.CodeTimeout, handlers.CodeOverloaded, handlers.CodeTooLarge:
+		return code
+	}
+	return outcomeOther
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
