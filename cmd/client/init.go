@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+)
+
+// defaultInitTimeout bounds the registration of `client init`.
+const defaultInitTimeout = time.Minute
+
+// runInit is `client init`: it creates the client's keys in the data folder
+// (or keeps those there), registers with a gateway (--gateway, or one at
+// random from the directory) and prints the address on stdout.
+func runInit(args []string, stdout, stderr io.Writer) int {
+	cfg := defaultClientFile("warn")
+	timeout := defaultInitTimeout
+	p, log, status, ok := setup("init", args, stderr, &cfg, func(fs *flag.FlagSet, c *clientFile) {
+		bindCommon(fs, c)
+		fs.StringVar(&c.Client.Gateway, "gateway", c.Client.Gateway, "base58 `identity` of the gateway to register with (default: one at random)")
+		fs.DurationVar(&timeout, "timeout", timeout, "how long to try to register")
+	})
+	if !ok {
+		return status
+	}
+	if len(p.rest) > 0 {
+		return usageStatus(stderr, fmt.Errorf("client init: unexpected argument %q", p.rest[0]))
+	}
+
+	ctx, stop := signalContext(log)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	ccfg := cfg.Client.clientConfig(log)
+	ccfg.Cover.Disabled = true // registering sends nothing worth hiding
+	c, err := openClient(ccfg)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitError
+	}
+	err = c.Start(ctx)
+	addr := c.Address()
+	if cerr := c.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "client init: registering through the directory %s: %v\n", cfg.Client.Directory, err)
+		return exitError
+	}
+	fmt.Fprintln(stdout, addr)
+	return exitOK
+}

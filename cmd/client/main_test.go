@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/peapod-mixnet/peapod/client"
+)
+
+// nymExample is the address used throughout Nym's tests.
+const nymExample = "CytBseW6yFXUMzz4SGAKdNLGR7q3sJLLYxyBGvutNEQV.4QXYyEVc5fUDjmmi8PrHN9tdUFV4PCvSJE1278cHyvoe@4sBbL1ngf1vtNqykydQKTFh26sQCw888GpUqvPvyNB4f"
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "client.toml")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func bindRun(fs *flag.FlagSet, c *clientFile) {
+	bindCommon(fs, c)
+	bindTuning(fs, c)
+	fs.StringVar(&c.WebSocket.Listen, "ws", c.WebSocket.Listen, "")
+}
+
+func TestConfigFileAndFlags(t *testing.T) {
+	path := writeFile(t, `
+[client]
+directory = "http://127.0.0.1:9999"
+data = "/from/file"
+mix_delay = "5ms"
+no_cover = true
+
+[websocket]
+listen = "127.0.0.1:2000"
+max_frame_size = 1048576
+ping_interval = "10s"
+
+[log]
+level = "debug"
+`)
+	cfg := defaultClientFile("info")
+	p, err := parseArgs("run", []string{"--config", path, "--data", "/from/flag", "--no-delay", "--ws=127.0.0.1:3000"}, io.Discard, &cfg, bindRun)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, w := cfg.Client, cfg.WebSocket
+	if c.Directory != "http://127.0.0.1:9999" || c.MixDelay != 5*time.Millisecond || !c.NoCover ||
+		w.MaxFrameSize != 1<<20 || w.PingInterval != 10*time.Second || cfg.Log.Level != "debug" {
+		t.Fatalf("file values not applied: %+v", cfg)
+	}
+	if c.Data != "/from/flag" || !c.NoDelay || w.Listen != "127.0.0.1:3000" {
+		t.Fatalf("flags did not override the file: %+v", cfg)
+	}
+	if !p.set["data"] || !p.set["no-delay"] || p.set["directory"] {
+		t.Fatalf("flags given: %v", p.set)
+	}
+
+	// The file's values reach the client's and the server's configurations.
+	cc := c.clientConfig(zerolog.Nop())
+	if cc.DataDir != "/from/flag" || cc.DirectoryURL != c.Directory || !cc.NoDelay || !cc.Cover.Disabled || cc.MixDelay != 5*time.Millisecond {
+		t.Fatalf("client config %+v", cc)
+	}
+	sc := w.serverConfig(nil, zerolog.Nop())
+	if sc.MaxFrameSize != 1<<20 || sc.PingInterval != 10*time.Second {
+		t.Fatalf("server config %+v", sc)
+	}
+
+	// Without a file, the defaults stand.
+	cfg = defaultClientFile("info")
+	if _, err := parseArgs("run", nil, io.Discard, &cfg, bindRun); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Client.Directory != defaultDirectory || cfg.Client.Data != defaultDataDir || cfg.WebSocket.Listen != "127.0.0.1:1977" {
+		t.Fatalf("defaults lost: %+v", cfg)
+	}
+}
+
+func TestConfigFileUnknownKeys(t *testing.T) {
+	path := writeFile(t, `
+[client]
+directroy = "http://x"
+
+[websocket]
+listen = "127.0.0.1:1977"
+heartbeat = "5s"
+
+[logging]
+level = "debug"
+`)
+	cfg := defaultClientFile("info")
+	_, err := parseArgs("run", []string{"--config", path}, io.Discard, &cfg, bindRun)
+	if err == nil || !strings.Contains(err.Error(), "unknown keys: client.directroy, websocket.heartbeat, logging") {
+		t.Fatalf("error %v does not name the unknown keys", err)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	bad := writeFile(t, "[client]\nmix_delay = \"soon\"\n")
+	cases := [][]string{
+		{"run", "--config", bad},
+		{"run", "--config", filepath.Join(t.TempDir(), "missing.toml")},
+		{"run", "--no-such-flag"},
+		{"run", "stray"},
+		{"run", "--log-level", "loud"},
+		{"run", "--mix-delay", "-1s"},
+		{"run", "--data", ""},
+		{"init", "stray"},
+		{"address", "stray"},
+		{"send", "hello"},
+		{"send", "--to", "not-an-address", "hello"},
+		{"send", "--to", nymExample, "two", "words"},
+		{"send", "--to", nymExample, "--reply-surbs", "3", "hello"},
+		{"send", "--to", nymExample, "--timeout", "0s", "hello"},
+		{"frobnicate"},
+		{},
+	}
+	for _, args := range cases {
+		var out bytes.Buffer
+		if code := run(args, io.Discard, &out); code != exitUsage {
+			t.Errorf("%q: exit %d, want %d; output:\n%s", args, code, exitUsage, out.String())
+		}
+		if out.Len() == 0 {
+			t.Errorf("%q: nothing printed", args)
+		}
+	}
+	var out bytes.Buffer
+	if code := run([]string{"send", "-h"}, io.Discard, &out); code != exitOK || !strings.Contains(out.String(), "-via") {
+		t.Errorf("send -h: exit %d:\n%s", code, out.String())
+	}
+	out.Reset()
+	if code := run([]string{"help"}, &out, io.Discard); code != exitOK {
+		t.Errorf("help: exit %d", code)
+	}
+	for _, name := range []string{"init", "run", "send", "address"} {
+		if !strings.Contains(out.String(), name) {
+			t.Errorf("usage does not list %s:\n%s", name, out.String())
+		}
+	}
+}
+
+// TestAddressOffline reads addresses from data folders without a network.
+func TestAddressOffline(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	missing := filepath.Join(t.TempDir(), "nothing")
+	if code := run([]string{"address", "--data", missing}, &stdout, &stderr); code != exitError ||
+		!strings.Contains(stderr.String(), "there is no client in "+missing) || !strings.Contains(stderr.String(), "client init") {
+		t.Fatalf("missing folder: exit %d: %s", code, stderr.String())
+	}
+
+	// Keys but no registration: client.New makes the keys, Start would
+	// register.
+	dir := t.TempDir()
+	c, err := client.New(client.Config{DataDir: dir, DirectoryURL: "http://127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	stderr.Reset()
+	if code := run([]string{"address", "--data", dir}, &stdout, &stderr); code != exitError ||
+		!strings.Contains(stderr.String(), "has never registered") {
+		t.Fatalf("unregistered client: exit %d: %s", code, stderr.String())
+	}
+	if stdout.Len() != 0 {
+		t.Fatalf("printed %q for a client without an address", stdout.String())
+	}
+}
