@@ -20,7 +20,7 @@ import (
 func testConfig(t testing.TB, n *testNet, gw int) Config {
 	return Config{
 		DataDir: t.TempDir(), DirectoryURL: n.dirURL, NoDelay: true,
-		Gateway: address.EncodeKey(n.gateways[gw].Identity()),
+		Gateway: address.EncodeKey(n.gateway(gw).Identity()),
 		Cover:   CoverConfig{Disabled: true},
 		Logger:  zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
 	}
