@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/peapod-mixnet/peapod/client"
+	"github.com/peapod-mixnet/peapod/framework/descriptor"
 	"github.com/peapod-mixnet/peapod/handlers"
 	"github.com/peapod-mixnet/peapod/plugins"
 )
@@ -56,6 +57,9 @@ type Config struct {
 	// Transport, if not nil, is used as it is; the Host starts and closes
 	// it. For tests and for embedding peapod in another program.
 	Transport Transport
+	// Network says which network Transport is on, as the descriptor
+	// publishes it. Required with Transport, ignored otherwise.
+	Network descriptor.Network
 
 	// Plugins says which plugins to run.
 	Plugins PluginsConfig
@@ -169,6 +173,17 @@ func (c *Config) applyDefaults() error {
 	}
 	if chosen != 1 {
 		return errors.New("framework: set exactly one of Config.Transport, Config.NymClientURL and Config.DirectoryURL")
+	}
+	if c.Transport != nil {
+		switch c.Network.Type {
+		case descriptor.NetworkPeapod:
+			if err := checkURL(c.Network.Directory, "http", "https"); err != nil {
+				return fmt.Errorf("framework: Config.Network.Directory: %w", err)
+			}
+		case descriptor.NetworkNym:
+		default:
+			return fmt.Errorf("framework: Config.Network.Type %q: want %q or %q", c.Network.Type, descriptor.NetworkPeapod, descriptor.NetworkNym)
+		}
 	}
 	if c.NymClientURL != "" {
 		if err := checkURL(c.NymClientURL, "ws", "wss"); err != nil {

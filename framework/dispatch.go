@@ -15,6 +15,10 @@ import (
 // failed to deliver a message for a reason other than closing.
 const receiveRetryDelay = 100 * time.Millisecond
 
+// shutdownReplyTimeout bounds each reply sent after the drain deadline,
+// when the requests still running or queued are answered with an error.
+const shutdownReplyTimeout = time.Second
+
 // job is one accepted request, waiting in the queue or running.
 type job struct {
 	tag     address.SenderTag
@@ -115,10 +119,11 @@ func (h *Host) worker() {
 // duplicates that arrived meanwhile.
 func (h *Host) run(j *job) {
 	if h.workCtx.Err() != nil {
-		// Shutting down past the drain deadline: no new work, and no reply
-		// could go out. Forget the request, so that a retry runs.
+		// Shutting down past the drain deadline: no new work. Forget the
+		// request, so that a retry runs after a restart.
 		h.cache.abort(j.entry)
-		h.metrics.dropped.WithLabelValues("shutting_down").Inc()
+		h.refuse(j.tag, j.req.ID, h.serviceLabel(j.req.Service), j.arrived,
+			handlers.Errorf(handlers.CodeOverloaded, "the provider is shutting down; retry later"))
 		return
 	}
 	h.metrics.inFlight.Inc()
@@ -186,10 +191,14 @@ func (h *Host) errorReply(id string, e *handlers.Error) []byte {
 	return b
 }
 
-// sendReply hands a reply to the transport, bounded by ReplyTimeout, and
-// gives up when the drain deadline passes.
+// sendReply hands a reply to the transport, bounded by ReplyTimeout, or by
+// shutdownReplyTimeout once the drain deadline has passed.
 func (h *Host) sendReply(tag address.SenderTag, reply []byte) {
-	ctx, cancel := context.WithTimeout(h.workCtx, h.cfg.Limits.ReplyTimeout)
+	timeout := h.cfg.Limits.ReplyTimeout
+	if h.workCtx.Err() != nil {
+		timeout = min(timeout, shutdownReplyTimeout)
+	}
+	ctx, cancel := context.WithTimeout(h.replyCtx, timeout)
 	defer cancel()
 	if err := h.transport.Reply(ctx, tag, reply); err != nil {
 		h.metrics.replyFailed.Inc()

@@ -21,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/peapod-mixnet/peapod/address"
+	"github.com/peapod-mixnet/peapod/framework/descriptor"
 	"github.com/peapod-mixnet/peapod/framework/envelope"
 	"github.com/peapod-mixnet/peapod/handlers"
 )
@@ -237,6 +238,9 @@ var echoService = Service{
 	}),
 }
 
+// testNetwork is the network in-memory transports claim to be on.
+var testNetwork = descriptor.Network{Type: descriptor.NetworkPeapod, Directory: "http://127.0.0.1:1"}
+
 // startHost starts a Host on tr with an HTTP endpoint on a free port; cfg
 // may set anything else. The host is shut down at the end of the test.
 func startHost(tb testing.TB, tr Transport, cfg Config) *Host {
@@ -245,6 +249,9 @@ func startHost(tb testing.TB, tr Transport, cfg Config) *Host {
 		cfg.DataDir = tb.TempDir()
 	}
 	cfg.Transport = tr
+	if cfg.Network.Type == "" {
+		cfg.Network = testNetwork
+	}
 	if cfg.HTTP.Addr == "" {
 		cfg.HTTP.Addr = "127.0.0.1:0"
 	}

@@ -86,9 +86,10 @@ type Host struct {
 	queue chan *job
 
 	// recvCtx ends the intake; workCtx is the parent of every handler's
-	// context and of every reply, cancelled when the drain deadline passes.
-	recvCtx, workCtx       context.Context
-	recvCancel, workCancel context.CancelFunc
+	// context, cancelled when the drain deadline passes; replyCtx is the
+	// parent of every reply's, cancelled once the workers are done.
+	recvCtx, workCtx, replyCtx          context.Context
+	recvCancel, workCancel, replyCancel context.CancelFunc
 	recvDone               chan struct{}
 	workers                sync.WaitGroup
 
@@ -138,6 +139,7 @@ func New(cfg Config) (*Host, error) {
 	}
 	h.recvCtx, h.recvCancel = context.WithCancel(context.Background())
 	h.workCtx, h.workCancel = context.WithCancel(context.Background())
+	h.replyCtx, h.replyCancel = context.WithCancel(context.Background())
 
 	var err error
 	if h.providerKey, err = loadProviderKey(cfg.DataDir); err != nil {
@@ -157,7 +159,7 @@ func New(cfg Config) (*Host, error) {
 	switch {
 	case cfg.Transport != nil:
 		h.transport = cfg.Transport
-		h.network = descriptor.Network{Type: descriptor.NetworkPeapod}
+		h.network = cfg.Network
 	case cfg.NymClientURL != "":
 		nc := cfg.Nym
 		nc.URL = cfg.NymClientURL
@@ -350,9 +352,10 @@ func (h *Host) Close() error {
 //  2. the intake stops: no further message is read from the transport;
 //  3. requests already accepted (running or queued) are given until ctx
 //     ends to finish and send their replies; past that, the running ones
-//     are cancelled, those still queued are dropped (and forgotten, so
-//     that a retry with the same id runs after a restart), and no further
-//     reply is sent;
+//     are cancelled and answered "handler_failed", those still queued are
+//     answered "overloaded" (and forgotten, so that a retry with the same
+//     id runs after a restart), each of these replies being given at most
+//     a second to be accepted by the transport;
 //  4. the plugins are stopped;
 //  5. the transport is closed (it gives replies it accepted a moment to
 //     leave).
@@ -398,6 +401,7 @@ func (h *Host) shutdown(ctx context.Context) error {
 		}
 	}
 	h.workCancel()
+	h.replyCancel()
 	// 4. Plugins.
 	if err := h.supervisor.Close(); err != nil {
 		errs = append(errs, err)
