@@ -90,8 +90,8 @@ type Host struct {
 	// parent of every reply's, cancelled once the workers are done.
 	recvCtx, workCtx, replyCtx          context.Context
 	recvCancel, workCancel, replyCancel context.CancelFunc
-	recvDone               chan struct{}
-	workers                sync.WaitGroup
+	recvDone                            chan struct{}
+	workers                             sync.WaitGroup
 
 	httpServer *http.Server
 	httpLn     net.Listener
