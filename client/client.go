@@ -72,9 +72,10 @@ type Client struct {
 	addr    address.Address
 	started atomic.Bool
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	spawnMu sync.RWMutex // orders spawn against Close's Wait
 
 	// Sending.
 	queue   chan *pendingFragment // first sends, waiting for the window
@@ -96,7 +97,7 @@ type Client struct {
 	reasm      *fragment.Reassembler
 	order      *ordering.Buffer[Message]
 	orderDirty bool
-	orderTimer *time.Timer
+	orderSaved map[[streamIDSize]byte]uint64 // what state.db holds
 	inbox      chan Message
 }
 
@@ -190,13 +191,18 @@ func (c *Client) loadState() error {
 		return fmt.Errorf("client: loading SURBs: %w", err)
 	}
 	for tag, list := range surbs {
-		c.pool(tag).surbs = list
+		p := c.pool(tag)
+		p.surbs = list
+		for _, st := range list {
+			p.remember(st.surb, 4*c.cfg.SURBs.Max)
+		}
 	}
 	order, err := c.state.loadOrder()
 	if err != nil {
 		return fmt.Errorf("client: loading the delivery order: %w", err)
 	}
 	c.order.Restore(order)
+	c.orderSaved = order
 	return nil
 }
 
@@ -237,7 +243,14 @@ func (c *Client) Start(ctx context.Context) error {
 	}
 }
 
+// spawn runs f on a goroutine that Close waits for. Once the client is
+// closing, f does not run.
 func (c *Client) spawn(f func()) {
+	c.spawnMu.RLock()
+	defer c.spawnMu.RUnlock()
+	if c.ctx.Err() != nil {
+		return
+	}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -374,7 +387,12 @@ func (c *Client) Stats() Stats {
 // with ErrClosed, and its state is saved.
 func (c *Client) Close() error {
 	if c.started.Load() && c.cancel != nil {
+		// Confirm what has been received while the gateway link is still up,
+		// so that the gateway does not hand it over again after a restart.
+		c.link.flushConfirms()
+		c.spawnMu.Lock()
 		c.cancel()
+		c.spawnMu.Unlock()
 		c.wg.Wait()
 		c.failAll(ErrClosed)
 		c.persistOrder()

@@ -270,3 +270,71 @@ func TestReconnectKeepsQueuedMessages(t *testing.T) {
 		t.Fatal("the client never reconnected")
 	}
 }
+
+// A recipient that restarts neither loses its place in a sender's stream
+// (the next message arrives at once, not after the gap wait) nor gets an old
+// message again.
+func TestRecipientRestartKeepsOrder(t *testing.T) {
+	n := startTestNet(t, netOptions{})
+	a := startClient(t, testConfig(t, n, 0))
+	bcfg := testConfig(t, n, 1)
+	bcfg.MaxGapWait = time.Minute
+	b := startClient(t, bcfg)
+	ctx := timeout(t, 40*time.Second)
+	for i := range 3 {
+		if _, err := a.Send(ctx, b.Address(), fmt.Appendf(nil, "before %d", i)); err != nil {
+			t.Fatal(err)
+		}
+		if m := receive(t, ctx, b); string(m.Data) != fmt.Sprintf("before %d", i) {
+			t.Fatalf("got %q", m.Data)
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b = startClient(t, bcfg)
+	if _, err := a.Send(ctx, b.Address(), []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	// Well within the minute a gap would wait.
+	quick, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if m := receive(t, quick, b); string(m.Data) != "after" {
+		t.Fatalf("got %q after the restart", m.Data)
+	}
+}
+
+// SURBs a replier holds and reply keys a sender holds both survive restarts.
+func TestRepliesSurviveRestarts(t *testing.T) {
+	n := startTestNet(t, netOptions{})
+	acfg, bcfg := testConfig(t, n, 0), testConfig(t, n, 1)
+	a := startClient(t, acfg)
+	b := startClient(t, bcfg)
+	ctx := timeout(t, 60*time.Second)
+	if _, err := a.SendAnonymous(ctx, b.Address(), []byte("ask"), 4); err != nil {
+		t.Fatal(err)
+	}
+	q := receive(t, ctx, b)
+	if q.SenderTag == nil {
+		t.Fatal("no sender tag")
+	}
+	tag := *q.SenderTag
+	if b.SURBCount(tag) != 4 {
+		t.Fatalf("replier holds %d SURBs, want 4", b.SURBCount(tag))
+	}
+	// Both restart: the replier must still hold the SURBs, the sender the
+	// keys to open what comes back on them.
+	a.Close()
+	b.Close()
+	b = startClient(t, bcfg)
+	if b.SURBCount(tag) != 4 {
+		t.Fatalf("after a restart the replier holds %d SURBs, want 4", b.SURBCount(tag))
+	}
+	a = startClient(t, acfg)
+	if _, err := b.Reply(ctx, tag, []byte("answer after restarts")); err != nil {
+		t.Fatal(err)
+	}
+	if m := receive(t, ctx, a); string(m.Data) != "answer after restarts" {
+		t.Fatalf("got %q", m.Data)
+	}
+}

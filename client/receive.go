@@ -168,10 +168,15 @@ func (c *Client) persistOrder() {
 	}
 	snap := c.order.Snapshot()
 	c.orderDirty = false
+	prev := c.orderSaved
 	c.recvMu.Unlock()
-	if err := c.state.saveOrder(snap); err != nil {
+	if err := c.state.saveOrder(prev, snap); err != nil {
 		c.log.Error().Err(err).Msg("saving the delivery order")
+		return
 	}
+	c.recvMu.Lock()
+	c.orderSaved = snap
+	c.recvMu.Unlock()
 }
 
 // expire runs the periodic clean-ups.

@@ -23,6 +23,30 @@ type surbPool struct {
 	requesting  bool
 	requestedAt time.Time
 	waiting     []*pendingFragment
+
+	// seen remembers the SURBs the pool has taken in, held or used, so that a
+	// message delivered twice (say, again after a restart) does not add its
+	// SURBs twice: a SURB used twice is refused at its first hop.
+	seen      map[sphinx.ReplyKey]bool
+	seenOrder []sphinx.ReplyKey
+}
+
+// remember records s and reports whether the pool had not seen it before.
+// It keeps the last seenLimit SURBs.
+func (p *surbPool) remember(s *sphinx.SURB, seenLimit int) bool {
+	if p.seen == nil {
+		p.seen = map[sphinx.ReplyKey]bool{}
+	}
+	if p.seen[s.Key] {
+		return false
+	}
+	p.seen[s.Key] = true
+	p.seenOrder = append(p.seenOrder, s.Key)
+	if len(p.seenOrder) > seenLimit {
+		delete(p.seen, p.seenOrder[0])
+		p.seenOrder = p.seenOrder[1:]
+	}
+	return true
 }
 
 // pool returns the pool of tag, creating it. c.mu must be held (or the
@@ -141,13 +165,21 @@ func (c *Client) expireReplyKeys(now time.Time) {
 // addSURBs stores SURBs an anonymous sender sent and resumes the replies that
 // waited for them.
 func (c *Client) addSURBs(tag address.SenderTag, surbs []*sphinx.SURB) {
-	stored, err := c.state.addSURBs(tag, surbs, time.Now())
+	c.mu.Lock()
+	p := c.pool(tag)
+	fresh := surbs[:0:0]
+	for _, s := range surbs {
+		if p.remember(s, 4*c.cfg.SURBs.Max) {
+			fresh = append(fresh, s)
+		}
+	}
+	c.mu.Unlock()
+	stored, err := c.state.addSURBs(tag, fresh, time.Now())
 	if err != nil {
 		c.log.Error().Err(err).Msg("keeping reply SURBs")
 		return
 	}
 	c.mu.Lock()
-	p := c.pool(tag)
 	p.surbs = append(p.surbs, stored...)
 	var dropped [][address.SenderTagSize + 8]byte
 	for len(p.surbs) > c.cfg.SURBs.Max {
@@ -216,12 +248,12 @@ func (c *Client) requestSURBsLocked(p *surbPool) {
 	p.requestedAt = time.Now()
 	amount := uint32(min(c.cfg.SURBs.Request+len(p.waiting), c.cfg.SURBs.MaxRequest))
 	tag := p.tag
-	go func() {
+	c.spawn(func() {
 		c.state.deleteSURBs([][address.SenderTagSize + 8]byte{s.dbKey})
 		if err := c.sendUntracked(s.surb, surbRequestMessage(c.addr, amount)); err != nil {
 			c.log.Warn().Err(err).Str("sender", tag.String()).Msg("asking for reply SURBs")
 		}
-	}()
+	})
 }
 
 // checkSURBRequests asks again when a request went unanswered, and fails the
@@ -264,7 +296,7 @@ func (c *Client) answerSURBRequest(requester address.Address, amount uint32) {
 		return
 	}
 	n := min(int(amount), c.cfg.SURBs.MaxRequest)
-	go func() {
+	c.spawn(func() {
 		surbs, err := c.makeSURBs(c.ctx, tag, n)
 		if err != nil {
 			c.log.Warn().Err(err).Msg("making SURBs a recipient asked for")
@@ -278,7 +310,7 @@ func (c *Client) answerSURBRequest(requester address.Address, amount uint32) {
 		if _, err := c.submit(c.ctx, target{to: requester}, msg, 0); err != nil && !errors.Is(err, ErrClosed) {
 			c.log.Warn().Err(err).Msg("sending SURBs a recipient asked for")
 		}
-	}()
+	})
 }
 
 // sendUntracked sends a one-fragment control message on a SURB, without

@@ -221,18 +221,24 @@ func (s *state) loadSURBs(notBefore time.Time) (map[address.SenderTag][]storedSU
 	return out, err
 }
 
-func (s *state) saveOrder(snapshot map[[streamIDSize]byte]uint64) error {
+// saveOrder writes the changes between two snapshots of the ordering
+// positions: only streams whose position moved, appeared or disappeared.
+func (s *state) saveOrder(prev, next map[[streamIDSize]byte]uint64) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
-		if err := tx.DeleteBucket(bucketOrder); err != nil {
-			return err
-		}
-		b, err := tx.CreateBucket(bucketOrder)
-		if err != nil {
-			return err
-		}
-		for id, next := range snapshot {
-			if err := b.Put(id[:], binary.BigEndian.AppendUint64(nil, next)); err != nil {
+		b := tx.Bucket(bucketOrder)
+		for id, n := range next {
+			if old, ok := prev[id]; ok && old == n {
+				continue
+			}
+			if err := b.Put(id[:], binary.BigEndian.AppendUint64(nil, n)); err != nil {
 				return err
+			}
+		}
+		for id := range prev {
+			if _, ok := next[id]; !ok {
+				if err := b.Delete(id[:]); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
