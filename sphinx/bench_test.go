@@ -3,56 +3,85 @@ package sphinx
 import (
 	"crypto/ecdh"
 	"crypto/rand"
-	"math"
-	"sync"
+	"slices"
 	"testing"
 	"time"
 )
 
 // The benchmarks' baseline is BenchmarkX25519Floor: the two Montgomery
 // ladders (one shared secret, one blinding) that any Sphinx hop on this curve
-// must compute, done with crypto/ecdh on keys made outside the loop. Each
-// benchmark also reports its cost as a multiple of that floor, measured in the
-// same process ("x-floor"), so the ratio survives a noisy machine.
+// must compute, done with crypto/ecdh on keys made outside the loop.
+//
+// Each benchmark also reports its cost as a multiple of that floor
+// ("x-floor"), measured so that the ratio survives a shared, noisy machine:
+// the timed loop runs in chunks, a small batch of the floor is timed (with
+// the benchmark's timer stopped) right before each chunk, and the reported
+// ratio is the median over chunks of chunk cost / floor cost.
 
-func BenchmarkX25519Floor(b *testing.B) {
+// floorOp is one iteration of the floor.
+type floorOp struct {
+	k1, k2 *ecdh.PrivateKey
+	pub    *ecdh.PublicKey
+}
+
+func newFloorOp() *floorOp {
 	k1, _ := ecdh.X25519().GenerateKey(rand.Reader)
 	k2, _ := ecdh.X25519().GenerateKey(rand.Reader)
 	peer, _ := ecdh.X25519().GenerateKey(rand.Reader)
-	pub := peer.PublicKey()
+	return &floorOp{k1: k1, k2: k2, pub: peer.PublicKey()}
+}
+
+func (f *floorOp) run() error {
+	if _, err := f.k1.ECDH(f.pub); err != nil {
+		return err
+	}
+	_, err := f.k2.ECDH(f.pub)
+	return err
+}
+
+func BenchmarkX25519Floor(b *testing.B) {
+	f := newFloorOp()
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := k1.ECDH(pub); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := k2.ECDH(pub); err != nil {
+		if err := f.run(); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
-// floor measures the X25519 floor once per process, outside any timed loop
-// (testing.Benchmark cannot run inside a benchmark): the best of five batches
-// of 100 iterations, in nanoseconds per iteration.
-var floor = sync.OnceValue(func() float64 {
-	k1, _ := ecdh.X25519().GenerateKey(rand.Reader)
-	k2, _ := ecdh.X25519().GenerateKey(rand.Reader)
-	peer, _ := ecdh.X25519().GenerateKey(rand.Reader)
-	pub := peer.PublicKey()
-	best := time.Duration(math.MaxInt64)
-	for range 5 {
-		start := time.Now()
-		for range 100 {
-			k1.ECDH(pub)
-			k2.ECDH(pub)
-		}
-		best = min(best, time.Since(start))
-	}
-	return float64(best.Nanoseconds()) / 100
-})
+const (
+	benchChunk = 64 // iterations of the benchmarked operation per chunk
+	floorBatch = 16 // iterations of the floor before each chunk
+)
 
-func reportFloorRatio(b *testing.B) {
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/floor(), "x-floor")
+// paired runs op b.N times in chunks, timing a floor batch before each, and
+// reports the median per-chunk ratio as "x-floor". op gets the iteration
+// number.
+func paired(b *testing.B, op func(i int)) {
+	f := newFloorOp()
+	var ratios []float64
+	b.ResetTimer()
+	for i := 0; i < b.N; {
+		b.StopTimer()
+		start := time.Now()
+		for range floorBatch {
+			f.run()
+		}
+		floorNs := float64(time.Since(start).Nanoseconds()) / floorBatch
+		b.StartTimer()
+
+		n := min(benchChunk, b.N-i)
+		start = time.Now()
+		for j := range n {
+			op(i + j)
+		}
+		opNs := float64(time.Since(start).Nanoseconds()) / float64(n)
+		ratios = append(ratios, opNs/floorNs)
+		i += n
+	}
+	b.StopTimer()
+	slices.Sort(ratios)
+	b.ReportMetric(ratios[len(ratios)/2], "x-floor")
 }
 
 // BenchmarkProcessRegular is one hop of a regular packet at a node with the
@@ -63,7 +92,6 @@ func BenchmarkProcessRegular(b *testing.B) { benchmarkProcess(b, RegularPacket) 
 func BenchmarkProcessAck(b *testing.B) { benchmarkProcess(b, AckPacket) }
 
 func benchmarkProcess(b *testing.B, size PacketSize) {
-	floor()
 	nodes := newTestRoute(b, 4)
 	filter := NewReplayFilter(DefaultReplayCapacity, DefaultReplayFalsePositiveRate)
 	proc := NewProcessor(nodes[0].key, filter)
@@ -81,8 +109,7 @@ func benchmarkProcess(b *testing.B, size PacketSize) {
 	dst := make([]byte, 0, size.Len())
 	b.SetBytes(int64(size.Len()))
 	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
+	paired(b, func(i int) {
 		if i > 0 && i%pool == 0 {
 			b.StopTimer()
 			filter.Reset()
@@ -91,47 +118,38 @@ func benchmarkProcess(b *testing.B, size PacketSize) {
 		if _, err := proc.Process(dst, pkts[i%pool]); err != nil {
 			b.Fatal(err)
 		}
-	}
-	b.StopTimer()
-	reportFloorRatio(b)
+	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "packets/s")
 }
 
 // BenchmarkCreateRegular4Hops builds a whole regular packet for four hops.
 func BenchmarkCreateRegular4Hops(b *testing.B) {
-	floor()
 	nodes := newTestRoute(b, 4)
 	route := hopsOf(nodes)
 	msg := make([]byte, RegularPacket.PlaintextLen())
 	dst := make([]byte, 0, RegularPacket.Len())
 	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
+	paired(b, func(int) {
 		if _, err := AppendPacket(dst, rand.Reader, RegularPacket, route, Destination{}, SURBID{}, msg); err != nil {
 			b.Fatal(err)
 		}
-	}
-	reportFloorRatio(b)
+	})
 }
 
 // BenchmarkSURBCreate makes a four-hop SURB.
 func BenchmarkSURBCreate(b *testing.B) {
-	floor()
 	nodes := newTestRoute(b, 4)
 	route := hopsOf(nodes)
 	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
+	paired(b, func(int) {
 		if _, err := NewSURB(rand.Reader, route, Destination{}, SURBID{}); err != nil {
 			b.Fatal(err)
 		}
-	}
-	reportFloorRatio(b)
+	})
 }
 
 // BenchmarkSURBUse wraps a regular reply on a four-hop SURB.
 func BenchmarkSURBUse(b *testing.B) {
-	floor()
 	nodes := newTestRoute(b, 4)
 	surb, err := NewSURB(rand.Reader, hopsOf(nodes), Destination{}, SURBID{})
 	if err != nil {
@@ -140,11 +158,9 @@ func BenchmarkSURBUse(b *testing.B) {
 	msg := make([]byte, RegularPacket.PlaintextLen())
 	dst := make([]byte, 0, RegularPacket.Len())
 	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
+	paired(b, func(int) {
 		if _, err := surb.AppendPacket(dst, RegularPacket, msg); err != nil {
 			b.Fatal(err)
 		}
-	}
-	reportFloorRatio(b)
+	})
 }
