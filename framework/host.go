@@ -241,13 +241,6 @@ func (h *Host) Start(ctx context.Context) (err error) {
 	if err := h.supervisor.Start(ctx); err != nil {
 		return err
 	}
-	for _, p := range h.supervisor.Status() {
-		ev := h.log.Info()
-		if p.Skipped {
-			ev = h.log.Error().Str("error", p.LastError)
-		}
-		ev.Str("plugin", p.Name).Strs("services", p.Services).Bool("skipped", p.Skipped).Msg("plugin")
-	}
 	if err := h.transport.Start(ctx); err != nil {
 		return fmt.Errorf("framework: starting the transport: %w", err)
 	}

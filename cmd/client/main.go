@@ -5,6 +5,8 @@
 //	client run     [--data DIR] [--directory URL] [--ws 127.0.0.1:1977] [--mix-delay D] [--no-delay] [--no-cover] [--config FILE]
 //	client send    --to ADDRESS [--anonymous [--reply-surbs N]] [--wait D] [--replies N] [--via ws://127.0.0.1:1977] [MESSAGE]
 //	client address [--data DIR]
+//	client echo    [--provider URL] [--provider-key KEY] [--data DIR] MESSAGE
+//	client kv      [--provider URL] [--provider-key KEY] [--data DIR] put KEY VALUE | get KEY | delete KEY | list [PREFIX]
 //
 // init creates the client's keys in its data folder (default
 // ./.peapod/client), registers with a gateway and prints the address. run
@@ -14,6 +16,12 @@
 // delivered and prints the replies that come back; it runs its own client
 // from the data folder, or with --via goes through a running client's
 // WebSocket API. address prints the address without touching the network.
+// echo and kv are the example requesters of a provider (cmd/provider): they
+// fetch and verify the provider's signed descriptor from its HTTP endpoint
+// (default http://127.0.0.1:8080), run a client on the provider's network
+// (a temporary one unless --data is given), send one request anonymously
+// with reply SURBs, and print the reply, or the provider's error code and
+// message with exit status 1.
 //
 // Every subcommand reads an optional TOML file (--config, sections
 // [client], [websocket] and [log]; unknown keys are refused) and then its
@@ -45,6 +53,8 @@ var subcommands = map[string]subcommand{
 	"run":     {runRun, "run the client and serve Nym's native WebSocket API"},
 	"send":    {runSend, "send one message and print the replies"},
 	"address": {runAddress, "print the client's address (no network needed)"},
+	"echo":    {runEcho, "send a message to a provider's echo service and print the reply"},
+	"kv":      {runKV, "put, get, delete or list keys in a provider's kv service"},
 }
 
 func main() {

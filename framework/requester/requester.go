@@ -113,11 +113,13 @@ type Requester struct {
 	opts Options
 	log  zerolog.Logger
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	done   chan struct{}
+	ctx        context.Context
+	cancel     context.CancelFunc
+	done       chan struct{}
+	deliveries sync.WaitGroup // requests not yet acknowledged
 
 	mu      sync.Mutex
+	closed  bool
 	waiting map[string]chan *envelope.Reply
 }
 
@@ -170,9 +172,25 @@ func (r *Requester) Do(ctx context.Context, service string, data []byte) ([]byte
 		resend = timer.C
 	}
 	for attempt := 1; ; attempt++ {
-		if _, err := r.c.SendAnonymous(ctx, r.to, msg, r.opts.SURBs); err != nil {
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			return nil, errRequesterClosed
+		}
+		r.deliveries.Add(1)
+		r.mu.Unlock()
+		d, err := r.c.SendAnonymous(ctx, r.to, msg, r.opts.SURBs)
+		if err != nil {
+			r.deliveries.Done()
 			return nil, fmt.Errorf("requester: sending the request: %w", err)
 		}
+		go func() {
+			defer r.deliveries.Done()
+			select {
+			case <-d.Done():
+			case <-r.ctx.Done():
+			}
+		}()
 		if timer != nil {
 			timer.Reset(r.opts.Resend)
 		}
@@ -187,16 +205,33 @@ func (r *Requester) Do(ctx context.Context, service string, data []byte) ([]byte
 		case <-ctx.Done():
 			return nil, fmt.Errorf("requester: waiting for the reply: %w", ctx.Err())
 		case <-r.done:
-			return nil, errors.New("requester: closed")
+			return nil, errRequesterClosed
 		}
 	}
 }
 
-// Close stops the Requester's receiving goroutine and returns when it has
-// ended.
+var errRequesterClosed = errors.New("requester: closed")
+
+// closeFlush bounds how long Close waits for requests sent to be
+// acknowledged by the provider's gateway, so that closing the client right
+// after does not cut their acknowledgements short.
+const closeFlush = 2 * time.Second
+
+// Close waits a moment for the requests sent to be acknowledged, stops the
+// Requester's receiving goroutine, and returns when it has ended.
 func (r *Requester) Close() error {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	flushed := make(chan struct{})
+	go func() { r.deliveries.Wait(); close(flushed) }()
+	select {
+	case <-flushed:
+	case <-time.After(closeFlush):
+	}
 	r.cancel()
 	<-r.done
+	<-flushed
 	return nil
 }
 

@@ -1,0 +1,325 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/rs/zerolog"
+
+	"github.com/peapod-mixnet/peapod/client"
+	"github.com/peapod-mixnet/peapod/framework"
+	"github.com/peapod-mixnet/peapod/localnet"
+)
+
+// Exit statuses.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+// Defaults of the command (the library's defaults apply to the rest).
+const (
+	defaultDataDir = "./.peapod"
+	// defaultMixDelay is the mean per-hop delay the embedded network
+	// advertises: Nym's default, snappy for a demo and still mixing.
+	defaultMixDelay = 15 * time.Millisecond
+)
+
+// Folders under the data folder.
+const (
+	providerSubdir = "provider"
+	networkSubdir  = "network"
+)
+
+// fileConfig is the TOML file read with --config. Every key is optional;
+// flags given on the command line override the file.
+//
+//	[provider]
+//	data = "./.peapod"          # state: DATA/provider (keys, plugin data), DATA/network (embedded network)
+//	plugins = ""                # default: the "plugins" folder next to the provider binary
+//	plugin_paths = []           # further plugin executables
+//	directory = ""              # join this peapod network instead of starting one
+//	nym_client = ""             # or serve through this Nym native client, e.g. "ws://127.0.0.1:1977"
+//	drain_timeout = "10s"
+//	descriptor_ttl = "24h"
+//
+//	[http]
+//	listen = "127.0.0.1:8080"
+//
+//	[network]                   # the embedded network, when neither directory nor nym_client is set
+//	directory_listen = "127.0.0.1:8090"
+//	mix_delay = "15ms"          # advertised mean delay per hop
+//	mixnodes_per_layer = 2
+//	gateways = 2
+//
+//	[client]                    # the provider's embedded client
+//	mix_delay = "0s"            # 0: the network's advertised delay
+//	no_delay = false            # tests only: no mixing delays (also advertised by the embedded network)
+//	no_cover = false            # tests only: no cover traffic
+//
+//	[limits]
+//	max_concurrent = 32
+//	queue_size = 256
+//	request_timeout = "10s"
+//	max_request_size = 262144
+//	max_reply_size = 1048576
+//	reply_timeout = "30s"
+//
+//	[idempotence]
+//	window = "10m"
+//	max_entries = 10000
+//	max_bytes = 67108864
+//
+//	[log]
+//	level = "info"
+type fileConfig struct {
+	Provider    providerSection    `toml:"provider"`
+	HTTP        httpSection        `toml:"http"`
+	Network     networkSection     `toml:"network"`
+	Client      clientSection      `toml:"client"`
+	Limits      limitsSection      `toml:"limits"`
+	Idempotence idempotenceSection `toml:"idempotence"`
+	Log         logSection         `toml:"log"`
+}
+
+type providerSection struct {
+	Data          string        `toml:"data"`
+	Plugins       string        `toml:"plugins"`
+	PluginPaths   []string      `toml:"plugin_paths"`
+	Directory     string        `toml:"directory"`
+	NymClient     string        `toml:"nym_client"`
+	DrainTimeout  time.Duration `toml:"drain_timeout"`
+	DescriptorTTL time.Duration `toml:"descriptor_ttl"`
+}
+
+type httpSection struct {
+	Listen string `toml:"listen"`
+}
+
+type networkSection struct {
+	DirectoryListen  string        `toml:"directory_listen"`
+	MixDelay         time.Duration `toml:"mix_delay"`
+	MixnodesPerLayer int           `toml:"mixnodes_per_layer"`
+	Gateways         int           `toml:"gateways"`
+}
+
+type clientSection struct {
+	MixDelay time.Duration `toml:"mix_delay"`
+	NoDelay  bool          `toml:"no_delay"`
+	NoCover  bool          `toml:"no_cover"`
+}
+
+type limitsSection struct {
+	MaxConcurrent  int           `toml:"max_concurrent"`
+	QueueSize      int           `toml:"queue_size"`
+	RequestTimeout time.Duration `toml:"request_timeout"`
+	MaxRequestSize int           `toml:"max_request_size"`
+	MaxReplySize   int           `toml:"max_reply_size"`
+	ReplyTimeout   time.Duration `toml:"reply_timeout"`
+}
+
+type idempotenceSection struct {
+	Window     time.Duration `toml:"window"`
+	MaxEntries int           `toml:"max_entries"`
+	MaxBytes   int           `toml:"max_bytes"`
+}
+
+type logSection struct {
+	Level string `toml:"level"`
+}
+
+// defaultConfig returns the defaults of the command.
+func defaultConfig() fileConfig {
+	return fileConfig{
+		Provider: providerSection{Data: defaultDataDir},
+		HTTP:     httpSection{Listen: framework.DefaultHTTPAddr},
+		Network:  networkSection{DirectoryListen: localnet.DefaultDirectoryAddr, MixDelay: defaultMixDelay},
+		Log:      logSection{Level: "info"},
+	}
+}
+
+// bind registers the command's flags on fs, bound to c's fields.
+func bind(fs *flag.FlagSet, c *fileConfig) {
+	fs.StringVar(&c.Provider.Data, "data", c.Provider.Data, "state `folder`: keys, plugin data, the embedded network")
+	fs.StringVar(&c.Provider.Plugins, "plugins", c.Provider.Plugins, "plugins `folder` (default: \"plugins\" next to the provider binary)")
+	fs.StringVar(&c.Provider.Directory, "directory", c.Provider.Directory, "join the peapod network whose directory is at this `URL` instead of starting one")
+	fs.StringVar(&c.Provider.NymClient, "nym-client", c.Provider.NymClient, "serve through the Nym native client at this WebSocket `URL` (e.g. ws://127.0.0.1:1977)")
+	fs.DurationVar(&c.Provider.DrainTimeout, "drain-timeout", c.Provider.DrainTimeout, "how long a shutdown waits for requests in flight (default 10s)")
+	fs.StringVar(&c.HTTP.Listen, "http", c.HTTP.Listen, "`address` of the HTTP endpoint")
+	fs.StringVar(&c.Network.DirectoryListen, "local-directory", c.Network.DirectoryListen, "`address` of the embedded network's directory")
+	fs.DurationVar(&c.Network.MixDelay, "mix-delay", c.Network.MixDelay, "mean delay per hop the embedded network advertises")
+	fs.BoolVar(&c.Client.NoDelay, "no-delay", c.Client.NoDelay, "no mixing delays (tests and benchmarks only: it removes the mixing)")
+	fs.BoolVar(&c.Client.NoCover, "no-cover", c.Client.NoCover, "no cover traffic (tests and benchmarks only)")
+	fs.IntVar(&c.Limits.MaxConcurrent, "max-concurrent", c.Limits.MaxConcurrent, "requests handled at once (default 32)")
+	fs.IntVar(&c.Limits.QueueSize, "queue", c.Limits.QueueSize, "requests waiting for a slot before \"overloaded\" (default 256)")
+	fs.DurationVar(&c.Limits.RequestTimeout, "timeout", c.Limits.RequestTimeout, "time limit of one request (default 10s)")
+	fs.IntVar(&c.Limits.MaxRequestSize, "max-request", c.Limits.MaxRequestSize, "largest request, `bytes` (default 262144)")
+	fs.IntVar(&c.Limits.MaxReplySize, "max-reply", c.Limits.MaxReplySize, "largest reply payload, `bytes` (default 1048576)")
+	fs.DurationVar(&c.Idempotence.Window, "idempotence-window", c.Idempotence.Window, "how long a reply is kept for repeated requests (default 10m)")
+	fs.StringVar(&c.Log.Level, "log-level", c.Log.Level, "log `level`: trace, debug, info, warn or error")
+}
+
+// check validates what the library does not.
+func (c *fileConfig) check() error {
+	switch {
+	case c.Provider.Data == "":
+		return errors.New("provider: --data must not be empty")
+	case c.Provider.Directory != "" && c.Provider.NymClient != "":
+		return errors.New("provider: --directory and --nym-client exclude each other")
+	case c.Network.MixDelay < 0:
+		return fmt.Errorf("provider: --mix-delay %v is negative", c.Network.MixDelay)
+	case c.Client.MixDelay < 0:
+		return fmt.Errorf("provider: [client] mix_delay %v is negative", c.Client.MixDelay)
+	case c.Network.MixnodesPerLayer < 0 || c.Network.Gateways < 0:
+		return errors.New("provider: [network] mixnodes_per_layer and gateways must not be negative")
+	}
+	return nil
+}
+
+// embedded reports whether the provider starts its own network.
+func (c *fileConfig) embedded() bool {
+	return c.Provider.Directory == "" && c.Provider.NymClient == ""
+}
+
+// hostConfig returns the framework.Config of c; directoryURL is the
+// network to join when the provider is not behind a Nym client.
+func (c *fileConfig) hostConfig(directoryURL, pluginsDir string, log zerolog.Logger) framework.Config {
+	cfg := framework.Config{
+		DataDir:      filepath.Join(c.Provider.Data, providerSubdir),
+		NymClientURL: c.Provider.NymClient,
+		Client: client.Config{
+			MixDelay: c.Client.MixDelay,
+			NoDelay:  c.Client.NoDelay,
+			Cover:    client.CoverConfig{Disabled: c.Client.NoCover},
+		},
+		Plugins: framework.PluginsConfig{Dir: pluginsDir, Paths: c.Provider.PluginPaths},
+		HTTP:    framework.HTTPConfig{Addr: c.HTTP.Listen},
+		Limits: framework.Limits{
+			MaxConcurrent:  c.Limits.MaxConcurrent,
+			QueueSize:      c.Limits.QueueSize,
+			RequestTimeout: c.Limits.RequestTimeout,
+			MaxRequestSize: c.Limits.MaxRequestSize,
+			MaxReplySize:   c.Limits.MaxReplySize,
+			ReplyTimeout:   c.Limits.ReplyTimeout,
+		},
+		Idempotence: framework.IdempotenceConfig{
+			Window:     c.Idempotence.Window,
+			MaxEntries: c.Idempotence.MaxEntries,
+			MaxBytes:   c.Idempotence.MaxBytes,
+		},
+		DescriptorTTL: c.Provider.DescriptorTTL,
+		DrainTimeout:  c.Provider.DrainTimeout,
+		Logger:        log,
+	}
+	if c.Provider.NymClient == "" {
+		cfg.DirectoryURL = directoryURL
+	}
+	return cfg
+}
+
+// networkConfig returns the localnet.Config of the embedded network.
+func (c *fileConfig) networkConfig(log zerolog.Logger) localnet.Config {
+	delay := c.Network.MixDelay
+	if c.Client.NoDelay {
+		delay = 0
+	}
+	return localnet.Config{
+		DataDir:          filepath.Join(c.Provider.Data, networkSubdir),
+		DirectoryAddr:    c.Network.DirectoryListen,
+		MixnodesPerLayer: c.Network.MixnodesPerLayer,
+		Gateways:         c.Network.Gateways,
+		MeanMixDelay:     delay,
+		Logger:           log,
+	}
+}
+
+// loadFile decodes the TOML file at path into v, refusing unknown keys.
+func loadFile(path string, v any) error {
+	md, err := toml.DecodeFile(path, v)
+	if err != nil {
+		return fmt.Errorf("provider: config %s: %w", path, err)
+	}
+	if undecoded := md.Undecoded(); len(undecoded) > 0 {
+		keys := make([]string, len(undecoded))
+		for i, k := range undecoded {
+			keys[i] = k.String()
+		}
+		return fmt.Errorf("provider: config %s: unknown keys: %s", path, strings.Join(keys, ", "))
+	}
+	return nil
+}
+
+// errReported stands for an error the flag package has printed already.
+var errReported = errors.New("provider: bad usage")
+
+// parseArgs fills cfg from the file named by --config, if any, and then from
+// the flags in args, which win. It returns flag.ErrHelp when the user asked
+// for help, and errReported when the flag package printed the problem.
+func parseArgs(args []string, stderr io.Writer, cfg *fileConfig) error {
+	newFlagSet := func(c *fileConfig, configPath *string, out io.Writer) *flag.FlagSet {
+		fs := flag.NewFlagSet("provider", flag.ContinueOnError)
+		fs.SetOutput(out)
+		fs.Usage = func() {
+			fmt.Fprintln(out, "usage: provider [flags]")
+			fmt.Fprintln(out, "\nWith no flags: a local peapod network in this process, the plugins next to the")
+			fmt.Fprintln(out, "binary, and the HTTP endpoint on 127.0.0.1:8080, with state under ./.peapod.")
+			fmt.Fprintln(out, "\nflags:")
+			fs.PrintDefaults()
+		}
+		fs.StringVar(configPath, "config", "", "TOML configuration `file`; flags override it")
+		bind(fs, c)
+		return fs
+	}
+	// First pass, on a scratch copy: check the flags and find --config.
+	scratch := *cfg
+	var configPath string
+	fs := newFlagSet(&scratch, &configPath, stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errReported
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "provider: unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
+		return errReported
+	}
+	if configPath != "" {
+		if err := loadFile(configPath, cfg); err != nil {
+			return err
+		}
+	}
+	// Second pass: the flags override the file.
+	return newFlagSet(cfg, new(string), io.Discard).Parse(args)
+}
+
+// newLogger returns a logger to stderr at level: human-readable on a
+// terminal, JSON lines otherwise.
+func newLogger(stderr io.Writer, level string) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil || level == "" {
+		return zerolog.Logger{}, fmt.Errorf("provider: unknown log level %q", level)
+	}
+	w := stderr
+	if isTerminal(stderr) {
+		w = zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.TimeOnly}
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	info, err := f.Stat()
+	return err == nil && info.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,217 @@
+// Command provider runs a peapod provider host: a stable mixnet address,
+// an HTTP endpoint that publishes it (signed), and handler plugins that
+// answer the requests reaching it through the mixnet.
+//
+//	provider [--config FILE] [--data DIR] [--http ADDR] [--plugins DIR]
+//	         [--directory URL | --nym-client URL] [limits and timeouts]
+//
+// With no flags it is the whole demo in one process: a local peapod network
+// on loopback ports (directory on 127.0.0.1:8090, mixnodes, gateways, real
+// sockets, a 15 ms mean delay per hop), the provider's own client on it,
+// the plugins found in the "plugins" folder next to the provider binary
+// (where `make build` puts the examples), and the HTTP endpoint on
+// 127.0.0.1:8080, with all state under ./.peapod. It prints the address and
+// the command to try:
+//
+//	bin/client echo --provider http://127.0.0.1:8080 hello
+//
+// --directory joins an existing peapod network instead; --nym-client serves
+// through a Nym native client (Nym's mixnet, or any client of its WebSocket
+// API). The first SIGINT or SIGTERM shuts down gracefully (the HTTP
+// endpoint, the intake, requests in flight up to the drain timeout, the
+// plugins, the transport, then the embedded network); a second one exits at
+// once. Every flag has a key in the TOML file (--config; unknown keys are
+// refused); `provider -h` lists them, and docs/provider.md describes them.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/peapod-mixnet/peapod/address"
+	"github.com/peapod-mixnet/peapod/framework"
+	"github.com/peapod-mixnet/peapod/localnet"
+)
+
+// startTimeout bounds starting the embedded network and the host (which
+// includes connecting to a Nym client).
+const startTimeout = time.Minute
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run parses the command line, runs the provider until a signal, and
+// returns the exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	cfg := defaultConfig()
+	err := parseArgs(args, stderr, &cfg)
+	if err == nil {
+		err = cfg.check()
+	}
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.Is(err, errReported):
+		return exitUsage
+	case err != nil:
+		fmt.Fprintln(stderr, err)
+		return exitUsage
+	}
+	log, err := newLogger(stderr, cfg.Log.Level)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitUsage
+	}
+	ctx, stop := signalContext(log)
+	defer stop()
+	if err := serve(ctx, &cfg, stdout, log); err != nil {
+		log.Error().Err(err).Msg("provider failed")
+		fmt.Fprintln(stderr, err)
+		return exitError
+	}
+	return exitOK
+}
+
+// serve starts the embedded network (unless the provider joins another)
+// and the host, and stops them when ctx ends: the host first, then the
+// network.
+func serve(ctx context.Context, cfg *fileConfig, stdout io.Writer, log zerolog.Logger) error {
+	pluginsDir, err := pluginsFolder(cfg.Provider.Plugins, log)
+	if err != nil {
+		return err
+	}
+	startCtx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+
+	directory := cfg.Provider.Directory
+	var network *localnet.Network
+	if cfg.embedded() {
+		network, err = localnet.Start(startCtx, cfg.networkConfig(log.With().Str("component", "network").Logger()))
+		if err != nil {
+			return fmt.Errorf("provider: starting the local network: %w", err)
+		}
+		defer func() {
+			if err := network.Close(); err != nil {
+				log.Warn().Err(err).Msg("closing the local network")
+			}
+		}()
+		directory = network.DirectoryURL()
+	}
+
+	host, err := framework.New(cfg.hostConfig(directory, pluginsDir, log))
+	if err != nil {
+		return err
+	}
+	if err := host.Start(startCtx); err != nil {
+		return err // Start has stopped whatever it started
+	}
+	printBanner(stdout, host, cfg, directory)
+
+	<-ctx.Done()
+	drain := cfg.Provider.DrainTimeout
+	if drain <= 0 {
+		drain = framework.DefaultDrainTimeout
+	}
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), drain)
+	defer cancelShutdown()
+	return host.Shutdown(shutdownCtx)
+}
+
+// pluginsFolder returns the plugins folder: the one configured, which must
+// exist, or else the "plugins" folder next to the provider binary, if it
+// exists (a provider without plugins still runs, and says so).
+func pluginsFolder(configured string, log zerolog.Logger) (string, error) {
+	if configured != "" {
+		if fi, err := os.Stat(configured); err != nil || !fi.IsDir() {
+			return "", fmt.Errorf("provider: plugins folder %s is not a folder", configured)
+		}
+		return configured, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("provider: finding the provider binary: %w", err)
+	}
+	if resolved, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = resolved
+	}
+	dir := filepath.Join(filepath.Dir(exe), "plugins")
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		log.Warn().Str("folder", dir).Msg("no plugins folder next to the provider binary; running without plugins (build them with `make build`)")
+		return "", nil
+	}
+	return dir, nil
+}
+
+// printBanner tells the user where the provider is and how to try it.
+func printBanner(w io.Writer, h *framework.Host, cfg *fileConfig, directory string) {
+	endpoint := "http://" + h.HTTPAddr()
+	var names []string
+	for _, s := range h.Services() {
+		names = append(names, s.Name)
+	}
+	services := strings.Join(names, ", ")
+	if services == "" {
+		services = "(none: no plugins)"
+	}
+	keyNote := "the provider's own key"
+	if addr := h.Address(); string(h.Key()) == string(addr.Identity[:]) {
+		keyNote = "the address's identity key: the descriptor is self-certifying"
+	}
+	fmt.Fprintln(w, "peapod provider running")
+	fmt.Fprintf(w, "  address   %s\n", h.Address())
+	fmt.Fprintf(w, "  key       %s (%s)\n", address.EncodeKey(h.Key()), keyNote)
+	fmt.Fprintf(w, "  endpoint  %s\n", endpoint)
+	switch {
+	case cfg.Provider.NymClient != "":
+		fmt.Fprintf(w, "  network   Nym, through the client at %s\n", cfg.Provider.NymClient)
+	case cfg.embedded():
+		delay := cfg.Network.MixDelay
+		if cfg.Client.NoDelay {
+			delay = 0
+		}
+		fmt.Fprintf(w, "  network   local, in this process: directory %s, mean delay %v per hop\n", directory, delay)
+	default:
+		fmt.Fprintf(w, "  network   peapod, directory %s\n", directory)
+	}
+	fmt.Fprintf(w, "  services  %s\n", services)
+	if cfg.Provider.NymClient != "" {
+		fmt.Fprintln(w, "\nRequesters reach it through their own Nym client; its descriptor is at "+endpoint+"/.well-known/peapod.json")
+		return
+	}
+	clientBin := clientCommand()
+	fmt.Fprintln(w, "\nTry it:")
+	fmt.Fprintf(w, "  %s echo --provider %s hello\n", clientBin, endpoint)
+	fmt.Fprintf(w, "  %s kv --provider %s put greeting hello\n", clientBin, endpoint)
+	fmt.Fprintf(w, "Pinning the provider's key:\n  %s echo --provider %s --provider-key %s hello\n",
+		clientBin, endpoint, address.EncodeKey(h.Key()))
+	fmt.Fprintln(w, "\nPress Ctrl-C to stop.")
+}
+
+// clientCommand returns how to run the client binary that sits next to the
+// provider binary, relative to the working directory when possible.
+func clientCommand() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "client"
+	}
+	bin := filepath.Join(filepath.Dir(exe), "client")
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(wd, bin); err == nil && !strings.HasPrefix(rel, "..") {
+			if !strings.Contains(rel, string(filepath.Separator)) {
+				rel = "." + string(filepath.Separator) + rel
+			}
+			return rel
+		}
+	}
+	return bin
+}
