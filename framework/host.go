@@ -318,6 +318,10 @@ func (h *Host) Services() []handlers.ServiceInfo {
 	return out
 }
 
+// Plugins describes every plugin the Host found, sorted by name (see
+// plugins.Supervisor.Status).
+func (h *Host) Plugins() []plugins.PluginStatus { return h.supervisor.Status() }
+
 // Registry returns the Host's Prometheus registry, served at /metrics.
 func (h *Host) Registry() *prometheus.Registry { return h.registry }
 

@@ -33,6 +33,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -72,9 +73,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return exitUsage
 	}
-	ctx, stop := signalContext(log)
+	var running atomic.Pointer[framework.Host]
+	ctx, stop := signalContext(log, func() {
+		// The plugins run in process groups of their own: a forced exit
+		// must not leave them behind.
+		if h := running.Load(); h != nil {
+			killPlugins(h.Plugins())
+		}
+	})
 	defer stop()
-	if err := serve(ctx, &cfg, stdout, log); err != nil {
+	if err := serve(ctx, &cfg, stdout, log, &running); err != nil {
 		log.Error().Err(err).Msg("provider failed")
 		fmt.Fprintln(stderr, err)
 		return exitError
@@ -85,7 +93,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 // serve starts the embedded network (unless the provider joins another)
 // and the host, and stops them when ctx ends: the host first, then the
 // network.
-func serve(ctx context.Context, cfg *fileConfig, stdout io.Writer, log zerolog.Logger) error {
+func serve(ctx context.Context, cfg *fileConfig, stdout io.Writer, log zerolog.Logger, running *atomic.Pointer[framework.Host]) error {
 	pluginsDir, err := pluginsFolder(cfg.Provider.Plugins, log)
 	if err != nil {
 		return err
@@ -112,6 +120,7 @@ func serve(ctx context.Context, cfg *fileConfig, stdout io.Writer, log zerolog.L
 	if err != nil {
 		return err
 	}
+	running.Store(host)
 	if err := host.Start(startCtx); err != nil {
 		return err // Start has stopped whatever it started
 	}

@@ -13,9 +13,10 @@ import (
 var shutdownSignals = []os.Signal{os.Interrupt, syscall.SIGTERM}
 
 // signalContext returns a context that ends at the first SIGINT or SIGTERM;
-// from then on, a second one exits the process at once with status 1, so a
-// shutdown that hangs can always be cut short. stop releases the signals.
-func signalContext(log zerolog.Logger) (ctx context.Context, stop func()) {
+// from then on, a second one calls force and exits the process at once with
+// status 1, so a shutdown that hangs can always be cut short. stop releases
+// the signals.
+func signalContext(log zerolog.Logger, force func()) (ctx context.Context, stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, shutdownSignals...)
@@ -31,6 +32,7 @@ func signalContext(log zerolog.Logger) (ctx context.Context, stop func()) {
 		select {
 		case sig := <-sigs:
 			log.Warn().Str("signal", sig.String()).Msg("second signal: exiting now")
+			force()
 			os.Exit(exitError)
 		case <-done:
 		}

@@ -1,0 +1,383 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/peapod-mixnet/peapod/client"
+	"github.com/peapod-mixnet/peapod/framework/requester"
+)
+
+// Tests of the built binaries: the provider with the real example plugins
+// next to it, and the client's echo and kv subcommands, as a newcomer runs
+// them (with --no-delay and --no-cover, so that they take seconds).
+
+const processTimeout = 60 * time.Second
+
+var built struct {
+	once sync.Once
+	dir  string // holds bin/provider, bin/client, bin/plugins/{echo,kvstore}
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
+
+// binaries builds the provider, the client and the example plugins, laid
+// out as `make build` does, once per test binary.
+func binaries(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs the binaries")
+	}
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "peapod-provider-test-"); built.err != nil {
+			return
+		}
+		for out, pkg := range map[string]string{
+			"bin/provider":        ".",
+			"bin/client":          "../client",
+			"bin/plugins/echo":    "../../examples/echo/plugin",
+			"bin/plugins/kvstore": "../../examples/kvstore/plugin",
+		} {
+			cmd := exec.Command("go", "build", "-buildvcs=false", "-o", filepath.Join(built.dir, out), pkg)
+			if b, err := cmd.CombinedOutput(); err != nil {
+				built.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+				return
+			}
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return filepath.Join(built.dir, "bin")
+}
+
+// providerProcess is a running provider binary and what its banner said.
+type providerProcess struct {
+	cmd      *exec.Cmd
+	endpoint string
+	address  string
+	key      string
+	stderr   *lockedWriter
+	exited   chan error
+}
+
+// startProvider runs bin/provider on dataDir with free ports, and waits for
+// its banner.
+func startProvider(t *testing.T, bin, dataDir string, extra ...string) *providerProcess {
+	t.Helper()
+	args := append([]string{
+		"--data", dataDir, "--http", "127.0.0.1:0", "--local-directory", "127.0.0.1:0",
+		"--no-delay", "--no-cover",
+	}, extra...)
+	cmd := exec.Command(filepath.Join(bin, "provider"), args...)
+	cmd.Dir = t.TempDir()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &providerProcess{cmd: cmd, stderr: &lockedWriter{}, exited: make(chan error, 1)}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.stop(t, syscall.SIGTERM) })
+
+	banner := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) >= 2 {
+				switch fields[0] {
+				case "address":
+					p.address = fields[1]
+				case "key":
+					p.key = fields[1]
+				case "endpoint":
+					p.endpoint = fields[1]
+				}
+			}
+			if strings.HasPrefix(sc.Text(), "Press Ctrl-C") {
+				banner <- nil
+			}
+		}
+		banner <- errors.New("the provider's output ended before its banner")
+		io.Copy(io.Discard, stdout)
+	}()
+	go func() { p.exited <- cmd.Wait() }()
+	select {
+	case err := <-banner:
+		if err != nil {
+			t.Fatalf("%v\nstderr:\n%s", err, p.stderr)
+		}
+	case <-time.After(processTimeout):
+		t.Fatalf("no banner within %v\nstderr:\n%s", processTimeout, p.stderr)
+	}
+	if p.address == "" || p.key == "" || !strings.HasPrefix(p.endpoint, "http://127.0.0.1:") {
+		t.Fatalf("banner: address %q key %q endpoint %q", p.address, p.key, p.endpoint)
+	}
+	return p
+}
+
+// stop sends sig, unless the process has exited, and waits for it to
+// exit, returning its exit error.
+func (p *providerProcess) stop(t *testing.T, sig syscall.Signal) error {
+	t.Helper()
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+		return err
+	default:
+	}
+	_ = p.cmd.Process.Signal(sig)
+	return p.wait(t)
+}
+
+// wait waits for the process to exit and returns its exit error; it may be
+// called again.
+func (p *providerProcess) wait(t *testing.T) error {
+	t.Helper()
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+		return err
+	case <-time.After(processTimeout):
+		_ = p.cmd.Process.Kill()
+		t.Fatalf("the provider did not exit\nstderr:\n%s", p.stderr)
+		return nil
+	}
+}
+
+// lockedWriter collects a process's output for reading while it runs.
+type lockedWriter struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(b)
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// runClient runs bin/client with args and returns its stdout, stderr and
+// exit status.
+func runClient(t *testing.T, bin string, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), processTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "client"), args...)
+	cmd.Dir = t.TempDir()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	case err != nil:
+		t.Fatalf("client %v: %v", args, err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+// request runs a client subcommand against the provider and expects
+// success with stdout want.
+func request(t *testing.T, bin string, p *providerProcess, want string, args ...string) {
+	t.Helper()
+	full := append([]string{args[0], "--provider", p.endpoint, "--no-delay", "--no-cover"}, args[1:]...)
+	stdout, stderr, code := runClient(t, bin, full...)
+	if code != 0 || stdout != want {
+		t.Fatalf("client %s: status %d, stdout %q (want %q)\nstderr:\n%s\nprovider stderr:\n%s", strings.Join(full, " "), code, stdout, want, stderr, p.stderr)
+	}
+}
+
+// TestProviderProcess: the built provider, with the real plugins next to
+// it, on its embedded network. A client discovers the address over HTTP
+// and gets echo and kv replies through the mixnet; errors and a wrong key
+// pin fail with a non-zero status; after a restart the provider keeps its
+// address and the kv data.
+func TestProviderProcess(t *testing.T) {
+	bin := binaries(t)
+	dataDir := t.TempDir()
+	p := startProvider(t, bin, dataDir)
+
+	resp, err := http.Get(p.endpoint + "/address")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		Address  string `json:"address"`
+		Services []struct {
+			Name string `json:"name"`
+		} `json:"services"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&info)
+	resp.Body.Close()
+	if err != nil || info.Address != p.address || len(info.Services) != 2 {
+		t.Fatalf("/address: %+v, %v", info, err)
+	}
+
+	request(t, bin, p, "hello mixnet\n", "echo", "hello", "mixnet")
+	request(t, bin, p, "ok\n", "kv", "put", "greeting", "hi there")
+	request(t, bin, p, "hi there\n", "kv", "get", "greeting")
+	request(t, bin, p, "greeting\n", "kv", "list", "gr")
+	request(t, bin, p, "hello\n", "echo", "--provider-key", p.key, "hello")
+
+	_, stderr, code := runClient(t, bin, "kv", "--provider", p.endpoint, "--no-delay", "--no-cover", "get", "missing")
+	if code != 1 || !strings.Contains(stderr, "not_found") {
+		t.Errorf("kv get of a missing key: status %d, stderr %q", code, stderr)
+	}
+	wrongKey := "4QXYyEVc5fUDjmmi8PrHN9tdUFV4PCvSJE1278cHyvoe"
+	_, stderr, code = runClient(t, bin, "echo", "--provider", p.endpoint, "--provider-key", wrongKey, "--no-delay", "--no-cover", "x")
+	if code != 1 || !strings.Contains(stderr, "pinned") {
+		t.Errorf("echo with a wrong key pin: status %d, stderr %q", code, stderr)
+	}
+
+	// A graceful stop, then a restart on the same data.
+	if err := p.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("the provider exited with %v\nstderr:\n%s", err, p.stderr)
+	}
+	if !strings.Contains(p.stderr.String(), "provider stopped") {
+		t.Errorf("no clean stop in the log:\n%s", p.stderr)
+	}
+	p2 := startProvider(t, bin, dataDir)
+	if p2.address != p.address || p2.key != p.key {
+		t.Fatalf("after a restart: address %s (was %s), key %s (was %s)", p2.address, p.address, p2.key, p.key)
+	}
+	request(t, bin, p2, "hi there\n", "kv", "get", "greeting")
+}
+
+// TestProviderSecondSignal: while a request hangs in a plugin and the
+// graceful shutdown waits for it, a second signal ends the process at once
+// and takes the plugin processes with it.
+func TestProviderSecondSignal(t *testing.T) {
+	bin := binaries(t)
+	plugins := t.TempDir()
+	out, err := exec.Command("go", "build", "-buildvcs=false", "-o", filepath.Join(plugins, "testplugin"), "../../plugins/internal/testplugin").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build testplugin: %v\n%s", err, out)
+	}
+	p := startProvider(t, bin, t.TempDir(), "--plugins", plugins, "--timeout", "1h", "--drain-timeout", "1h")
+	pids := pluginPIDs(t, p)
+	if len(pids) != 1 {
+		t.Fatalf("plugin pids %v", pids)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), processTimeout)
+	defer cancel()
+	s, err := requester.Connect(ctx, requester.Config{
+		ProviderURL: p.endpoint,
+		Client:      client.Config{NoDelay: true, Cover: client.CoverConfig{Disabled: true}},
+		Options:     requester.Options{Resend: -1},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	go s.Do(ctx, "test", []byte("hang")) // never answered
+	waitFor(t, "the request to be in flight", func() bool {
+		resp, err := http.Get(p.endpoint + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), "peapod_provider_requests_in_flight 1")
+	})
+
+	_ = p.cmd.Process.Signal(syscall.SIGINT)
+	waitFor(t, "the graceful shutdown to begin", func() bool {
+		return strings.Contains(p.stderr.String(), "shutting down")
+	})
+	_ = p.cmd.Process.Signal(syscall.SIGINT)
+	var exit *exec.ExitError
+	if err := p.wait(t); !errors.As(err, &exit) || exit.ExitCode() != exitError {
+		t.Fatalf("after two signals: %v, want exit status %d\nstderr:\n%s", err, exitError, p.stderr)
+	}
+	for _, pid := range pids {
+		// Signal 0 tests whether the process exists; nothing signals the
+		// death of a process that is not our child.
+		waitFor(t, fmt.Sprintf("plugin process %d to die", pid), func() bool { return syscall.Kill(pid, 0) != nil })
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after
+// processTimeout; for states of another process that nothing signals.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(processTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// pluginPIDs reads the plugins' process ids from the provider's log.
+func pluginPIDs(t *testing.T, p *providerProcess) []int {
+	t.Helper()
+	var pids []int
+	for _, line := range strings.Split(p.stderr.String(), "\n") {
+		var entry struct {
+			Message string `json:"message"`
+			PID     int    `json:"pid"`
+		}
+		if json.Unmarshal([]byte(line), &entry) == nil && entry.Message == "plugin started" && entry.PID > 0 {
+			pids = append(pids, entry.PID)
+		}
+	}
+	return pids
+}
+
+// TestProviderBadUsage: bad flags and files end with status 2 and a
+// message, before anything starts.
+func TestProviderBadUsage(t *testing.T) {
+	bin := binaries(t)
+	bad := filepath.Join(t.TempDir(), "bad.toml")
+	if err := os.WriteFile(bad, []byte("[provider]\nnope = 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"--no-such-flag"},
+		{"--config", bad},
+		{"--directory", "http://127.0.0.1:1", "--nym-client", "ws://127.0.0.1:1"},
+		{"extra-argument"},
+	} {
+		cmd := exec.Command(filepath.Join(bin, "provider"), args...)
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != exitUsage || len(out) == 0 {
+			t.Errorf("provider %v: %v\n%s", args, err, out)
+		}
+	}
+}
