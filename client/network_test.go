@@ -121,7 +121,7 @@ func TestAnonymousSendAndReply(t *testing.T) {
 	a := startClient(t, testConfig(t, n, 0))
 	b := startClient(t, testConfig(t, n, 1))
 	ctx := timeout(t, 60*time.Second)
-	if _, err := a.SendAnonymous(ctx, b.Address(), []byte("who am I?"), 5); err != nil {
+	if _, err := a.SendAnonymous(ctx, b.Address(), []byte("who am I?"), 12); err != nil {
 		t.Fatal(err)
 	}
 	q := receive(t, ctx, b)
@@ -137,6 +137,11 @@ func TestAnonymousSendAndReply(t *testing.T) {
 	}
 	if err := d.Wait(ctx); err != nil {
 		t.Fatal(err)
+	}
+	// One reply used one SURB and asked for no more: a one-off reply does not
+	// cost the sender a batch of SURBs.
+	if got := b.SURBCount(*q.SenderTag); got != 11 {
+		t.Fatalf("the replier holds %d SURBs after one reply, want 11", got)
 	}
 }
 

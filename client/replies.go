@@ -23,6 +23,10 @@ type surbPool struct {
 	requesting  bool
 	requestedAt time.Time
 	waiting     []*pendingFragment
+	// used counts the SURBs taken since the last request for more: a pool
+	// asks ahead of need only when it is being drawn down steadily, so a
+	// one-off reply does not cost its sender a batch of SURBs.
+	used int
 
 	// seen remembers the SURBs the pool has taken in, held or used, so that a
 	// message delivered twice (say, again after a restart) does not add its
@@ -212,7 +216,8 @@ func (c *Client) takeSURB(tag address.SenderTag, pf *pendingFragment) (*sphinx.S
 	if len(p.surbs) > 1 {
 		s := p.surbs[0]
 		p.surbs = p.surbs[1:]
-		if len(p.surbs) < c.cfg.SURBs.Min && !p.requesting {
+		p.used++
+		if len(p.surbs) < c.cfg.SURBs.Min && p.used >= c.cfg.SURBs.Min && !p.requesting {
 			c.requestSURBsLocked(p)
 		}
 		c.mu.Unlock()
@@ -246,6 +251,7 @@ func (c *Client) requestSURBsLocked(p *surbPool) {
 	p.surbs = p.surbs[:len(p.surbs)-1]
 	p.requesting = true
 	p.requestedAt = time.Now()
+	p.used = 0
 	amount := uint32(min(c.cfg.SURBs.Request+len(p.waiting), c.cfg.SURBs.MaxRequest))
 	tag := p.tag
 	c.spawn(func() {
@@ -299,7 +305,9 @@ func (c *Client) answerSURBRequest(requester address.Address, amount uint32) {
 	c.spawn(func() {
 		surbs, err := c.makeSURBs(c.ctx, tag, n)
 		if err != nil {
-			c.log.Warn().Err(err).Msg("making SURBs a recipient asked for")
+			if c.ctx.Err() == nil {
+				c.log.Warn().Err(err).Msg("making SURBs a recipient asked for")
+			}
 			return
 		}
 		msg, err := surbsMessage(tag, surbs)
@@ -307,7 +315,7 @@ func (c *Client) answerSURBRequest(requester address.Address, amount uint32) {
 			c.log.Warn().Err(err).Msg("making SURBs a recipient asked for")
 			return
 		}
-		if _, err := c.submit(c.ctx, target{to: requester}, msg, 0); err != nil && !errors.Is(err, ErrClosed) {
+		if _, err := c.submit(c.ctx, target{to: requester}, msg, 0); err != nil && c.ctx.Err() == nil {
 			c.log.Warn().Err(err).Msg("sending SURBs a recipient asked for")
 		}
 	})
