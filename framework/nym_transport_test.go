@@ -294,7 +294,7 @@ func nymHost(t *testing.T, p *nymPeer, dataDir string) *Host {
 	cfg := Config{
 		DataDir:      dataDir,
 		NymClientURL: p.url(),
-		Nym:          NymTransportConfig{MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, PingInterval: 300 * time.Millisecond, DialTimeout: time.Second},
+		Nym:          NymTransportConfig{MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, PingInterval: 2 * time.Second, DialTimeout: 2 * time.Second},
 		Services:     []Service{echoService},
 		HTTP:         HTTPConfig{Addr: "127.0.0.1:0"},
 	}
