@@ -86,6 +86,7 @@ func (p *process) Start(context.Context) error {
 	p.cmd.Stdout = outW
 	p.cmd.Stderr = errW
 	setProcessGroup(p.cmd)
+	setParentDeathSignal(p.cmd)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.killed {

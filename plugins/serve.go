@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 	"runtime"
 
 	"github.com/hashicorp/go-hclog"
@@ -74,6 +75,7 @@ func Serve(services ...Service) error {
 	if os.Getenv(Handshake.MagicCookieKey) != Handshake.MagicCookieValue {
 		return errors.New("plugins: this program is a peapod plugin: the provider host starts it, it is not meant to be run by hand")
 	}
+	exitWhenOrphaned(time.Second)
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         pluginSet(srv),
