@@ -29,6 +29,7 @@ package client
 
 import (
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -119,6 +120,7 @@ type Stats struct {
 	Delivered     uint64 // messages handed to the app
 	InFlight      int    // fragments sent and not yet acknowledged
 	Queued        int    // fragments waiting for the window
+	SURBsHeld     int    // reply SURBs held, from every anonymous sender
 	Reconnects    uint64
 	Connected     bool
 }
@@ -359,6 +361,11 @@ func (c *Client) setBinding(b *gatewayBinding) error {
 // Address is the client's mixnet address. It is valid after Start.
 func (c *Client) Address() address.Address { return c.addr }
 
+// Signer signs with the client's identity key, the key whose public half is
+// the identity part of its Address: what the client signs is attributable
+// to the address alone (a provider signs its descriptor with it).
+func (c *Client) Signer() crypto.Signer { return c.keys.identity }
+
 // Connected reports whether the client is connected to its gateway now.
 func (c *Client) Connected() bool { return c.link.session.Load() != nil }
 
@@ -366,6 +373,10 @@ func (c *Client) Connected() bool { return c.link.session.Load() != nil }
 func (c *Client) Stats() Stats {
 	c.mu.Lock()
 	inFlight := len(c.pending)
+	surbs := 0
+	for _, p := range c.pools {
+		surbs += len(p.surbs)
+	}
 	c.mu.Unlock()
 	return Stats{
 		PacketsSent:   c.stats.packetsSent.Load(),
@@ -378,6 +389,7 @@ func (c *Client) Stats() Stats {
 		Delivered:     c.stats.delivered.Load(),
 		InFlight:      inFlight - len(c.queue),
 		Queued:        len(c.queue),
+		SURBsHeld:     surbs,
 		Reconnects:    uint64(c.link.reconnect.Load()),
 		Connected:     c.Connected(),
 	}

@@ -2,9 +2,13 @@ package client
 
 import (
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
+
+	"github.com/peapod-mixnet/peapod/address"
 
 	"github.com/peapod-mixnet/peapod/internal/keyfile"
 	"github.com/peapod-mixnet/peapod/internal/x25519"
@@ -90,4 +94,41 @@ func saveBinding(dir string, g *gatewayBinding) error {
 		return fmt.Errorf("client: %w", err)
 	}
 	return nil
+}
+
+// ErrNotRegistered means a data folder holds no client, or one that has
+// never registered with a gateway, so it has no address yet.
+var ErrNotRegistered = errors.New("client: not registered with a gateway")
+
+// ReadAddress returns the address of the client whose data folder is dir,
+// from its key files alone: without the network, and while that client runs.
+func ReadAddress(dir string) (address.Address, error) {
+	var a address.Address
+	if _, err := os.Stat(filepath.Join(dir, identityFile)); errors.Is(err, os.ErrNotExist) {
+		return a, fmt.Errorf("%w: there is no client in %s", ErrNotRegistered, dir)
+	}
+	seed, err := keyfile.Load(filepath.Join(dir, identityFile), pemIdentity, ed25519.SeedSize)
+	if err != nil {
+		return a, fmt.Errorf("client: %w", err)
+	}
+	defer clear(seed)
+	enc, err := keyfile.Load(filepath.Join(dir, encryptionFile), pemEncryption, 32)
+	if err != nil {
+		return a, fmt.Errorf("client: %w", err)
+	}
+	defer clear(enc)
+	b, err := loadBinding(dir)
+	if errors.Is(err, keyfile.ErrNotFound) {
+		return a, fmt.Errorf("%w: the client in %s has never registered", ErrNotRegistered, dir)
+	}
+	if err != nil {
+		return a, fmt.Errorf("client: %w", err)
+	}
+	copy(a.Identity[:], ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey))
+	var priv [32]byte
+	copy(priv[:], enc)
+	x25519.ScalarBaseMult(&a.Encryption, x25519.ClampedScalar(&priv))
+	clear(priv[:])
+	copy(a.Gateway[:], b.identity)
+	return a, nil
 }

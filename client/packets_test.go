@@ -2,7 +2,10 @@ package client
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"net/netip"
 	"testing"
@@ -259,5 +262,35 @@ func TestE2EKeyIsPerPacket(t *testing.T) {
 	var small [32]byte // u = 0: small order
 	if _, err := sealFragment(nil, rand.Reader, &small, frag); err == nil {
 		t.Fatal("sealed to a small-order key")
+	}
+}
+
+func TestReadAddressAndSigner(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := ReadAddress(dir); !errors.Is(err, ErrNotRegistered) {
+		t.Fatalf("empty folder: err = %v, want ErrNotRegistered", err)
+	}
+	k, err := loadKeys(dir, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadAddress(dir); !errors.Is(err, ErrNotRegistered) {
+		t.Fatalf("unregistered client: err = %v, want ErrNotRegistered", err)
+	}
+	gw := newTestKeys(t).identityPublic()
+	if err := saveBinding(dir, &gatewayBinding{identity: gw}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := ReadAddress(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a.Identity[:], k.identityPublic()) || a.Encryption != k.encPub || !bytes.Equal(a.Gateway[:], gw) {
+		t.Fatal("ReadAddress disagrees with the keys")
+	}
+	c := &Client{keys: k}
+	sig, err := c.Signer().Sign(rand.Reader, []byte("m"), crypto.Hash(0))
+	if err != nil || !ed25519.Verify(a.Identity[:], []byte("m"), sig) {
+		t.Fatal("Signer does not sign with the address's identity key")
 	}
 }

@@ -1,13 +1,10 @@
 package framework
 
 import (
-	"bytes"
 	"context"
 	"crypto"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -15,24 +12,11 @@ import (
 
 	"github.com/peapod-mixnet/peapod/address"
 	"github.com/peapod-mixnet/peapod/client"
-	"github.com/peapod-mixnet/peapod/internal/keyfile"
 )
 
 // Defaults of a ClientTransportConfig.
 const (
 	DefaultFlushTimeout = 5 * time.Second
-	// recentSendersWindow is how long a sender counts towards SURBsHeld
-	// after its last request.
-	recentSendersWindow = 10 * time.Minute
-	// maxRecentSenders bounds the senders SURBsHeld sums over.
-	maxRecentSenders = 4096
-)
-
-// The client's identity key file, as package client lays out its data
-// folder (see client/identity.go): an ed25519 seed in a PEM block.
-const (
-	clientIdentityFile = "identity.pem"
-	clientIdentityPEM  = "PEAPOD ED25519 IDENTITY SEED"
 )
 
 // ClientTransportConfig configures a ClientTransport.
@@ -54,12 +38,11 @@ type ClientTransportConfig struct {
 //
 // It is an AddressSigner: it lends the Host the client's identity key, so
 // that the provider's descriptor is self-certifying. And it is a
-// SURBCounter over the senders heard from in the last ten minutes.
+// SURBCounter.
 type ClientTransport struct {
-	c      *client.Client
-	log    zerolog.Logger
-	flush  time.Duration
-	signer ed25519.PrivateKey // nil until Start checks it
+	c     *client.Client
+	log   zerolog.Logger
+	flush time.Duration
 
 	ctx        context.Context // ends at Close, for delivery watchers
 	cancel     context.CancelFunc
@@ -68,7 +51,6 @@ type ClientTransport struct {
 	mu      sync.Mutex
 	started bool
 	closed  bool
-	senders map[address.SenderTag]time.Time // recent senders, for SURBsHeld
 }
 
 var (
@@ -90,16 +72,8 @@ func NewClientTransport(cfg ClientTransportConfig) (*ClientTransport, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &ClientTransport{c: c, log: cfg.Logger, flush: cfg.FlushTimeout, senders: make(map[address.SenderTag]time.Time)}
+	t := &ClientTransport{c: c, log: cfg.Logger, flush: cfg.FlushTimeout}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
-	seed, err := keyfile.Load(filepath.Join(cfg.Client.DataDir, clientIdentityFile), clientIdentityPEM, ed25519.SeedSize)
-	if err != nil {
-		// The descriptor will be signed with the provider's own key.
-		t.log.Warn().Err(err).Msg("cannot read the client's identity key; the descriptor will not be self-certifying")
-	} else {
-		t.signer = ed25519.NewKeyFromSeed(seed)
-		clear(seed)
-	}
 	return t, nil
 }
 
@@ -115,15 +89,7 @@ func (t *ClientTransport) Start(ctx context.Context) error {
 	}
 	t.started = true
 	t.mu.Unlock()
-	if err := t.c.Start(ctx); err != nil {
-		return err
-	}
-	addr := t.c.Address()
-	if t.signer != nil && !bytes.Equal(t.signer.Public().(ed25519.PublicKey), addr.Identity[:]) {
-		t.log.Warn().Msg("the client's identity key does not match its address; the descriptor will not be self-certifying")
-		t.signer = nil
-	}
-	return nil
+	return t.c.Start(ctx)
 }
 
 // Address returns the client's address.
@@ -137,14 +103,8 @@ func (t *ClientTransport) Connected() bool {
 	return started && t.c.Connected()
 }
 
-// AddressSigner returns the client's identity key, or nil when it could
-// not be read.
-func (t *ClientTransport) AddressSigner() crypto.Signer {
-	if t.signer == nil {
-		return nil
-	}
-	return t.signer
-}
+// AddressSigner returns the client's identity key.
+func (t *ClientTransport) AddressSigner() crypto.Signer { return t.c.Signer() }
 
 // Receive returns the next message the client received.
 func (t *ClientTransport) Receive(ctx context.Context) (Message, error) {
@@ -154,9 +114,6 @@ func (t *ClientTransport) Receive(ctx context.Context) (Message, error) {
 	}
 	if err != nil {
 		return Message{}, fmt.Errorf("framework: receiving: %w", err)
-	}
-	if m.SenderTag != nil {
-		t.noteSender(*m.SenderTag)
 	}
 	return Message{Data: m.Data, SenderTag: m.SenderTag}, nil
 }
@@ -189,44 +146,8 @@ func (t *ClientTransport) Reply(ctx context.Context, tag address.SenderTag, data
 	return nil
 }
 
-// SURBsHeld sums the reply SURBs the client holds for the senders heard
-// from in the last ten minutes.
-func (t *ClientTransport) SURBsHeld() int {
-	now := time.Now()
-	t.mu.Lock()
-	tags := make([]address.SenderTag, 0, len(t.senders))
-	for tag, seen := range t.senders {
-		if now.Sub(seen) > recentSendersWindow {
-			delete(t.senders, tag)
-			continue
-		}
-		tags = append(tags, tag)
-	}
-	t.mu.Unlock()
-	n := 0
-	for _, tag := range tags {
-		n += t.c.SURBCount(tag)
-	}
-	return n
-}
-
-func (t *ClientTransport) noteSender(tag address.SenderTag) {
-	now := time.Now()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if _, ok := t.senders[tag]; !ok && len(t.senders) >= maxRecentSenders {
-		// Forget the sender heard from longest ago.
-		var oldest address.SenderTag
-		var oldestAt time.Time
-		for k, v := range t.senders {
-			if oldestAt.IsZero() || v.Before(oldestAt) {
-				oldest, oldestAt = k, v
-			}
-		}
-		delete(t.senders, oldest)
-	}
-	t.senders[tag] = now
-}
+// SURBsHeld is how many reply SURBs the client holds, from every sender.
+func (t *ClientTransport) SURBsHeld() int { return t.c.Stats().SURBsHeld }
 
 // Close waits up to FlushTimeout for replies in flight to be delivered,
 // then closes the client.
