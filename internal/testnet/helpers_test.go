@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +22,8 @@ var (
 	flagFull = flag.Bool("testnet.full", os.Getenv("TESTNET_FULL") != "",
 		"run the full-length load scenario: 50 client processes for a minute (also TESTNET_FULL=1)")
 	flagLogs = flag.Bool("testnet.logs", false, "print every process's whole log at the end, pass or fail")
+	flagDir  = flag.String("testnet.dir", os.Getenv("TESTNET_DIR"),
+		"keep every test's data and logs in this folder (one subfolder per test) instead of a temporary one (also TESTNET_DIR)")
 )
 
 // binaries builds the programs once per test process.
@@ -52,6 +55,10 @@ func startNet(t *testing.T, cfg Config) *Network {
 		t.Skip("runs a network of processes")
 	}
 	cfg.Dir = t.TempDir()
+	if *flagDir != "" {
+		cfg.Dir = filepath.Join(*flagDir, strings.ReplaceAll(t.Name(), "/", "_"))
+		os.RemoveAll(cfg.Dir)
+	}
 	cfg.Bin = binaries(t)
 	start := time.Now()
 	cfg.Logf = func(format string, args ...any) {

@@ -146,3 +146,9 @@ func (p *Provider) WaitPlugin(ctx context.Context, name string, not int) (int, e
 		}
 	}
 }
+
+// Metric scrapes the provider's /metrics and sums the samples of name
+// whose labels include the label="value" pairs given.
+func (p *Provider) Metric(ctx context.Context, name string, labels ...string) (float64, error) {
+	return scrapeMetric(ctx, p.HTTP+"/metrics", name, labels...)
+}

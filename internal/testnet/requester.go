@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/peapod-mixnet/peapod/address"
 	"github.com/peapod-mixnet/peapod/framework/envelope"
@@ -14,13 +15,29 @@ import (
 // outcome is its error code.
 const OutcomeOK = "ok"
 
+// RequesterOptions tune a Requester.
+type RequesterOptions struct {
+	// SURBs is how many reply SURBs go with each request. Default 10, the
+	// default of framework/requester (and so of `client echo`).
+	SURBs int
+	// Resend, when positive, sends a request again, with the same id and
+	// fresh SURBs, when no reply came within it, as framework/requester
+	// does; the provider answers a repeated id from its idempotence cache
+	// without running the request again. Zero never resends, so that
+	// every reply lost by the system shows.
+	Resend time.Duration
+}
+
+// DefaultRequestSURBs is the default of RequesterOptions.SURBs.
+const DefaultRequestSURBs = 10
+
 // Requester sends provider requests (package envelope) through an
 // Endpoint, anonymously with reply SURBs, and collects the replies by id.
 // Its methods are safe for concurrent use.
 type Requester struct {
 	ep       Endpoint
 	provider address.Address
-	surbs    int
+	opts     RequesterOptions
 	tracker  *Tracker
 
 	mu        sync.Mutex
@@ -29,26 +46,76 @@ type Requester struct {
 	bad       []string // messages that were not replies
 	clientErr []string // errors the client reported
 	err       error    // why the receive loop ended
+	pending   map[string]*pendingRequest
 
 	cancel context.CancelFunc
-	done   chan struct{}
+	done   chan struct{} // closed when the receive loop ends
+	loops  sync.WaitGroup
+}
+
+// pendingRequest is a request without a reply yet.
+type pendingRequest struct {
+	body   []byte
+	sentAt time.Time
 }
 
 // NewRequester starts collecting the replies that arrive at ep. Requests
-// go to provider with surbs reply SURBs each; every request and reply is
-// also recorded in tracker, which may be shared between requesters (ids
-// must then be unique across them).
-func NewRequester(ep Endpoint, provider address.Address, surbs int, tracker *Tracker) *Requester {
+// go to provider; every request and reply is also recorded in tracker,
+// which may be shared between requesters (ids must then be unique across
+// them).
+func NewRequester(ep Endpoint, provider address.Address, tracker *Tracker, opts RequesterOptions) *Requester {
+	if opts.SURBs <= 0 {
+		opts.SURBs = DefaultRequestSURBs
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Requester{
-		ep: ep, provider: provider, surbs: surbs, tracker: tracker,
+		ep: ep, provider: provider, opts: opts, tracker: tracker,
 		replies: make(map[string][]*envelope.Reply),
+		pending: make(map[string]*pendingRequest),
 		changed: make(chan struct{}),
 		cancel:  cancel,
 		done:    make(chan struct{}),
 	}
-	go r.receive(ctx)
+	r.loops.Add(1)
+	go func() { defer r.loops.Done(); r.receive(ctx) }()
+	if opts.Resend > 0 {
+		r.loops.Add(1)
+		go func() { defer r.loops.Done(); r.resendLoop(ctx) }()
+	}
 	return r
+}
+
+// resendLoop sends again the requests that got no reply within Resend.
+func (r *Requester) resendLoop(ctx context.Context) {
+	t := time.NewTicker(min(r.opts.Resend/4, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		type due struct {
+			id   string
+			body []byte
+		}
+		var dues []due
+		now := time.Now()
+		r.mu.Lock()
+		for id, p := range r.pending {
+			if now.Sub(p.sentAt) >= r.opts.Resend {
+				p.sentAt = now
+				dues = append(dues, due{id, p.body})
+			}
+		}
+		r.mu.Unlock()
+		for _, d := range dues {
+			r.tracker.Resent(d.id)
+			if err := r.ep.SendAnonymous(ctx, r.provider, d.body, r.opts.SURBs); err != nil {
+				return
+			}
+		}
+	}
 }
 
 func (r *Requester) receive(ctx context.Context) {
@@ -73,6 +140,7 @@ func (r *Requester) receive(ctx context.Context) {
 		if err != nil {
 			r.bad = append(r.bad, fmt.Sprintf("%q: %v", truncate(m.Data, 80), err))
 		} else {
+			delete(r.pending, rep.ID)
 			r.replies[rep.ID] = append(r.replies[rep.ID], rep)
 			outcome := OutcomeOK
 			if rep.Err != nil {
@@ -107,8 +175,16 @@ func (r *Requester) Request(ctx context.Context, id, service string, data []byte
 // requests.
 func (r *Requester) RequestRaw(ctx context.Context, id string, body []byte) error {
 	r.tracker.Sent(id)
-	if err := r.ep.SendAnonymous(ctx, r.provider, body, r.surbs); err != nil {
+	r.mu.Lock()
+	if r.opts.Resend > 0 && len(r.replies[id]) == 0 {
+		r.pending[id] = &pendingRequest{body: body, sentAt: time.Now()}
+	}
+	r.mu.Unlock()
+	if err := r.ep.SendAnonymous(ctx, r.provider, body, r.opts.SURBs); err != nil {
 		r.tracker.Forget(id)
+		r.mu.Lock()
+		delete(r.pending, id)
+		r.mu.Unlock()
 		return err
 	}
 	return nil
@@ -166,6 +242,16 @@ func (r *Requester) Problems() []string {
 func (r *Requester) Close() error {
 	r.cancel()
 	err := r.ep.Close()
-	<-r.done
+	r.loops.Wait()
 	return err
+}
+
+// Forget drops the replies collected for id, so that Await(id) waits for a
+// new one: for replies whose id repeats, such as the empty id of replies
+// to requests the provider could not parse.
+func (r *Requester) Forget(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.replies, id)
+	delete(r.pending, id)
 }

@@ -16,6 +16,7 @@ type Tracker struct {
 	sent     map[string]time.Time
 	got      map[string]int
 	latency  []time.Duration // of each id's first arrival
+	resent   map[string]int  // sends of an id after the first
 	unknown  int             // arrivals of ids never sent
 	changed  chan struct{}   // closed and replaced at every arrival
 	outcomes map[string]int  // arrivals by outcome label (see Outcome)
@@ -26,6 +27,7 @@ func NewTracker() *Tracker {
 	return &Tracker{
 		sent:     make(map[string]time.Time),
 		got:      make(map[string]int),
+		resent:   make(map[string]int),
 		changed:  make(chan struct{}),
 		outcomes: make(map[string]int),
 	}
@@ -39,6 +41,15 @@ func (t *Tracker) Sent(id string) {
 	if _, ok := t.sent[id]; !ok {
 		t.sent[id] = time.Now()
 	}
+}
+
+// Resent records that id was sent again (by a requester that resends
+// when no reply comes): one more arrival of it is then expected, not a
+// duplicate.
+func (t *Tracker) Resent(id string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.resent[id]++
 }
 
 // Forget removes id, sent but not expected back (its send failed).
@@ -75,9 +86,12 @@ func (t *Tracker) Got(id, outcome string) bool {
 type Report struct {
 	// Sent and Delivered count distinct ids; Lost is Sent − Delivered.
 	Sent, Delivered, Lost int
-	// Duplicated counts arrivals beyond the first of an id; Unknown
-	// arrivals of ids never sent.
+	// Duplicated counts arrivals of an id beyond one per send of it: a
+	// message delivered twice. Unknown counts arrivals of ids never sent.
 	Duplicated, Unknown int
+	// Resent counts sends of an id after its first, and Answered the
+	// arrivals beyond the first that those resends account for.
+	Resent, Answered int
 	// Outcomes counts first arrivals by outcome label.
 	Outcomes map[string]int
 	// P50, P99 and Max are latencies of first arrivals.
@@ -88,8 +102,8 @@ type Report struct {
 
 // String prints r on one line.
 func (r Report) String() string {
-	return fmt.Sprintf("sent %d, delivered %d, lost %d, duplicated %d, unknown %d, outcomes %v, latency p50 %v p99 %v max %v",
-		r.Sent, r.Delivered, r.Lost, r.Duplicated, r.Unknown, r.Outcomes,
+	return fmt.Sprintf("sent %d (resent %d), delivered %d, lost %d, duplicated %d (answers to resends %d), unknown %d, outcomes %v, latency p50 %v p99 %v max %v",
+		r.Sent, r.Resent, r.Delivered, r.Lost, r.Duplicated, r.Answered, r.Unknown, r.Outcomes,
 		r.P50.Round(time.Millisecond), r.P99.Round(time.Millisecond), r.Max.Round(time.Millisecond))
 }
 
@@ -107,8 +121,12 @@ func (t *Tracker) Report() Report {
 			}
 		default:
 			r.Delivered++
-			r.Duplicated += n - 1
+			extra := n - 1
+			allowed := min(extra, t.resent[id])
+			r.Answered += allowed
+			r.Duplicated += extra - allowed
 		}
+		r.Resent += t.resent[id]
 	}
 	slices.Sort(r.Missing)
 	for k, v := range t.outcomes {
