@@ -5,8 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"time"
 	"runtime"
+	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
@@ -117,7 +118,9 @@ type server struct {
 	pluginpb.UnimplementedHandlerServer
 	log      zerolog.Logger
 	services []*pluginpb.Service
+	loggers  map[string]*zerolog.Logger // per service, with its name
 	handler  handlers.Handler
+	maxReply atomic.Uint64 // the host's reply limit; 0 until it says
 }
 
 var _ pluginpb.HandlerServer = (*server)(nil)
@@ -130,7 +133,7 @@ func newServer(log zerolog.Logger, services []Service) (*server, error) {
 	if len(services) > MaxServices {
 		return nil, fmt.Errorf("plugins: %d services, at most %d allowed", len(services), MaxServices)
 	}
-	s := &server{log: log}
+	s := &server{log: log, loggers: make(map[string]*zerolog.Logger, len(services))}
 	var router handlers.Router
 	for _, svc := range services {
 		if len(svc.Description) > MaxDescriptionLen {
@@ -139,6 +142,8 @@ func newServer(log zerolog.Logger, services []Service) (*server, error) {
 		if err := router.Register(handlers.ServiceInfo{Name: svc.Name, Description: svc.Description}, svc.Handler); err != nil {
 			return nil, fmt.Errorf("plugins: %w", err)
 		}
+		l := log.With().Str("service", svc.Name).Logger()
+		s.loggers[svc.Name] = &l
 		s.services = append(s.services, &pluginpb.Service{
 			Name:        svc.Name,
 			Description: clip(svc.Description, MaxDescriptionLen),
@@ -148,15 +153,26 @@ func newServer(log zerolog.Logger, services []Service) (*server, error) {
 	return s, nil
 }
 
-// Describe lists the plugin's services.
-func (s *server) Describe(context.Context, *pluginpb.DescribeRequest) (*pluginpb.DescribeResponse, error) {
+// Describe lists the plugin's services and notes the host's reply limit.
+func (s *server) Describe(_ context.Context, in *pluginpb.DescribeRequest) (*pluginpb.DescribeResponse, error) {
+	s.maxReply.Store(in.GetMaxReplySize())
 	return &pluginpb.DescribeResponse{Services: s.services}, nil
 }
 
 // Handle serves one request. Handler failures travel in the response, never
 // as a gRPC error.
 func (s *server) Handle(ctx context.Context, in *pluginpb.HandleRequest) (*pluginpb.HandleResponse, error) {
-	ctx = s.log.With().Str("service", in.GetService()).Logger().WithContext(ctx)
+	return s.handle(ctx, in), nil
+}
+
+// handle serves one request, from Handle or Dispatch, and returns the
+// response to send.
+func (s *server) handle(ctx context.Context, in *pluginpb.HandleRequest) *pluginpb.HandleResponse {
+	if l := s.loggers[in.GetService()]; l != nil {
+		ctx = l.WithContext(ctx)
+	} else {
+		ctx = s.log.With().Str("service", in.GetService()).Logger().WithContext(ctx)
+	}
 	reply, err := s.handler.Handle(ctx, &handlers.Request{
 		Service:   in.GetService(),
 		ID:        in.GetId(),
@@ -164,9 +180,15 @@ func (s *server) Handle(ctx context.Context, in *pluginpb.HandleRequest) (*plugi
 		Data:      in.GetData(),
 	})
 	if err != nil {
-		return &pluginpb.HandleResponse{Error: wireError(err)}, nil
+		return &pluginpb.HandleResponse{Error: wireError(err)}
 	}
-	return &pluginpb.HandleResponse{Data: reply}, nil
+	if limit := s.maxReply.Load(); limit > 0 && uint64(len(reply)) > limit {
+		return &pluginpb.HandleResponse{Error: &pluginpb.Error{
+			Code:    handlers.CodeTooLarge,
+			Message: fmt.Sprintf("reply longer than %d bytes", limit),
+		}}
+	}
+	return &pluginpb.HandleResponse{Data: reply}
 }
 
 // wireError converts a handler's error to its wire form: an *handlers.Error
