@@ -65,6 +65,9 @@ type fakeBackend struct {
 	lanes       map[uint64]int
 	closedLanes []uint64
 	receiveErr  error
+	// ignoreCtx makes Receive wait for a message even after its context
+	// ends: a message that arrives just as the last application leaves.
+	ignoreCtx bool
 }
 
 func newFakeBackend(t testing.TB) *fakeBackend {
@@ -117,10 +120,16 @@ func (f *fakeBackend) Receive(ctx context.Context) (client.Message, error) {
 		return client.Message{}, err
 	}
 	f.signal(true)
+	f.mu.Lock()
+	done := ctx.Done()
+	if f.ignoreCtx {
+		done = nil
+	}
+	f.mu.Unlock()
 	select {
 	case m := <-f.inbox:
 		return m, nil
-	case <-ctx.Done():
+	case <-done:
 		f.signal(false)
 		return client.Message{}, ctx.Err()
 	}

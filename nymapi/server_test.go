@@ -217,6 +217,20 @@ func TestBadRequests(t *testing.T) {
 		{"lane request too short", []byte{0x05, 0}, wsapi.KindMalformedRequest, "want 9"},
 		{"frame over the limit", append([]byte{0x03}, make([]byte, 2<<10)...), wsapi.KindMalformedRequest, "exceeds the limit of 1024 bytes"},
 	}
+	// One answer byte for byte: Error, kind, u64 length, message.
+	r.write(websocket.BinaryMessage, nil)
+	_, frame := r.read()
+	want := append([]byte{0x00, 0x01, 0, 0, 0, 0, 0, 0, 0, 16}, "no data provided"...)
+	if !bytes.Equal(frame, want) {
+		t.Fatalf("empty request: got %x, want %x", frame, want)
+	}
+	r.json(`{"type":"selfAddress","connectionId":"x"}`)
+	r.json(`{"type":"sendLater"}`)
+	r.readText()
+	if got, want := r.readText(), `{"type":"error","message":"unknown request type:unknown variant \"sendLater\", expected one of \"send\", \"sendAnonymous\", \"reply\", \"selfAddress\", \"closedConnection\", \"getLaneQueueLength\""}`; got != want {
+		t.Fatalf("unknown JSON type: got %s, want %s", got, want)
+	}
+
 	for _, c := range binaryCases {
 		t.Run("binary "+c.name, func(t *testing.T) {
 			r.write(websocket.BinaryMessage, c.frame)
@@ -361,6 +375,33 @@ func TestMessagesWaitForAnApplication(t *testing.T) {
 				i++
 			}
 		})
+	}
+}
+
+// TestMessageTakenAsTheLastAppLeaves checks that a message the server took
+// from the backend just as the last application left goes to the next one.
+func TestMessageTakenAsTheLastAppLeaves(t *testing.T) {
+	ts := startServer(t, Config{})
+	ts.fake.mu.Lock()
+	ts.fake.ignoreCtx = true
+	ts.fake.mu.Unlock()
+	t.Cleanup(func() {
+		// Release the Receive that ignores its context, so Close can end.
+		ts.fake.mu.Lock()
+		ts.fake.ignoreCtx = false
+		ts.fake.mu.Unlock()
+		ts.fake.inbox <- client.Message{}
+	})
+	first := dialRaw(t, ts.url)
+	ts.fake.waitReceiving(t, true)
+	first.ws.Close()
+	pollUntil(t, "the server sees the connection close", func() bool { return ts.connCount() == 0 })
+
+	ts.fake.inbox <- client.Message{Data: []byte("orphan")}
+	pollUntil(t, "the server takes the message", func() bool { return len(ts.fake.inbox) == 0 })
+	next := dialRaw(t, ts.url)
+	if got := next.readBinary(); !reflect.DeepEqual(got, wsapi.Received{Data: []byte("orphan")}) {
+		t.Fatalf("got %#v", got)
 	}
 }
 
