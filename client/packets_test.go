@@ -294,3 +294,29 @@ func TestReadAddressAndSigner(t *testing.T) {
 		t.Fatal("Signer does not sign with the address's identity key")
 	}
 }
+
+func TestDataDirInUse(t *testing.T) {
+	cfg := Config{DataDir: t.TempDir(), DirectoryURL: "http://127.0.0.1:1"}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := New(cfg); !errors.Is(err, ErrDataDirInUse) {
+		t.Fatalf("second client on the folder: err = %v, want ErrDataDirInUse", err)
+	}
+}
+
+func TestNewDeliveryAndLane(t *testing.T) {
+	d, finish := NewDelivery()
+	if d.Err() != nil {
+		t.Fatal("a new delivery has failed")
+	}
+	finish(ErrNoSURBs)
+	if !errors.Is(d.Err(), ErrNoSURBs) {
+		t.Fatalf("Err = %v", d.Err())
+	}
+	if Lane() != 0 || Lane(WithLane(7)) != 7 {
+		t.Fatal("Lane does not read WithLane")
+	}
+}

@@ -23,6 +23,13 @@ type Delivery struct {
 	remaining int // guarded by Client.mu
 }
 
+// NewDelivery returns a Delivery and the function that finishes it (nil
+// error: delivered), for programs that stand in for a Client.
+func NewDelivery() (*Delivery, func(error)) {
+	d := &Delivery{done: make(chan struct{})}
+	return d, d.finish
+}
+
 func newDelivery(n int) *Delivery {
 	d := &Delivery{done: make(chan struct{}), remaining: n}
 	if n == 0 {
@@ -107,6 +114,10 @@ type sendOptions struct{ lane uint64 }
 // WithLane puts the message on a lane (Nym's connection id): LaneQueueLength
 // reports how many of a lane's packets wait to be sent.
 func WithLane(lane uint64) SendOption { return func(o *sendOptions) { o.lane = lane } }
+
+// Lane returns the lane opts put a message on (0 without WithLane): for
+// programs that stand in for a Client, such as test doubles.
+func Lane(opts ...SendOption) uint64 { return applyOptions(opts).lane }
 
 func applyOptions(opts []SendOption) sendOptions {
 	var o sendOptions

@@ -2,10 +2,13 @@ package client
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/peapod-mixnet/peapod/address"
 	"github.com/peapod-mixnet/peapod/sphinx"
@@ -27,6 +30,10 @@ type state struct {
 	db *bolt.DB
 }
 
+// ErrDataDirInUse means another process (another client on the same data
+// folder, such as a running `client run`) holds the folder's state.
+var ErrDataDirInUse = errors.New("client: the data folder is in use by another process")
+
 var (
 	bucketTags  = []byte("tags")
 	bucketKeys  = []byte("keys")
@@ -38,6 +45,9 @@ var (
 
 func openState(path string) (*state, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoSync: true})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s", ErrDataDirInUse, filepath.Dir(path))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("client: opening %s: %w", path, err)
 	}

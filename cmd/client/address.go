@@ -24,7 +24,7 @@ func runAddress(args []string, stdout, stderr io.Writer) int {
 	}
 	a, err := readAddress(cfg.Client.Data)
 	if err != nil {
-		// errNotRegistered carries its own advice; other errors name the
+		// client.ErrNotRegistered carries its own advice; other errors name the
 		// file that is wrong.
 		fmt.Fprintln(stderr, err)
 		return exitError

@@ -140,7 +140,7 @@ func (s *sender) printReply(data []byte) bool {
 // withOwnClient sends through a client of its own on the data folder.
 func (s *sender) withOwnClient(ctx context.Context, cfg clientFile, log zerolog.Logger) error {
 	c, err := openClient(cfg.Client.clientConfig(log))
-	if errors.Is(err, errInUse) {
+	if errors.Is(err, client.ErrDataDirInUse) {
 		return fmt.Errorf("%v\nTo send through the running client, add --via ws://%s", err, cfg.WebSocket.Listen)
 	}
 	if err != nil {
