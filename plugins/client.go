@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"unicode/utf8"
 
-	"github.com/rs/zerolog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -19,9 +18,10 @@ import (
 // in the gRPC receive limit.
 const replyOverhead = 64 << 10
 
-// describe asks a plugin for its services and checks the answer.
-func describe(ctx context.Context, c pluginpb.HandlerClient) ([]handlers.ServiceInfo, error) {
-	resp, err := c.Describe(ctx, &pluginpb.DescribeRequest{})
+// describe asks a plugin for its services, telling it the longest reply
+// the host accepts, and checks the answer.
+func describe(ctx context.Context, c pluginpb.HandlerClient, maxReply int) ([]handlers.ServiceInfo, error) {
+	resp, err := c.Describe(ctx, &pluginpb.DescribeRequest{MaxReplySize: uint64(maxReply)})
 	if err != nil {
 		return nil, fmt.Errorf("plugins: describe: %w", err)
 	}
@@ -46,38 +46,27 @@ func describe(ctx context.Context, c pluginpb.HandlerClient) ([]handlers.Service
 	return out, nil
 }
 
-// call sends one request to a plugin and converts the outcome: the
-// plugin's own error is returned as a *handlers.Error; a failed call is
-// classified by callError, and if it failed for a reason other than time or
-// size, the details are logged to log (the requester only learns that the
-// handler failed).
-func call(ctx context.Context, log zerolog.Logger, c pluginpb.HandlerClient, req *handlers.Request, maxReply int) ([]byte, error) {
+// checkRequest refuses a request that cannot be encoded: protobuf strings
+// must be valid UTF-8.
+func checkRequest(req *handlers.Request) error {
 	if !utf8.ValidString(req.ID) {
-		return nil, handlers.Errorf(handlers.CodeBadRequest, "request id is not valid UTF-8")
+		return handlers.Errorf(handlers.CodeBadRequest, "request id is not valid UTF-8")
 	}
 	if !utf8.ValidString(req.Requester) || !utf8.ValidString(req.Service) {
-		return nil, handlers.Errorf(handlers.CodeHandlerFailed, "request has an invalid requester or service")
+		return handlers.Errorf(handlers.CodeHandlerFailed, "request has an invalid requester or service")
 	}
-	resp, err := c.Handle(ctx, &pluginpb.HandleRequest{
+	return nil
+}
+
+// callUnary sends one request to a plugin with a Handle call of its own,
+// accepting a reply of at most maxReply bytes (plus framing).
+func callUnary(ctx context.Context, c pluginpb.HandlerClient, req *handlers.Request, maxReply int) (*pluginpb.HandleResponse, error) {
+	return c.Handle(ctx, &pluginpb.HandleRequest{
 		Service:   req.Service,
 		Id:        req.ID,
 		Requester: req.Requester,
 		Data:      req.Data,
 	}, grpc.MaxCallRecvMsgSize(maxReply+replyOverhead))
-	if err != nil {
-		herr := callError(ctx, err)
-		if ctx.Err() == nil && handlers.CodeOf(herr) == handlers.CodeHandlerFailed {
-			log.Warn().Str("service", req.Service).Err(err).Msg("plugin call failed")
-		}
-		return nil, herr
-	}
-	if e := resp.GetError(); e != nil {
-		return nil, fromWire(e)
-	}
-	if len(resp.GetData()) > maxReply {
-		return nil, handlers.Errorf(handlers.CodeTooLarge, "reply longer than %d bytes", maxReply)
-	}
-	return resp.GetData(), nil
 }
 
 // callError classifies an error from a gRPC call to a plugin.

@@ -106,7 +106,21 @@ func loopback(t *testing.T, srv pluginpb.HandlerServer) pluginpb.HandlerClient {
 	return pluginpb.NewHandlerClient(conn)
 }
 
+// testDispatcher returns a dispatcher for c that uses Dispatch streams, or
+// only Handle calls if unary is set.
+func testDispatcher(c pluginpb.HandlerClient, log zerolog.Logger, maxReply int, unary bool) *dispatcher {
+	d := newDispatcher(c, log, maxReply)
+	d.unary.Store(unary)
+	return d
+}
+
 func TestServerOverLoopback(t *testing.T) {
+	for _, mode := range []string{"stream", "unary"} {
+		t.Run(mode, func(t *testing.T) { testServerOverLoopback(t, mode == "unary") })
+	}
+}
+
+func testServerOverLoopback(t *testing.T, unary bool) {
 	var logs logBuffer
 	srv, err := newServer(zerolog.New(&logs), testServices())
 	if err != nil {
@@ -116,13 +130,18 @@ func TestServerOverLoopback(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	services, err := describe(ctx, c)
+	services, err := describe(ctx, c, 1<<20)
 	if err != nil || len(services) != 2 || services[0] != (handlers.ServiceInfo{Name: "echo", Description: "echoes"}) {
 		t.Fatalf("describe = %v, %v", services, err)
 	}
+	if got := srv.maxReply.Load(); got != 1<<20 {
+		t.Errorf("the server noted a reply limit of %d, want %d", got, 1<<20)
+	}
 
+	d := testDispatcher(c, zerolog.Nop(), 1<<20, unary)
+	t.Cleanup(d.close)
 	do := func(service, data string) ([]byte, error) {
-		return call(ctx, zerolog.Nop(), c, &handlers.Request{Service: service, ID: "i", Requester: "r", Data: []byte(data)}, 1<<20)
+		return d.call(ctx, &handlers.Request{Service: service, ID: "i", Requester: "r", Data: []byte(data)})
 	}
 	if got, err := do("echo", "hi"); err != nil || string(got) != "hi" {
 		t.Errorf("echo = %q, %v", got, err)
@@ -156,13 +175,25 @@ func TestServerOverLoopback(t *testing.T) {
 		t.Errorf("the panic was not logged: %s", logs.String())
 	}
 
-	_, err = call(ctx, zerolog.Nop(), c, &handlers.Request{Service: "echo", ID: "\xff"}, 1<<20)
+	_, err = d.call(ctx, &handlers.Request{Service: "echo", ID: "\xff"})
 	if handlers.CodeOf(err) != handlers.CodeBadRequest {
 		t.Errorf("invalid UTF-8 id: %v", err)
 	}
-	_, err = call(ctx, zerolog.Nop(), c, &handlers.Request{Service: "echo", Data: make([]byte, 100)}, 99)
+	small := testDispatcher(c, zerolog.Nop(), 99, unary)
+	t.Cleanup(small.close)
+	_, err = small.call(ctx, &handlers.Request{Service: "echo", Data: make([]byte, 100)})
 	if handlers.CodeOf(err) != handlers.CodeTooLarge {
 		t.Errorf("reply over the limit: %v", err)
+	}
+	if got, err := do("echo", "after"); err != nil || string(got) != "after" {
+		t.Errorf("echo after the failures = %q, %v", got, err)
+	}
+
+	d.mu.Lock()
+	usedStream := d.cur != nil
+	d.mu.Unlock()
+	if usedStream == unary || d.unary.Load() != unary {
+		t.Errorf("dispatcher has a stream %v and unary %v; want the %s path", usedStream, d.unary.Load(), map[bool]string{false: "stream", true: "unary"}[unary])
 	}
 }
 
@@ -188,30 +219,35 @@ func TestDescribeRejectsBadAnswers(t *testing.T) {
 		"too many":  many,
 	} {
 		c := loopback(t, &badDescriber{resp: resp})
-		if got, err := describe(context.Background(), c); err == nil {
+		if got, err := describe(context.Background(), c, 100); err == nil {
 			t.Errorf("%s: describe accepted %v", name, got)
 		}
 	}
 }
 
 func TestCallErrors(t *testing.T) {
-	c := loopback(t, &badDescriber{}) // Handle is unimplemented
+	c := loopback(t, &badDescriber{}) // Handle and Dispatch are unimplemented
 	var logs logBuffer
-	_, err := call(context.Background(), zerolog.New(&logs), c, &handlers.Request{Service: "x"}, 100)
+	d := newDispatcher(c, zerolog.New(&logs), 100)
+	t.Cleanup(d.close)
+	_, err := d.call(context.Background(), &handlers.Request{Service: "x"})
 	if handlers.CodeOf(err) != handlers.CodeHandlerFailed || strings.Contains(err.Error(), "Unimplemented") {
 		t.Errorf("failed call: %v; want handler_failed without internals", err)
 	}
 	if !strings.Contains(logs.String(), "Unimplemented") {
 		t.Errorf("failed call not logged with details: %s", logs.String())
 	}
+	if !d.unary.Load() {
+		t.Error("the dispatcher did not fall back to Handle")
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := call(ctx, zerolog.Nop(), c, &handlers.Request{Service: "x"}, 100); !errors.Is(err, context.Canceled) {
+	if _, err := d.call(ctx, &handlers.Request{Service: "x"}); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled call: %v", err)
 	}
 	ctx, cancel = context.WithTimeout(context.Background(), -time.Second)
 	defer cancel()
-	if _, err := call(ctx, zerolog.Nop(), c, &handlers.Request{Service: "x"}, 100); handlers.CodeOf(err) != handlers.CodeTimeout {
+	if _, err := d.call(ctx, &handlers.Request{Service: "x"}); handlers.CodeOf(err) != handlers.CodeTimeout {
 		t.Errorf("call past its deadline: %v", err)
 	}
 }

@@ -476,7 +476,7 @@ func (p *managed) Handle(ctx context.Context, req *handlers.Request) ([]byte, er
 	if inst == nil {
 		return nil, handlers.Errorf(handlers.CodeHandlerFailed, "service temporarily unavailable")
 	}
-	return call(ctx, p.log, inst.rpc, req, p.s.cfg.MaxReplySize)
+	return inst.dispatch.call(ctx, req)
 }
 
 func (p *managed) skip(err error) {
@@ -517,15 +517,19 @@ type instance struct {
 	client   *goplugin.Client
 	launched atomic.Pointer[process] // set as soon as the process is started
 	proc     *process                // launched, once the start has succeeded
-	rpc      pluginpb.HandlerClient
+	dispatch *dispatcher             // set once the start has succeeded
 	services []handlers.ServiceInfo
 	started  time.Time
 	stdout   *lineLogger // go-plugin's stdio stream of the plugin's os.Stdout
 	stderr   *lineLogger // and of its os.Stderr
 }
 
-// stop kills the process (gracefully if it cooperates) and waits for it.
+// stop fails the calls in flight, kills the process (gracefully if it
+// cooperates) and waits for it.
 func (in *instance) stop() {
+	if in.dispatch != nil {
+		in.dispatch.close()
+	}
 	if proc := in.launched.Load(); proc != nil {
 		t := time.AfterFunc(stopGrace, func() { _ = proc.Kill(context.Background()) })
 		defer t.Stop()
@@ -607,7 +611,7 @@ func (p *managed) start(ctx context.Context) (_ *instance, err error) {
 	}
 	dctx, cancel := context.WithTimeout(ctx, p.s.cfg.StartTimeout)
 	defer cancel()
-	services, err := describe(dctx, hc)
+	services, err := describe(dctx, hc, p.s.cfg.MaxReplySize)
 	if err != nil {
 		return nil, err
 	}
@@ -615,7 +619,7 @@ func (p *managed) start(ctx context.Context) (_ *instance, err error) {
 		p.log.Warn().Msg("plugin offers no services")
 	}
 	inst.proc = inst.launched.Load()
-	inst.rpc = hc
+	inst.dispatch = newDispatcher(hc, p.log, p.s.cfg.MaxReplySize)
 	inst.services = services
 	inst.started = time.Now()
 	return inst, nil

@@ -3,8 +3,9 @@
 // A plugin is a separate process started by the host through
 // hashicorp/go-plugin's gRPC protocol (see docs/plugins.md). Once the
 // handshake is done the host calls Describe once to learn the services the
-// plugin offers, then Handle for every request addressed to one of them,
-// concurrently.
+// plugin offers, then sends it every request addressed to one of them,
+// concurrently: on one long-lived Dispatch stream if the plugin implements
+// it, else one Handle call per request.
 //
 // Messages evolve only by adding fields with new numbers; numbers are never
 // reused or renumbered, and a reader ignores fields it does not know.
@@ -32,9 +33,13 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// DescribeRequest is empty today; fields may be added.
 type DescribeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// max_reply_size is the longest HandleResponse.data the host accepts,
+	// in bytes (0: not said). A plugin should answer a longer reply with the
+	// error too_large instead: on Dispatch, a message the host refuses for
+	// its size breaks the stream and fails every request in flight on it.
+	MaxReplySize  uint64 `protobuf:"varint,1,opt,name=max_reply_size,json=maxReplySize,proto3" json:"max_reply_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -67,6 +72,13 @@ func (x *DescribeRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use DescribeRequest.ProtoReflect.Descriptor instead.
 func (*DescribeRequest) Descriptor() ([]byte, []int) {
 	return file_handler_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *DescribeRequest) GetMaxReplySize() uint64 {
+	if x != nil {
+		return x.MaxReplySize
+	}
+	return 0
 }
 
 type DescribeResponse struct {
@@ -178,7 +190,20 @@ type HandleRequest struct {
 	// nobody but may be used to scope data.
 	Requester string `protobuf:"bytes,3,opt,name=requester,proto3" json:"requester,omitempty"`
 	// data is the request payload.
-	Data          []byte `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	Data []byte `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	// call_id identifies the request on a Dispatch stream: not 0, and never
+	// reused on the same stream. 0 in a Handle call.
+	CallId uint64 `protobuf:"varint,5,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
+	// timeout_micros is the time the request had left when the host sent
+	// it on a Dispatch stream, in microseconds: the plugin should give up
+	// once it has passed. 0 means no deadline. A Handle call carries its
+	// deadline as the gRPC deadline instead.
+	TimeoutMicros uint64 `protobuf:"varint,6,opt,name=timeout_micros,json=timeoutMicros,proto3" json:"timeout_micros,omitempty"`
+	// cancel, on a Dispatch stream, means that the host no longer waits for
+	// the request call_id, sent earlier on the stream: the plugin should stop
+	// working on it and not answer it. A cancel message has no other field
+	// set.
+	Cancel        bool `protobuf:"varint,7,opt,name=cancel,proto3" json:"cancel,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -241,12 +266,35 @@ func (x *HandleRequest) GetData() []byte {
 	return nil
 }
 
+func (x *HandleRequest) GetCallId() uint64 {
+	if x != nil {
+		return x.CallId
+	}
+	return 0
+}
+
+func (x *HandleRequest) GetTimeoutMicros() uint64 {
+	if x != nil {
+		return x.TimeoutMicros
+	}
+	return 0
+}
+
+func (x *HandleRequest) GetCancel() bool {
+	if x != nil {
+		return x.Cancel
+	}
+	return false
+}
+
 type HandleResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// data is the reply payload; ignored when error is set.
 	Data []byte `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
 	// error, when set, reports a failure to the requester.
-	Error         *Error `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	Error *Error `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	// call_id, on a Dispatch stream, is the call_id of the request answered.
+	CallId        uint64 `protobuf:"varint,3,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -293,6 +341,13 @@ func (x *HandleResponse) GetError() *Error {
 		return x.Error
 	}
 	return nil
+}
+
+func (x *HandleResponse) GetCallId() uint64 {
+	if x != nil {
+		return x.CallId
+	}
+	return 0
 }
 
 // Error is a failure with a protocol error code.
@@ -356,27 +411,33 @@ var File_handler_proto protoreflect.FileDescriptor
 
 const file_handler_proto_rawDesc = "" +
 	"\n" +
-	"\rhandler.proto\x12\x10peapod.plugin.v1\"\x11\n" +
-	"\x0fDescribeRequest\"I\n" +
+	"\rhandler.proto\x12\x10peapod.plugin.v1\"7\n" +
+	"\x0fDescribeRequest\x12$\n" +
+	"\x0emax_reply_size\x18\x01 \x01(\x04R\fmaxReplySize\"I\n" +
 	"\x10DescribeResponse\x125\n" +
 	"\bservices\x18\x01 \x03(\v2\x19.peapod.plugin.v1.ServiceR\bservices\"?\n" +
 	"\aService\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
-	"\vdescription\x18\x02 \x01(\tR\vdescription\"k\n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\"\xc3\x01\n" +
 	"\rHandleRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1c\n" +
 	"\trequester\x18\x03 \x01(\tR\trequester\x12\x12\n" +
-	"\x04data\x18\x04 \x01(\fR\x04data\"S\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\x12\x17\n" +
+	"\acall_id\x18\x05 \x01(\x04R\x06callId\x12%\n" +
+	"\x0etimeout_micros\x18\x06 \x01(\x04R\rtimeoutMicros\x12\x16\n" +
+	"\x06cancel\x18\a \x01(\bR\x06cancel\"l\n" +
 	"\x0eHandleResponse\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12-\n" +
-	"\x05error\x18\x02 \x01(\v2\x17.peapod.plugin.v1.ErrorR\x05error\"5\n" +
+	"\x05error\x18\x02 \x01(\v2\x17.peapod.plugin.v1.ErrorR\x05error\x12\x17\n" +
+	"\acall_id\x18\x03 \x01(\x04R\x06callId\"5\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage2\xa9\x01\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage2\xfc\x01\n" +
 	"\aHandler\x12Q\n" +
 	"\bDescribe\x12!.peapod.plugin.v1.DescribeRequest\x1a\".peapod.plugin.v1.DescribeResponse\x12K\n" +
-	"\x06Handle\x12\x1f.peapod.plugin.v1.HandleRequest\x1a .peapod.plugin.v1.HandleResponseB8Z6github.com/peapod-mixnet/peapod/plugins/proto;pluginpbb\x06proto3"
+	"\x06Handle\x12\x1f.peapod.plugin.v1.HandleRequest\x1a .peapod.plugin.v1.HandleResponse\x12Q\n" +
+	"\bDispatch\x12\x1f.peapod.plugin.v1.HandleRequest\x1a .peapod.plugin.v1.HandleResponse(\x010\x01B8Z6github.com/peapod-mixnet/peapod/plugins/proto;pluginpbb\x06proto3"
 
 var (
 	file_handler_proto_rawDescOnce sync.Once
@@ -404,10 +465,12 @@ var file_handler_proto_depIdxs = []int32{
 	5, // 1: peapod.plugin.v1.HandleResponse.error:type_name -> peapod.plugin.v1.Error
 	0, // 2: peapod.plugin.v1.Handler.Describe:input_type -> peapod.plugin.v1.DescribeRequest
 	3, // 3: peapod.plugin.v1.Handler.Handle:input_type -> peapod.plugin.v1.HandleRequest
-	1, // 4: peapod.plugin.v1.Handler.Describe:output_type -> peapod.plugin.v1.DescribeResponse
-	4, // 5: peapod.plugin.v1.Handler.Handle:output_type -> peapod.plugin.v1.HandleResponse
-	4, // [4:6] is the sub-list for method output_type
-	2, // [2:4] is the sub-list for method input_type
+	3, // 4: peapod.plugin.v1.Handler.Dispatch:input_type -> peapod.plugin.v1.HandleRequest
+	1, // 5: peapod.plugin.v1.Handler.Describe:output_type -> peapod.plugin.v1.DescribeResponse
+	4, // 6: peapod.plugin.v1.Handler.Handle:output_type -> peapod.plugin.v1.HandleResponse
+	4, // 7: peapod.plugin.v1.Handler.Dispatch:output_type -> peapod.plugin.v1.HandleResponse
+	5, // [5:8] is the sub-list for method output_type
+	2, // [2:5] is the sub-list for method input_type
 	2, // [2:2] is the sub-list for extension type_name
 	2, // [2:2] is the sub-list for extension extendee
 	0, // [0:2] is the sub-list for field type_name

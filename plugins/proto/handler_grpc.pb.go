@@ -3,8 +3,9 @@
 // A plugin is a separate process started by the host through
 // hashicorp/go-plugin's gRPC protocol (see docs/plugins.md). Once the
 // handshake is done the host calls Describe once to learn the services the
-// plugin offers, then Handle for every request addressed to one of them,
-// concurrently.
+// plugin offers, then sends it every request addressed to one of them,
+// concurrently: on one long-lived Dispatch stream if the plugin implements
+// it, else one Handle call per request.
 //
 // Messages evolve only by adding fields with new numbers; numbers are never
 // reused or renumbered, and a reader ignores fields it does not know.
@@ -32,6 +33,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	Handler_Describe_FullMethodName = "/peapod.plugin.v1.Handler/Describe"
 	Handler_Handle_FullMethodName   = "/peapod.plugin.v1.Handler/Handle"
+	Handler_Dispatch_FullMethodName = "/peapod.plugin.v1.Handler/Dispatch"
 )
 
 // HandlerClient is the client API for Handler service.
@@ -47,6 +49,18 @@ type HandlerClient interface {
 	// error status means the call itself failed and is reported to the
 	// requester as handler_failed.
 	Handle(ctx context.Context, in *HandleRequest, opts ...grpc.CallOption) (*HandleResponse, error)
+	// Dispatch carries many requests, concurrently, on one long-lived
+	// stream: the host opens it once and keeps it open while the plugin
+	// runs. Every request has a call_id, unique among the requests the host
+	// sent on the stream, and the plugin answers it with exactly one
+	// response carrying the same call_id, in any order; it should not
+	// answer a request the host cancelled (a late answer is ignored).
+	// Failures travel in HandleResponse.error, as for Handle. A plugin that
+	// does not implement Dispatch answers UNIMPLEMENTED (what gRPC servers do
+	// for a method they do not know) and the host then uses Handle; Dispatch
+	// must not end with UNIMPLEMENTED for any other reason. See
+	// docs/plugins.md.
+	Dispatch(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[HandleRequest, HandleResponse], error)
 }
 
 type handlerClient struct {
@@ -77,6 +91,19 @@ func (c *handlerClient) Handle(ctx context.Context, in *HandleRequest, opts ...g
 	return out, nil
 }
 
+func (c *handlerClient) Dispatch(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[HandleRequest, HandleResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Handler_ServiceDesc.Streams[0], Handler_Dispatch_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[HandleRequest, HandleResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Handler_DispatchClient = grpc.BidiStreamingClient[HandleRequest, HandleResponse]
+
 // HandlerServer is the server API for Handler service.
 // All implementations must embed UnimplementedHandlerServer
 // for forward compatibility.
@@ -90,6 +117,18 @@ type HandlerServer interface {
 	// error status means the call itself failed and is reported to the
 	// requester as handler_failed.
 	Handle(context.Context, *HandleRequest) (*HandleResponse, error)
+	// Dispatch carries many requests, concurrently, on one long-lived
+	// stream: the host opens it once and keeps it open while the plugin
+	// runs. Every request has a call_id, unique among the requests the host
+	// sent on the stream, and the plugin answers it with exactly one
+	// response carrying the same call_id, in any order; it should not
+	// answer a request the host cancelled (a late answer is ignored).
+	// Failures travel in HandleResponse.error, as for Handle. A plugin that
+	// does not implement Dispatch answers UNIMPLEMENTED (what gRPC servers do
+	// for a method they do not know) and the host then uses Handle; Dispatch
+	// must not end with UNIMPLEMENTED for any other reason. See
+	// docs/plugins.md.
+	Dispatch(grpc.BidiStreamingServer[HandleRequest, HandleResponse]) error
 	mustEmbedUnimplementedHandlerServer()
 }
 
@@ -105,6 +144,9 @@ func (UnimplementedHandlerServer) Describe(context.Context, *DescribeRequest) (*
 }
 func (UnimplementedHandlerServer) Handle(context.Context, *HandleRequest) (*HandleResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Handle not implemented")
+}
+func (UnimplementedHandlerServer) Dispatch(grpc.BidiStreamingServer[HandleRequest, HandleResponse]) error {
+	return status.Error(codes.Unimplemented, "method Dispatch not implemented")
 }
 func (UnimplementedHandlerServer) mustEmbedUnimplementedHandlerServer() {}
 func (UnimplementedHandlerServer) testEmbeddedByValue()                 {}
@@ -163,6 +205,13 @@ func _Handler_Handle_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Handler_Dispatch_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(HandlerServer).Dispatch(&grpc.GenericServerStream[HandleRequest, HandleResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Handler_DispatchServer = grpc.BidiStreamingServer[HandleRequest, HandleResponse]
+
 // Handler_ServiceDesc is the grpc.ServiceDesc for Handler service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -179,6 +228,13 @@ var Handler_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Handler_Handle_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Dispatch",
+			Handler:       _Handler_Dispatch_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "handler.proto",
 }
