@@ -72,12 +72,14 @@ func (d *dispatcher) call(ctx context.Context, req *handlers.Request) ([]byte, e
 	}
 	if !d.unary.Load() && len(req.Data) <= maxStreamRequest {
 		s, err := d.stream()
-		if err != nil {
+		if err == nil {
+			var resp *pluginpb.HandleResponse
+			resp, err = s.call(ctx, req)
+			if err == nil || !errors.Is(err, errUnimplemented) {
+				return d.result(ctx, req, resp, err)
+			}
+		} else if !errors.Is(err, errUnimplemented) {
 			return nil, d.failed(ctx, req, err)
-		}
-		resp, err := s.call(ctx, req)
-		if !errors.Is(err, errUnimplemented) {
-			return d.result(ctx, req, resp, err)
 		}
 		// The plugin predates Dispatch; d.unary is set.
 	}
@@ -113,11 +115,14 @@ func (d *dispatcher) failed(ctx context.Context, req *handlers.Request, err erro
 func (d *dispatcher) stream() (*dispatchStream, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.closed {
+	switch {
+	case d.closed:
 		return nil, errors.New("plugins: plugin is stopping")
-	}
-	if d.cur != nil {
+	case d.cur != nil:
 		return d.cur, nil
+	case d.unary.Load():
+		// Set by the stream that failed since the caller looked.
+		return nil, errUnimplemented
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	rs, err := d.rpc.Dispatch(ctx)

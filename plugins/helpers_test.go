@@ -22,6 +22,8 @@ const (
 	binTest   = "testplugin"
 	binTestV2 = "testplugin-v2"
 	binMute   = "testplugin-mute"
+	binUnary  = "testplugin-unary"
+	binProcs1 = "testplugin-gomaxprocs1"
 	binEcho   = "echo"
 	binKV     = "kv"
 )
@@ -53,6 +55,8 @@ func buildPlugins(tb testing.TB) string {
 			{binTest, "./internal/testplugin", ""},
 			{binTestV2, "./internal/testplugin", "-X main.variant=v2"},
 			{binMute, "./internal/testplugin", "-X main.variant=mute"},
+			{binUnary, "./internal/testplugin", "-X main.variant=unary"},
+			{binProcs1, "./internal/testplugin", "-X main.variant=gomaxprocs1"},
 			{binEcho, "../examples/echo/plugin", ""},
 			{binKV, "../examples/kvstore/plugin", ""},
 		} {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -20,12 +21,31 @@ import (
 // handlers.CodeOverloaded.
 const maxStreamCalls = 1024
 
-// Dispatch serves the requests of one Dispatch stream, each in a goroutine
-// of its own, until the host ends the stream (see handler.proto).
+// maxIdleWorkers is the most goroutines a Dispatch stream keeps waiting for
+// requests once they are done with one. Reusing them saves starting a
+// goroutine, and growing its stack, for every request.
+const maxIdleWorkers = 16
+
+// Dispatch serves the requests of one Dispatch stream, concurrently, until
+// the host ends the stream (see handler.proto).
 func (s *server) Dispatch(stream pluginpb.Handler_DispatchServer) error {
-	d := &serverStream{srv: s, stream: stream, calls: make(map[uint64]context.CancelFunc)}
+	d := &serverStream{
+		srv:    s,
+		stream: stream,
+		calls:  make(map[uint64]context.CancelFunc),
+		work:   make(chan job),
+		done:   make(chan struct{}),
+	}
 	defer d.close()
 	return d.run()
+}
+
+// job is one request for a worker goroutine.
+type job struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	id     uint64
+	in     *pluginpb.HandleRequest
 }
 
 // serverStream is the plugin side of one Dispatch stream.
@@ -36,6 +56,10 @@ type serverStream struct {
 	mu      sync.Mutex
 	calls   map[uint64]context.CancelFunc // in flight, by call id
 	drained chan struct{}                 // once the host half-closed: closed when calls is empty
+
+	work chan job      // idle workers wait here for a request
+	idle atomic.Int32  // workers waiting on work, about
+	done chan struct{} // closed when Dispatch returns: idle workers exit
 
 	sendMu sync.Mutex // one Send at a time
 	closed bool       // Dispatch has returned: nothing more may be sent
@@ -91,8 +115,32 @@ func (d *serverStream) start(ctx context.Context, id uint64, in *pluginpb.Handle
 	}
 	d.calls[id] = cancel
 	d.mu.Unlock()
-	go d.serve(ctx, cancel, id, in)
+	j := job{ctx: ctx, cancel: cancel, id: id, in: in}
+	select {
+	case d.work <- j:
+	default:
+		go d.worker(j)
+	}
 	return nil
+}
+
+// worker serves j, then further requests while it is needed.
+func (d *serverStream) worker(j job) {
+	for {
+		d.serve(j.ctx, j.cancel, j.id, j.in)
+		j = job{}
+		if d.idle.Add(1) > maxIdleWorkers {
+			d.idle.Add(-1)
+			return
+		}
+		select {
+		case j = <-d.work:
+			d.idle.Add(-1)
+		case <-d.done:
+			d.idle.Add(-1)
+			return
+		}
+	}
 }
 
 // microseconds converts timeout_micros to a duration, saturating.
@@ -174,6 +222,7 @@ func (d *serverStream) drain(ctx context.Context) error {
 // close ends the stream's requests: their contexts end, and their answers
 // are no longer sent (gRPC forbids sending once Dispatch has returned).
 func (d *serverStream) close() {
+	close(d.done)
 	d.sendMu.Lock()
 	d.closed = true
 	d.sendMu.Unlock()

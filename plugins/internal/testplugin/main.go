@@ -13,11 +13,20 @@
 //	stderr:TEXT     writes TEXT to its standard error and replies "ok"
 //	big:N           replies with N bytes
 //	spawn           starts a child process, "sleep 300", and replies with its pid
+//	block           writes "blocking" to its standard error, waits for its
+//	                context to end, writes "request context ended: ERR" and
+//	                fails with the context's error
+//	deadline        replies with the milliseconds left before its context's
+//	                deadline, or "none"
 //	anything else   is echoed
 //
 // Built with -ldflags "-X main.variant=v2" it speaks plugin protocol
 // version 2 instead, which the host must refuse; with variant=mute it
-// completes the handshake line but never answers on the socket it names.
+// completes the handshake line but never answers on the socket it names;
+// with variant=unary it implements handler.proto as it was before
+// Dispatch (Describe and Handle only), as an old plugin or one written in
+// another language against the old file would; with variant=gomaxprocs1 it
+// runs with runtime.GOMAXPROCS(1).
 package main
 
 import (
@@ -28,13 +37,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	goplugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 
 	"github.com/peapod-mixnet/peapod/handlers"
 	"github.com/peapod-mixnet/peapod/plugins"
+	pluginpb "github.com/peapod-mixnet/peapod/plugins/proto"
 )
 
 // variant selects a misbehaving build; see the package comment.
@@ -70,6 +83,17 @@ func handle(ctx context.Context, req *handlers.Request) ([]byte, error) {
 			return nil, err
 		}
 		return []byte(strconv.Itoa(cmd.Process.Pid)), nil
+	case s == "block":
+		fmt.Fprintln(os.Stderr, "blocking")
+		<-ctx.Done()
+		fmt.Fprintln(os.Stderr, "request context ended:", ctx.Err())
+		return nil, ctx.Err()
+	case s == "deadline":
+		deadline, ok := ctx.Deadline()
+		if !ok {
+			return []byte("none"), nil
+		}
+		return []byte(strconv.FormatInt(time.Until(deadline).Milliseconds(), 10)), nil
 	case strings.HasPrefix(s, "big:"):
 		n, err := strconv.Atoi(strings.TrimPrefix(s, "big:"))
 		if err != nil || n < 0 {
@@ -103,10 +127,56 @@ func serveMute() {
 	}
 }
 
+// unaryServer is the plugin side of handler.proto as it was before
+// Dispatch: Describe and Handle.
+type unaryServer struct {
+	pluginpb.UnimplementedHandlerServer
+}
+
+func (unaryServer) Describe(context.Context, *pluginpb.DescribeRequest) (*pluginpb.DescribeResponse, error) {
+	return &pluginpb.DescribeResponse{Services: []*pluginpb.Service{{Name: "test", Description: "behaves as the request data says"}}}, nil
+}
+
+func (unaryServer) Handle(ctx context.Context, in *pluginpb.HandleRequest) (*pluginpb.HandleResponse, error) {
+	reply, err := handle(ctx, &handlers.Request{Service: in.GetService(), ID: in.GetId(), Requester: in.GetRequester(), Data: in.GetData()})
+	if err != nil {
+		return &pluginpb.HandleResponse{Error: &pluginpb.Error{Code: handlers.CodeOf(err), Message: err.Error()}}, nil
+	}
+	return &pluginpb.HandleResponse{Data: reply}, nil
+}
+
+// unaryPlugin registers unaryServer under the service description of the
+// old handler.proto, which had no Dispatch: gRPC answers a Dispatch call
+// with UNIMPLEMENTED, as for any method it does not know.
+type unaryPlugin struct {
+	goplugin.NetRPCUnsupportedPlugin
+}
+
+func (unaryPlugin) GRPCServer(_ *goplugin.GRPCBroker, s *grpc.Server) error {
+	desc := pluginpb.Handler_ServiceDesc
+	desc.Streams = nil
+	s.RegisterService(&desc, unaryServer{})
+	return nil
+}
+
+func (unaryPlugin) GRPCClient(context.Context, *goplugin.GRPCBroker, *grpc.ClientConn) (any, error) {
+	return nil, errors.New("testplugin: plugin side only")
+}
+
 func main() {
-	if variant == "mute" {
+	switch variant {
+	case "mute":
 		serveMute()
 		return
+	case "unary":
+		goplugin.Serve(&goplugin.ServeConfig{
+			HandshakeConfig: plugins.Handshake,
+			Plugins:         goplugin.PluginSet{plugins.PluginName: unaryPlugin{}},
+			GRPCServer:      goplugin.DefaultGRPCServer,
+		})
+		return
+	case "gomaxprocs1":
+		runtime.GOMAXPROCS(1)
 	}
 	if variant == "v2" {
 		hs := plugins.Handshake
