@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/edwards25519"
 	"github.com/gorilla/websocket"
 
 	"github.com/peapod-mixnet/peapod/internal/wire"
@@ -23,8 +24,10 @@ import (
 	"github.com/peapod-mixnet/peapod/wsapi"
 )
 
-// Short timeouts for slow peers, so that the test sees them act.
+// Short timeouts for slow peers, so that the test sees them act, and how
+// many slow connections each listener gets.
 const (
+	slowPerListener      = 20
 	testFrameTimeout     = 2 * time.Second
 	testHandshakeTimeout = 2 * time.Second
 )
@@ -70,13 +73,25 @@ func TestBadInput(t *testing.T) {
 	// Slow-loris connections first, so that they are old by the end.
 	mix, gw := n.Mixnode(1, 0), n.Gateway(0)
 	hdr := wire.AppendFrame(nil, wire.Header{Size: sphinx.RegularPacket, Type: wire.PacketTypeMix}, make([]byte, 10))
-	slow := []*slowConn{
-		slowLoris(t, n.DirectoryAddr(), []byte("GET /v1/topology HTTP/1.1\r\nHost: x\r\n"), 12*time.Second),
-		slowLoris(t, mix.Listen, hdr, testFrameTimeout+3*time.Second),
-		slowLoris(t, gw.Listen, hdr, testFrameTimeout+3*time.Second),
-		slowLoris(t, gw.ClientListen, []byte("GET / HTTP/1.1\r\nHost: x\r\n"), 12*time.Second),
-		slowLoris(t, addrOf(t, clientB.WS), []byte("GET / HTTP/1.1\r\nHost: x\r\n"), 12*time.Second),
-		slowLoris(t, addrOf(t, p.HTTP), []byte("GET /address HTTP/1.1\r\nHost: x\r\n"), 8*time.Second),
+	type slowSpec struct {
+		addr   netip.AddrPort
+		prefix []byte
+		within time.Duration
+	}
+	var slow []*slowConn
+	for _, sp := range []slowSpec{
+		{n.DirectoryAddr(), []byte("GET /v1/topology HTTP/1.1\r\nHost: x\r\n"), 12 * time.Second},
+		{mix.Listen, hdr, testFrameTimeout + 3*time.Second},
+		// The gateway's mix listener has the wire package's default frame
+		// timeout (30 s): `mixnet gateway` has no flag for it.
+		{gw.Listen, hdr, wire.DefaultFrameTimeout + 3*time.Second},
+		{gw.ClientListen, []byte("GET / HTTP/1.1\r\nHost: x\r\n"), 12 * time.Second},
+		{addrOf(t, clientB.WS), []byte("GET / HTTP/1.1\r\nHost: x\r\n"), 12 * time.Second},
+		{addrOf(t, p.HTTP), []byte("GET /address HTTP/1.1\r\nHost: x\r\n"), 8 * time.Second},
+	} {
+		for range slowPerListener {
+			slow = append(slow, slowLoris(t, sp.addr, sp.prefix, sp.within))
+		}
 	}
 	slowWS := slowWebSocket(t, "ws://"+gw.ClientListen.String(), testHandshakeTimeout+3*time.Second)
 
@@ -214,20 +229,21 @@ func TestBadInput(t *testing.T) {
 		if _, b, err := ws.ReadMessage(); err != nil || len(b) == 0 || b[0] != 0x02 {
 			t.Errorf("self address after the errors: %x, %v", b, err)
 		}
-		// A frame over the API's limit (16 MiB) ends that connection only.
-		big, _, err := websocket.DefaultDialer.DialContext(ctx, clientB.WS, nil)
+		// A frame over the API's limit (16 MiB) is read, dropped and
+		// answered with an error; the connection stays usable.
+		ws.WriteMessage(websocket.BinaryMessage, make([]byte, 17<<20))
+		ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+		_, b, err := ws.ReadMessage()
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("no answer to a 17 MiB frame: %v", err)
 		}
-		big.WriteMessage(websocket.BinaryMessage, make([]byte, 17<<20))
-		big.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if _, _, err := big.ReadMessage(); err == nil {
-			t.Error("a 17 MiB frame did not end the connection")
+		if resp, err := wsapi.ParseResponse(b); err != nil || resp.(wsapi.Error).Kind != wsapi.KindMalformedRequest ||
+			!strings.Contains(resp.(wsapi.Error).Message, "exceeds the limit") {
+			t.Errorf("answer to a 17 MiB frame: %#v, %v", resp, err)
 		}
-		big.Close()
 		ws.WriteMessage(websocket.BinaryMessage, []byte{0x03})
 		if _, b, err := ws.ReadMessage(); err != nil || len(b) == 0 || b[0] != 0x02 {
-			t.Errorf("self address after another connection's big frame: %x, %v", b, err)
+			t.Errorf("self address after a 17 MiB frame: %x, %v", b, err)
 		}
 	})
 
@@ -241,17 +257,22 @@ func TestBadInput(t *testing.T) {
 	t.Run("envelope", func(t *testing.T) {
 		w := newWorkload()
 		r := newRequester(t, ctx, n, "client-bad", p, w.tr, ClientOptions{})
-		// Bodies the provider cannot parse: the reply carries no id, so
+		// Bodies the provider does not read an id from (it refuses one over
+		// its size limit before parsing it): the reply carries no id, so
 		// each goes alone and is matched by order.
-		for i, body := range [][]byte{
-			[]byte("not json at all"),
-			{0xff, 0xfe, 0x00},
-			[]byte(`{"v":2,"id":"x","service":"echo","data":""}`),
-			[]byte(`{"v":1,"id":"` + strings.Repeat("i", 65) + `","service":"echo","data":""}`),
+		for i, c := range []struct {
+			body []byte
+			code string
+		}{
+			{[]byte("not json at all"), "bad_request"},
+			{[]byte{0xff, 0xfe, 0x00}, "bad_request"},
+			{[]byte(`{"v":1,"id":"` + strings.Repeat("i", 65) + `","service":"echo","data":""}`), "bad_request"},
+			{[]byte(`{"v":1,"id":"junk","service":"echo","data":""} x`), "bad_request"},
+			{tooLargeRequest("too-large"), "too_large"},
 		} {
 			id := fmt.Sprintf("unparsable-%d", i)
 			w.tr.Sent("") // the reply's id is empty
-			if err := r.RequestRaw(ctx, id, body); err != nil {
+			if err := r.RequestRaw(ctx, id, c.body); err != nil {
 				t.Fatal(err)
 			}
 			w.tr.Forget(id)
@@ -259,23 +280,22 @@ func TestBadInput(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", id, err)
 			}
-			if rep.Err == nil || rep.Err.Code != "bad_request" {
-				t.Errorf("%s: reply %+v, want bad_request", id, rep)
+			if rep.Err == nil || rep.Err.Code != c.code {
+				t.Errorf("%s: reply %+v, want %s", id, rep, c.code)
 			}
 			r.Forget("")
 			w.tr.Forget("")
 		}
-		// Requests with a valid id get their error under that id.
+		// Requests with a readable id get their error under that id.
 		for id, c := range map[string]struct {
 			body []byte
 			code string
 		}{
-			"bad-base64":    {[]byte(`{"v":1,"id":"bad-base64","service":"echo","data":"***"}`), "bad_request"},
-			"no-service":    {[]byte(`{"v":1,"id":"no-service","data":""}`), "bad_request"},
-			"unknown-svc":   {[]byte(`{"v":1,"id":"unknown-svc","service":"nope","data":""}`), "unknown_service"},
-			"kv-bad-op":     {[]byte(`{"v":1,"id":"kv-bad-op","service":"kv","data":"eyJvcCI6Inp6eiJ9"}`), "bad_request"},
-			"too-large":     {tooLargeRequest("too-large"), "too_large"},
-			"trailing-junk": {[]byte(`{"v":1,"id":"trailing-junk","service":"echo","data":""} x`), "bad_request"},
+			"v2":          {[]byte(`{"v":2,"id":"v2","service":"echo","data":""}`), "bad_request"},
+			"bad-base64":  {[]byte(`{"v":1,"id":"bad-base64","service":"echo","data":"***"}`), "bad_request"},
+			"no-service":  {[]byte(`{"v":1,"id":"no-service","data":""}`), "bad_request"},
+			"unknown-svc": {[]byte(`{"v":1,"id":"unknown-svc","service":"nope","data":""}`), "unknown_service"},
+			"kv-bad-op":   {[]byte(`{"v":1,"id":"kv-bad-op","service":"kv","data":"eyJvcCI6Inp6eiJ9"}`), "bad_request"},
 		} {
 			w.expect[id] = expectation{codes: []string{c.code}}
 			if err := r.RequestRaw(ctx, id, c.body); err != nil {
@@ -330,10 +350,20 @@ func tooLargeRequest(id string) []byte {
 }
 
 // badRecipientSend is a binary Send whose recipient is not a valid
-// address (an identity key that is not a curve point).
+// address (identity and gateway keys that are not curve points).
 func badRecipientSend() []byte {
+	var notPoint []byte
+	for y := byte(2); ; y++ {
+		notPoint = append(make([]byte, 0, 32), y)
+		notPoint = append(notPoint, make([]byte, 31)...)
+		if _, err := new(edwards25519.Point).SetBytes(notPoint); err != nil {
+			break
+		}
+	}
 	b := []byte{0x00}
-	b = append(b, bytes.Repeat([]byte{0xff}, 96)...)
+	b = append(b, notPoint...)
+	b = append(b, bytes.Repeat([]byte{9}, 32)...)
+	b = append(b, notPoint...)
 	b = binary.BigEndian.AppendUint64(b, 0)
 	b = binary.BigEndian.AppendUint64(b, 2)
 	return append(b, 'h', 'i')
@@ -499,7 +529,12 @@ func slowWebSocket(t *testing.T, url string, within time.Duration) *slowConn {
 // the time its timeout allows, counted from when it was opened.
 func (s *slowConn) expectClosed(t *testing.T) {
 	t.Helper()
+	// A deadline already past fails a read before it looks at the
+	// connection: leave a moment to read the EOF of one closed long ago.
 	deadline := s.since.Add(s.within)
+	if soon := time.Now().Add(200 * time.Millisecond); deadline.Before(soon) {
+		deadline = soon
+	}
 	if s.ws != nil {
 		s.ws.SetReadDeadline(deadline)
 		for {

@@ -92,6 +92,7 @@ type Network struct {
 	extra     []*Process // other processes a test started through the network
 	closed    bool
 
+	samplerOn   bool // set before the sampler starts, read by Close
 	stopSampler chan struct{}
 	samplerDone chan struct{}
 }
@@ -148,7 +149,6 @@ func Start(ctx context.Context, cfg Config) (_ *Network, err error) {
 	if cfg.Namespaces != nil {
 		n.hostIP = cfg.Namespaces.HostIP()
 	}
-	go n.sampler()
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -166,6 +166,9 @@ func Start(ctx context.Context, cfg Config) (_ *Network, err error) {
 	if err := n.learnIdentities(ctx); err != nil {
 		return nil, err
 	}
+	// The sampler reads the fields set above; it starts once they are.
+	n.samplerOn = true
+	go n.sampler()
 	n.logf("network up: directory %s, %d mixnodes, %d gateways, relays %v", n.DirectoryURL(),
 		Layers*cfg.MixnodesPerLayer, cfg.Gateways, cfg.Relays)
 	return n, nil
@@ -555,6 +558,8 @@ func (n *Network) Close() error {
 		}
 	}
 	close(n.stopSampler)
-	<-n.samplerDone
+	if n.samplerOn {
+		<-n.samplerDone
+	}
 	return errors.Join(errs...)
 }
