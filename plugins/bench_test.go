@@ -18,13 +18,38 @@ func echo(ctx context.Context, req *handlers.Request) ([]byte, error) {
 
 // BenchmarkPluginDispatch sends a request through the supervisor's router
 // across the go-plugin gRPC boundary to the echo example plugin and back.
-// Compare with BenchmarkDirectDispatch, run in the same invocation:
+// Compare with BenchmarkDirectDispatch and with the floor,
+// BenchmarkUnixPingPong, run in the same invocation:
 //
-//	go test -run '^$' -bench Dispatch -benchmem ./plugins/
+//	go test -run '^$' -bench 'Dispatch|PingPong' -benchmem ./plugins/
 func BenchmarkPluginDispatch(b *testing.B) {
 	dir := pluginDir(b, map[string]string{"echo": binEcho})
 	s, _ := startSupervisor(b, SupervisorConfig{Dir: dir})
-	benchDispatch(b, s.Handler())
+	benchDispatch(b, s.Handler(), "echo", benchPayload)
+}
+
+// BenchmarkPluginDispatchKinds is BenchmarkPluginDispatch against the test
+// plugin built three ways: with plugins.Serve (requests on a Dispatch
+// stream), the same with runtime.GOMAXPROCS(1), and against the old
+// handler.proto (one Handle call per request, as for a plugin without
+// Dispatch); and with a 64 KiB payload on the stream.
+func BenchmarkPluginDispatchKinds(b *testing.B) {
+	for _, k := range []struct {
+		name, bin string
+		size      int
+	}{
+		{"stream", binTest, benchPayload},
+		{"stream-gomaxprocs1", binProcs1, benchPayload},
+		{"unary", binUnary, benchPayload},
+		{"stream-64KiB", binTest, 64 << 10},
+		{"unary-64KiB", binUnary, 64 << 10},
+	} {
+		b.Run(k.name, func(b *testing.B) {
+			dir := pluginDir(b, map[string]string{"testplugin": k.bin})
+			s, _ := startSupervisor(b, SupervisorConfig{Dir: dir})
+			benchDispatch(b, s.Handler(), "test", k.size)
+		})
+	}
 }
 
 // BenchmarkDirectDispatch calls the same echo handler in-process through a
@@ -34,18 +59,20 @@ func BenchmarkDirectDispatch(b *testing.B) {
 	if err := r.Register(handlers.ServiceInfo{Name: "echo"}, handlers.HandlerFunc(echo)); err != nil {
 		b.Fatal(err)
 	}
-	benchDispatch(b, &r)
+	benchDispatch(b, &r, "echo", benchPayload)
 }
 
-func benchDispatch(b *testing.B, h handlers.Handler) {
-	req := &handlers.Request{Service: "echo", ID: "bench", Requester: "requester", Data: make([]byte, benchPayload)}
+// benchDispatch sends requests of size bytes to service through h, one at
+// a time.
+func benchDispatch(b *testing.B, h handlers.Handler, service string, size int) {
+	req := &handlers.Request{Service: service, ID: "bench", Requester: "requester", Data: make([]byte, size)}
 	ctx := context.Background()
-	b.SetBytes(benchPayload)
+	b.SetBytes(int64(size))
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
 		reply, err := h.Handle(ctx, req)
-		if err != nil || len(reply) != benchPayload {
+		if err != nil || len(reply) != size {
 			b.Fatalf("Handle = %d bytes, %v", len(reply), err)
 		}
 	}
