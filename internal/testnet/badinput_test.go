@@ -40,6 +40,7 @@ const (
 // slow connection is closed by the server's timeout, every process stays
 // up, and the network keeps serving a well-behaved client throughout.
 func TestBadInput(t *testing.T) {
+	t.Parallel()
 	n := startNet(t, Config{
 		MixnodeArgs: func(int, int) []string { return []string{"--frame-timeout", testFrameTimeout.String()} },
 		GatewayArgs: func(int) []string { return []string{"--handshake-timeout", testHandshakeTimeout.String()} },

@@ -14,6 +14,7 @@ import (
 // stop choosing the dead node; every message arrives, once, in order, and
 // the other node of the layer carries the traffic.
 func TestMixnodeKilled(t *testing.T) {
+	t.Parallel()
 	n := startNet(t, Config{})
 	ctx := ctxFor(t, 3*time.Minute)
 	a, err := n.StartClient(ctx, "client-a", ClientOptions{Gateway: n.Gateway(0).Identity()})
@@ -80,6 +81,7 @@ func TestMixnodeKilled(t *testing.T) {
 // when it comes back. A second absence starts with nothing in flight and
 // gets a batch.
 func TestClientOffline(t *testing.T) {
+	t.Parallel()
 	n := startNet(t, Config{})
 	ctx := ctxFor(t, 3*time.Minute)
 	a, b, gwB := twoClients(t, ctx, n)
@@ -150,6 +152,7 @@ func TestClientOffline(t *testing.T) {
 // logs it; with TESTNET_STRICT=1 it fails on it (see the report of issue 6
 // for the fix in package client).
 func TestClientCrash(t *testing.T) {
+	t.Parallel()
 	n := startNet(t, Config{})
 	ctx := ctxFor(t, 3*time.Minute)
 	a, b, gwB := twoClients(t, ctx, n)

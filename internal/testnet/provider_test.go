@@ -18,6 +18,7 @@ import (
 // holds exactly what was put. The requesters never resend: every reply the
 // system loses would show.
 func TestLossyLinks(t *testing.T) {
+	t.Parallel()
 	testLossy(t, 10, 500*time.Millisecond)
 }
 
@@ -30,6 +31,7 @@ func TestLossyLinks(t *testing.T) {
 // sent once, untracked, and waited for 20 s; and replies that then find no
 // SURB fail ("no reply SURBs left"). About a third of the replies are lost.
 func TestLossyFewSenders(t *testing.T) {
+	t.Parallel()
 	if os.Getenv("TESTNET_STRICT") == "" {
 		t.Skip("a known failure (reply SURB starvation under heavy loss); TESTNET_STRICT=1 runs it")
 	}
@@ -96,6 +98,7 @@ func testLossy(t *testing.T, senders int, gap time.Duration) {
 // provider is paused): the stored requests survive the crash and are served
 // once the provider is back.
 func TestProviderGatewayKilled(t *testing.T) {
+	t.Parallel()
 	n := startNet(t, Config{})
 	ctx := ctxFor(t, waitTimeout+time.Minute)
 	p := startProvider(t, ctx, n, ProviderOptions{})
@@ -164,6 +167,7 @@ func TestProviderGatewayKilled(t *testing.T) {
 // requests sent while it was down (which waited at its gateway) are
 // answered once it is back.
 func TestProviderKilled(t *testing.T) {
+	t.Parallel()
 	n := startNet(t, Config{})
 	ctx := ctxFor(t, waitTimeout+time.Minute)
 	p := startProvider(t, ctx, n, ProviderOptions{})
@@ -223,6 +227,7 @@ func TestProviderKilled(t *testing.T) {
 // succeeds, every request gets exactly one reply, and the echo plugin, which
 // nobody kills, answers everything.
 func TestPluginKilled(t *testing.T) {
+	t.Parallel()
 	n := startNet(t, Config{})
 	ctx := ctxFor(t, waitTimeout+time.Minute)
 	p := startProvider(t, ctx, n, ProviderOptions{})

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -31,6 +32,7 @@ import (
 // it tries to authenticate or to register again. A then gets every
 // message.
 func TestGatewayIsolation(t *testing.T) {
+	t.Parallel()
 	n := startNet(t, Config{})
 	ctx := ctxFor(t, 2*time.Minute)
 	a, b, gwA := twoClientsOn(t, ctx, n, 1, 0)
@@ -92,6 +94,7 @@ func TestGatewayIsolation(t *testing.T) {
 // restarted and after it crashed, because the gateway keeps the last
 // timestamp it accepted from each client on disk.
 func TestReplayedAuthentication(t *testing.T) {
+	t.Parallel()
 	n := startNet(t, Config{Gateways: 1})
 	ctx := ctxFor(t, 2*time.Minute)
 	gw := n.Gateway(0)
@@ -149,6 +152,7 @@ func TestReplayedAuthentication(t *testing.T) {
 // wire and sent again is dropped by the first node that sees it again, a
 // mixnode or a gateway, and the recipient gets the message once.
 func TestReplayedPacket(t *testing.T) {
+	t.Parallel()
 	n := startNet(t, Config{Relays: true})
 	ctx := ctxFor(t, 2*time.Minute)
 	a, b, gwB := twoClientsOn(t, ctx, n, 0, 1)
@@ -213,6 +217,7 @@ func TestReplayedPacket(t *testing.T) {
 // when the provider's key is pinned, one that an attacker signed anew with
 // its own key. Through an honest proxy the same command works.
 func TestTamperedDescriptor(t *testing.T) {
+	t.Parallel()
 	n := startNet(t, Config{})
 	ctx := ctxFor(t, 3*time.Minute)
 	needProvider(t, n.cfg.Bin)
@@ -416,4 +421,58 @@ func editSignature(t testing.TB, doc []byte) []byte {
 	d["signature"] = base64.StdEncoding.EncodeToString(sig)
 	out, _ := json.Marshal(d)
 	return out
+}
+
+// TestReplayAfterRestart shows a gap in replay protection: a mixnode's
+// replay filter lives in memory and its Sphinx key on disk, so after a
+// restart it processes a packet it had already processed, and only the
+// next hop, which did not restart, catches the replay. It fails today (see
+// the report of issue 6), so it runs only with TESTNET_STRICT=1.
+func TestReplayAfterRestart(t *testing.T) {
+	t.Parallel()
+	if os.Getenv("TESTNET_STRICT") == "" {
+		t.Skip("a known gap (replay filters do not survive a restart); TESTNET_STRICT=1 runs it")
+	}
+	n := startNet(t, Config{Relays: true})
+	ctx := ctxFor(t, 2*time.Minute)
+	a, b, _ := twoClientsOn(t, ctx, n, 0, 1)
+	epA := dialWS(t, a)
+	in := newInbox(dialWS(t, b))
+	defer in.stop()
+	var mu sync.Mutex
+	captured := make(map[*Node][]byte)
+	for _, node := range n.Mixnodes() {
+		if node.Layer != 1 {
+			continue
+		}
+		node.Relay.SetTap(func(h wire.Header, p []byte) {
+			mu.Lock()
+			defer mu.Unlock()
+			if _, ok := captured[node]; !ok {
+				captured[node] = wire.AppendFrame(nil, h, p)
+			}
+		})
+	}
+	if err := sendAll(ctx, epA, b.Address(), []string{"once"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.waitCount(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for node, frame := range captured {
+		if err := node.Restart(ctx); err != nil {
+			t.Fatal(err)
+		}
+		writeAndClose(t, node.Listen, frame)
+		err := pollUntil(ctx, 20*time.Millisecond, func() (bool, error) {
+			v, err := node.Metric(ctx, "packets_dropped_total", "reason", "replay")
+			return v >= 1, err
+		})
+		if err != nil {
+			fwd, _ := node.Metric(ctx, "packets_forwarded_total")
+			t.Errorf("%s, restarted, did not refuse a packet it had processed before (forwarded %v since the restart)", node.Name(), fwd)
+		}
+	}
 }
