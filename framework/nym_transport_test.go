@@ -139,7 +139,10 @@ func (p *nymPeer) serve(w http.ResponseWriter, r *http.Request) {
 	busy := p.ws != nil
 	p.mu.Unlock()
 	if busy {
-		p.bad <- "a second WebSocket while one is open"
+		// Nym's client serves one WebSocket at a time and refuses others.
+		// A transport that has just dropped its connection may come back
+		// before this side has noticed the close; it must cope with the
+		// refusal (and retry), so this is not a protocol violation.
 		http.Error(w, "one connection at a time", http.StatusServiceUnavailable)
 		return
 	}

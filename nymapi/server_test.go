@@ -468,7 +468,9 @@ func TestSlowConnectionIsClosed(t *testing.T) {
 // TestPings checks that an idle connection gets pings, and that one that
 // answers nothing is closed after three intervals.
 func TestPings(t *testing.T) {
-	ts := startServer(t, Config{PingInterval: 30 * time.Millisecond})
+	// Long enough that a loaded machine does not hold up a pong for three
+	// intervals (the idle limit), short enough to keep the test quick.
+	ts := startServer(t, Config{PingInterval: 200 * time.Millisecond})
 
 	alive := dialRaw(t, ts.url)
 	pings := make(chan struct{}, 100)
