@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -340,6 +339,3 @@ func (l *link) coverLoop(ctx context.Context) {
 		}
 	}
 }
-
-// identityKey is an ed25519 public key as a map key.
-func identityKey(k ed25519.PublicKey) string { return string(k) }

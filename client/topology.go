@@ -102,16 +102,6 @@ func (v *netView) gateway(id []byte) (*netGateway, bool) {
 	return g, ok
 }
 
-// isLayer1 reports whether addr is a layer-1 mixnode.
-func (v *netView) isLayer1(addr sphinx.NodeAddress) bool {
-	for _, n := range v.layers[0] {
-		if n.address == addr {
-			return true
-		}
-	}
-	return false
-}
-
 // health keeps a score per mixnode so that routes avoid nodes that lose
 // packets: a timed-out packet blames every mixnode of its route, an ack
 // credits them. A dead node collects blame from every route through it,

@@ -5,8 +5,6 @@ import (
 	"crypto/cipher"
 	"crypto/sha256"
 	"crypto/subtle"
-	"fmt"
-	"io"
 )
 
 // A reply's content is sealed with the SURB's ReplyKey, because the last hop
@@ -27,15 +25,6 @@ const (
 )
 
 var replyDigestPrefix = []byte("peapod-sphinx-v1 reply key digest")
-
-// NewReplyKey draws a fresh key from rand.
-func NewReplyKey(rand io.Reader) (ReplyKey, error) {
-	var k ReplyKey
-	if _, err := io.ReadFull(rand, k[:]); err != nil {
-		return k, fmt.Errorf("sphinx: reading randomness: %w", err)
-	}
-	return k, nil
-}
 
 // Digest identifies the key without revealing it.
 func (k *ReplyKey) Digest() [ReplyDigestSize]byte {
