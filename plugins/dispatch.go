@@ -71,7 +71,7 @@ func (d *dispatcher) call(ctx context.Context, req *handlers.Request) ([]byte, e
 		return nil, callError(ctx, err)
 	}
 	if !d.unary.Load() && len(req.Data) <= maxStreamRequest {
-		s, err := d.stream()
+		s, err := d.stream(ctx)
 		if err == nil {
 			var resp *pluginpb.HandleResponse
 			resp, err = s.call(ctx, req)
@@ -111,8 +111,9 @@ func (d *dispatcher) failed(ctx context.Context, req *handlers.Request, err erro
 	return herr
 }
 
-// stream returns the open Dispatch stream, opening one if there is none.
-func (d *dispatcher) stream() (*dispatchStream, error) {
+// stream returns the open Dispatch stream, opening one if there is none;
+// ctx bounds the opening.
+func (d *dispatcher) stream(ctx context.Context) (*dispatchStream, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	switch {
@@ -124,8 +125,14 @@ func (d *dispatcher) stream() (*dispatchStream, error) {
 		// Set by the stream that failed since the caller looked.
 		return nil, errUnimplemented
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	rs, err := d.rpc.Dispatch(ctx)
+	// The stream outlives the call that opens it, but gRPC may wait for
+	// the connection before it returns.
+	sctx, cancel := context.WithCancel(context.Background())
+	stop := context.AfterFunc(ctx, cancel)
+	rs, err := d.rpc.Dispatch(sctx)
+	if !stop() {
+		err = ctx.Err()
+	}
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("plugins: open dispatch stream: %w", err)

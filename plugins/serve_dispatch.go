@@ -65,7 +65,7 @@ type serverStream struct {
 	closed bool       // Dispatch has returned: nothing more may be sent
 }
 
-// run reads the stream and starts a goroutine for every request.
+// run reads the stream and hands every request to a worker goroutine.
 func (d *serverStream) run() error {
 	ctx := d.stream.Context()
 	for {

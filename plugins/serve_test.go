@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -278,6 +279,55 @@ func TestMessagesEvolve(t *testing.T) {
 	var resp pluginpb.HandleResponse
 	if err := proto.Unmarshal(old, &resp); err != nil || string(resp.GetData()) != "reply" || resp.GetError() != nil {
 		t.Errorf("older response: %v, %v", &resp, err)
+	}
+}
+
+// TestDispatchFieldNumbers pins the field numbers that Dispatch added, which
+// plugins in other languages rely on.
+func TestDispatchFieldNumbers(t *testing.T) {
+	fields := func(m proto.Message) map[protowire.Number]protowire.Type {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := make(map[protowire.Number]protowire.Type)
+		for len(b) > 0 {
+			num, typ, n := protowire.ConsumeTag(b)
+			if n < 0 {
+				t.Fatal(protowire.ParseError(n))
+			}
+			b = b[n:]
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				t.Fatal(protowire.ParseError(n))
+			}
+			b = b[n:]
+			out[num] = typ
+		}
+		return out
+	}
+	for name, tt := range map[string]struct {
+		msg  proto.Message
+		want map[protowire.Number]protowire.Type
+	}{
+		"request": {&pluginpb.HandleRequest{CallId: 1, TimeoutMicros: 2, Cancel: true},
+			map[protowire.Number]protowire.Type{5: protowire.VarintType, 6: protowire.VarintType, 7: protowire.VarintType}},
+		"response": {&pluginpb.HandleResponse{CallId: 1},
+			map[protowire.Number]protowire.Type{3: protowire.VarintType}},
+		"describe": {&pluginpb.DescribeRequest{MaxReplySize: 1},
+			map[protowire.Number]protowire.Type{1: protowire.VarintType}},
+	} {
+		if got := fields(tt.msg); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s: fields %v, want %v", name, got, tt.want)
+		}
+	}
+	// An old host's request has no call id or timeout; an old plugin's
+	// answer has no call id.
+	var req pluginpb.HandleRequest
+	old := protowire.AppendTag(nil, 1, protowire.BytesType)
+	old = protowire.AppendString(old, "kv")
+	if err := proto.Unmarshal(old, &req); err != nil || req.GetCallId() != 0 || req.GetTimeoutMicros() != 0 || req.GetCancel() {
+		t.Errorf("old request: %v, %v", &req, err)
 	}
 }
 
