@@ -42,9 +42,20 @@ fmt-check:
 	@files=$$(gofmt -l $$(find . -name '*.go' -not -path './bench/peers/*' -not -path './.peapod/*')); \
 	if [ -n "$$files" ]; then echo "gofmt: these files need formatting:"; echo "$$files"; exit 1; fi
 
-## bench: the Go benchmarks of every package (figures go to docs/benchmarks.md)
+## bench: the Go benchmarks of every package, then the end-to-end benchmark of
+## a process network, which writes its section of docs/benchmarks.md and
+## docs/e2e-latency.svg (E2EFLAGS tunes it, e.g. E2EFLAGS=-load=60s)
+E2EFLAGS ?=
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) $(PKGS)
+	$(GO) run ./internal/testnet/cmd/e2ebench $(E2EFLAGS)
+
+## soak: run a process network for SOAK_DURATION with steady traffic and random
+## restarts; fails on any lost or duplicated message (SOAKFLAGS for more)
+SOAK_DURATION ?= 10m
+SOAKFLAGS ?=
+soak:
+	$(GO) run ./internal/testnet/cmd/soak -duration $(SOAK_DURATION) $(SOAKFLAGS)
 
 ## fuzz: a short run of every fuzz target
 fuzz:

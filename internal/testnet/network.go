@@ -61,7 +61,9 @@ type Config struct {
 	// line (for example "--frame-timeout", "2s").
 	MixnodeArgs func(layer, index int) []string
 	GatewayArgs func(index int) []string
-	// LogLevel is every process's --log-level. Default DefaultLogLevel.
+	// LogLevel is every process's --log-level: trace, debug or info (the
+	// harness learns that a process is ready from an info line). Default
+	// DefaultLogLevel.
 	LogLevel string
 	// Namespaces, when set, runs the mixnodes in network namespaces of
 	// their own (see Namespaces); every other process listens on its
@@ -135,8 +137,12 @@ func Start(ctx context.Context, cfg Config) (_ *Network, err error) {
 	if cfg.ReplayCapacity == 0 {
 		cfg.ReplayCapacity = DefaultReplayCapacity
 	}
-	if cfg.LogLevel == "" {
+	switch cfg.LogLevel {
+	case "":
 		cfg.LogLevel = DefaultLogLevel
+	case "trace", "debug", "info":
+	default:
+		return nil, fmt.Errorf("testnet: Config.LogLevel %q: want trace, debug or info (readiness is an info line)", cfg.LogLevel)
 	}
 	n := &Network{
 		cfg:         cfg,
