@@ -48,12 +48,9 @@ func chart(rs []*result) []byte {
 	if math.IsInf(lo, 0) {
 		lo, hi = 1, 10
 	}
-	// Whole decades around the data.
-	decLo := math.Floor(math.Log10(math.Max(lo, 0.1)))
-	decHi := math.Ceil(math.Log10(math.Max(hi, lo*1.01)))
-	if decHi <= decLo {
-		decHi = decLo + 1
-	}
+	// The axis runs between the 1-2-5 values around the data.
+	ticks := ticks125(lo, hi)
+	decLo, decHi := math.Log10(ticks[0]), math.Log10(ticks[len(ticks)-1])
 	chartH := marginT + plotHeight + marginB + legendLine*len(ss) + 10
 	plotW := float64(chartW - marginL - marginR)
 	plotH := float64(plotHeight)
@@ -69,21 +66,15 @@ func chart(rs []*result) []byte {
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", chartW, chartH)
 	fmt.Fprintf(&b, `<text x="%d" y="24" font-size="15" font-weight="bold">Echo request latency through the mixnet (cumulative)</text>`+"\n", marginL)
 
-	// Grid and ticks: 1, 2, 5 of every decade.
-	for d := decLo; d <= decHi; d++ {
-		for _, m := range []float64{1, 2, 5} {
-			v := m * math.Pow(10, d)
-			if math.Log10(v) > decHi+1e-9 {
-				break
-			}
-			px := x(v)
-			stroke := "#e0e0e0"
-			if m == 1 {
-				stroke = "#b0b0b0"
-			}
-			fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%.1f" stroke="%s"/>`+"\n", px, marginT, px, y(0), stroke)
-			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`+"\n", px, y(0)+16, tickLabel(v))
+	// Grid and ticks.
+	for _, v := range ticks {
+		px := x(v)
+		stroke := "#e0e0e0"
+		if m := v / math.Pow(10, math.Floor(math.Log10(v)+1e-9)); math.Abs(m-1) < 1e-9 {
+			stroke = "#b0b0b0"
 		}
+		fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%.1f" stroke="%s"/>`+"\n", px, marginT, px, y(0), stroke)
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`+"\n", px, y(0)+16, tickLabel(v))
 	}
 	for _, p := range []float64{0, 0.25, 0.5, 0.75, 0.9, 1} {
 		py := y(p)
@@ -134,6 +125,38 @@ func chart(rs []*result) []byte {
 
 func percentile(sorted []time.Duration, p float64) time.Duration {
 	return testnet.Percentile(sorted, p)
+}
+
+// ticks125 returns the values 1, 2 and 5 times a power of ten from the
+// largest one at or below lo to the smallest one at or above hi.
+func ticks125(lo, hi float64) []float64 {
+	lo, hi = math.Max(lo, 0.01), math.Max(hi, lo)
+	var out []float64
+	for d := math.Floor(math.Log10(lo)); ; d++ {
+		for _, m := range []float64{1, 2, 5} {
+			v := m * math.Pow(10, d)
+			next := nextTick(v)
+			if next <= lo*(1+1e-9) {
+				continue // a later tick is still at or below lo
+			}
+			out = append(out, v)
+			if v >= hi {
+				return out
+			}
+		}
+	}
+}
+
+// nextTick is the 1-2-5 value after v.
+func nextTick(v float64) float64 {
+	d := math.Pow(10, math.Floor(math.Log10(v)+1e-9))
+	switch m := math.Round(v / d); m {
+	case 1:
+		return 2 * d
+	case 2:
+		return 5 * d
+	}
+	return 10 * d
 }
 
 func msf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
