@@ -23,6 +23,7 @@ import (
 	"github.com/peapod-mixnet/peapod/framework/descriptor"
 	"github.com/peapod-mixnet/peapod/internal/gwproto"
 	"github.com/peapod-mixnet/peapod/internal/wire"
+	"github.com/peapod-mixnet/peapod/sphinx"
 )
 
 // TestGatewayIsolation is part of scenario 9: a gateway client cannot read
@@ -475,4 +476,79 @@ func TestReplayAfterRestart(t *testing.T) {
 			t.Errorf("%s, restarted, did not refuse a packet it had processed before (forwarded %v since the restart)", node.Name(), fwd)
 		}
 	}
+}
+
+// TestCoverTraffic checks what cover traffic hides from an observer of the
+// links into the first layer: with cover on, a client emits data-size
+// packets at the same steady rate whether it is idle or sending twenty
+// messages a second (real packets take the place of cover packets in the
+// Poisson stream), and every one of them has the same size. Without cover
+// the same observer would see zero packets, then twenty a second.
+func TestCoverTraffic(t *testing.T) {
+	t.Parallel()
+	n := startNet(t, Config{Relays: true, Gateways: 1})
+	ctx := ctxFor(t, 2*time.Minute)
+	c, err := n.StartClient(ctx, "client-cover", ClientOptions{Cover: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := dialWS(t, c)
+	in := newInbox(ep)
+	defer in.stop()
+
+	var mu sync.Mutex
+	sizes := make(map[int]int)
+	regular := 0
+	for _, m := range n.Mixnodes() {
+		if m.Layer != 1 {
+			continue
+		}
+		m.Relay.SetTap(func(h wire.Header, p []byte) {
+			mu.Lock()
+			defer mu.Unlock()
+			sizes[len(p)]++
+			if h.Size == sphinx.RegularPacket {
+				regular++
+			}
+		})
+	}
+	count := func(d time.Duration, during func()) float64 {
+		mu.Lock()
+		before := regular
+		mu.Unlock()
+		start := time.Now()
+		during()
+		if rest := d - time.Since(start); rest > 0 {
+			time.Sleep(rest) // a rate is counted over a fixed time
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return float64(regular-before) / time.Since(start).Seconds()
+	}
+	const window = 5 * time.Second
+	idle := count(window, func() {})
+	msgs := numbered("real", 0, int(window/(50*time.Millisecond)))
+	busy := count(window, func() {
+		if err := sendAll(ctx, ep, c.Address(), msgs, 50*time.Millisecond); err != nil {
+			t.Error(err)
+		}
+	})
+	t.Logf("data-size packets into layer 1: %.1f/s idle, %.1f/s while sending %d messages; sizes seen %v", idle, busy, len(msgs), sizes)
+	if idle < 30 {
+		t.Errorf("an idle client with cover traffic sent %.1f packets a second, want the Poisson rate (about 55)", idle)
+	}
+	if busy > idle*1.3 || busy < idle*0.7 {
+		t.Errorf("the packet rate went from %.1f/s idle to %.1f/s sending: sending shows", idle, busy)
+	}
+	mu.Lock()
+	for size := range sizes {
+		if size != sphinx.RegularPacket.Len() && size != sphinx.AckPacket.Len() {
+			t.Errorf("a %d-byte packet on the wire: only the data and ack sizes should appear", size)
+		}
+	}
+	mu.Unlock()
+	if err := in.waitCount(ctx, len(msgs)); err != nil {
+		t.Fatal(err)
+	}
+	checkSequence(t, in.messages(), msgs)
 }
