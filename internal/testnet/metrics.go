@@ -16,9 +16,6 @@ import (
 // labels (given as "label", "value", ...). A metric with no sample is an
 // error, so that a renamed metric does not read as zero.
 func scrapeMetric(ctx context.Context, url, name string, labels ...string) (float64, error) {
-	if len(labels)%2 != 0 {
-		return 0, fmt.Errorf("testnet: odd label list %q", labels)
-	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -38,6 +35,9 @@ func scrapeMetric(ctx context.Context, url, name string, labels ...string) (floa
 
 // sumMetric reads Prometheus text and sums the matching samples.
 func sumMetric(r io.Reader, name string, labels ...string) (float64, error) {
+	if len(labels)%2 != 0 {
+		return 0, fmt.Errorf("testnet: odd label list %q", labels)
+	}
 	var want []string
 	for i := 0; i < len(labels); i += 2 {
 		want = append(want, labels[i]+`="`+labels[i+1]+`"`)

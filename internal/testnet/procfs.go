@@ -52,28 +52,38 @@ func readStat(pid int) (procStat, error) {
 	if err != nil {
 		return procStat{}, err
 	}
+	st, err := parseStat(b)
+	if err != nil {
+		return procStat{}, fmt.Errorf("testnet: /proc/%d/stat: %w", pid, err)
+	}
+	return st, nil
+}
+
+// parseStat parses the content of a /proc/<pid>/stat file.
+func parseStat(b []byte) (procStat, error) {
+	var err error
 	// comm is in parentheses and may hold anything, parentheses included:
 	// the fields start after the last ')'.
 	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
 	if open < 0 || end < open {
-		return procStat{}, fmt.Errorf("testnet: odd /proc/%d/stat", pid)
+		return procStat{}, fmt.Errorf("no (comm) field")
 	}
 	f := strings.Fields(string(b[end+1:]))
 	// f[0] is field 3 (state); utime..cstime are fields 14..17 and
 	// starttime is field 22.
 	const utime, starttime = 14 - 3, 22 - 3
 	if len(f) <= starttime {
-		return procStat{}, fmt.Errorf("testnet: short /proc/%d/stat", pid)
+		return procStat{}, fmt.Errorf("%d fields, want at least %d", len(f)+2, starttime+3)
 	}
 	var v [4]int64
 	for i := range v {
-		if v[i], err = strconv.ParseInt(f[utime+i], 10, 64); err != nil {
-			return procStat{}, fmt.Errorf("testnet: odd /proc/%d/stat: %w", pid, err)
+		if v[i], err = strconv.ParseInt(f[utime+i], 10, 64); err != nil || v[i] < 0 {
+			return procStat{}, fmt.Errorf("field %d: %q is not a CPU time", utime+i+3, f[utime+i])
 		}
 	}
 	start, err := strconv.ParseUint(f[starttime], 10, 64)
 	if err != nil {
-		return procStat{}, fmt.Errorf("testnet: odd /proc/%d/stat: %w", pid, err)
+		return procStat{}, fmt.Errorf("field %d: %q is not a start time", starttime+3, f[starttime])
 	}
 	return procStat{
 		comm:      string(b[open+1 : end]),
