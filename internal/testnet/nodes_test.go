@@ -3,9 +3,12 @@ package testnet
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/peapod-mixnet/peapod/client"
 )
 
 // TestMixnodeKilled is scenario 2: a mixnode is SIGKILLed mid-traffic and
@@ -253,5 +256,72 @@ func waitStored(t testing.TB, ctx context.Context, gw *Node, n int) {
 	})
 	if err != nil {
 		t.Fatalf("%s never stored %d messages: %v", gw.Name(), n, err)
+	}
+}
+
+// TestLateMessageAfterSkippedGap shows a silent loss in per-sender
+// ordering: when a message arrives more than MaxGapWait after a later one
+// from the same sender, the recipient has already skipped the gap, takes the
+// late message for a duplicate and drops it, although its gateway
+// acknowledged it to the sender. Here the sender draws long mixing delays
+// (a mean of 700 ms a hop) and the recipient waits only 300 ms for gaps, so
+// messages overtake each other by more than that; with the defaults (15 ms
+// delays, 30 s wait) the same happens when loss makes one message more than
+// 30 s late. It fails today (see the report of issue 6), so it runs only
+// with TESTNET_STRICT=1.
+func TestLateMessageAfterSkippedGap(t *testing.T) {
+	t.Parallel()
+	if os.Getenv("TESTNET_STRICT") == "" {
+		t.Skip("a known loss (late messages dropped after a skipped gap); TESTNET_STRICT=1 runs it")
+	}
+	n := startNet(t, Config{})
+	ctx := ctxFor(t, 2*time.Minute)
+	newLib := func(name string, cfg client.Config) *client.Client {
+		cfg.DataDir, cfg.DirectoryURL = filepath.Join(t.TempDir(), name), n.DirectoryURL()
+		cfg.Cover.Disabled = true
+		c, err := client.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	sender := newLib("sender", client.Config{MixDelay: 700 * time.Millisecond})
+	recipient := newLib("recipient", client.Config{NoDelay: true, MaxGapWait: 300 * time.Millisecond})
+	msgs := numbered("late", 0, 30)
+	var deliveries []*client.Delivery
+	for _, m := range msgs {
+		d, err := sender.Send(ctx, recipient.Address(), []byte(m))
+		if err != nil {
+			t.Fatal(err)
+		}
+		deliveries = append(deliveries, d)
+	}
+	for i, d := range deliveries {
+		if err := d.Wait(ctx); err != nil {
+			t.Fatalf("%s: %v", msgs[i], err)
+		}
+	}
+	// Every message is acknowledged: each reached the recipient's client,
+	// which confirmed it to its gateway. Now see what the application got.
+	in := newInbox(&LibEndpoint{Client: recipient})
+	defer in.stop()
+	in.waitCount(ctxFor(t, 5*time.Second), len(msgs))
+	got := in.messages()
+	seen := make(map[string]bool)
+	for _, g := range got {
+		seen[g] = true
+	}
+	var lost []string
+	for _, m := range msgs {
+		if !seen[m] {
+			lost = append(lost, m)
+		}
+	}
+	if len(lost) > 0 {
+		t.Errorf("%d messages acknowledged to the sender never reached the application: %v", len(lost), lost)
 	}
 }

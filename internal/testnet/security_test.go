@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -426,14 +427,13 @@ func editSignature(t testing.TB, doc []byte) []byte {
 
 // TestReplayAfterRestart shows a gap in replay protection: a mixnode's
 // replay filter lives in memory and its Sphinx key on disk, so after a
-// restart it processes a packet it had already processed, and only the
-// next hop, which did not restart, catches the replay. It fails today (see
-// the report of issue 6), so it runs only with TESTNET_STRICT=1.
+// restart it processes a packet it had already processed. The next hop,
+// which did not restart, drops the replay, which the test checks. That the
+// restarted node itself forwards the replay is logged as a known gap, and
+// fails the test with TESTNET_STRICT=1 (see the report of issue 6).
 func TestReplayAfterRestart(t *testing.T) {
 	t.Parallel()
-	if os.Getenv("TESTNET_STRICT") == "" {
-		t.Skip("a known gap (replay filters do not survive a restart); TESTNET_STRICT=1 runs it")
-	}
+	strict := os.Getenv("TESTNET_STRICT") != ""
 	n := startNet(t, Config{Relays: true})
 	ctx := ctxFor(t, 2*time.Minute)
 	a, b, _ := twoClientsOn(t, ctx, n, 0, 1)
@@ -460,22 +460,47 @@ func TestReplayAfterRestart(t *testing.T) {
 	if err := in.waitCount(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
+	layer2Replays := func() float64 {
+		sum := 0.0
+		for _, m := range n.Mixnodes() {
+			if m.Layer == 2 {
+				v, err := m.Metric(ctx, "packets_dropped_total", "reason", "replay")
+				if err != nil {
+					t.Fatal(err)
+				}
+				sum += v
+			}
+		}
+		return sum
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	for node, frame := range captured {
 		if err := node.Restart(ctx); err != nil {
 			t.Fatal(err)
 		}
+		before := layer2Replays()
 		writeAndClose(t, node.Listen, frame)
-		err := pollUntil(ctx, 20*time.Millisecond, func() (bool, error) {
-			v, err := node.Metric(ctx, "packets_dropped_total", "reason", "replay")
-			return v >= 1, err
-		})
+		// The next hop catches it.
+		err := pollUntil(ctx, 20*time.Millisecond, func() (bool, error) { return layer2Replays() > before, nil })
 		if err != nil {
+			t.Errorf("no layer-2 node dropped the replay forwarded by the restarted %s: %v", node.Name(), err)
+		}
+		replays, err := node.Metric(ctx, "packets_dropped_total", "reason", "replay")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if replays == 0 {
 			fwd, _ := node.Metric(ctx, "packets_forwarded_total")
-			t.Errorf("%s, restarted, did not refuse a packet it had processed before (forwarded %v since the restart)", node.Name(), fwd)
+			msg := fmt.Sprintf("KNOWN GAP: %s, restarted, forwarded a packet it had processed before (forwarded %v since the restart)", node.Name(), fwd)
+			if strict {
+				t.Error(msg)
+			} else {
+				t.Log(msg)
+			}
 		}
 	}
+	in.quiet(t, time.Second, 1)
 }
 
 // TestCoverTraffic checks what cover traffic hides from an observer of the
