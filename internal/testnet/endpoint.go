@@ -29,8 +29,12 @@ type Endpoint interface {
 
 // ClientError is an error the client reported through its API, such as a
 // failed send.
-type ClientError struct{ Err error }
+type ClientError struct {
+	// Err is the error response (a wsapi.Error) or the parse error.
+	Err error
+}
 
+// Error returns the client's error, prefixed.
 func (e *ClientError) Error() string { return "testnet: the client reports: " + e.Err.Error() }
 
 // WSEndpoint is an Endpoint over a WebSocket API connection.

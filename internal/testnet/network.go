@@ -190,7 +190,7 @@ func (n *Network) logf(format string, args ...any) {
 // 127.0.0.1, or the namespaces' bridge address.
 func (n *Network) HostIP() netip.Addr { return n.hostIP }
 
-// DataDir is the folder of the data folder of the process named name.
+// DataDir is the data folder of the process named name.
 func (n *Network) DataDir(name string) string { return filepath.Join(n.dataDir, name) }
 
 // LogDir is the folder of the log files.

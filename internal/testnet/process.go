@@ -223,18 +223,19 @@ func (p *Process) writeLog(s string) {
 // wait reaps one incarnation and records how it ended.
 func (p *Process) wait(cmd *exec.Cmd, exited chan struct{}) {
 	err := cmd.Wait()
-	var rss int64
+	// The rusage's CPU times are the child's own (and its waited-for
+	// children's). Its Maxrss is not used: a child started with vfork
+	// (as os/exec does) inherits the parent's RSS as its high-water mark
+	// at exec, so it reports at least the test process's size.
 	var cpu time.Duration
 	if st := cmd.ProcessState; st != nil {
 		if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
-			rss = ru.Maxrss << 10 // kB on Linux
 			cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 		}
 	}
 	p.mu.Lock()
 	p.running, p.paused = false, false
 	p.exitErr = err
-	p.peakRSS = max(p.peakRSS, rss)
 	p.cpuEnded += cpu
 	expected := p.expectExit
 	status := "exit 0"
@@ -334,6 +335,7 @@ func (p *Process) Stop() error {
 	p.expectExit = true
 	cmd, exited, paused := p.cmd, p.exited, p.paused
 	p.mu.Unlock()
+	p.Sample() // the last look at its peak RSS
 	cmd.Process.Signal(syscall.SIGTERM)
 	if paused {
 		cmd.Process.Signal(syscall.SIGCONT)
@@ -360,6 +362,7 @@ func (p *Process) Kill() {
 	p.expectExit = true
 	cmd, exited := p.cmd, p.exited
 	p.mu.Unlock()
+	p.Sample() // the last look at its peak RSS
 	cmd.Process.Signal(syscall.SIGKILL)
 	<-exited
 }
@@ -450,10 +453,11 @@ func (p *Process) UnexpectedExits() []string {
 	return append([]string(nil), p.unexpected...)
 }
 
-// Sample reads the peak RSS of the running incarnation and of its children
-// (plugins) from /proc. A Network samples every process a few times a
-// second; a peak between samples is caught at exit (from the kernel's
-// rusage) for the process itself, not for its children.
+// Sample reads the peak RSS (VmHWM) of the running incarnation and of its
+// children (plugins) from /proc. A Network samples every process a few
+// times a second, and Stop and Kill sample once more before they signal;
+// VmHWM is a high-water mark, so only the growth of a process in the last
+// moments before it dies on its own can be missed.
 func (p *Process) Sample() {
 	pid := p.PID()
 	if pid == 0 {
@@ -487,7 +491,7 @@ func (p *Process) Sample() {
 }
 
 // PeakRSS is the largest resident set size any incarnation reached, in
-// bytes, as far as sampling and the exit rusage saw.
+// bytes, as far as sampling saw.
 func (p *Process) PeakRSS() int64 {
 	p.Sample()
 	p.mu.Lock()
@@ -645,8 +649,6 @@ type RunResult struct {
 	Stdout, Stderr string
 	// Code is the exit status (-1 when killed by a signal).
 	Code int
-	// PeakRSS is the command's peak resident set size in bytes.
-	PeakRSS int64
 	// CPU is its CPU time; Elapsed its wall-clock time.
 	CPU, Elapsed time.Duration
 }
@@ -665,7 +667,6 @@ func RunCommand(ctx context.Context, stdin io.Reader, path string, args ...strin
 	if st := cmd.ProcessState; st != nil {
 		res.Code = st.ExitCode()
 		if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
-			res.PeakRSS = ru.Maxrss << 10
 			res.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 		}
 	}
