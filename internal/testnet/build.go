@@ -41,15 +41,27 @@ type BuildOptions struct {
 	// Race builds them with -race: slower and larger processes, which report
 	// data races on their stderr (and exit with status 66 when they do).
 	Race bool
-	// Dir is the folder to build into; "" makes a temporary one (which is
-	// left behind for the process's lifetime: the builds are cached per
-	// process, see Build).
+	// Dir is the folder to build into; "" makes a temporary one, which
+	// RemoveBuilds deletes.
 	Dir string
 }
 
 var builds struct {
 	sync.Mutex
 	done map[bool]*Binaries
+	temp []string // temporary folders Build made
+}
+
+// RemoveBuilds deletes the temporary folders Build made (about 100 MB
+// each) and forgets its builds. Call it when no process of a network runs
+// any more, for example at the end of TestMain.
+func RemoveBuilds() {
+	builds.Lock()
+	defer builds.Unlock()
+	for _, d := range builds.temp {
+		os.RemoveAll(d)
+	}
+	builds.temp, builds.done = nil, nil
 }
 
 // Build builds cmd/... and the example plugins of the module that holds the
@@ -87,6 +99,7 @@ func build(ctx context.Context, opts BuildOptions) (*Binaries, error) {
 		if dir, err = os.MkdirTemp("", "peapod-testnet-bin-"); err != nil {
 			return nil, fmt.Errorf("testnet: %w", err)
 		}
+		builds.temp = append(builds.temp, dir) // build runs with builds locked
 	}
 	b := &Binaries{Dir: dir, Plugins: filepath.Join(dir, "plugins"), Race: opts.Race}
 	if err := os.MkdirAll(b.Plugins, 0o755); err != nil {

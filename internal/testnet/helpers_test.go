@@ -288,3 +288,11 @@ func joinLines(lines []string) string { return strings.Join(lines, "\n") }
 
 // wsConn is a connection to a client's WebSocket API.
 type wsConn = wsapi.Conn
+
+// TestMain removes the binaries the tests built.
+func TestMain(m *testing.M) {
+	flag.Parse()
+	code := m.Run()
+	RemoveBuilds()
+	os.Exit(code)
+}

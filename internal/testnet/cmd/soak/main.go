@@ -73,6 +73,7 @@ func run() int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	defer testnet.RemoveBuilds()
 	s, err := newSoak(ctx, o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "soak:", err)
