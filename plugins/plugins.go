@@ -9,7 +9,14 @@
 //     until the host stops the plugin (see examples/echo/plugin);
 //   - the host side, [Supervisor]: it starts every plugin it is configured
 //     with, learns their services, registers them in a [handlers.Router],
-//     restarts plugins that die, and stops them on Close.
+//     sends each plugin its requests, restarts plugins that die, and stops
+//     them on Close.
+//
+// The host sends a plugin process its requests on one long-lived gRPC
+// stream, the Dispatch rpc, with many requests in flight at once told apart
+// by call ids (dispatch.go on the host's side, serve_dispatch.go on the
+// plugin's); a plugin built before Dispatch existed answers it with
+// Unimplemented and gets one Handle call per request instead.
 //
 // Plugins are treated as untrusted processes: each runs in its own working
 // directory with an environment of its own (not the host's), in its own

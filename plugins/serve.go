@@ -60,6 +60,17 @@ type Service struct {
 // zerolog.Ctx(ctx) returns a logger whose lines the host logs under the
 // plugin's name.
 //
+// Serve answers the host's requests whichever way it sends them: on a
+// Dispatch stream (at most 1024 at once per stream; more are answered with
+// handlers.CodeOverloaded) or as Handle calls. A reply longer than the
+// host's limit is answered with handlers.CodeTooLarge.
+//
+// Handlers run on the Go scheduler with the default GOMAXPROCS. A plugin
+// whose handlers do little CPU work answers sooner, and costs less CPU per
+// request, with runtime.GOMAXPROCS(1) called before Serve: on an idle
+// scheduler, every goroutine woken with a processor idle also wakes a
+// thread to look for work. docs/plugins.md has the figures.
+//
 // Once the handshake is done, the host logs what the plugin writes to its
 // standard output and error; the plugin must not write to standard output
 // before calling Serve.

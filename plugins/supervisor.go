@@ -100,10 +100,10 @@ type PluginStatus struct {
 //
 // Use NewSupervisor, then Start once; Handler then serves requests for the
 // plugins' services until Close. A plugin that dies (crash, exit, killed)
-// makes requests for its services fail at once with
-// handlers.CodeHandlerFailed while the supervisor restarts it with
-// exponential backoff; nothing a plugin does takes the host down. All
-// methods are safe for concurrent use.
+// makes the requests in flight to it, and new requests for its services,
+// fail at once with handlers.CodeHandlerFailed while the supervisor restarts
+// it with exponential backoff; nothing a plugin does takes the host down.
+// All methods are safe for concurrent use.
 type Supervisor struct {
 	cfg      SupervisorConfig
 	log      zerolog.Logger
