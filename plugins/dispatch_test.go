@@ -520,3 +520,51 @@ func TestServeDispatchProtocol(t *testing.T) {
 		t.Errorf("after the last answer: %v, want the end of the stream", err)
 	}
 }
+
+// An answer over the host's size limit breaks the stream (its call cannot
+// be told from the others): the calls in flight fail with handler_failed,
+// and the next call gets a new stream.
+func TestDispatchOversizedAnswer(t *testing.T) {
+	const limit = 1 << 10
+	srv := &scripted{script: func(n int32, stream pluginpb.Handler_DispatchServer) error {
+		if n == 1 {
+			in, err := stream.Recv()
+			if err != nil {
+				return err
+			}
+			_ = stream.Send(&pluginpb.HandleResponse{CallId: in.GetCallId(), Data: make([]byte, limit+replyOverhead+1)})
+			<-stream.Context().Done()
+			return nil
+		}
+		return echoStream(stream)
+	}}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	pluginpb.RegisterHandlerServer(gs, srv)
+	go gs.Serve(lis)
+	t.Cleanup(gs.Stop)
+	// The host's receive limit, as the supervisor sets it.
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(limit+replyOverhead)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	d := newDispatcher(pluginpb.NewHandlerClient(conn), zerolog.Nop(), limit)
+	t.Cleanup(d.close)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := d.call(ctx, &handlers.Request{Service: "s", Data: []byte("x")}); handlers.CodeOf(err) != handlers.CodeHandlerFailed {
+		t.Errorf("call answered over the limit: %v, want handler_failed", err)
+	}
+	if got, err := d.call(ctx, &handlers.Request{Service: "s", Data: []byte("y")}); err != nil || string(got) != "y" {
+		t.Errorf("next call: %q, %v", got, err)
+	}
+	if n := srv.streams.Load(); n != 2 {
+		t.Errorf("%d streams, want 2", n)
+	}
+}
