@@ -325,3 +325,47 @@ func TestLateMessageAfterSkippedGap(t *testing.T) {
 		t.Errorf("%d messages acknowledged to the sender never reached the application: %v", len(lost), lost)
 	}
 }
+
+// TestUnreadMessagesSurviveRestart: messages that reached a client while
+// no application was connected wait for one; they must survive the client
+// being stopped (SIGTERM) and started again before any application came.
+// They do not today: the client confirms a message to its gateway (which
+// then deletes it) as soon as it holds it in memory, so a stop loses every
+// message no application has taken yet; the provider loses requests the
+// same way when it is restarted (seen by `make soak`). See the report of
+// issue 6. It runs only with TESTNET_STRICT=1.
+func TestUnreadMessagesSurviveRestart(t *testing.T) {
+	t.Parallel()
+	if os.Getenv("TESTNET_STRICT") == "" {
+		t.Skip("a known loss (unread messages are confirmed before the application has them); TESTNET_STRICT=1 runs it")
+	}
+	n := startNet(t, Config{})
+	ctx := ctxFor(t, 2*time.Minute)
+	a, b, gwB := twoClients(t, ctx, n)
+	epA := dialWS(t, a)
+	msgs := numbered("unread", 0, 20)
+	if err := sendAll(ctx, epA, b.Address(), msgs, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until b has taken all of them from its gateway: the gateway's
+	// confirmed counter is the only signal.
+	err := pollUntil(ctx, 20*time.Millisecond, func() (bool, error) {
+		v, err := gwB.Metric(ctx, "peapod_gateway_confirmed_total")
+		return v >= float64(len(msgs)), err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	in := newInbox(dialWS(t, b))
+	defer in.stop()
+	if err := in.waitCount(ctxFor(t, 15*time.Second), len(msgs)); err != nil {
+		t.Errorf("after the restart: %v", err)
+	}
+	checkSequence(t, in.messages(), msgs)
+}
