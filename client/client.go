@@ -96,10 +96,11 @@ type Client struct {
 	// Receiving (guarded by recvMu).
 	recvMu     sync.Mutex
 	reasm      *fragment.Reassembler
-	order      *ordering.Buffer[Message]
+	order      *ordering.Buffer[*inboxItem]
 	orderDirty bool
 	orderSaved map[[streamIDSize]byte]uint64 // what state.db holds
-	inbox      chan Message
+	inbox      chan *inboxItem
+	inboxKey   uint64 // the last key given to an inbox item
 }
 
 // counters are the client's statistics.
@@ -160,8 +161,7 @@ func New(cfg Config) (*Client, error) {
 		tagTargets: map[address.SenderTag]address.Address{},
 		pools:      map[address.SenderTag]*surbPool{},
 		reasm:      fragment.NewReassembler(fragment.Config{}),
-		order:      ordering.New[Message](ordering.Config{MaxGapWait: cfg.MaxGapWait}),
-		inbox:      make(chan Message, cfg.InboxSize),
+		order:      ordering.New[*inboxItem](ordering.Config{MaxGapWait: cfg.MaxGapWait}),
 	}
 	c.link = newLink(c)
 	if err := c.loadState(); err != nil {
@@ -203,8 +203,47 @@ func (c *Client) loadState() error {
 	if err != nil {
 		return fmt.Errorf("client: loading the delivery order: %w", err)
 	}
+	items, err := c.state.loadInbox()
+	if err != nil {
+		return fmt.Errorf("client: loading the inbox: %w", err)
+	}
+	// Messages already released to the app were past their stream's
+	// position even if the saved positions lag behind them (a crash between
+	// the two writes): move the positions on, so nothing is delivered twice.
+	saved := make(map[[streamIDSize]byte]uint64, len(order))
+	for id, next := range order {
+		saved[id] = next
+	}
+	var released, held []*inboxItem
+	for _, it := range items {
+		c.inboxKey = max(c.inboxKey, it.key)
+		if it.released {
+			released = append(released, it)
+			if it.pos.seq+1 > order[it.pos.stream] {
+				order[it.pos.stream] = it.pos.seq + 1
+			}
+		} else {
+			held = append(held, it)
+		}
+	}
 	c.order.Restore(order)
-	c.orderSaved = order
+	c.orderSaved = saved
+	c.orderDirty = len(released) > 0
+	c.inbox = make(chan *inboxItem, max(c.cfg.InboxSize, len(items)))
+	for _, it := range released {
+		c.inbox <- it
+	}
+	// Held messages wait for their gap again.
+	now := time.Now()
+	for _, it := range held {
+		for _, r := range c.order.Push(now, it.pos.stream, it.pos.seq, it) {
+			r.released = true
+			if err := c.state.saveInbox(nil, []*inboxItem{r}); err != nil {
+				return fmt.Errorf("client: %w", err)
+			}
+			c.inbox <- r
+		}
+	}
 	return nil
 }
 

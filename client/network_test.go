@@ -343,3 +343,44 @@ func TestRepliesSurviveRestarts(t *testing.T) {
 		t.Fatalf("got %q", m.Data)
 	}
 }
+
+// Messages that reached the client but were not taken by the app survive a
+// restart of the client, in order and once.
+func TestUnreadMessagesSurviveRestart(t *testing.T) {
+	n := startTestNet(t, netOptions{})
+	a := startClient(t, testConfig(t, n, 0))
+	bcfg := testConfig(t, n, 1)
+	b := startClient(t, bcfg)
+	ctx := timeout(t, 60*time.Second)
+	for i := range 3 {
+		d, err := a.Send(ctx, b.Address(), fmt.Appendf(nil, "unread %d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Delivered to b's inbox (and so confirmed to its gateway), never read.
+	for b.Stats().Delivered < 3 {
+		select {
+		case <-ctx.Done():
+			t.Fatal("the messages never reached the inbox")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b = startClient(t, bcfg)
+	for i := range 3 {
+		if m := receive(t, ctx, b); string(m.Data) != fmt.Sprintf("unread %d", i) {
+			t.Fatalf("message %d after the restart: %q", i, m.Data)
+		}
+	}
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if m, err := b.Receive(short); err == nil {
+		t.Fatalf("an extra message after the restart: %q", m.Data)
+	}
+}

@@ -2,12 +2,14 @@ package client
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"testing"
 
 	"github.com/peapod-mixnet/peapod/address"
@@ -318,5 +320,49 @@ func TestNewDeliveryAndLane(t *testing.T) {
 	}
 	if Lane() != 0 || Lane(WithLane(7)) != 7 {
 		t.Fatal("Lane does not read WithLane")
+	}
+}
+
+// The inbox as a restart finds it: a released message whose stream position
+// was not saved yet, and a later message held behind it.
+func TestInboxReload(t *testing.T) {
+	dir := t.TempDir()
+	st, err := openState(filepath.Join(dir, stateFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := [streamIDSize]byte{9}
+	first := &inboxItem{key: 1, pos: streamPos{stream: stream, seq: 0}, msg: Message{Data: []byte("first")}}
+	tag := address.SenderTag{4}
+	second := &inboxItem{key: 2, pos: streamPos{stream: stream, seq: 1}, msg: Message{Data: []byte("second"), SenderTag: &tag}}
+	if err := st.saveInbox(first, []*inboxItem{first}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.saveInbox(second, nil); err != nil {
+		t.Fatal(err)
+	}
+	st.close()
+
+	c, err := New(Config{DataDir: dir, DirectoryURL: "http://127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.ctx = context.Background()
+	for _, want := range []string{"first", "second"} {
+		m, err := c.Receive(context.Background())
+		if err != nil || string(m.Data) != want {
+			t.Fatalf("got %q, %v; want %q", m.Data, err, want)
+		}
+		if want == "second" && (m.SenderTag == nil || *m.SenderTag != tag) {
+			t.Fatal("the sender tag was lost")
+		}
+	}
+	left, err := c.state.loadInbox()
+	if err != nil || len(left) != 0 {
+		t.Fatalf("%d items left in the inbox after Receive, %v", len(left), err)
+	}
+	if next := c.order.Snapshot()[stream]; next != 2 {
+		t.Fatalf("stream position %d after the reload, want 2", next)
 	}
 }

@@ -20,20 +20,27 @@ type Message struct {
 }
 
 // Receive returns the next message, in the order each sender sent them.
+//
+// A message stays in the client's data folder from the moment it is complete
+// until Receive returns it, so one that arrived but was not yet taken
+// survives a restart of the client.
 func (c *Client) Receive(ctx context.Context) (Message, error) {
+	var it *inboxItem
 	select {
-	case m := <-c.inbox:
-		return m, nil
+	case it = <-c.inbox:
 	case <-ctx.Done():
 		return Message{}, ctx.Err()
 	case <-c.closed():
 		select {
-		case m := <-c.inbox:
-			return m, nil
+		case it = <-c.inbox:
 		default:
 			return Message{}, ErrClosed
 		}
 	}
+	if err := c.state.deleteInbox(it.key); err != nil {
+		c.log.Error().Err(err).Msg("removing a delivered message from the inbox")
+	}
+	return it.msg, nil
 }
 
 func (c *Client) closed() <-chan struct{} {
@@ -135,23 +142,40 @@ func (c *Client) handleMessage(raw []byte, viaReply bool) {
 	}
 }
 
-// ordered passes a message through the sender's ordering buffer to the app.
+// ordered passes a message through the sender's ordering buffer to the
+// app. It is kept in state.db before the gateway is told the client has it
+// (confirmations go out after this returns).
 func (c *Client) ordered(pos streamPos, m Message) {
 	c.recvMu.Lock()
+	c.inboxKey++
+	it := &inboxItem{key: c.inboxKey, pos: pos, msg: m}
 	before := c.order.Stats().Duplicates
-	ready := c.order.Push(time.Now(), pos.stream, pos.seq, m)
-	if c.order.Stats().Duplicates != before {
-		c.stats.duplicates.Add(1)
-	}
+	ready := c.order.Push(time.Now(), pos.stream, pos.seq, it)
+	duplicate := c.order.Stats().Duplicates != before
 	c.orderDirty = true
 	c.recvMu.Unlock()
-	c.toApp(ready)
+	if duplicate {
+		c.stats.duplicates.Add(1)
+		it = nil
+	}
+	c.toApp(it, ready)
 }
 
-func (c *Client) toApp(ms []Message) {
-	for _, m := range ms {
+// toApp records add (a new message, or nil) and the released items, then
+// hands the released ones to the app's inbox.
+func (c *Client) toApp(add *inboxItem, ready []*inboxItem) {
+	if add == nil && len(ready) == 0 {
+		return
+	}
+	for _, r := range ready {
+		r.released = true
+	}
+	if err := c.state.saveInbox(add, ready); err != nil {
+		c.log.Error().Err(err).Msg("keeping received messages")
+	}
+	for _, r := range ready {
 		select {
-		case c.inbox <- m:
+		case c.inbox <- r:
 			c.stats.delivered.Add(1)
 		case <-c.ctx.Done():
 			return
@@ -188,7 +212,7 @@ func (c *Client) expire(now time.Time) {
 		c.orderDirty = true
 	}
 	c.recvMu.Unlock()
-	c.toApp(ready)
+	c.toApp(nil, ready)
 	c.expireReplyKeys(now)
 	c.checkSURBRequests(now)
 }

@@ -20,6 +20,11 @@ import (
 //	keys    reply key digest[32] → key[16] ‖ sender tag[16] ‖ created unix ns u64
 //	surbs   sender tag[16] ‖ seq u64 → received unix ns u64 ‖ SURB
 //	order   stream id[16] → next expected seq u64
+//	inbox   key u64 → stream id[16] ‖ seq u64 ‖ has tag u8 ‖ sender tag[16] ‖ data
+//	        (a received message not yet taken by the app)
+//	released key u64 → 0x01: the inbox message has passed the ordering
+//	        buffer and waits only for the app; without it, it waits for an
+//	        earlier message of its stream
 //	meta    "surb-seq" → u64
 //
 // The database is opened without fsync on commit: every commit still reaches
@@ -38,8 +43,10 @@ var (
 	bucketTags  = []byte("tags")
 	bucketKeys  = []byte("keys")
 	bucketSURBs = []byte("surbs")
-	bucketOrder = []byte("order")
-	bucketMeta  = []byte("meta")
+	bucketOrder    = []byte("order")
+	bucketInbox    = []byte("inbox")
+	bucketReleased = []byte("released")
+	bucketMeta     = []byte("meta")
 	keySURBSeq  = []byte("surb-seq")
 )
 
@@ -52,7 +59,7 @@ func openState(path string) (*state, error) {
 		return nil, fmt.Errorf("client: opening %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketTags, bucketKeys, bucketSURBs, bucketOrder, bucketMeta} {
+		for _, b := range [][]byte{bucketTags, bucketKeys, bucketSURBs, bucketOrder, bucketInbox, bucketReleased, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -262,6 +269,81 @@ func (s *state) loadOrder() (map[[streamIDSize]byte]uint64, error) {
 			if len(k) == streamIDSize && len(v) == 8 {
 				out[[streamIDSize]byte(k)] = binary.BigEndian.Uint64(v)
 			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// inboxItem is a received message on its way to the app: held by the
+// ordering buffer, then released to the inbox, then taken by Receive. It is
+// kept in state.db from the moment it is complete until Receive returns it,
+// so a restart loses no message the gateway was told the client has.
+type inboxItem struct {
+	key      uint64
+	pos      streamPos
+	msg      Message
+	released bool
+}
+
+func inboxKey(k uint64) []byte { return binary.BigEndian.AppendUint64(nil, k) }
+
+// saveInbox records a new item (when add is not nil) and marks items
+// released, in one transaction.
+func (s *state) saveInbox(add *inboxItem, released []*inboxItem) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if add != nil {
+			v := make([]byte, 0, streamIDSize+seqSize+1+address.SenderTagSize+len(add.msg.Data))
+			v = appendStream(v, add.pos)
+			if add.msg.SenderTag != nil {
+				v = append(append(v, 1), add.msg.SenderTag[:]...)
+			} else {
+				v = append(v, 0)
+				v = append(v, make([]byte, address.SenderTagSize)...)
+			}
+			v = append(v, add.msg.Data...)
+			if err := tx.Bucket(bucketInbox).Put(inboxKey(add.key), v); err != nil {
+				return err
+			}
+		}
+		rb := tx.Bucket(bucketReleased)
+		for _, it := range released {
+			if err := rb.Put(inboxKey(it.key), []byte{1}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// deleteInbox forgets an item the app has taken.
+func (s *state) deleteInbox(key uint64) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketInbox).Delete(inboxKey(key)); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketReleased).Delete(inboxKey(key))
+	})
+}
+
+// loadInbox returns the kept items in the order they were received.
+func (s *state) loadInbox() ([]*inboxItem, error) {
+	var out []*inboxItem
+	err := s.db.View(func(tx *bolt.Tx) error {
+		rb := tx.Bucket(bucketReleased)
+		return tx.Bucket(bucketInbox).ForEach(func(k, v []byte) error {
+			const head = streamIDSize + seqSize + 1 + address.SenderTagSize
+			if len(k) != 8 || len(v) < head {
+				return nil // a record we cannot read is skipped
+			}
+			it := &inboxItem{key: binary.BigEndian.Uint64(k), released: rb.Get(k) != nil}
+			it.pos, _, _ = parseStream(v)
+			if v[streamIDSize+seqSize] == 1 {
+				tag := address.SenderTag(v[streamIDSize+seqSize+1 : head])
+				it.msg.SenderTag = &tag
+			}
+			it.msg.Data = append([]byte{}, v[head:]...)
+			out = append(out, it)
 			return nil
 		})
 	})
