@@ -40,14 +40,14 @@ type state struct {
 var ErrDataDirInUse = errors.New("client: the data folder is in use by another process")
 
 var (
-	bucketTags  = []byte("tags")
-	bucketKeys  = []byte("keys")
-	bucketSURBs = []byte("surbs")
+	bucketTags     = []byte("tags")
+	bucketKeys     = []byte("keys")
+	bucketSURBs    = []byte("surbs")
 	bucketOrder    = []byte("order")
 	bucketInbox    = []byte("inbox")
 	bucketReleased = []byte("released")
 	bucketMeta     = []byte("meta")
-	keySURBSeq  = []byte("surb-seq")
+	keySURBSeq     = []byte("surb-seq")
 )
 
 func openState(path string) (*state, error) {
