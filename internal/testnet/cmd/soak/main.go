@@ -195,7 +195,8 @@ func (s *soak) run(ctx context.Context) bool {
 	return early
 }
 
-// traffic sends requests from requester i at the configured rate.
+// traffic sends requests from requester i at the configured rate until
+// ctx ends.
 func (s *soak) traffic(ctx context.Context, i int, r *testnet.Requester) {
 	gap := time.Duration(float64(time.Second) / s.o.rate)
 	t := time.NewTicker(gap)
@@ -207,18 +208,23 @@ func (s *soak) traffic(ctx context.Context, i int, r *testnet.Requester) {
 		case <-t.C:
 		}
 		id := fmt.Sprintf("c%d-%06d", i, n)
+		// The end of the traffic must not cut a send short: a WebSocket
+		// write abandoned half way closes the connection (package wsapi),
+		// and the requester is still needed for the last replies.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		var err error
 		if n%2 == 0 {
-			err = r.Request(ctx, id, "echo", []byte("soak "+id))
+			err = r.Request(sctx, id, "echo", []byte("soak "+id))
 		} else {
 			key := "soak/" + id
 			s.mu.Lock()
 			s.puts[id] = key
 			s.mu.Unlock()
 			b, _ := json.Marshal(map[string]string{"op": "put", "key": key, "value": id})
-			err = r.Request(ctx, id, "kv", b)
+			err = r.Request(sctx, id, "kv", b)
 		}
-		if err != nil && ctx.Err() == nil {
+		cancel()
+		if err != nil {
 			s.logf("client-%d: sending %s: %v", i, id, err)
 		}
 	}
