@@ -101,6 +101,7 @@ type Client struct {
 	orderSaved map[[streamIDSize]byte]uint64 // what state.db holds
 	inbox      chan *inboxItem
 	inboxKey   uint64 // the last key given to an inbox item
+	releaseSeq uint64 // the last release order given
 }
 
 // counters are the client's statistics.
@@ -217,7 +218,8 @@ func (c *Client) loadState() error {
 	var released, held []*inboxItem
 	for _, it := range items {
 		c.inboxKey = max(c.inboxKey, it.key)
-		if it.released {
+		c.releaseSeq = max(c.releaseSeq, it.released)
+		if it.released != 0 {
 			released = append(released, it)
 			if it.pos.seq+1 > order[it.pos.stream] {
 				order[it.pos.stream] = it.pos.seq + 1
@@ -237,7 +239,8 @@ func (c *Client) loadState() error {
 	now := time.Now()
 	for _, it := range held {
 		for _, r := range c.order.Push(now, it.pos.stream, it.pos.seq, it) {
-			r.released = true
+			c.releaseSeq++
+			r.released = c.releaseSeq
 			if err := c.state.saveInbox(nil, []*inboxItem{r}); err != nil {
 				return fmt.Errorf("client: %w", err)
 			}

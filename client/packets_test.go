@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/peapod-mixnet/peapod/address"
 	"github.com/peapod-mixnet/peapod/client/internal/fragment"
@@ -331,14 +332,21 @@ func TestInboxReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Stream 9: seq 1 arrived (key 1) before seq 0 (key 2); both were
+	// released, seq 0 first. Then seq 3 arrived and waits for seq 2.
 	stream := [streamIDSize]byte{9}
-	first := &inboxItem{key: 1, pos: streamPos{stream: stream, seq: 0}, msg: Message{Data: []byte("first")}}
 	tag := address.SenderTag{4}
-	second := &inboxItem{key: 2, pos: streamPos{stream: stream, seq: 1}, msg: Message{Data: []byte("second"), SenderTag: &tag}}
-	if err := st.saveInbox(first, []*inboxItem{first}); err != nil {
+	early := &inboxItem{key: 1, pos: streamPos{stream: stream, seq: 1}, msg: Message{Data: []byte("second"), SenderTag: &tag}}
+	late := &inboxItem{key: 2, pos: streamPos{stream: stream, seq: 0}, msg: Message{Data: []byte("first")}}
+	held := &inboxItem{key: 3, pos: streamPos{stream: stream, seq: 3}, msg: Message{Data: []byte("fourth")}}
+	if err := st.saveInbox(early, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.saveInbox(second, nil); err != nil {
+	late.released, early.released = 1, 2
+	if err := st.saveInbox(late, []*inboxItem{late, early}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.saveInbox(held, nil); err != nil {
 		t.Fatal(err)
 	}
 	st.close()
@@ -359,10 +367,16 @@ func TestInboxReload(t *testing.T) {
 		}
 	}
 	left, err := c.state.loadInbox()
-	if err != nil || len(left) != 0 {
-		t.Fatalf("%d items left in the inbox after Receive, %v", len(left), err)
+	if err != nil || len(left) != 1 || left[0].key != held.key || left[0].released != 0 {
+		t.Fatalf("after Receive the inbox holds %d items, %v; want the held one", len(left), err)
 	}
 	if next := c.order.Snapshot()[stream]; next != 2 {
 		t.Fatalf("stream position %d after the reload, want 2", next)
+	}
+	// The held message still waits for seq 2.
+	short, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if m, err := c.Receive(short); err == nil {
+		t.Fatalf("the held message came out before its gap: %q", m.Data)
 	}
 }

@@ -167,9 +167,12 @@ func (c *Client) toApp(add *inboxItem, ready []*inboxItem) {
 	if add == nil && len(ready) == 0 {
 		return
 	}
+	c.recvMu.Lock()
 	for _, r := range ready {
-		r.released = true
+		c.releaseSeq++
+		r.released = c.releaseSeq
 	}
+	c.recvMu.Unlock()
 	if err := c.state.saveInbox(add, ready); err != nil {
 		c.log.Error().Err(err).Msg("keeping received messages")
 	}

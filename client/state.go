@@ -1,10 +1,12 @@
 package client
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -22,9 +24,9 @@ import (
 //	order   stream id[16] → next expected seq u64
 //	inbox   key u64 → stream id[16] ‖ seq u64 ‖ has tag u8 ‖ sender tag[16] ‖ data
 //	        (a received message not yet taken by the app)
-//	released key u64 → 0x01: the inbox message has passed the ordering
-//	        buffer and waits only for the app; without it, it waits for an
-//	        earlier message of its stream
+//	released key u64 → release seq u64: the inbox message has passed the
+//	        ordering buffer and waits only for the app, in release order;
+//	        without it, it waits for an earlier message of its stream
 //	meta    "surb-seq" → u64
 //
 // The database is opened without fsync on commit: every commit still reaches
@@ -283,7 +285,7 @@ type inboxItem struct {
 	key      uint64
 	pos      streamPos
 	msg      Message
-	released bool
+	released uint64 // release order, from 1; 0 while held
 }
 
 func inboxKey(k uint64) []byte { return binary.BigEndian.AppendUint64(nil, k) }
@@ -308,7 +310,7 @@ func (s *state) saveInbox(add *inboxItem, released []*inboxItem) error {
 		}
 		rb := tx.Bucket(bucketReleased)
 		for _, it := range released {
-			if err := rb.Put(inboxKey(it.key), []byte{1}); err != nil {
+			if err := rb.Put(inboxKey(it.key), binary.BigEndian.AppendUint64(nil, it.released)); err != nil {
 				return err
 			}
 		}
@@ -326,7 +328,8 @@ func (s *state) deleteInbox(key uint64) error {
 	})
 }
 
-// loadInbox returns the kept items in the order they were received.
+// loadInbox returns the kept items: the released ones in the order they
+// were released, then the held ones in the order they arrived.
 func (s *state) loadInbox() ([]*inboxItem, error) {
 	var out []*inboxItem
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -336,7 +339,10 @@ func (s *state) loadInbox() ([]*inboxItem, error) {
 			if len(k) != 8 || len(v) < head {
 				return nil // a record we cannot read is skipped
 			}
-			it := &inboxItem{key: binary.BigEndian.Uint64(k), released: rb.Get(k) != nil}
+			it := &inboxItem{key: binary.BigEndian.Uint64(k)}
+			if r := rb.Get(k); len(r) == 8 {
+				it.released = binary.BigEndian.Uint64(r)
+			}
 			it.pos, _, _ = parseStream(v)
 			if v[streamIDSize+seqSize] == 1 {
 				tag := address.SenderTag(v[streamIDSize+seqSize+1 : head])
@@ -346,6 +352,17 @@ func (s *state) loadInbox() ([]*inboxItem, error) {
 			out = append(out, it)
 			return nil
 		})
+	})
+	slices.SortStableFunc(out, func(a, b *inboxItem) int {
+		switch {
+		case a.released == 0 && b.released == 0:
+			return 0
+		case a.released == 0:
+			return 1
+		case b.released == 0:
+			return -1
+		}
+		return cmp.Compare(a.released, b.released)
 	})
 	return out, err
 }
