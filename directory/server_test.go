@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -758,5 +760,36 @@ func TestServeReturnsAfterClose(t *testing.T) {
 	}
 	if _, err := http.Get(ts.url + PathHealth); err == nil {
 		t.Error("the server still answers after Close")
+	}
+}
+
+// A connection that has been opened but has sent no request (a client
+// transport's spare) must not hold Close: net/http alone would wait five
+// seconds for it and then report a timeout.
+func TestCloseDoesNotWaitForSilentConnections(t *testing.T) {
+	s, err := New(Config{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := serveOn(t, s, Config{}, nil)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(ts.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for {
+		s.freshMu.Lock()
+		n := len(s.fresh)
+		s.freshMu.Unlock()
+		if n == 1 {
+			break
+		}
+		runtime.Gosched()
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if _, err := conn.Read(make([]byte, 1)); err == nil {
+		t.Error("the silent connection is still open after Close")
 	}
 }
