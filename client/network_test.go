@@ -384,3 +384,45 @@ func TestUnreadMessagesSurviveRestart(t *testing.T) {
 		t.Fatalf("an extra message after the restart: %q", m.Data)
 	}
 }
+
+// Messages taken with ReceiveKept but not forgotten come again after a
+// restart, in order; a forgotten one does not.
+func TestKeptMessagesComeBackUntilForgotten(t *testing.T) {
+	n := startTestNet(t, netOptions{})
+	a := startClient(t, testConfig(t, n, 0))
+	bcfg := testConfig(t, n, 1)
+	b := startClient(t, bcfg)
+	ctx := timeout(t, 60*time.Second)
+	for i := range 3 {
+		if _, err := a.Send(ctx, b.Address(), fmt.Appendf(nil, "kept %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var kept []Message
+	for i := range 3 {
+		m, err := b.ReceiveKept(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(m.Data) != fmt.Sprintf("kept %d", i) {
+			t.Fatalf("message %d: %q", i, m.Data)
+		}
+		kept = append(kept, m)
+	}
+	b.Forget(kept[0])
+	b.Forget(kept[0]) // twice does nothing
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b = startClient(t, bcfg)
+	for i := 1; i < 3; i++ {
+		if m := receive(t, ctx, b); string(m.Data) != fmt.Sprintf("kept %d", i) {
+			t.Fatalf("after the restart: got %q, want %q", m.Data, fmt.Sprintf("kept %d", i))
+		}
+	}
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if m, err := b.Receive(short); err == nil {
+		t.Fatalf("an extra message after the restart: %q", m.Data)
+	}
+}

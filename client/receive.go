@@ -17,14 +17,34 @@ type Message struct {
 	// SenderTag is set when the sender attached reply SURBs: pass it to
 	// Reply to answer. It names the sender to this client only.
 	SenderTag *address.SenderTag
+
+	// key is the message's place in the data folder, for Forget; 0 when
+	// it is not kept there.
+	key uint64
 }
 
 // Receive returns the next message, in the order each sender sent them.
 //
 // A message stays in the client's data folder from the moment it is complete
 // until Receive returns it, so one that arrived but was not yet taken
-// survives a restart of the client.
+// survives a restart of the client. A consumer that passes messages on (to
+// an application over a socket, say) uses ReceiveKept and Forget instead,
+// so that a crash before the hand-off does not lose the message either.
 func (c *Client) Receive(ctx context.Context) (Message, error) {
+	m, err := c.ReceiveKept(ctx)
+	if err != nil {
+		return Message{}, err
+	}
+	c.Forget(m)
+	m.key = 0
+	return m, nil
+}
+
+// ReceiveKept is Receive that leaves the message in the data folder until
+// Forget is called with it: if the client stops before that, the message
+// is delivered again after the restart, ahead of the messages that came
+// after it. Within one run each message is returned once either way.
+func (c *Client) ReceiveKept(ctx context.Context) (Message, error) {
 	var it *inboxItem
 	select {
 	case it = <-c.inbox:
@@ -37,10 +57,21 @@ func (c *Client) Receive(ctx context.Context) (Message, error) {
 			return Message{}, ErrClosed
 		}
 	}
-	if err := c.state.deleteInbox(it.key); err != nil {
+	m := it.msg
+	m.key = it.key
+	return m, nil
+}
+
+// Forget removes a message returned by ReceiveKept from the data folder,
+// once it is safely where it was going. Forgetting a message twice, or one
+// from Receive, does nothing.
+func (c *Client) Forget(m Message) {
+	if m.key == 0 {
+		return
+	}
+	if err := c.state.deleteInbox(m.key); err != nil {
 		c.log.Error().Err(err).Msg("removing a delivered message from the inbox")
 	}
-	return it.msg, nil
 }
 
 func (c *Client) closed() <-chan struct{} {

@@ -23,17 +23,23 @@ import (
 //     Delivery with a nil error means there is nothing to watch.
 //   - The options are built with client.WithLane, the request's connection
 //     id.
-//   - Receive blocks until a message arrives or ctx ends. It must not lose a
-//     message when ctx ends: a message is either returned or left for the
-//     next call. Any error other than ctx's means the backend has stopped
-//     (for example client.ErrClosed), and the Server stops receiving.
+//   - ReceiveKept blocks until a message arrives or ctx ends. It must not
+//     lose a message when ctx ends: a message is either returned or left
+//     for the next call. Any error other than ctx's means the backend has
+//     stopped (for example client.ErrClosed), and the Server stops
+//     receiving. The backend keeps the message until Forget.
+//   - Forget is called with a message from ReceiveKept once it has been
+//     written to an application's socket. A message never forgotten (the
+//     process died, or every connection closed before it was written) is
+//     the backend's to deliver again after a restart.
 //   - LaneQueueLength and CloseLane do not block.
 type Backend interface {
 	Address() address.Address
 	Send(ctx context.Context, to address.Address, data []byte, opts ...client.SendOption) (*client.Delivery, error)
 	SendAnonymous(ctx context.Context, to address.Address, data []byte, surbs int, opts ...client.SendOption) (*client.Delivery, error)
 	Reply(ctx context.Context, tag address.SenderTag, data []byte, opts ...client.SendOption) (*client.Delivery, error)
-	Receive(ctx context.Context) (client.Message, error)
+	ReceiveKept(ctx context.Context) (client.Message, error)
+	Forget(m client.Message)
 	LaneQueueLength(lane uint64) int
 	CloseLane(lane uint64)
 }

@@ -266,6 +266,9 @@ func (c *conn) writeLoop() {
 					c.close(0, err.Error())
 					return
 				}
+				if f.written != nil {
+					f.written()
+				}
 			}
 		}
 	}

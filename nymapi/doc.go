@@ -36,10 +36,13 @@
 //
 // Nym accepts one WebSocket at a time; this server accepts up to
 // Config.MaxConnections. Every message that arrives from the mixnet goes to
-// every open connection. The server reads from Backend.Receive only while at
-// least one connection is open: messages that arrive while no application is
-// connected wait in the client (and, beyond its bounded inbox, at the
-// gateway) and go to the next application that connects.
+// every open connection. The server reads from Backend.ReceiveKept only
+// while at least one connection is open: messages that arrive while no
+// application is connected wait in the client (and, beyond its bounded
+// inbox, at the gateway) and go to the next application that connects. The
+// client keeps each message in its data folder until it has been written to
+// a connection's socket (Backend.Forget), so a crash of the client process
+// loses none: what it had not written comes again after the restart.
 //
 // # Frame types
 //

@@ -49,13 +49,16 @@ type call struct {
 }
 
 // fakeBackend is an in-memory Backend. Messages pushed into inbox come out
-// of Receive; the send methods record their calls on calls.
+// of ReceiveKept, and those forgotten go to forgotten; the send methods
+// record their calls on calls.
 type fakeBackend struct {
 	addr  address.Address
 	inbox chan client.Message
 	calls chan call
+	// forgotten receives the data of each message passed to Forget.
+	forgotten chan string
 
-	// receiving reports each entry into Receive (true) and each return from
+	// receiving reports each entry into ReceiveKept (true) and each return from
 	// it without a message (false).
 	receiving chan bool
 
@@ -65,7 +68,7 @@ type fakeBackend struct {
 	lanes       map[uint64]int
 	closedLanes []uint64
 	receiveErr  error
-	// ignoreCtx makes Receive wait for a message even after its context
+	// ignoreCtx makes ReceiveKept wait for a message even after its context
 	// ends: a message that arrives just as the last application leaves.
 	ignoreCtx bool
 }
@@ -75,6 +78,7 @@ func newFakeBackend(t testing.TB) *fakeBackend {
 		addr:      mustParse(t, selfExample),
 		inbox:     make(chan client.Message, 1024),
 		calls:     make(chan call, 1024),
+		forgotten: make(chan string, 1024),
 		receiving: make(chan bool, 1024),
 		lanes:     map[uint64]int{},
 	}
@@ -112,7 +116,9 @@ func (f *fakeBackend) Reply(ctx context.Context, tag address.SenderTag, data []b
 	return f.record(ctx, call{method: "reply", tag: tag, data: data}, opts)
 }
 
-func (f *fakeBackend) Receive(ctx context.Context) (client.Message, error) {
+func (f *fakeBackend) Forget(m client.Message) { f.forgotten <- string(m.Data) }
+
+func (f *fakeBackend) ReceiveKept(ctx context.Context) (client.Message, error) {
 	f.mu.Lock()
 	err := f.receiveErr
 	f.mu.Unlock()
@@ -135,7 +141,7 @@ func (f *fakeBackend) Receive(ctx context.Context) (client.Message, error) {
 	}
 }
 
-// signal reports an entry into or a return from Receive, unless nobody
+// signal reports an entry into or a return from ReceiveKept, unless nobody
 // listens (benchmarks) and the channel is full.
 func (f *fakeBackend) signal(entered bool) {
 	select {
@@ -183,7 +189,7 @@ func (f *fakeBackend) nextCall(t testing.TB) call {
 }
 
 // waitReceiving waits for the server to enter (true) or leave (false)
-// Receive.
+// ReceiveKept.
 func (f *fakeBackend) waitReceiving(t testing.TB, want bool) {
 	t.Helper()
 	for {
@@ -193,7 +199,7 @@ func (f *fakeBackend) waitReceiving(t testing.TB, want bool) {
 				return
 			}
 		case <-time.After(5 * time.Second):
-			t.Fatalf("timed out waiting for Receive to be entered=%v", want)
+			t.Fatalf("timed out waiting for ReceiveKept to be entered=%v", want)
 		}
 	}
 }

@@ -16,6 +16,8 @@ type outFrame struct {
 	form form
 	// size counts against the queue's byte bound: the message data.
 	size int
+	// written, when set, runs once the frame is written to the socket.
+	written func()
 }
 
 // pushResult is what became of a push.

@@ -1,6 +1,8 @@
 package nymapi
 
 import (
+	"sync"
+
 	"github.com/peapod-mixnet/peapod/client"
 	"github.com/peapod-mixnet/peapod/wsapi"
 )
@@ -22,7 +24,7 @@ func (s *Server) receiveLoop() {
 			return
 		}
 		if held == nil {
-			m, err := s.cfg.Backend.Receive(ctx)
+			m, err := s.cfg.Backend.ReceiveKept(ctx)
 			if err != nil {
 				if ctx.Err() != nil {
 					continue // no connection left, or closing
@@ -42,7 +44,13 @@ func (s *Server) receiveLoop() {
 // until its connection is found too slow (see outQueue.push). It reports
 // whether any connection took it.
 func (s *Server) broadcast(m client.Message) bool {
-	f := outFrame{resp: wsapi.Received{SenderTag: m.SenderTag, Data: m.Data}, size: len(m.Data)}
+	var once sync.Once
+	f := outFrame{
+		resp: wsapi.Received{SenderTag: m.SenderTag, Data: m.Data},
+		size: len(m.Data),
+		// The first connection that writes it out lets the backend forget it.
+		written: func() { once.Do(func() { s.cfg.Backend.Forget(m) }) },
+	}
 	taken := false
 	for _, c := range s.connections() {
 		if c.push(f) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -613,7 +614,7 @@ func TestHandlerOnAnotherServer(t *testing.T) {
 	}
 }
 
-// TestBackendStops checks that a backend whose Receive fails for good is
+// TestBackendStops checks that a backend whose ReceiveKept fails for good is
 // logged and requests are still answered.
 func TestBackendStops(t *testing.T) {
 	ts := startServer(t, Config{})
@@ -693,5 +694,47 @@ func TestBinaryResponseLayout(t *testing.T) {
 	want = append(want, 'a', 'b')
 	if !bytes.Equal(frame, want) {
 		t.Fatalf("got %x, want %x", frame, want)
+	}
+}
+
+// TestMessageForgottenOnceWritten checks that the backend is told to forget
+// a message only once it has been written to an application (so that a
+// crash before then brings it back after the restart), once however many
+// applications get it, and never when the only application left first.
+func TestMessageForgottenOnceWritten(t *testing.T) {
+	ts := startServer(t, Config{FormatWait: time.Hour})
+	// An application that never shows its frame type has its frames held.
+	gone := dialRaw(t, ts.url)
+	ts.fake.waitReceiving(t, true)
+	ts.fake.inbox <- client.Message{Data: []byte("held")}
+	ts.fake.waitReceiving(t, true) // taken and queued; the server waits for the next
+	gone.ws.Close()
+	pollUntil(t, "the server sees the connection close", func() bool { return ts.connCount() == 0 })
+	select {
+	case m := <-ts.fake.forgotten:
+		t.Fatalf("%q forgotten though it was never written", m)
+	default:
+	}
+
+	a := dialRaw(t, ts.url+"?format=json")
+	b := dialRaw(t, ts.url+"?format=json")
+	pollUntil(t, "both connections are registered", func() bool { return ts.connCount() == 2 })
+	ts.fake.inbox <- client.Message{Data: []byte("both")}
+	want := `{"type":"received","message":"both","senderTag":null}`
+	for _, app := range []*raw{a, b} {
+		if got := app.readText(); got != want {
+			t.Fatalf("got %s, want %s", got, want)
+		}
+	}
+	if err := ts.Close(); err != nil { // the writers have ended
+		t.Fatal(err)
+	}
+	close(ts.fake.forgotten)
+	var forgotten []string
+	for m := range ts.fake.forgotten {
+		forgotten = append(forgotten, m)
+	}
+	if !slices.Equal(forgotten, []string{"both"}) {
+		t.Fatalf("forgotten %q, want [both]", forgotten)
 	}
 }

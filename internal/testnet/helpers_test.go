@@ -157,6 +157,18 @@ func (in *inbox) stop() {
 	<-in.done
 }
 
+// waitEnd waits until the endpoint ends by itself (its client died or
+// closed the connection).
+func (in *inbox) waitEnd(ctx context.Context) error {
+	select {
+	case <-in.done:
+		return nil
+	case <-ctx.Done():
+		in.stop()
+		return fmt.Errorf("the endpoint did not end: %w", ctx.Err())
+	}
+}
+
 // waitCount waits until the inbox holds at least n messages.
 func (in *inbox) waitCount(ctx context.Context, n int) error {
 	for {

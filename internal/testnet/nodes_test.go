@@ -146,14 +146,14 @@ func TestClientOffline(t *testing.T) {
 }
 
 // TestClientCrash is scenario 4 with a crash: the recipient is SIGKILLed
-// while messages stream to it. Nothing is lost and the order holds, but a
-// message the client handed to its application just before the kill (after
-// the last commit of its delivery positions, which runs every few
-// milliseconds before it confirms to the gateway) comes again after the
-// restart, because the gateway never got the confirmation. The test
-// accepts such a re-delivery of the last messages before the kill, and
-// logs it; with TESTNET_STRICT=1 it fails on it (see the report of issue 6
-// for the fix in package client).
+// while messages stream to it. Nothing is lost and the order holds. The
+// client keeps each message in its data folder until it has written it to
+// the application's socket, so what it had not written comes after the
+// restart; a message written in the instant between the write and that
+// record comes twice. The WebSocket API has no acknowledgement from the
+// application, so delivery across a crash is at least once, never at most
+// once: the test accepts a re-delivery of the last messages before the kill
+// and logs it.
 func TestClientCrash(t *testing.T) {
 	t.Parallel()
 	n := startNet(t, Config{})
@@ -170,7 +170,10 @@ func TestClientCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.Kill()
-	inB.stop()
+	// Read what b wrote before it died, up to the end of the connection.
+	if err := inB.waitEnd(ctx); err != nil {
+		t.Fatal(err)
+	}
 	before := inB.messages()
 	t.Logf("b killed after receiving %d messages", len(before))
 	if err := <-sent; err != nil {
@@ -203,9 +206,6 @@ func TestClientCrash(t *testing.T) {
 	if redelivered > 0 {
 		t.Logf("re-delivered after the crash: %v (the last %d before the kill were %v)",
 			after[:redelivered], redelivered, before[max(0, len(before)-redelivered):])
-		if os.Getenv("TESTNET_STRICT") != "" {
-			t.Errorf("%d messages delivered twice across the crash", redelivered)
-		}
 		// Only the tail of what came before may come again, in order.
 		if !slices.Equal(after[:redelivered], before[len(before)-redelivered:]) {
 			t.Errorf("re-delivered %v, which is not the tail of %v", after[:redelivered], before)
