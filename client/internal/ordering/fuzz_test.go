@@ -31,13 +31,26 @@ func FuzzBuffer(f *testing.F) {
 		}
 		b := New[item](cfg)
 		now := t0
-		last := map[byte]uint64{} // per stream: last delivered seq + 1
+		last := map[byte]uint64{}               // per stream: highest delivered seq + 1
+		delivered := map[byte]map[uint64]bool{} // per stream: every seq delivered
+		late := uint64(0)                       // deliveries below last, this Buffer
 		check := func(out []item) {
 			for _, it := range out {
-				if it.seq+1 <= last[it.stream] {
-					t.Fatalf("stream %d: delivered %d after %d", it.stream, it.seq, last[it.stream]-1)
+				if delivered[it.stream][it.seq] {
+					t.Fatalf("stream %d: delivered %d twice", it.stream, it.seq)
 				}
-				last[it.stream] = it.seq + 1
+				if delivered[it.stream] == nil {
+					delivered[it.stream] = map[uint64]bool{}
+				}
+				delivered[it.stream][it.seq] = true
+				if it.seq+1 <= last[it.stream] {
+					late++ // out of order: only a late message may be
+				} else {
+					last[it.stream] = it.seq + 1
+				}
+			}
+			if st := b.Stats(); late > st.Late {
+				t.Fatalf("%d messages delivered out of order, only %d counted late", late, st.Late)
 			}
 		}
 		present := map[byte]bool{}
@@ -60,12 +73,14 @@ func FuzzBuffer(f *testing.F) {
 				snap := b.Snapshot()
 				b = New[item](cfg)
 				b.Restore(snap)
+				late = 0
 			}
 			snap := b.Snapshot()
 			for s := range present {
 				if _, ok := snap[sid(s)]; !ok {
 					delete(present, s)
 					delete(last, s) // evicted: the stream may start over
+					delete(delivered, s)
 				}
 			}
 			for id, n := range snap {

@@ -27,6 +27,9 @@ type model struct {
 type modelStream struct {
 	next uint64
 	held map[uint64]modelHeld
+	// skipped holds the sequence numbers given up on that can still come
+	// late: the highest MaxBufferedPerStream of all those given up on.
+	skipped map[uint64]bool
 }
 
 type modelHeld struct {
@@ -56,12 +59,18 @@ func (m *model) push(now time.Time, id StreamID, seq uint64, msg item) []item {
 			m.order = m.order[1:]
 			m.stats.Evicted++
 		}
-		m.streams[id] = &modelStream{held: map[uint64]modelHeld{}}
+		m.streams[id] = &modelStream{held: map[uint64]modelHeld{}, skipped: map[uint64]bool{}}
 	} else {
 		m.order = slices.DeleteFunc(m.order, func(x StreamID) bool { return x == id })
 	}
 	m.order = append(m.order, id)
 	s := m.streams[id]
+	if s.skipped[seq] {
+		delete(s.skipped, seq)
+		m.stats.Late++
+		m.stats.Delivered++
+		return append(out, msg)
+	}
 	if _, held := s.held[seq]; seq < s.next || held {
 		m.stats.Duplicates++
 		return out
@@ -81,6 +90,20 @@ func (m *model) push(now time.Time, id StreamID, seq uint64, msg item) []item {
 }
 
 func (m *model) releaseBelow(s *modelStream, target uint64, out []item) []item {
+	// Every number from next to target that is not held is given up on;
+	// only the highest MaxBufferedPerStream given up on so far are kept.
+	limit := m.cfg.MaxBufferedPerStream
+	added := 0
+	for n := target; n > s.next && added < limit; n-- {
+		if _, held := s.held[n-1]; !held {
+			s.skipped[n-1] = true
+			added++
+		}
+	}
+	all := slices.Sorted(maps.Keys(s.skipped))
+	for _, n := range all[:max(0, len(all)-limit)] {
+		delete(s.skipped, n)
+	}
 	keys := slices.Sorted(maps.Keys(s.held))
 	released := uint64(0)
 	for _, k := range keys {
@@ -156,7 +179,7 @@ func (m *model) restore(snap map[StreamID]uint64) {
 	ids := slices.SortedFunc(maps.Keys(snap), func(x, y StreamID) int { return bytes.Compare(x[:], y[:]) })
 	m.order = ids[:min(len(ids), m.cfg.MaxStreams)]
 	for _, id := range m.order {
-		m.streams[id] = &modelStream{next: snap[id], held: map[uint64]modelHeld{}}
+		m.streams[id] = &modelStream{next: snap[id], held: map[uint64]modelHeld{}, skipped: map[uint64]bool{}}
 	}
 }
 
@@ -171,6 +194,7 @@ func (m *model) held() int {
 // TestAgainstModel runs random pushes, expiries, snapshots and restores on
 // a Buffer and on the reference model and compares every output.
 func TestAgainstModel(t *testing.T) {
+	sawLate := false
 	for seed := range uint64(300) {
 		rng := seeded(seed)
 		cfg := Config{
@@ -235,6 +259,10 @@ func TestAgainstModel(t *testing.T) {
 			if st != want {
 				t.Fatalf("seed %d op %d: Stats = %+v, model %+v", seed, op, st, want)
 			}
+			sawLate = sawLate || st.Late > 0
 		}
+	}
+	if !sawLate {
+		t.Error("no run delivered a late message")
 	}
 }

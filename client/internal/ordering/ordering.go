@@ -9,6 +9,9 @@
 // waits for the missing ones, but not for ever: after Config.MaxGapWait the
 // gap is skipped (the mixnet has lost those messages or they are very late),
 // and a stream never holds more than Config.MaxBufferedPerStream messages.
+// A stream remembers the last sequence numbers it gave up on, so that a
+// message that turns up after its gap was skipped is still delivered (late,
+// out of order) rather than taken for a duplicate.
 //
 // The Buffer works on times the caller passes in, so tests inject time and a
 // caller arms one timer for NextDeadline and calls Expire when it fires.
@@ -93,6 +96,9 @@ type Stats struct {
 	Invalid uint64
 	// Skipped counts sequence numbers given up on (saturating).
 	Skipped uint64
+	// Late counts messages delivered after their gap had been skipped
+	// (also counted in Delivered).
+	Late uint64
 	// Evicted counts streams evicted to respect MaxStreams.
 	Evicted uint64
 }
@@ -116,10 +122,14 @@ type Buffer[T any] struct {
 }
 
 type stream[T any] struct {
-	id      StreamID
-	next    uint64       // next expected sequence number
-	held    map[uint64]T // messages after a gap, by sequence number
-	order   seqHeap      // the keys of held
+	id    StreamID
+	next  uint64       // next expected sequence number
+	held  map[uint64]T // messages after a gap, by sequence number
+	order seqHeap      // the keys of held
+	// skipped holds, in ascending order, the highest sequence numbers
+	// given up on, at most MaxBufferedPerStream of them; all are below
+	// next.
+	skipped []uint64
 	evicted bool
 	// Neighbours in the list of streams by last use.
 	older, newer *stream[T]
@@ -139,9 +149,11 @@ func New[T any](cfg Config) *Buffer[T] {
 // Push takes message msg, number seq of stream id, received at now, and
 // returns the messages that are now deliverable, in order: msg itself and
 // the held messages after it when seq is the next expected number, nothing
-// when msg must wait for a gap. A seq below the next expected one, or one
-// already held, is a duplicate: msg is dropped and counted in
-// Stats.Duplicates. A seq more than MaxBufferedPerStream beyond the next
+// when msg must wait for a gap. A seq whose gap was skipped and is still
+// remembered (one of the last MaxBufferedPerStream skipped) is delivered at
+// once, late, and counted in Stats.Late. Any other seq below the next
+// expected one, or one already held, is a duplicate: msg is dropped and
+// counted in Stats.Duplicates. A seq more than MaxBufferedPerStream beyond the next
 // expected one skips the oldest gaps; the messages released by that come
 // first. When the stream is new and the Buffer is full, the evicted stream's
 // held messages are returned too (see Config.MaxStreams).
@@ -163,6 +175,12 @@ func (b *Buffer[T]) Push(now time.Time, id StreamID, seq uint64, msg T) (ready [
 	b.pushMRU(st)
 
 	if seq < st.next {
+		if i, ok := slices.BinarySearch(st.skipped, seq); ok {
+			st.skipped = slices.Delete(st.skipped, i, i+1)
+			b.stats.Late++
+			b.stats.Delivered++
+			return append(ready, msg)
+		}
 		b.stats.Duplicates++
 		return ready
 	}
@@ -227,7 +245,8 @@ func (b *Buffer[T]) NextDeadline() (time.Time, bool) {
 // Snapshot returns the next expected sequence number of every stream, to be
 // saved and given to Restore after a restart. Held messages are not part of
 // it: the numbers they carry will be skipped after the restart, after
-// MaxGapWait.
+// MaxGapWait. Nor are the skipped numbers: after a restart, a message whose
+// gap was skipped before it counts as a duplicate.
 func (b *Buffer[T]) Snapshot() map[StreamID]uint64 {
 	snap := make(map[StreamID]uint64, len(b.streams))
 	for id, st := range b.streams {
@@ -273,13 +292,48 @@ func (b *Buffer[T]) Stats() Stats {
 // held messages below it are delivered in order, then the run from target.
 func (b *Buffer[T]) skipTo(st *stream[T], target uint64, ready []T) []T {
 	released := uint64(0)
+	var gaps []seqRange // the numbers given up on, ascending
+	cur := st.next
 	for st.order.len() > 0 && st.order.min() < target {
-		ready = b.release(st, st.order.pop(), ready)
+		seq := st.order.pop()
+		if seq > cur {
+			gaps = append(gaps, seqRange{cur, seq})
+		}
+		cur = seq + 1
+		ready = b.release(st, seq, ready)
 		released++
 	}
+	if target > cur {
+		gaps = append(gaps, seqRange{cur, target})
+	}
+	b.rememberSkipped(st, gaps)
 	b.skipped(target - st.next - released)
 	st.next = target
 	return b.releaseRun(st, ready)
+}
+
+// seqRange is the sequence numbers from lo up to, not including, hi.
+type seqRange struct{ lo, hi uint64 }
+
+// rememberSkipped adds the numbers of gaps (ascending, all above those st
+// remembers) to st.skipped, keeping the highest MaxBufferedPerStream.
+func (b *Buffer[T]) rememberSkipped(st *stream[T], gaps []seqRange) {
+	limit := b.cfg.MaxBufferedPerStream
+	// The highest numbers of gaps, at most limit of them, in descending order.
+	var top []uint64
+	for i := len(gaps) - 1; i >= 0 && len(top) < limit; i-- {
+		for n := gaps[i].hi; n > gaps[i].lo && len(top) < limit; n-- {
+			top = append(top, n-1)
+		}
+	}
+	if len(top) == 0 {
+		return
+	}
+	slices.Reverse(top)
+	st.skipped = append(st.skipped, top...)
+	if extra := len(st.skipped) - limit; extra > 0 {
+		st.skipped = slices.Delete(st.skipped, 0, extra)
+	}
 }
 
 // releaseRun delivers the held messages that follow st.next without a gap.

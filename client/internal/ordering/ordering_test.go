@@ -106,11 +106,34 @@ func TestGapSkippedAfterWait(t *testing.T) {
 	// keeps waiting for 4.
 	h.expire(t0.Add(wait), item{1, 3})
 	h.deadline(t0.Add(30*time.Second+wait), true)
-	h.push(t0.Add(wait), 1, 2) // too late: skipped
+	h.push(t0.Add(wait), 1, 2, item{1, 2}) // late: delivered out of order
+	h.push(t0.Add(wait), 1, 2)             // but once
 	h.push(t0.Add(wait), 1, 4, items(1, 4, 5)...)
 	h.deadline(time.Time{}, false)
 	h.expire(t0.Add(time.Hour))
-	if st := h.b.Stats(); st.Skipped != 2 || st.Duplicates != 1 || st.Held != 0 {
+	if st := h.b.Stats(); st.Skipped != 2 || st.Late != 1 || st.Duplicates != 1 || st.Held != 0 || st.Delivered != 5 {
+		t.Fatalf("stats: %+v", st)
+	}
+}
+
+// A stream remembers only the highest MaxBufferedPerStream numbers it
+// skipped: a jump far ahead skips many, and only the last ones can still
+// come late.
+func TestLateMessagesRemembered(t *testing.T) {
+	h := newHarness(t, Config{MaxBufferedPerStream: 4})
+	h.push(t0, 1, 0, item{1, 0})
+	h.push(t0, 1, 2)
+	// 20 is beyond the window: 1 and 3..15 are skipped, 2 is released.
+	h.push(t0, 1, 20, item{1, 2})
+	h.push(t0, 1, 14, item{1, 14})
+	h.push(t0, 1, 15, item{1, 15})
+	h.push(t0, 1, 11) // forgotten: counted as a duplicate
+	h.push(t0, 1, 1)  // forgotten
+	h.push(t0, 1, 12, item{1, 12})
+	h.push(t0, 1, 13, item{1, 13})
+	h.push(t0, 1, 13) // once
+	h.push(t0, 1, 16, items(1, 16)...)
+	if st := h.b.Stats(); st.Late != 4 || st.Duplicates != 3 || st.Skipped != 14 {
 		t.Fatalf("stats: %+v", st)
 	}
 }
