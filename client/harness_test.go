@@ -22,6 +22,8 @@ type testNet struct {
 
 type netOptions struct {
 	dropRate float64 // on the first layer-2 mixnode
+	// dropEverywhere is a drop rate on every mixnode: no route avoids it.
+	dropEverywhere float64
 }
 
 func startTestNet(t testing.TB, opts netOptions) *testNet {
@@ -30,8 +32,9 @@ func startTestNet(t testing.TB, opts netOptions) *testNet {
 		DataDir: t.TempDir(), DirectoryAddr: "127.0.0.1:0", ReplayCapacity: 200_000,
 		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
 		ConfigureMixnode: func(layer, index int, cfg *mixnode.Config) {
+			cfg.DropRate = opts.dropEverywhere
 			if layer == 2 && index == 0 {
-				cfg.DropRate = opts.dropRate
+				cfg.DropRate = max(cfg.DropRate, opts.dropRate)
 			}
 		},
 	}

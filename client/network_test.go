@@ -426,3 +426,43 @@ func TestKeptMessagesComeBackUntilForgotten(t *testing.T) {
 		t.Fatalf("an extra message after the restart: %q", m.Data)
 	}
 }
+
+// Under loss on every mixnode, a replier that was given ten SURBs and
+// answers 25 times gets every reply through: it asks for more before a
+// burst empties its pool, on several SURBs at once, again while replies
+// wait, and retransmissions leave SURBs to ask with.
+func TestSURBTopUpUnderLoss(t *testing.T) {
+	n := startTestNet(t, netOptions{dropEverywhere: 0.1})
+	a := startClient(t, testConfig(t, n, 0))
+	b := startClient(t, testConfig(t, n, 1))
+	ctx := timeout(t, 2*time.Minute)
+	if _, err := a.SendAnonymous(ctx, b.Address(), []byte("talk to me"), 10); err != nil {
+		t.Fatal(err)
+	}
+	q := receive(t, ctx, b)
+	if q.SenderTag == nil {
+		t.Fatal("no sender tag")
+	}
+	const replies = 25
+	var ds []*Delivery
+	for i := range replies {
+		d, err := b.Reply(ctx, *q.SenderTag, fmt.Appendf(nil, "reply %d", i))
+		if err != nil {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+		ds = append(ds, d)
+	}
+	for i, d := range ds {
+		if err := d.Wait(ctx); err != nil {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+	}
+	for i := range replies {
+		if m := receive(t, ctx, a); string(m.Data) != fmt.Sprintf("reply %d", i) {
+			t.Fatalf("reply %d: got %q", i, m.Data)
+		}
+	}
+	if st := b.Stats(); st.Retransmits == 0 {
+		t.Error("nothing was retransmitted: the loss did not happen")
+	}
+}

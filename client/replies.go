@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/peapod-mixnet/peapod/address"
@@ -14,6 +15,22 @@ import (
 // ErrNoSURBs means a reply cannot go out: the anonymous sender's SURBs are
 // used up and it did not send more when asked.
 var ErrNoSURBs = errors.New("client: no reply SURBs left")
+
+// How a pool asks its sender for more SURBs. A request is sent on SURBs and
+// not retransmitted (each attempt would cost another SURB): under loss it is
+// sent on several at once and asked again sooner while replies wait, and
+// retransmissions leave a few SURBs in the pool to ask with.
+const (
+	// surbReserve is how many SURBs a retransmission, or any attempt while
+	// a request for more is under way, leaves in its pool; otherwise a
+	// first attempt leaves one.
+	surbReserve = 6
+	// requestCopies is how many SURBs carry each request for more.
+	requestCopies = 2
+	// urgentRetryDivisor: while replies wait, an unanswered request is
+	// asked again after RequestWait divided by this.
+	urgentRetryDivisor = 4
+)
 
 // surbPool holds the SURBs one anonymous sender gave this client, and the
 // reply fragments waiting for more.
@@ -206,18 +223,27 @@ func (c *Client) addSURBs(tag address.SenderTag, surbs []*sphinx.SURB) {
 	}
 }
 
-// takeSURB hands out a SURB for one reply fragment. One SURB is kept in
-// reserve to ask for more; when only the reserve is left, pf waits in the
-// pool and a request goes out. Replies fail with ErrNoSURBs only when the
-// pool is empty and no request is under way.
+// takeSURB hands out a SURB for one reply fragment. SURBs are kept in
+// reserve to ask for more: one for a first attempt, surbReserve for a
+// retransmission or while a request is under way; when only the reserve is
+// left, pf waits in the pool and a request goes out. Replies fail with ErrNoSURBs only when the pool is
+// empty and no request is under way.
 func (c *Client) takeSURB(tag address.SenderTag, pf *pendingFragment) (*sphinx.SURB, bool) {
 	c.mu.Lock()
 	p := c.pool(tag)
-	if len(p.surbs) > 1 {
+	keep := 1
+	if pf.attempts > 0 || p.requesting {
+		keep = surbReserve
+	}
+	if len(p.surbs) > keep {
 		s := p.surbs[0]
 		p.surbs = p.surbs[1:]
 		p.used++
-		if len(p.surbs) < c.cfg.SURBs.Min && p.used >= c.cfg.SURBs.Min && !p.requesting {
+		// Ask ahead while the pool is drawn down steadily, or when a burst
+		// of replies is about to leave only the reserve.
+		steady := len(p.surbs) < c.cfg.SURBs.Min && p.used >= c.cfg.SURBs.Min
+		burst := len(p.surbs) <= surbReserve && p.used >= surbReserve
+		if (steady || burst) && !p.requesting {
 			c.requestSURBsLocked(p)
 		}
 		c.mu.Unlock()
@@ -241,29 +267,38 @@ func (c *Client) takeSURB(tag address.SenderTag, pf *pendingFragment) (*sphinx.S
 	return nil, false
 }
 
-// requestSURBsLocked spends the pool's reserve SURB on a request for more.
-// c.mu must be held.
+// requestSURBsLocked spends up to requestCopies of the pool's SURBs on a
+// request for more, one copy on each. c.mu must be held.
 func (c *Client) requestSURBsLocked(p *surbPool) {
-	if len(p.surbs) == 0 {
+	n := min(requestCopies, len(p.surbs))
+	if n == 0 {
 		return
 	}
-	s := p.surbs[len(p.surbs)-1]
-	p.surbs = p.surbs[:len(p.surbs)-1]
+	spent := slices.Clone(p.surbs[len(p.surbs)-n:])
+	p.surbs = p.surbs[:len(p.surbs)-n]
 	p.requesting = true
 	p.requestedAt = time.Now()
 	p.used = 0
 	amount := uint32(min(c.cfg.SURBs.Request+len(p.waiting), c.cfg.SURBs.MaxRequest))
 	tag := p.tag
 	c.spawn(func() {
-		c.state.deleteSURBs([][address.SenderTagSize + 8]byte{s.dbKey})
-		if err := c.sendUntracked(s.surb, surbRequestMessage(c.addr, amount)); err != nil {
-			c.log.Warn().Err(err).Str("sender", tag.String()).Msg("asking for reply SURBs")
+		keys := make([][address.SenderTagSize + 8]byte, len(spent))
+		for i, s := range spent {
+			keys[i] = s.dbKey
+		}
+		c.state.deleteSURBs(keys)
+		msg := surbRequestMessage(c.addr, amount)
+		for _, s := range spent {
+			if err := c.sendUntracked(s.surb, msg); err != nil {
+				c.log.Warn().Err(err).Str("sender", tag.String()).Msg("asking for reply SURBs")
+			}
 		}
 	})
 }
 
-// checkSURBRequests asks again when a request went unanswered, and fails the
-// waiting replies when there is nothing left to ask with.
+// checkSURBRequests asks again when a request went unanswered (after
+// RequestWait, or a quarter of it while replies wait), and fails the waiting
+// replies when RequestWait has passed with nothing left to ask with.
 func (c *Client) checkSURBRequests(now time.Time) {
 	type failure struct {
 		pfs []*pendingFragment
@@ -272,16 +307,24 @@ func (c *Client) checkSURBRequests(now time.Time) {
 	var failures []failure
 	c.mu.Lock()
 	for _, p := range c.pools {
-		if !p.requesting || now.Sub(p.requestedAt) < c.cfg.SURBs.RequestWait {
+		if !p.requesting {
 			continue
 		}
-		p.requesting = false
+		waited := now.Sub(p.requestedAt)
+		retry := c.cfg.SURBs.RequestWait
+		if len(p.waiting) > 0 {
+			retry /= urgentRetryDivisor
+		}
 		switch {
-		case len(p.surbs) > 0:
+		case len(p.surbs) > 0 && waited >= retry:
+			p.requesting = false
 			c.requestSURBsLocked(p)
-		case len(p.waiting) > 0:
-			failures = append(failures, failure{p.waiting, p.tag})
-			p.waiting = nil
+		case len(p.surbs) == 0 && waited >= c.cfg.SURBs.RequestWait:
+			p.requesting = false
+			if len(p.waiting) > 0 {
+				failures = append(failures, failure{p.waiting, p.tag})
+				p.waiting = nil
+			}
 		}
 	}
 	c.mu.Unlock()

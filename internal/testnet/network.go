@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/peapod-mixnet/peapod/directory"
@@ -252,17 +253,35 @@ func (n *Network) nodeAddrs(node *Node, ns string, nsIP netip.Addr) error {
 	}
 	node.Announce = node.Listen
 	if n.cfg.Relays {
-		ra, err := n.port(true)
-		if err != nil {
-			return err
-		}
-		r, err := relay.New(relay.Config{Listen: ra.String(), Target: node.Listen.String(), Faults: n.cfg.RelayFaults})
+		r, err := n.newRelay(node.Listen)
 		if err != nil {
 			return err
 		}
 		node.Relay, node.Announce = r, r.Addr()
 	}
 	return nil
+}
+
+// newRelay starts a relay in front of target on a free port. The machine is
+// shared: another program can bind the port between the check and the
+// relay's own bind, so a port taken meanwhile is replaced by another.
+func (n *Network) newRelay(target netip.AddrPort) (*relay.Relay, error) {
+	var err error
+	for range 5 {
+		var ra netip.AddrPort
+		if ra, err = n.port(true); err != nil {
+			return nil, err
+		}
+		var r *relay.Relay
+		r, err = relay.New(relay.Config{Listen: ra.String(), Target: target.String(), Faults: n.cfg.RelayFaults})
+		if err == nil {
+			return r, nil
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			return nil, err
+		}
+	}
+	return nil, err
 }
 
 func (n *Network) startMixnodes(ctx context.Context) error {
