@@ -148,18 +148,24 @@ func TestAnonymousSendAndReply(t *testing.T) {
 // A replier that sends more replies than it was given SURBs for asks for
 // more and gets every reply through, in order.
 func TestSURBTopUp(t *testing.T) {
-	n := startTestNet(t, netOptions{})
+	replyBurst(t, startTestNet(t, netOptions{}), 3, 40)
+}
+
+// replyBurst has a send b one anonymous message with surbs SURBs, and b
+// answer it replies times at once; every reply must be delivered and
+// arrive, in order. It returns the replier.
+func replyBurst(t *testing.T, n *testNet, surbs, replies int) *Client {
+	t.Helper()
 	a := startClient(t, testConfig(t, n, 0))
 	b := startClient(t, testConfig(t, n, 1))
 	ctx := timeout(t, 2*time.Minute)
-	if _, err := a.SendAnonymous(ctx, b.Address(), []byte("talk to me"), 3); err != nil {
+	if _, err := a.SendAnonymous(ctx, b.Address(), []byte("talk to me"), surbs); err != nil {
 		t.Fatal(err)
 	}
 	q := receive(t, ctx, b)
 	if q.SenderTag == nil {
 		t.Fatal("no sender tag")
 	}
-	const replies = 40
 	var ds []*Delivery
 	for i := range replies {
 		d, err := b.Reply(ctx, *q.SenderTag, fmt.Appendf(nil, "reply %d", i))
@@ -168,16 +174,17 @@ func TestSURBTopUp(t *testing.T) {
 		}
 		ds = append(ds, d)
 	}
+	for i, d := range ds {
+		if err := d.Wait(ctx); err != nil {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+	}
 	for i := range replies {
 		if m := receive(t, ctx, a); string(m.Data) != fmt.Sprintf("reply %d", i) {
 			t.Fatalf("reply %d: got %q", i, m.Data)
 		}
 	}
-	for _, d := range ds {
-		if err := d.Wait(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	return b
 }
 
 // With a mixnode that drops a fifth of what it gets, every message still
@@ -432,36 +439,7 @@ func TestKeptMessagesComeBackUntilForgotten(t *testing.T) {
 // burst empties its pool, on several SURBs at once, again while replies
 // wait, and retransmissions leave SURBs to ask with.
 func TestSURBTopUpUnderLoss(t *testing.T) {
-	n := startTestNet(t, netOptions{dropEverywhere: 0.1})
-	a := startClient(t, testConfig(t, n, 0))
-	b := startClient(t, testConfig(t, n, 1))
-	ctx := timeout(t, 2*time.Minute)
-	if _, err := a.SendAnonymous(ctx, b.Address(), []byte("talk to me"), 10); err != nil {
-		t.Fatal(err)
-	}
-	q := receive(t, ctx, b)
-	if q.SenderTag == nil {
-		t.Fatal("no sender tag")
-	}
-	const replies = 25
-	var ds []*Delivery
-	for i := range replies {
-		d, err := b.Reply(ctx, *q.SenderTag, fmt.Appendf(nil, "reply %d", i))
-		if err != nil {
-			t.Fatalf("reply %d: %v", i, err)
-		}
-		ds = append(ds, d)
-	}
-	for i, d := range ds {
-		if err := d.Wait(ctx); err != nil {
-			t.Fatalf("reply %d: %v", i, err)
-		}
-	}
-	for i := range replies {
-		if m := receive(t, ctx, a); string(m.Data) != fmt.Sprintf("reply %d", i) {
-			t.Fatalf("reply %d: got %q", i, m.Data)
-		}
-	}
+	b := replyBurst(t, startTestNet(t, netOptions{dropEverywhere: 0.1}), 10, 25)
 	if st := b.Stats(); st.Retransmits == 0 {
 		t.Error("nothing was retransmitted: the loss did not happen")
 	}
