@@ -56,6 +56,16 @@ func receive(t *testing.T, ctx context.Context, c *Client) Message {
 	return m
 }
 
+// noMoreMessages checks that c receives nothing more for two seconds.
+func noMoreMessages(t *testing.T, ctx context.Context, c *Client) {
+	t.Helper()
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if m, err := c.Receive(short); err == nil {
+		t.Fatalf("an extra message: %q", m.Data)
+	}
+}
+
 func TestSendToSelf(t *testing.T) {
 	n := startTestNet(t, netOptions{})
 	c := startClient(t, testConfig(t, n, 0))
@@ -385,11 +395,7 @@ func TestUnreadMessagesSurviveRestart(t *testing.T) {
 			t.Fatalf("message %d after the restart: %q", i, m.Data)
 		}
 	}
-	short, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	if m, err := b.Receive(short); err == nil {
-		t.Fatalf("an extra message after the restart: %q", m.Data)
-	}
+	noMoreMessages(t, ctx, b)
 }
 
 // Messages taken with ReceiveKept but not forgotten come again after a
@@ -427,11 +433,7 @@ func TestKeptMessagesComeBackUntilForgotten(t *testing.T) {
 			t.Fatalf("after the restart: got %q, want %q", m.Data, fmt.Sprintf("kept %d", i))
 		}
 	}
-	short, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	if m, err := b.Receive(short); err == nil {
-		t.Fatalf("an extra message after the restart: %q", m.Data)
-	}
+	noMoreMessages(t, ctx, b)
 }
 
 // Under loss on every mixnode, a replier that was given ten SURBs and
