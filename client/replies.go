@@ -226,8 +226,8 @@ func (c *Client) addSURBs(tag address.SenderTag, surbs []*sphinx.SURB) {
 // takeSURB hands out a SURB for one reply fragment. SURBs are kept in
 // reserve to ask for more: one for a first attempt, surbReserve for a
 // retransmission or while a request is under way; when only the reserve is
-// left, pf waits in the pool and a request goes out. Replies fail with ErrNoSURBs only when the pool is
-// empty and no request is under way.
+// left, pf waits in the pool and a request goes out. Replies fail with
+// ErrNoSURBs only when the pool is empty and no request is under way.
 func (c *Client) takeSURB(tag address.SenderTag, pf *pendingFragment) (*sphinx.SURB, bool) {
 	c.mu.Lock()
 	p := c.pool(tag)
