@@ -16,6 +16,8 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
+
+	"github.com/peapod-mixnet/peapod/internal/httpstop"
 )
 
 // Config configures a [Server]. Zero values take the documented defaults.
@@ -91,7 +93,7 @@ type Server struct {
 	store   *store
 	metrics *metrics
 	handler http.Handler
-	http    *http.Server
+	http    *httpstop.Server
 
 	// writeMu serialises changes (check, persist, apply). nodes changes only
 	// with both writeMu and mu held, so a holder of writeMu reads it freely.
@@ -99,11 +101,6 @@ type Server struct {
 	// mu guards nodes, keyed by base58 identity.
 	mu    sync.RWMutex
 	nodes map[string]record
-
-	// fresh holds the connections accepted that have not yet sent a
-	// request; Close closes them (see closeFresh).
-	freshMu sync.Mutex
-	fresh   map[net.Conn]struct{}
 
 	stop      chan struct{} // closed by Close to end the sweeper
 	sweeperWG sync.WaitGroup
@@ -133,12 +130,11 @@ func New(cfg Config) (*Server, error) {
 		log:   log,
 		store: st,
 		nodes: nodes,
-		fresh: make(map[net.Conn]struct{}),
 		stop:  make(chan struct{}),
 	}
 	s.metrics = newMetrics(s.countListed, s.countTracked)
 	s.handler = s.routes()
-	s.http = &http.Server{
+	s.http = httpstop.Wrap(&http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
@@ -146,8 +142,7 @@ func New(cfg Config) (*Server, error) {
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          stdlog.New(log, "", 0),
-		ConnState:         s.trackConn,
-	}
+	})
 	s.sweeperWG.Add(1)
 	go s.sweeper()
 	log.Info().Str("data_dir", cfg.DataDir).Int("entries", len(nodes)).
@@ -195,7 +190,9 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		var errs []error
-		if err := s.shutdown(); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		if err := s.http.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("directory: shutting down: %w", err))
 			s.http.Close()
 		}
@@ -206,51 +203,6 @@ func (s *Server) Close() error {
 		s.log.Info().Msg("directory closed")
 	})
 	return s.closeErr
-}
-
-// shutdown stops the HTTP server, waiting up to shutdownTimeout for the
-// requests in flight. net/http counts a connection that has been accepted
-// but has sent no request yet as busy for its first five seconds, which
-// would hold Shutdown that long whenever a client's transport has dialed a
-// spare connection; such a connection carries no request, so shutdown
-// closes it instead of waiting.
-func (s *Server) shutdown() error {
-	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- s.http.Shutdown(ctx) }()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case err := <-done:
-			return err
-		case <-tick.C:
-			s.closeFresh()
-		}
-	}
-}
-
-// trackConn is the server's ConnState hook: it keeps the set of
-// connections that have not sent a request yet.
-func (s *Server) trackConn(c net.Conn, state http.ConnState) {
-	s.freshMu.Lock()
-	defer s.freshMu.Unlock()
-	if state == http.StateNew {
-		s.fresh[c] = struct{}{}
-	} else {
-		delete(s.fresh, c)
-	}
-}
-
-// closeFresh closes the connections that have not sent a request yet.
-func (s *Server) closeFresh() {
-	s.freshMu.Lock()
-	defer s.freshMu.Unlock()
-	for c := range s.fresh {
-		c.Close()
-		delete(s.fresh, c)
-	}
 }
 
 // Topology returns the nodes listed now, in the order the server serves

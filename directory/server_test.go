@@ -777,13 +777,7 @@ func TestCloseDoesNotWaitForSilentConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	for {
-		s.freshMu.Lock()
-		n := len(s.fresh)
-		s.freshMu.Unlock()
-		if n == 1 {
-			break
-		}
+	for s.http.Fresh() != 1 {
 		runtime.Gosched()
 	}
 	if err := s.Close(); err != nil {

@@ -49,7 +49,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -61,6 +60,7 @@ import (
 	"github.com/peapod-mixnet/peapod/address"
 	"github.com/peapod-mixnet/peapod/framework/descriptor"
 	"github.com/peapod-mixnet/peapod/handlers"
+	"github.com/peapod-mixnet/peapod/internal/httpstop"
 	"github.com/peapod-mixnet/peapod/plugins"
 )
 
@@ -93,7 +93,7 @@ type Host struct {
 	recvDone                            chan struct{}
 	workers                             sync.WaitGroup
 
-	httpServer *http.Server
+	httpServer *httpstop.Server
 	httpLn     net.Listener
 	httpDone   chan struct{}
 

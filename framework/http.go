@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/peapod-mixnet/peapod/framework/descriptor"
+	"github.com/peapod-mixnet/peapod/internal/httpstop"
 )
 
 // Timeouts of the HTTP server. The endpoint serves small documents; slow
@@ -43,15 +44,15 @@ func (h *Host) Handler() http.Handler {
 	return r
 }
 
-func (h *Host) newHTTPServer() *http.Server {
-	return &http.Server{
+func (h *Host) newHTTPServer() *httpstop.Server {
+	return httpstop.Wrap(&http.Server{
 		Handler:           h.Handler(),
 		ReadHeaderTimeout: httpReadHeaderTimeout,
 		ReadTimeout:       httpReadTimeout,
 		WriteTimeout:      httpWriteTimeout,
 		IdleTimeout:       httpIdleTimeout,
 		MaxHeaderBytes:    httpMaxHeaderBytes,
-	}
+	})
 }
 
 func (h *Host) serveHTTP() {

@@ -160,9 +160,19 @@ func TestMetricsEndpoint(t *testing.T) {
 	tag := newTag(t)
 	wantOK(t, tr.do(t, tag, "1", "echo", []byte("x")), "x")
 	tr.do(t, tag, "2", "nope", nil)
-	status, body := get(t, h, PathMetrics)
-	if status != http.StatusOK {
-		t.Fatalf("status %d", status)
+	// A request is counted just after its reply is handed to the transport,
+	// so the requester can have the reply a moment before the count.
+	var body []byte
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		var status int
+		status, body = get(t, h, PathMetrics)
+		if status != http.StatusOK {
+			t.Fatalf("status %d", status)
+		}
+		if strings.Contains(string(body), `peapod_provider_request_duration_seconds_count{service="echo"} 1`) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	for _, want := range []string{
 		`peapod_provider_requests_total{outcome="ok",service="echo"} 1`,
