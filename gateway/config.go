@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/peapod-mixnet/peapod/internal/gwproto"
+	"github.com/peapod-mixnet/peapod/internal/replaystore"
 	"github.com/peapod-mixnet/peapod/sphinx"
 )
 
@@ -24,6 +25,7 @@ const (
 	DefaultTopologyRefresh     = time.Minute
 	DefaultHandshakeTimeout    = 10 * time.Second
 	DefaultReplayCapacity      = sphinx.DefaultReplayCapacity
+	DefaultReplaySaveInterval  = time.Minute
 )
 
 // MaxPageSize bounds Config.PageSize: a page is held in memory while the
@@ -49,8 +51,9 @@ type Config struct {
 	// ClientListenAddr, which must then name a specific IP when
 	// DirectoryURL is set.
 	ClientAnnounceURL string
-	// DataDir holds the keys (identity.pem, sphinx.pem) and the database
-	// (gateway.db); it is created (0700) when missing. Required.
+	// DataDir holds the keys (identity.pem, sphinx.pem), the database
+	// (gateway.db) and the saved replay filter (replay.bin); it is created
+	// (0700) when missing. Required.
 	DataDir string
 	// DirectoryURL is the directory's base URL, used to register the
 	// gateway and to fetch the topology. Empty means no registration and no
@@ -83,6 +86,14 @@ type Config struct {
 	// [sphinx.NewReplayFilter]; about 3 bytes a tag). Default
 	// DefaultReplayCapacity (about 30 MB).
 	ReplayCapacity int
+	// ReplaySaveInterval is how often the replay filter is saved to
+	// ReplayFilterFile while the gateway runs; it is also saved when the
+	// gateway closes, so that a restarted gateway still refuses the packets
+	// it processed before. A crash forgets at most this long of packets. A
+	// negative value saves only on Close. Default DefaultReplaySaveInterval;
+	// a positive value below one second is refused, since each save writes
+	// the whole filter.
+	ReplaySaveInterval time.Duration
 	// Logger receives the gateway's logs; the zero value discards them.
 	Logger zerolog.Logger
 	// Now is the gateway's clock (handshake timestamps, message ages).
@@ -119,6 +130,9 @@ func (c *Config) applyDefaults() error {
 	if c.ReplayCapacity == 0 {
 		c.ReplayCapacity = DefaultReplayCapacity
 	}
+	if c.ReplaySaveInterval == 0 {
+		c.ReplaySaveInterval = DefaultReplaySaveInterval
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -139,6 +153,8 @@ func (c *Config) applyDefaults() error {
 		return fmt.Errorf("gateway: Config.HandshakeTimeout %s is negative", c.HandshakeTimeout)
 	case c.ReplayCapacity < 0:
 		return fmt.Errorf("gateway: Config.ReplayCapacity %d is negative", c.ReplayCapacity)
+	case c.ReplaySaveInterval > 0 && c.ReplaySaveInterval < replaystore.MinInterval:
+		return fmt.Errorf("gateway: Config.ReplaySaveInterval %s is below %s", c.ReplaySaveInterval, replaystore.MinInterval)
 	}
 	if c.AnnounceAddr != "" {
 		if _, err := parseAnnounceAddr(c.AnnounceAddr); err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -289,6 +290,49 @@ func TestReplayDropped(t *testing.T) {
 	}
 	if s := g.Stats(); s.Dropped[DropReplay] != 1 {
 		t.Fatalf("replay drops %d, want 1", s.Dropped[DropReplay])
+	}
+}
+
+// A packet the gateway processed before a restart on the same DataDir is
+// dropped as a replay after it (the filter is saved by Close and loaded by
+// New); a fresh packet is delivered.
+func TestPacketReplayAfterRestart(t *testing.T) {
+	cfg := testConfig(t, t.TempDir(), nil, nil)
+	cfg.ReplaySaveInterval = -1 // only Close saves
+	g := startGateway(t, cfg)
+	c := newTestClient()
+	c.register(t, g)
+	p := ackPacket(t, g, c.identity(), []byte("once"))
+	dialMix(t, g).send(t, p)
+	c.confirm(t, c.deliver(t).ID)
+	c.sync(t)
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	g = startGateway(t, cfg)
+	c.connect(t, g)
+	mc := dialMix(t, g)
+	mc.send(t, p)
+	waitStats(t, g, "the replay to be dropped", func(s Stats) bool { return s.Dropped[DropReplay] == 1 })
+	mc.send(t, ackPacket(t, g, c.identity(), []byte("fresh")))
+	if d := c.deliver(t); !bytes.HasPrefix(d.Payload, []byte("fresh")) {
+		t.Fatalf("delivered %q, want the fresh packet", d.Payload)
+	}
+	if extra := c.sync(t); len(extra) != 0 {
+		t.Fatalf("%d more messages: the replay got through", len(extra))
+	}
+}
+
+func TestReplaySaveIntervalConfig(t *testing.T) {
+	cfg := testConfig(t, t.TempDir(), nil, nil)
+	cfg.ReplaySaveInterval = time.Millisecond
+	if _, err := New(cfg); err == nil || !strings.HasPrefix(err.Error(), "gateway: Config.ReplaySaveInterval") {
+		t.Fatalf("a 1ms save interval: %v", err)
+	}
+	cfg.ReplaySaveInterval = 0
+	if err := cfg.applyDefaults(); err != nil || cfg.ReplaySaveInterval != DefaultReplaySaveInterval {
+		t.Fatalf("default save interval %v, %v", cfg.ReplaySaveInterval, err)
 	}
 }
 

@@ -60,7 +60,10 @@
 // packet's payload). Ids are reserved 2^20 at a time by raising next_id
 // before any of them is used, so a restart never reuses one. An inbox bucket
 // is deleted when it empties. The keys (identity.pem, sphinx.pem) live next
-// to the database, in the formats of package internal/keyfile.
+// to the database, in the formats of package internal/keyfile, and so does
+// the replay filter (replay.bin, package internal/replaystore), saved every
+// ReplaySaveInterval and on Close so that a restarted gateway still refuses
+// the packets it processed before.
 package gateway
 
 import (
@@ -72,6 +75,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -81,6 +85,7 @@ import (
 
 	"github.com/peapod-mixnet/peapod/address"
 	"github.com/peapod-mixnet/peapod/directory"
+	"github.com/peapod-mixnet/peapod/internal/replaystore"
 	"github.com/peapod-mixnet/peapod/internal/wire"
 	"github.com/peapod-mixnet/peapod/sphinx"
 )
@@ -113,6 +118,7 @@ type Gateway struct {
 	identity  ed25519.PrivateKey
 	sphinxKey *sphinx.PrivateKey
 	processor *sphinx.Processor
+	saver     *replaystore.Saver // of processor's replay filter
 	store     *store
 	topo      *topology
 	counters  *counters
@@ -158,8 +164,10 @@ type Gateway struct {
 	closeErr  error
 }
 
-// New loads (or makes, on first start) the gateway's keys in cfg.DataDir and
-// opens its database. It binds nothing; Start does.
+// New loads (or makes, on first start) the gateway's keys in cfg.DataDir,
+// loads its saved replay filter (an empty one on first start, or when the
+// saved one is for another key or capacity, or damaged) and opens its
+// database. It binds nothing; Start does.
 func New(cfg Config) (*Gateway, error) {
 	if err := cfg.applyDefaults(); err != nil {
 		return nil, err
@@ -168,12 +176,17 @@ func New(cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
+	log := cfg.Logger.With().Str("component", "gateway").
+		Str("identity", address.EncodeKey(identity.Public().(ed25519.PublicKey))).Logger()
+	replayPath := filepath.Join(cfg.DataDir, ReplayFilterFile)
+	replay, err := replaystore.Load(replayPath, sphinxKey.PublicKey(), cfg.ReplayCapacity, 0, log)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
 	st, err := openStore(cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
-	log := cfg.Logger.With().Str("component", "gateway").
-		Str("identity", address.EncodeKey(identity.Public().(ed25519.PublicKey))).Logger()
 	var dir *directory.Client
 	if cfg.DirectoryURL != "" {
 		dir = &directory.Client{BaseURL: cfg.DirectoryURL}
@@ -184,7 +197,8 @@ func New(cfg Config) (*Gateway, error) {
 		log:        log,
 		identity:   identity,
 		sphinxKey:  sphinxKey,
-		processor:  sphinx.NewProcessor(sphinxKey, sphinx.NewReplayFilter(cfg.ReplayCapacity, 0)),
+		processor:  sphinx.NewProcessor(sphinxKey, replay),
+		saver:      replaystore.NewSaver(replayPath, sphinxKey.PublicKey(), replay, log),
 		store:      st,
 		topo:       newTopology(dir, log),
 		counters:   newCounters(),
@@ -250,6 +264,9 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	})
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
+	}
+	if err := g.saver.Start(g.cfg.ReplaySaveInterval); err != nil {
+		return fmt.Errorf("gateway: %w", err) // checked by applyDefaults
 	}
 	for range storeWorkers {
 		g.storeWG.Add(1)
@@ -396,10 +413,10 @@ func (g *Gateway) purge() (int, error) {
 // Close stops the gateway: it deregisters, stops accepting frames and
 // clients, closes every client connection (moving unconfirmed messages to
 // the store), commits every message in flight and sends their acks, closes
-// the outbound pool (which writes what it holds for a moment) and the
-// database, and returns when every goroutine of the gateway has ended. It is
-// safe to call more than once, and without Start; later calls return the
-// first call's error.
+// the outbound pool (which writes what it holds for a moment), saves the
+// replay filter, closes the database, and returns when every goroutine of the
+// gateway has ended. It is safe to call more than once, and without Start;
+// later calls return the first call's error.
 func (g *Gateway) Close() error {
 	g.closeOnce.Do(func() { g.closeErr = g.stop() })
 	return g.closeErr
@@ -454,6 +471,11 @@ func (g *Gateway) stop() error {
 	g.bgWG.Wait()
 	if g.regDone != nil {
 		<-g.regDone
+	}
+	// The mix server has closed, so no frame is being peeled: the filter
+	// holds every tag it will.
+	if err := g.saver.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("gateway: %w", err))
 	}
 	if err := g.store.close(); err != nil {
 		errs = append(errs, err)

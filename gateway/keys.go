@@ -18,6 +18,11 @@ const (
 	SphinxKeyPEMType = "PEAPOD X25519 SPHINX KEY"
 )
 
+// ReplayFilterFile, in the data folder, holds the gateway's Sphinx replay
+// filter, saved every Config.ReplaySaveInterval and on Close (format:
+// internal/replaystore).
+const ReplayFilterFile = "replay.bin"
+
 // loadKeys returns the gateway's identity and Sphinx keys from dir, making
 // them on first start.
 func loadKeys(dir string) (ed25519.PrivateKey, *sphinx.PrivateKey, error) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/peapod-mixnet/peapod/internal/replaystore"
 	"github.com/peapod-mixnet/peapod/sphinx"
 )
 
@@ -29,6 +30,9 @@ const (
 	DefaultMaxDelay = 30 * time.Second
 	// DefaultOutboundQueue bounds the packets waiting for each next hop.
 	DefaultOutboundQueue = 1024
+	// DefaultReplaySaveInterval is how often the replay filter is saved:
+	// a crash forgets at most this long of packets (see ReplayFilterFile).
+	DefaultReplaySaveInterval = time.Minute
 )
 
 // Config configures a [Node]. Zero values take the documented defaults;
@@ -49,7 +53,8 @@ type Config struct {
 	// Layer is the node's layer in the mixnet, 1 to 3. Required.
 	Layer int
 	// DataDir holds the node's keys (identity.pem, sphinx.pem), created with
-	// permissions 0700/0600 on first start. Required.
+	// permissions 0700/0600 on first start, and its saved replay filter
+	// (replay.bin). Required.
 	DataDir string
 	// DirectoryURL is the base URL of the directory the node registers with,
 	// such as "http://127.0.0.1:8090"; "" (the default) registers nowhere.
@@ -58,6 +63,13 @@ type Config struct {
 	// the default, sphinx.DefaultReplayCapacity (10 million), it takes about
 	// 30 MB.
 	ReplayCapacity int
+	// ReplaySaveInterval is how often the replay filter is saved to
+	// ReplayFilterFile while the node runs; it is also saved when the node
+	// closes. A negative value saves only then (a crash then forgets every
+	// packet since the start). Default DefaultReplaySaveInterval; a positive
+	// value below one second is refused, since each save writes the whole
+	// filter.
+	ReplaySaveInterval time.Duration
 	// Workers is how many goroutines peel packets. Default GOMAXPROCS.
 	Workers int
 	// MaxQueue bounds the packets waiting to be peeled and, separately, the
@@ -95,6 +107,9 @@ func (c *Config) applyDefaults() error {
 	}
 	if c.ReplayCapacity == 0 {
 		c.ReplayCapacity = sphinx.DefaultReplayCapacity
+	}
+	if c.ReplaySaveInterval == 0 {
+		c.ReplaySaveInterval = DefaultReplaySaveInterval
 	}
 	if c.Workers == 0 {
 		c.Workers = runtime.GOMAXPROCS(0)
@@ -138,6 +153,8 @@ func (c *Config) applyDefaults() error {
 		return errors.New("mixnode: Config.DataDir is required")
 	case c.ReplayCapacity < 0:
 		return fmt.Errorf("mixnode: Config.ReplayCapacity %d is negative", c.ReplayCapacity)
+	case c.ReplaySaveInterval > 0 && c.ReplaySaveInterval < replaystore.MinInterval:
+		return fmt.Errorf("mixnode: Config.ReplaySaveInterval %s is below %s", c.ReplaySaveInterval, replaystore.MinInterval)
 	case c.Workers < 0:
 		return fmt.Errorf("mixnode: Config.Workers %d is negative", c.Workers)
 	case c.MaxQueue < 0:

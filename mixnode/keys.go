@@ -22,6 +22,13 @@ const (
 	SphinxKeyPEMType = "PEAPOD X25519 SPHINX KEY"
 )
 
+// ReplayFilterFile, in Config.DataDir, holds the node's replay filter, saved
+// every Config.ReplaySaveInterval and when the node closes, so that a
+// restarted node still refuses the packets it processed before (format:
+// internal/replaystore). Deleting it lets every packet processed under the
+// current Sphinx key be replayed once.
+const ReplayFilterFile = "replay.bin"
+
 // loadKeys loads the node's keys from dir, creating them on first start.
 func loadKeys(dir string) (ed25519.PrivateKey, *sphinx.PrivateKey, error) {
 	seed, _, err := keyfile.LoadOrCreate(filepath.Join(dir, IdentityFile), IdentityPEMType, ed25519.SeedSize, rand.Reader)

@@ -21,15 +21,18 @@
 //
 // The node keeps its ed25519 identity and its Sphinx key in Config.DataDir
 // (see [IdentityFile], [SphinxKeyFile]), so that its address in the
-// directory survives restarts, and registers itself with the directory at
+// directory survives restarts, and its replay filter ([ReplayFilterFile]),
+// saved periodically and on Close, so that a restarted node still refuses
+// the packets it processed before, and registers itself with the directory at
 // Config.DirectoryURL while it runs. Its counters are available as [Stats]
 // and, with Config.MetricsAddr, as Prometheus metrics at [PathMetrics]
 // (packets_received_total, packets_forwarded_total,
 // packets_dropped_total{reason}, queue_depth{queue}, and the connection
 // counters).
 //
-// Lifecycle: [New] loads the keys, [Node.Start] listens and registers,
-// [Node.Close] deregisters, stops accepting and returns when every
+// Lifecycle: [New] loads the keys and the replay filter, [Node.Start]
+// listens and registers, [Node.Close] deregisters, stops accepting, saves
+// the replay filter once no packet is being peeled, and returns when every
 // goroutine has ended.
 package mixnode
 
@@ -41,6 +44,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 
@@ -49,6 +53,7 @@ import (
 
 	"github.com/peapod-mixnet/peapod/address"
 	"github.com/peapod-mixnet/peapod/directory"
+	"github.com/peapod-mixnet/peapod/internal/replaystore"
 	"github.com/peapod-mixnet/peapod/internal/wire"
 	"github.com/peapod-mixnet/peapod/sphinx"
 )
@@ -61,6 +66,7 @@ type Node struct {
 	identity ed25519.PrivateKey
 	key      *sphinx.PrivateKey
 	proc     *sphinx.Processor
+	saver    *replaystore.Saver // of proc's replay filter
 
 	server   *wire.Server
 	pool     *wire.Pool
@@ -88,8 +94,9 @@ type Node struct {
 }
 
 // New applies cfg's defaults, validates it, and loads the node's keys from
-// cfg.DataDir, creating them on first start. The node does nothing until
-// Start.
+// cfg.DataDir, creating them on first start, and its saved replay filter
+// (an empty one on first start, or when the saved one is for another key
+// or capacity, or damaged). The node does nothing until Start.
 func New(cfg Config) (*Node, error) {
 	if err := cfg.applyDefaults(); err != nil {
 		return nil, err
@@ -98,16 +105,23 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mixnode: loading keys: %w", err)
 	}
+	log := cfg.Logger.With().Str("component", "mixnode").Int("layer", cfg.Layer).Logger()
+	replayPath := filepath.Join(cfg.DataDir, ReplayFilterFile)
+	replay, err := replaystore.Load(replayPath, key.PublicKey(), cfg.ReplayCapacity, sphinx.DefaultReplayFalsePositiveRate, log)
+	if err != nil {
+		return nil, fmt.Errorf("mixnode: %w", err)
+	}
 	n := &Node{
 		cfg:      cfg,
+		log:      log,
 		identity: identity,
 		key:      key,
-		proc:     sphinx.NewProcessor(key, sphinx.NewReplayFilter(cfg.ReplayCapacity, sphinx.DefaultReplayFalsePositiveRate)),
+		proc:     sphinx.NewProcessor(key, replay),
+		saver:    replaystore.NewSaver(replayPath, key.PublicKey(), replay, log),
 		work:     make(chan *packetBuf, cfg.MaxQueue),
 		delay:    newDelayQueue(cfg.MaxQueue),
 		stop:     make(chan struct{}),
 	}
-	n.log = cfg.Logger.With().Str("component", "mixnode").Int("layer", cfg.Layer).Logger()
 	n.server, err = wire.NewServer(wire.ServerConfig{
 		Handler:      wire.HandlerFunc(n.handleFrame),
 		MaxConns:     cfg.MaxConns,
@@ -169,6 +183,9 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	n.started, n.addr, n.announce = true, addr, announce
 
+	if err := n.saver.Start(n.cfg.ReplaySaveInterval); err != nil { // checked by applyDefaults
+		n.log.Error().Err(err).Msg("no periodic saves of the replay filter")
+	}
 	for range n.cfg.Workers {
 		n.wg.Add(1)
 		go n.worker()
@@ -234,10 +251,11 @@ func (n *Node) announceAddr(bound netip.AddrPort) (netip.AddrPort, error) {
 
 // Close deregisters the node from the directory, stops accepting packets,
 // drops the packets still waiting to be peeled or delayed (counted as
-// DropShutdown), gives the outbound connections a moment to write what
-// they hold, and returns when every goroutine of the node has ended. It
-// returns the deregistration's error, if any. It is safe to call more than
-// once, and without Start.
+// DropShutdown), saves the replay filter once no worker peels packets any
+// more, gives the outbound connections a moment to write what they hold,
+// and returns when every goroutine of the node has ended. It returns the
+// errors of the deregistration and of the save, if any. It is safe to call
+// more than once, and without Start.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.closing.Store(true)
@@ -265,6 +283,10 @@ func (n *Node) Close() error {
 			cancel()
 		}
 		n.wg.Wait()
+		// The workers have ended: the filter holds every tag it will.
+		if err := n.saver.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("mixnode: %w", err))
+		}
 		n.drainQueues()
 		n.pool.Close()
 		n.closeErr = errors.Join(errs...)

@@ -9,6 +9,8 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -84,6 +86,53 @@ func TestReplayDropped(t *testing.T) {
 	case <-s.arrivals:
 		t.Fatal("the replayed packet reached the sink")
 	default:
+	}
+}
+
+// TestReplayDroppedAfterRestart processes a packet, stops the node and
+// starts it again on the same DataDir: the node drops the same packet as a
+// replay, and still forwards fresh ones. The filter is saved by Close
+// ("closed"), or by the periodic save while the first node still runs, as
+// it would be found after a crash ("crashed").
+func TestReplayDroppedAfterRestart(t *testing.T) {
+	for _, crash := range []bool{false, true} {
+		t.Run(map[bool]string{false: "closed", true: "crashed"}[crash], func(t *testing.T) {
+			dir := t.TempDir()
+			inDir := func(c *Config) { c.DataDir, c.ReplaySaveInterval = dir, -1 }
+			if crash {
+				inDir = func(c *Config) { c.DataDir, c.ReplaySaveInterval = dir, time.Second }
+			}
+			n1, n2, s := newNode(t, 1, inDir), newNode(t, 2, nil), newSink(t)
+			p := packet(t, sphinx.AckPacket, []byte("once"), hop(t, n1, 0), hop(t, n2, 0), s.hop(t))
+			send(t, n1, p)
+			s.next(t)
+			settled(t, n1, 1)
+			if crash {
+				eventually(t, "the periodic save writes the filter", func() bool {
+					_, err := os.Stat(filepath.Join(dir, ReplayFilterFile))
+					return err == nil
+				})
+			} else if err := n1.Close(); err != nil {
+				t.Fatal(err)
+			}
+
+			again := newNode(t, 1, inDir)
+			if again.SphinxKey() != n1.SphinxKey() {
+				t.Fatal("the restarted node has another Sphinx key")
+			}
+			send(t, again, p)
+			if st := settled(t, again, 1); st.Dropped[DropReplay] != 1 || st.Forwarded != 0 {
+				t.Fatalf("restarted node: %+v", st)
+			}
+			fresh := packet(t, sphinx.AckPacket, []byte("fresh"), hop(t, again, 0), hop(t, n2, 0), s.hop(t))
+			send(t, again, fresh)
+			if got := s.open(t, s.next(t).packet); !bytes.HasPrefix(got, []byte("fresh")) {
+				t.Fatalf("the sink got %q", got)
+			}
+			if st := settled(t, n2, 2); st.DroppedTotal() != 0 {
+				t.Fatalf("second node: %+v", st)
+			}
+		})
 	}
 }
 
@@ -335,6 +384,7 @@ func TestConfigRefused(t *testing.T) {
 		{func(c *Config) { c.Workers = -1 }, "Workers"},
 		{func(c *Config) { c.MaxDelay = -1 }, "MaxDelay"},
 		{func(c *Config) { c.ReplayCapacity = -1 }, "ReplayCapacity"},
+		{func(c *Config) { c.ReplaySaveInterval = time.Millisecond }, "ReplaySaveInterval"},
 	}
 	for _, tc := range cases {
 		cfg := Config{ListenAddr: "127.0.0.1:0", Layer: 1, DataDir: dir, ReplayCapacity: testReplayCapacity}
@@ -352,7 +402,8 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.ListenAddr != DefaultListenAddr || cfg.MaxQueue != DefaultMaxQueue || cfg.Workers < 1 ||
-		cfg.ReplayCapacity != sphinx.DefaultReplayCapacity || cfg.MaxDelay != DefaultMaxDelay || cfg.OutboundQueue != DefaultOutboundQueue {
+		cfg.ReplayCapacity != sphinx.DefaultReplayCapacity || cfg.MaxDelay != DefaultMaxDelay || cfg.OutboundQueue != DefaultOutboundQueue ||
+		cfg.ReplaySaveInterval != DefaultReplaySaveInterval {
 		t.Fatalf("defaults: %+v", cfg)
 	}
 }

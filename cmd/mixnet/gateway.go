@@ -32,6 +32,7 @@ type gatewaySection struct {
 	TopologyRefresh  time.Duration `toml:"topology_refresh"`
 	HandshakeTimeout time.Duration `toml:"handshake_timeout"`
 	ReplayCapacity   int           `toml:"replay_capacity"`
+	ReplaySave       time.Duration `toml:"replay_save_interval"`
 }
 
 func defaultGatewayFile() gatewayFile {
@@ -50,7 +51,7 @@ func bindGatewayFlags(fs *flag.FlagSet, c *gatewayFile) {
 	fs.StringVar(&g.ClientListen, "client-listen", g.ClientListen, "`ip:port` of the clients' WebSocket listener")
 	fs.StringVar(&g.Announce, "announce", g.Announce, "`ip:port` published in the directory for mixnodes (default: the listening address)")
 	fs.StringVar(&g.ClientAnnounce, "client-announce", g.ClientAnnounce, "ws:// or wss:// `URL` published in the directory for clients (default: ws:// and the client listening address)")
-	fs.StringVar(&g.Data, "data", g.Data, "`folder` of the gateway's keys and database (required)")
+	fs.StringVar(&g.Data, "data", g.Data, "`folder` of the gateway's keys, database and replay filter (required)")
 	fs.StringVar(&g.Directory, "directory", g.Directory, "`URL` of the directory to register with and fetch the topology from (default: none, which refuses every forward)")
 	fs.StringVar(&g.Metrics, "metrics", g.Metrics, "`ip:port` of the /metrics and /healthz server (default: none)")
 	fs.DurationVar(&g.MessageTTL, "message-ttl", g.MessageTTL, "how long a stored message waits for its client (0: 24h)")
@@ -60,6 +61,7 @@ func bindGatewayFlags(fs *flag.FlagSet, c *gatewayFile) {
 	fs.DurationVar(&g.TopologyRefresh, "topology-refresh", g.TopologyRefresh, "time between topology fetches (0: the default)")
 	fs.DurationVar(&g.HandshakeTimeout, "handshake-timeout", g.HandshakeTimeout, "bound on a client's handshake (0: the default)")
 	fs.IntVar(&g.ReplayCapacity, "replay-capacity", g.ReplayCapacity, "packets the replay filter is sized for (0: 10 million, about 30 MB)")
+	fs.DurationVar(&g.ReplaySave, "replay-save-interval", g.ReplaySave, "how often the replay filter is saved to the data folder, which it also is on shutdown (0: 1m; negative: only on shutdown)")
 	c.Log.flags(fs)
 }
 
@@ -89,6 +91,7 @@ func runGateway(args []string, stderr io.Writer) int {
 		TopologyRefresh:     s.TopologyRefresh,
 		HandshakeTimeout:    s.HandshakeTimeout,
 		ReplayCapacity:      s.ReplayCapacity,
+		ReplaySaveInterval:  s.ReplaySave,
 		Logger:              log,
 	})
 	if err != nil {

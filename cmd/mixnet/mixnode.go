@@ -25,6 +25,7 @@ type mixnodeSection struct {
 	Data           string        `toml:"data"`
 	Directory      string        `toml:"directory"`
 	ReplayCapacity int           `toml:"replay_capacity"`
+	ReplaySave     time.Duration `toml:"replay_save_interval"`
 	Workers        int           `toml:"workers"`
 	MaxQueue       int           `toml:"max_queue"`
 	MaxDelay       time.Duration `toml:"max_delay"`
@@ -44,9 +45,10 @@ func bindMixnodeFlags(fs *flag.FlagSet, c *mixnodeFile) {
 	fs.StringVar(&m.Announce, "announce", m.Announce, "`ip:port` published in the directory (default: the listening address)")
 	fs.StringVar(&m.Metrics, "metrics", m.Metrics, "`ip:port` of the /metrics and /healthz server (default: none)")
 	fs.IntVar(&m.Layer, "layer", m.Layer, "the node's layer, 1 to 3 (required)")
-	fs.StringVar(&m.Data, "data", m.Data, "`folder` of the node's keys (required)")
+	fs.StringVar(&m.Data, "data", m.Data, "`folder` of the node's keys and replay filter (required)")
 	fs.StringVar(&m.Directory, "directory", m.Directory, "`URL` of the directory to register with (default: none)")
 	fs.IntVar(&m.ReplayCapacity, "replay-capacity", m.ReplayCapacity, "packets the replay filter is sized for (0: 10 million, about 30 MB)")
+	fs.DurationVar(&m.ReplaySave, "replay-save-interval", m.ReplaySave, "how often the replay filter is saved to the data folder, which it also is on shutdown (0: 1m; negative: only on shutdown)")
 	fs.IntVar(&m.Workers, "workers", m.Workers, "goroutines peeling packets (0: one per CPU)")
 	fs.IntVar(&m.MaxQueue, "max-queue", m.MaxQueue, "bound on packets waiting to be peeled, and on packets delayed (0: the default)")
 	fs.DurationVar(&m.MaxDelay, "max-delay", m.MaxDelay, "longest delay honoured (0: the default)")
@@ -69,21 +71,22 @@ func runMixnode(args []string, stderr io.Writer) int {
 	}
 	m := cfg.Mixnode
 	node, err := mixnode.New(mixnode.Config{
-		ListenAddr:     m.Listen,
-		AnnounceAddr:   m.Announce,
-		MetricsAddr:    m.Metrics,
-		Layer:          m.Layer,
-		DataDir:        m.Data,
-		DirectoryURL:   m.Directory,
-		ReplayCapacity: m.ReplayCapacity,
-		Workers:        m.Workers,
-		MaxQueue:       m.MaxQueue,
-		MaxDelay:       m.MaxDelay,
-		MaxConns:       m.MaxConns,
-		IdleTimeout:    m.IdleTimeout,
-		FrameTimeout:   m.FrameTimeout,
-		OutboundQueue:  m.OutboundQueue,
-		Logger:         log,
+		ListenAddr:         m.Listen,
+		AnnounceAddr:       m.Announce,
+		MetricsAddr:        m.Metrics,
+		Layer:              m.Layer,
+		DataDir:            m.Data,
+		DirectoryURL:       m.Directory,
+		ReplayCapacity:     m.ReplayCapacity,
+		ReplaySaveInterval: m.ReplaySave,
+		Workers:            m.Workers,
+		MaxQueue:           m.MaxQueue,
+		MaxDelay:           m.MaxDelay,
+		MaxConns:           m.MaxConns,
+		IdleTimeout:        m.IdleTimeout,
+		FrameTimeout:       m.FrameTimeout,
+		OutboundQueue:      m.OutboundQueue,
+		Logger:             log,
 	})
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start the mixnode")
