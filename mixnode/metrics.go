@@ -8,6 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/peapod-mixnet/peapod/internal/httpstop"
 )
 
 // HTTP paths of the metrics server.
@@ -93,10 +95,10 @@ func (n *Node) metricsHandler() http.Handler {
 	return mux
 }
 
-func (n *Node) newMetricsServer() *http.Server {
-	return &http.Server{
+func (n *Node) newMetricsServer() *httpstop.Server {
+	return httpstop.Wrap(&http.Server{
 		Handler:           n.metricsHandler(),
 		ReadHeaderTimeout: metricsReadHeaderTimeout,
 		WriteTimeout:      metricsWriteTimeout,
-	}
+	})
 }

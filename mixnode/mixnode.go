@@ -53,6 +53,7 @@ import (
 
 	"github.com/peapod-mixnet/peapod/address"
 	"github.com/peapod-mixnet/peapod/directory"
+	"github.com/peapod-mixnet/peapod/internal/httpstop"
 	"github.com/peapod-mixnet/peapod/internal/replaystore"
 	"github.com/peapod-mixnet/peapod/internal/wire"
 	"github.com/peapod-mixnet/peapod/sphinx"
@@ -85,7 +86,7 @@ type Node struct {
 	addr        netip.AddrPort
 	announce    netip.AddrPort
 	metricsAddr netip.AddrPort
-	metricsSrv  *http.Server
+	metricsSrv  *httpstop.Server
 	regCancel   context.CancelFunc
 	regDone     chan error // the registrar's result
 
