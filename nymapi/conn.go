@@ -262,12 +262,16 @@ func (c *conn) writeLoop() {
 				if !ok {
 					break
 				}
-				if err := c.write(f); err != nil {
+				err := c.write(f)
+				if f.msg != nil {
+					if err == nil {
+						f.msg.wrote()
+					}
+					f.msg.unref()
+				}
+				if err != nil {
 					c.close(0, err.Error())
 					return
-				}
-				if f.written != nil {
-					f.written()
 				}
 			}
 		}

@@ -42,7 +42,9 @@
 // inbox, at the gateway) and go to the next application that connects. The
 // client keeps each message in its data folder until it has been written to
 // a connection's socket (Backend.Forget), so a crash of the client process
-// loses none: what it had not written comes again after the restart.
+// loses none: what it had not written comes again after the restart. A
+// message every connection it went to dropped unwritten (they closed first)
+// goes to the next application that connects.
 //
 // # Frame types
 //

@@ -16,8 +16,9 @@ type outFrame struct {
 	form form
 	// size counts against the queue's byte bound: the message data.
 	size int
-	// written, when set, runs once the frame is written to the socket.
-	written func()
+	// msg is set on a message from the backend: the writer reports it
+	// written, and every holder of the frame lets go of it (see outMessage).
+	msg *outMessage
 }
 
 // pushResult is what became of a push.
@@ -125,16 +126,24 @@ func (q *outQueue) pop() (outFrame, bool) {
 	return f, true
 }
 
-// close rejects every later push and wakes the pushers that wait.
+// close rejects every later push, wakes the pushers that wait, and drops
+// the frames still queued.
 func (q *outQueue) close() {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	if q.closed {
+		q.mu.Unlock()
 		return
 	}
 	q.closed = true
+	dropped := q.frames[q.head:]
 	q.frames, q.head, q.bytes = nil, 0, 0
 	close(q.space)
+	q.mu.Unlock()
+	for _, f := range dropped {
+		if f.msg != nil {
+			f.msg.unref()
+		}
+	}
 }
 
 // length is the number of frames queued.

@@ -11,6 +11,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/rs/zerolog"
+
+	"github.com/peapod-mixnet/peapod/client"
 )
 
 // DefaultListenAddr is where Nym's native client serves its WebSocket API,
@@ -139,6 +141,12 @@ type Server struct {
 	active    context.Context // nil while no connection is open; ends when the last one closes
 	inactive  context.CancelFunc
 	wake      chan struct{} // closed and replaced when the first connection opens
+
+	// returned holds messages every connection they went to dropped
+	// unwritten, oldest first; recvCancel wakes the receive loop from the
+	// backend to send them (see giveBack).
+	returned   []client.Message
+	recvCancel context.CancelFunc
 }
 
 // New returns a Server for cfg.Backend. It starts one goroutine that reads

@@ -700,7 +700,9 @@ func TestBinaryResponseLayout(t *testing.T) {
 // TestMessageForgottenOnceWritten checks that the backend is told to forget
 // a message only once it has been written to an application (so that a
 // crash before then brings it back after the restart), once however many
-// applications get it, and never when the only application left first.
+// applications get it; and that a message whose only application left
+// before it was written goes to the next applications, ahead of the
+// messages after it.
 func TestMessageForgottenOnceWritten(t *testing.T) {
 	ts := startServer(t, Config{FormatWait: time.Hour})
 	// An application that never shows its frame type has its frames held.
@@ -709,21 +711,26 @@ func TestMessageForgottenOnceWritten(t *testing.T) {
 	ts.fake.inbox <- client.Message{Data: []byte("held")}
 	ts.fake.waitReceiving(t, true) // taken and queued; the server waits for the next
 	gone.ws.Close()
-	pollUntil(t, "the server sees the connection close", func() bool { return ts.connCount() == 0 })
+	pollUntil(t, "the message comes back", func() bool { return ts.connCount() == 0 && ts.unsent(nil) == 1 })
 	select {
 	case m := <-ts.fake.forgotten:
 		t.Fatalf("%q forgotten though it was never written", m)
 	default:
 	}
+	received := func(data string) string {
+		return `{"type":"received","message":"` + data + `","senderTag":null}`
+	}
 
 	a := dialRaw(t, ts.url+"?format=json")
+	if got := a.readText(); got != received("held") {
+		t.Fatalf("the next application got %s first, want %s", got, received("held"))
+	}
 	b := dialRaw(t, ts.url+"?format=json")
 	pollUntil(t, "both connections are registered", func() bool { return ts.connCount() == 2 })
 	ts.fake.inbox <- client.Message{Data: []byte("both")}
-	want := `{"type":"received","message":"both","senderTag":null}`
 	for _, app := range []*raw{a, b} {
-		if got := app.readText(); got != want {
-			t.Fatalf("got %s, want %s", got, want)
+		if got := app.readText(); got != received("both") {
+			t.Fatalf("got %s, want %s", got, received("both"))
 		}
 	}
 	if err := ts.Close(); err != nil { // the writers have ended
@@ -734,7 +741,7 @@ func TestMessageForgottenOnceWritten(t *testing.T) {
 	for m := range ts.fake.forgotten {
 		forgotten = append(forgotten, m)
 	}
-	if !slices.Equal(forgotten, []string{"both"}) {
-		t.Fatalf("forgotten %q, want [both]", forgotten)
+	if !slices.Equal(forgotten, []string{"held", "both"}) {
+		t.Fatalf("forgotten %q, want [held both]", forgotten)
 	}
 }
