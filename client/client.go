@@ -23,7 +23,9 @@
 // stream whether or not there is anything to send, and a second stream sends
 // loop packets; cover packets are indistinguishable on the wire.
 //
-// Received messages come out of Receive in the order each sender sent them.
+// Received messages come out of Receive in the order each sender sent them,
+// but for one that comes after the client gave up waiting for it
+// (Config.MaxGapWait): it is delivered late, out of order.
 // The nymapi package serves a Client over Nym's native WebSocket API.
 package client
 
@@ -92,6 +94,9 @@ type Client struct {
 	tagTargets map[address.SenderTag]address.Address
 	replyKeys  map[[sphinx.ReplyDigestSize]byte]*replyKey
 	pools      map[address.SenderTag]*surbPool
+	// answered is when each recipient's last request for SURBs was
+	// answered: the copies of one request are answered once.
+	answered map[address.SenderTag]time.Time
 
 	// Receiving (guarded by recvMu).
 	recvMu     sync.Mutex

@@ -76,7 +76,10 @@ type Config struct {
 	// TopologyRefresh is how often the directory is read again.
 	TopologyRefresh time.Duration
 	// MaxGapWait is how long a message waits for an earlier one from the
-	// same sender before the gap is skipped. Default DefaultMaxGapWait.
+	// same sender before the gap is skipped. A skipped message that arrives
+	// later is still delivered, out of order, if it is among the last 256
+	// its stream skipped and the client has not restarted since; otherwise
+	// it is taken for a duplicate and dropped. Default DefaultMaxGapWait.
 	MaxGapWait time.Duration
 	// ConfirmInterval is how often received messages are confirmed to the
 	// gateway (and the client's state committed first).

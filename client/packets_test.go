@@ -380,3 +380,15 @@ func TestInboxReload(t *testing.T) {
 		t.Fatalf("the held message came out before its gap: %q", m.Data)
 	}
 }
+
+// A pool's reserve is always below SURBs.Max, so that a pool refilled to
+// its limit can send a retransmission: a reserve at or above the limit
+// would park a retransmission for ever, asking again and again.
+func TestSURBReserveBelowMax(t *testing.T) {
+	for _, max := range []int{2, 3, 4, 7, 12, 13, 200} {
+		c := &Client{cfg: Config{SURBs: SURBConfig{Max: max}}}
+		if r := c.surbReserve(); r < 1 || r >= max || r > surbReserve {
+			t.Errorf("Max %d: reserve %d, want 1 ≤ reserve < Max and ≤ %d", max, r, surbReserve)
+		}
+	}
+}

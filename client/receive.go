@@ -23,7 +23,9 @@ type Message struct {
 	key uint64
 }
 
-// Receive returns the next message, in the order each sender sent them.
+// Receive returns the next message, in the order each sender sent them (a
+// message that comes after the client stopped waiting for it, see
+// Config.MaxGapWait, comes late, out of order).
 //
 // A message stays in the client's data folder from the moment it is complete
 // until Receive returns it, so one that arrived but was not yet taken

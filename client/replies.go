@@ -22,7 +22,8 @@ var ErrNoSURBs = errors.New("client: no reply SURBs left")
 // retransmissions leave a few SURBs in the pool to ask with.
 const (
 	// surbReserve is how many SURBs a retransmission, or any attempt while
-	// a request for more is under way, leaves in its pool; otherwise a
+	// a request for more is under way, leaves in its pool (at most half of
+	// SURBs.Max, so that a full pool always has some to spend); otherwise a
 	// first attempt leaves one.
 	surbReserve = 6
 	// requestCopies is how many SURBs carry each request for more.
@@ -30,6 +31,11 @@ const (
 	// urgentRetryDivisor: while replies wait, an unanswered request is
 	// asked again after RequestWait divided by this.
 	urgentRetryDivisor = 4
+	// requestCopyWindow: a sender answers one request for SURBs from a
+	// recipient in this long, so that the copies of a request cost it one
+	// batch. (A real second request comes RequestWait/urgentRetryDivisor
+	// later at the soonest, or after the answer to the first.)
+	requestCopyWindow = time.Second
 )
 
 // surbPool holds the SURBs one anonymous sender gave this client, and the
@@ -231,9 +237,10 @@ func (c *Client) addSURBs(tag address.SenderTag, surbs []*sphinx.SURB) {
 func (c *Client) takeSURB(tag address.SenderTag, pf *pendingFragment) (*sphinx.SURB, bool) {
 	c.mu.Lock()
 	p := c.pool(tag)
+	reserve := c.surbReserve()
 	keep := 1
 	if pf.attempts > 0 || p.requesting {
-		keep = surbReserve
+		keep = reserve
 	}
 	if len(p.surbs) > keep {
 		s := p.surbs[0]
@@ -242,7 +249,7 @@ func (c *Client) takeSURB(tag address.SenderTag, pf *pendingFragment) (*sphinx.S
 		// Ask ahead while the pool is drawn down steadily, or when a burst
 		// of replies is about to leave only the reserve.
 		steady := len(p.surbs) < c.cfg.SURBs.Min && p.used >= c.cfg.SURBs.Min
-		burst := len(p.surbs) <= surbReserve && p.used >= surbReserve
+		burst := len(p.surbs) <= reserve && p.used >= reserve
 		if (steady || burst) && !p.requesting {
 			c.requestSURBsLocked(p)
 		}
@@ -253,6 +260,7 @@ func (c *Client) takeSURB(tag address.SenderTag, pf *pendingFragment) (*sphinx.S
 	p.waiting = append(p.waiting, pf)
 	if !p.requesting {
 		if len(p.surbs) == 0 {
+			p.pruneWaitingLocked()
 			waiting := p.waiting
 			p.waiting = nil
 			c.mu.Unlock()
@@ -267,9 +275,19 @@ func (c *Client) takeSURB(tag address.SenderTag, pf *pendingFragment) (*sphinx.S
 	return nil, false
 }
 
+// surbReserve is the reserve of SURBs a pool keeps to ask with.
+func (c *Client) surbReserve() int { return min(surbReserve, max(1, c.cfg.SURBs.Max/2)) }
+
+// pruneWaitingLocked drops the fragments that no longer wait: a
+// retransmission parked here whose ack came meanwhile. c.mu must be held.
+func (p *surbPool) pruneWaitingLocked() {
+	p.waiting = slices.DeleteFunc(p.waiting, func(pf *pendingFragment) bool { return pf.done })
+}
+
 // requestSURBsLocked spends up to requestCopies of the pool's SURBs on a
 // request for more, one copy on each. c.mu must be held.
 func (c *Client) requestSURBsLocked(p *surbPool) {
+	p.pruneWaitingLocked()
 	n := min(requestCopies, len(p.surbs))
 	if n == 0 {
 		return
@@ -310,6 +328,7 @@ func (c *Client) checkSURBRequests(now time.Time) {
 		if !p.requesting {
 			continue
 		}
+		p.pruneWaitingLocked()
 		waited := now.Sub(p.requestedAt)
 		retry := c.cfg.SURBs.RequestWait
 		if len(p.waiting) > 0 {
@@ -337,12 +356,23 @@ func (c *Client) checkSURBRequests(now time.Time) {
 
 // answerSURBRequest sends more SURBs to a recipient that asked for them.
 func (c *Client) answerSURBRequest(requester address.Address, amount uint32) {
+	now := time.Now()
 	c.mu.Lock()
 	tag, ok := c.tags[requester]
+	copyOf := ok && now.Sub(c.answered[tag]) < requestCopyWindow
+	if ok && !copyOf {
+		if c.answered == nil {
+			c.answered = make(map[address.SenderTag]time.Time)
+		}
+		c.answered[tag] = now
+	}
 	c.mu.Unlock()
 	if !ok {
 		c.log.Debug().Msg("ignoring a SURB request from an address this client never wrote to")
 		return
+	}
+	if copyOf {
+		return // another copy of a request answered a moment ago
 	}
 	n := min(int(amount), c.cfg.SURBs.MaxRequest)
 	c.spawn(func() {

@@ -23,7 +23,8 @@ import (
 //	surbs   sender tag[16] ‖ seq u64 → received unix ns u64 ‖ SURB
 //	order   stream id[16] → next expected seq u64
 //	inbox   key u64 → stream id[16] ‖ seq u64 ‖ has tag u8 ‖ sender tag[16] ‖ data
-//	        (a received message not yet taken by the app)
+//	        (a received message not yet taken by the app, or taken with
+//	        ReceiveKept and not yet forgotten)
 //	released key u64 → release seq u64: the inbox message has passed the
 //	        ordering buffer and waits only for the app, in release order;
 //	        without it, it waits for an earlier message of its stream
@@ -279,8 +280,9 @@ func (s *state) loadOrder() (map[[streamIDSize]byte]uint64, error) {
 
 // inboxItem is a received message on its way to the app: held by the
 // ordering buffer, then released to the inbox, then taken by Receive. It is
-// kept in state.db from the moment it is complete until Receive returns it,
-// so a restart loses no message the gateway was told the client has.
+// kept in state.db from the moment it is complete until Receive returns it
+// (or Forget is called with it), so a restart loses no message the gateway
+// was told the client has.
 type inboxItem struct {
 	key      uint64
 	pos      streamPos
