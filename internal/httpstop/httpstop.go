@@ -29,12 +29,18 @@ type Server struct {
 
 	mu    sync.Mutex
 	fresh map[net.Conn]struct{}
+
+	// stopping is closed once net/http has begun to shut down: listeners
+	// closed, and a request read from now on dropped by net/http itself.
+	stopping     chan struct{}
+	stoppingOnce sync.Once
 }
 
 // Wrap tracks srv's connections by setting its ConnState hook (a hook
 // already set is still called). Call it before serving.
 func Wrap(srv *http.Server) *Server {
-	s := &Server{Server: srv, fresh: make(map[net.Conn]struct{})}
+	s := &Server{Server: srv, fresh: make(map[net.Conn]struct{}), stopping: make(chan struct{})}
+	srv.RegisterOnShutdown(func() { s.stoppingOnce.Do(func() { close(s.stopping) }) })
 	prev := srv.ConnState
 	srv.ConnState = func(c net.Conn, state http.ConnState) {
 		s.track(c, state)
@@ -51,8 +57,16 @@ func Wrap(srv *http.Server) *Server {
 func (s *Server) Shutdown(ctx context.Context) error {
 	done := make(chan error, 1)
 	go func() { done <- s.Server.Shutdown(ctx) }()
-	// Shutdown closes the listeners first; a connection accepted just
-	// before that shows up a moment later, so keep closing.
+	// Close nothing before net/http is shutting down: until then a
+	// connection that has just sent its request still counts as new, and
+	// its request would run with nobody to answer. A connection accepted
+	// just before the listeners closed shows up a moment later, so keep
+	// closing.
+	select {
+	case err := <-done:
+		return err
+	case <-s.stopping:
+	}
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
 	s.closeFresh()
