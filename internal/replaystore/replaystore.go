@@ -54,6 +54,7 @@ const (
 // accept every packet it processed before, and could not save either.
 func Load(path string, key sphinx.PublicKey, capacity int, rate float64, log zerolog.Logger) (*sphinx.ReplayFilter, error) {
 	fresh := func() *sphinx.ReplayFilter { return sphinx.NewReplayFilter(capacity, rate) }
+	removeLeftovers(path, log)
 	file, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		log.Info().Str("path", path).Msg("no saved replay filter: starting with an empty one")
@@ -80,6 +81,20 @@ func Load(path string, key sphinx.PublicKey, capacity int, rate float64, log zer
 	log.Info().Str("path", path).Int("tags", f.Count()).Int("capacity", f.Capacity()).Msg("loaded the saved replay filter")
 	return f, nil
 }
+
+// removeLeftovers deletes the temporary files of saves that a crash
+// interrupted (each as large as the filter).
+func removeLeftovers(path string, log zerolog.Logger) {
+	tmps, _ := filepath.Glob(filepath.Join(filepath.Dir(path), tempPattern(path)))
+	for _, t := range tmps {
+		if err := os.Remove(t); err != nil {
+			log.Warn().Err(err).Str("path", t).Msg("cannot remove an interrupted save of the replay filter")
+		}
+	}
+}
+
+// tempPattern is the name pattern of Save's temporary files for path.
+func tempPattern(path string) string { return "." + filepath.Base(path) + ".tmp*" }
 
 // errKey means the file is for another Sphinx key.
 var errKey = errors.New("replaystore: saved for another Sphinx key")
@@ -128,7 +143,7 @@ func (e *errReader) Read(p []byte) (int, error) {
 // serialises its own).
 func Save(path string, key sphinx.PublicKey, f *sphinx.ReplayFilter) error {
 	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	tmp, err := os.CreateTemp(dir, tempPattern(path))
 	if err != nil {
 		return fmt.Errorf("replaystore: %w", err)
 	}

@@ -258,3 +258,24 @@ func TestSaverFailure(t *testing.T) {
 		t.Fatalf("the retried save holds %d tags, want 5", g.Count())
 	}
 }
+
+// Load removes what saves interrupted by a crash left behind, and nothing
+// else.
+func TestLoadRemovesInterruptedSaves(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "replay.bin")
+	left := filepath.Join(dir, ".replay.bin.tmp123")
+	other := filepath.Join(dir, "keys.pem")
+	for _, p := range []string{left, other} {
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	load(t, path, sphinx.PublicKey{1})
+	if _, err := os.Stat(left); !os.IsNotExist(err) {
+		t.Errorf("the interrupted save is still there: %v", err)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("another file went: %v", err)
+	}
+}
