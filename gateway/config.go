@@ -21,6 +21,8 @@ const (
 	DefaultMessageTTL          = 24 * time.Hour
 	DefaultPageSize            = 100
 	DefaultMaxPendingPerClient = 1000
+	DefaultMaxStored           = 1_000_000 // about 2.5 GB of data packets
+	DefaultMaxStoredPerClient  = 100_000
 	DefaultPurgeInterval       = 10 * time.Minute
 	DefaultTopologyRefresh     = time.Minute
 	DefaultHandshakeTimeout    = 10 * time.Second
@@ -73,6 +75,13 @@ type Config struct {
 	// hold unconfirmed; further messages for it go to the store until it
 	// catches up. Default DefaultMaxPendingPerClient.
 	MaxPendingPerClient int
+	// MaxStored bounds the messages the store holds for all clients, and
+	// MaxStoredPerClient those it holds for one. A message that would go
+	// past either is dropped without an ack (its sender retransmits), so
+	// one flooded or long-offline client cannot fill the disk. Defaults
+	// DefaultMaxStored and DefaultMaxStoredPerClient.
+	MaxStored          int
+	MaxStoredPerClient int
 	// PurgeInterval is the time between purges of expired messages.
 	// Default DefaultPurgeInterval.
 	PurgeInterval time.Duration
@@ -118,6 +127,12 @@ func (c *Config) applyDefaults() error {
 	if c.MaxPendingPerClient == 0 {
 		c.MaxPendingPerClient = DefaultMaxPendingPerClient
 	}
+	if c.MaxStored == 0 {
+		c.MaxStored = DefaultMaxStored
+	}
+	if c.MaxStoredPerClient == 0 {
+		c.MaxStoredPerClient = DefaultMaxStoredPerClient
+	}
 	if c.PurgeInterval == 0 {
 		c.PurgeInterval = DefaultPurgeInterval
 	}
@@ -145,6 +160,8 @@ func (c *Config) applyDefaults() error {
 		return fmt.Errorf("gateway: Config.PageSize %d is out of range 1..%d", c.PageSize, MaxPageSize)
 	case c.MaxPendingPerClient < 0:
 		return fmt.Errorf("gateway: Config.MaxPendingPerClient %d is negative", c.MaxPendingPerClient)
+	case c.MaxStored < 0 || c.MaxStoredPerClient < 0:
+		return fmt.Errorf("gateway: Config.MaxStored %d or MaxStoredPerClient %d is negative", c.MaxStored, c.MaxStoredPerClient)
 	case c.PurgeInterval < 0:
 		return fmt.Errorf("gateway: Config.PurgeInterval %s is negative", c.PurgeInterval)
 	case c.TopologyRefresh < 0:

@@ -495,3 +495,64 @@ func TestAckHopLearnedSoon(t *testing.T) {
 		t.Fatalf("first packet: delivered %v, dropped %d times", firstDelivered, dropped)
 	}
 }
+
+// A client's inbox holds at most MaxStoredPerClient messages and the store
+// at most MaxStored: beyond them a message is dropped without an ack (its
+// sender retransmits), a reopened store counts what it holds, and room
+// comes back as the client takes its messages.
+func TestStoreQuotas(t *testing.T) {
+	dir := startDirectory(t)
+	mix := startSink(t, dir)
+	cfg := testConfig(t, t.TempDir(), dir, nil)
+	cfg.MaxStoredPerClient, cfg.MaxStored = 3, 5
+	g := startGateway(t, cfg)
+	a, b := newTestClient(), newTestClient()
+	for _, c := range []*testClient{a, b} {
+		c.register(t, g)
+		c.disconnect()
+	}
+	waitStats(t, g, "the clients to leave", func(s Stats) bool { return s.ConnectedClients == 0 })
+
+	mc := dialMix(t, g)
+	send := func(c *testClient, i int) {
+		mc.send(t, dataPacket(t, g, c.identity(), mix.addr, fakeAck(byte(i)), fmt.Appendf(nil, "message %d", i)))
+	}
+	full := func(s Stats) uint64 { return s.Dropped[DropStoreFull] }
+	for i := range 4 { // the fourth is over a's quota
+		send(a, i)
+	}
+	waitStats(t, g, "a's fourth message to be refused", func(s Stats) bool { return s.StoredMessages == 3 && full(s) == 1 })
+	for i := range 3 { // the third is over the store's
+		send(b, 10+i)
+	}
+	waitStats(t, g, "b's third message to be refused", func(s Stats) bool { return s.StoredMessages == 5 && full(s) == 2 })
+	for range 5 {
+		mix.next(t) // one ack for each stored message
+	}
+	if s := g.Stats(); s.AcksSent != 5 {
+		t.Fatalf("%d acks sent, want 5 (none for the refused messages)", s.AcksSent)
+	}
+
+	// A restart counts the inboxes again.
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.MixListenAddr = g.MixAddr().String()
+	g = startGateway(t, cfg)
+	mc = dialMix(t, g)
+	send(a, 4)
+	waitStats(t, g, "a's message to be refused after the restart", func(s Stats) bool { return full(s) == 1 })
+
+	// a takes its messages: room again.
+	a.connect(t, g)
+	var ids []uint64
+	for range 3 {
+		ids = append(ids, a.deliver(t).ID)
+	}
+	a.confirm(t, ids...)
+	waitStats(t, g, "a's inbox to empty", func(s Stats) bool { return s.StoredMessages == 2 })
+	a.disconnect()
+	waitStats(t, g, "a to leave", func(s Stats) bool { return s.ConnectedClients == 0 })
+	send(a, 5)
+	waitStats(t, g, "a's next message to be stored", func(s Stats) bool { return s.StoredMessages == 3 && full(s) == 1 })
+}

@@ -34,7 +34,9 @@
 // messages already, or whose connection ends with messages pending, are
 // committed to the store (bbolt, batched commits), and their acks go out
 // after the commit. If the gateway dies before either, the sender gets no
-// ack and retransmits. Message ids are unique per gateway, across restarts,
+// ack and retransmits; so it does when the store already holds MaxStored
+// messages, or MaxStoredPerClient for that client, which keeps a flooded or
+// long-offline client from filling the disk. Message ids are unique per gateway, across restarts,
 // live and stored messages alike.
 //
 // When a client connects, its stored messages are handed over in pages of
@@ -142,6 +144,7 @@ type Gateway struct {
 	clientURL  string
 
 	storeQ  chan *message
+	quota   storeQuota
 	storeWG sync.WaitGroup // store workers
 	bgWG    sync.WaitGroup // listeners' serve loops, refresher, purger, registrar
 	connWG  sync.WaitGroup // client connections
@@ -205,6 +208,7 @@ func New(cfg Config) (*Gateway, error) {
 		ctx:        ctx,
 		cancel:     cancel,
 		storeQ:     make(chan *message, storeQueueLen),
+		quota:      storeQuota{client: make(map[clientID]int)},
 		conns:      make(map[clientID]*conn),
 		handshakes: make(map[*websocket.Conn]struct{}),
 		upgrader: websocket.Upgrader{

@@ -42,11 +42,17 @@ const (
 	// DropStoreFailed: the database failed to store a message; the sender
 	// gets no ack and retransmits.
 	DropStoreFailed DropReason = "store_failed"
+	// DropStoreFull: the store, or the recipient's inbox in it, holds as
+	// many messages as allowed (Config.MaxStored, MaxStoredPerClient); the
+	// sender gets no ack and retransmits, so the message comes once the
+	// recipient has taken some of its messages or they have expired.
+	DropStoreFull DropReason = "store_full"
 )
 
 var dropReasons = []DropReason{
 	DropAuthentication, DropReplay, DropBadPacket, DropNotFinal, DropUnknownClient,
 	DropMalformedPayload, DropAckHop, DropForwardRefused, DropSendFailed, DropStoreFailed,
+	DropStoreFull,
 }
 
 // Stats are a gateway's counters since New, and its state now.

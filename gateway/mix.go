@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 
 	"github.com/peapod-mixnet/peapod/internal/gwproto"
 	"github.com/peapod-mixnet/peapod/internal/wire"
@@ -33,6 +34,9 @@ type message struct {
 	// for a KindAck message, which has none.
 	ackTo netip.AddrPort
 	ack   []byte
+	// admitted is set while m counts against the store's quotas on its way
+	// to the store (see admit).
+	admitted bool
 }
 
 // errPayload is the one error of splitPayload.
@@ -129,7 +133,9 @@ func (g *Gateway) dropped(reason DropReason, from netip.AddrPort) {
 }
 
 // deliver hands m to its client at once if it is connected and has room
-// for another pending message, and queues it for the store otherwise.
+// for another pending message, and queues it for the store otherwise, unless
+// the store is full (MaxStored, MaxStoredPerClient): then m is dropped
+// unacknowledged, for its sender to retransmit.
 func (g *Gateway) deliver(m *message) {
 	id, err := g.store.newID()
 	if err != nil {
@@ -145,7 +151,55 @@ func (g *Gateway) deliver(m *message) {
 	if live {
 		return
 	}
+	if !g.admit(m) {
+		g.counters.drop(DropStoreFull)
+		g.log.Debug().Msg("dropping a message: the store holds as many as allowed")
+		return
+	}
 	g.storeQ <- m
+}
+
+// storeQuota counts the messages on their way to the store, so that the
+// quotas hold before they are committed.
+type storeQuota struct {
+	mu     sync.Mutex
+	total  int
+	client map[clientID]int
+}
+
+// admit reports whether m fits within MaxStored and MaxStoredPerClient,
+// counting the messages stored and those on their way, and if so counts m
+// on its way until settle.
+func (g *Gateway) admit(m *message) bool {
+	q := &g.quota
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if g.store.stored()+q.total >= g.cfg.MaxStored ||
+		g.store.storedFor(m.client)+q.client[m.client] >= g.cfg.MaxStoredPerClient {
+		return false
+	}
+	q.total++
+	q.client[m.client]++
+	m.admitted = true
+	return true
+}
+
+// settle stops counting msgs as on their way to the store: they are
+// committed (and counted by the store) or dropped.
+func (g *Gateway) settle(msgs []*message) {
+	q := &g.quota
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, m := range msgs {
+		if !m.admitted {
+			continue
+		}
+		m.admitted = false
+		q.total--
+		if q.client[m.client]--; q.client[m.client] <= 0 {
+			delete(q.client, m.client)
+		}
+	}
 }
 
 // storeWorker commits queued messages in groups, then sends their acks and
@@ -167,7 +221,9 @@ func (g *Gateway) storeWorker() {
 				break fill
 			}
 		}
-		if err := g.store.put(group); err != nil {
+		err := g.store.put(group)
+		g.settle(group)
+		if err != nil {
 			// The acks are not sent: the senders retransmit.
 			g.log.Error().Err(err).Int("messages", len(group)).Msg("storing messages failed; dropping them")
 			g.counters.dropped[DropStoreFailed].Add(uint64(len(group)))

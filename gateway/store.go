@@ -73,6 +73,9 @@ type store struct {
 
 	count atomic.Int64 // messages in the inboxes
 
+	sizeMu sync.Mutex
+	sizes  map[clientID]int // messages in each non-empty inbox
+
 	regMu      sync.RWMutex
 	registered map[clientID]struct{}
 }
@@ -88,7 +91,7 @@ func openStore(dir string) (*store, error) {
 		return nil, fmt.Errorf("gateway: opening %s: %w", path, err)
 	}
 	db.MaxBatchDelay = batchDelay
-	s := &store{db: db, registered: make(map[clientID]struct{})}
+	s := &store{db: db, registered: make(map[clientID]struct{}), sizes: make(map[clientID]int)}
 	if err := s.init(); err != nil {
 		db.Close()
 		return nil, err
@@ -143,7 +146,11 @@ func (s *store) init() error {
 		}
 		var n int64
 		err = inbox.ForEachBucket(func(k []byte) error {
-			n += int64(inbox.Bucket(k).Stats().KeyN)
+			size := inbox.Bucket(k).Stats().KeyN
+			n += int64(size)
+			if len(k) == len(clientID{}) && size > 0 {
+				s.sizes[clientID(k)] = size
+			}
 			return nil
 		})
 		s.count.Store(n)
@@ -334,8 +341,10 @@ func decodeRecord(id, v []byte) (*storedMessage, error) {
 // are durable when it returns nil.
 func (s *store) put(ws []*message) error {
 	var added int64
+	var perClient map[clientID]int
 	err := s.db.Batch(func(tx *bolt.Tx) error {
 		added = 0
+		perClient = make(map[clientID]int)
 		inbox := tx.Bucket(bucketInbox)
 		var key [idSize]byte
 		for _, w := range ws {
@@ -346,6 +355,7 @@ func (s *store) put(ws []*message) error {
 			binary.BigEndian.PutUint64(key[:], w.id)
 			if b.Get(key[:]) == nil {
 				added++
+				perClient[w.client]++
 			}
 			if err := b.Put(key[:], encodeRecord(&w.storedMessage)); err != nil {
 				return err
@@ -357,7 +367,28 @@ func (s *store) put(ws []*message) error {
 		return fmt.Errorf("gateway: storing %d messages: %w", len(ws), err)
 	}
 	s.count.Add(added)
+	s.resize(perClient, 1)
 	return nil
+}
+
+// resize adds sign × delta[c] to the size of each client c's inbox.
+func (s *store) resize(delta map[clientID]int, sign int) {
+	s.sizeMu.Lock()
+	defer s.sizeMu.Unlock()
+	for c, n := range delta {
+		if size := s.sizes[c] + sign*n; size > 0 {
+			s.sizes[c] = size
+		} else {
+			delete(s.sizes, c)
+		}
+	}
+}
+
+// storedFor is the number of messages in client's inbox.
+func (s *store) storedFor(client clientID) int {
+	s.sizeMu.Lock()
+	defer s.sizeMu.Unlock()
+	return s.sizes[client]
 }
 
 // page returns up to n of client's stored messages, oldest id first.
@@ -415,6 +446,7 @@ func (s *store) remove(client clientID, ids []uint64) (int, error) {
 		return 0, fmt.Errorf("gateway: deleting confirmed messages: %w", err)
 	}
 	s.count.Add(-int64(removed))
+	s.resize(map[clientID]int{client: removed}, -1)
 	return removed, nil
 }
 
@@ -425,8 +457,10 @@ func (s *store) remove(client clientID, ids []uint64) (int, error) {
 // early.
 func (s *store) purge(cutoff time.Time) (int, error) {
 	var purged int
+	var perClient map[clientID]int
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		purged = 0
+		perClient = make(map[clientID]int)
 		inbox := tx.Bucket(bucketInbox)
 		var empty [][]byte
 		err := inbox.ForEachBucket(func(client []byte) error {
@@ -441,6 +475,9 @@ func (s *store) purge(cutoff time.Time) (int, error) {
 					return err
 				}
 				purged++
+				if len(client) == len(clientID{}) {
+					perClient[clientID(client)]++
+				}
 			}
 			if k == nil {
 				empty = append(empty, append([]byte(nil), client...))
@@ -461,6 +498,7 @@ func (s *store) purge(cutoff time.Time) (int, error) {
 		return 0, fmt.Errorf("gateway: purging expired messages: %w", err)
 	}
 	s.count.Add(-int64(purged))
+	s.resize(perClient, -1)
 	return purged, nil
 }
 

@@ -28,6 +28,8 @@ type gatewaySection struct {
 	MessageTTL       time.Duration `toml:"message_ttl"`
 	PageSize         int           `toml:"page_size"`
 	MaxPending       int           `toml:"max_pending"`
+	MaxStored        int           `toml:"max_stored"`
+	MaxStoredClient  int           `toml:"max_stored_per_client"`
 	PurgeInterval    time.Duration `toml:"purge_interval"`
 	TopologyRefresh  time.Duration `toml:"topology_refresh"`
 	HandshakeTimeout time.Duration `toml:"handshake_timeout"`
@@ -57,6 +59,8 @@ func bindGatewayFlags(fs *flag.FlagSet, c *gatewayFile) {
 	fs.DurationVar(&g.MessageTTL, "message-ttl", g.MessageTTL, "how long a stored message waits for its client (0: 24h)")
 	fs.IntVar(&g.PageSize, "page-size", g.PageSize, "stored messages handed to a client at once (0: 100)")
 	fs.IntVar(&g.MaxPending, "max-pending", g.MaxPending, "unconfirmed live messages per client before the rest go to the store (0: the default)")
+	fs.IntVar(&g.MaxStored, "max-stored", g.MaxStored, "messages the store holds for all clients; beyond, new ones are refused unacknowledged (0: the default)")
+	fs.IntVar(&g.MaxStoredClient, "max-stored-per-client", g.MaxStoredClient, "messages the store holds for one client (0: the default)")
 	fs.DurationVar(&g.PurgeInterval, "purge-interval", g.PurgeInterval, "time between purges of expired messages (0: the default)")
 	fs.DurationVar(&g.TopologyRefresh, "topology-refresh", g.TopologyRefresh, "time between topology fetches (0: the default)")
 	fs.DurationVar(&g.HandshakeTimeout, "handshake-timeout", g.HandshakeTimeout, "bound on a client's handshake (0: the default)")
@@ -87,6 +91,8 @@ func runGateway(args []string, stderr io.Writer) int {
 		MessageTTL:          s.MessageTTL,
 		PageSize:            s.PageSize,
 		MaxPendingPerClient: s.MaxPending,
+		MaxStored:           s.MaxStored,
+		MaxStoredPerClient:  s.MaxStoredClient,
 		PurgeInterval:       s.PurgeInterval,
 		TopologyRefresh:     s.TopologyRefresh,
 		HandshakeTimeout:    s.HandshakeTimeout,
