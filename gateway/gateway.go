@@ -101,6 +101,8 @@ const (
 
 // Storing.
 const (
+	// firstRegisterTimeout bounds Start's own attempt at registering.
+	firstRegisterTimeout = 5 * time.Second
 	// storeWorkers is how many goroutines commit messages at once; bbolt
 	// gathers their commits into one transaction.
 	storeWorkers = 4
@@ -349,13 +351,24 @@ func (g *Gateway) resolveAnnounce() error {
 	return nil
 }
 
-// register makes the first registration, then leaves a registrar running.
+// register makes a first attempt at registering, so that the gateway is
+// listed by the time Start returns when the directory is up, then leaves a
+// registrar running, which retries until it succeeds and re-registers
+// after. A descriptor the directory could never accept is an error; a
+// directory that is down or refuses the first attempt is not: the gateway
+// serves meanwhile, and the registrar logs each failure.
 func (g *Gateway) register(ctx context.Context) error {
 	desc := directory.NewGatewayDescriptor(g.announce, g.clientURL,
 		g.identity.Public().(ed25519.PublicKey), g.sphinxKey.PublicKey())
+	if err := desc.Validate(); err != nil {
+		return fmt.Errorf("gateway: cannot register: %w", err)
+	}
 	client := &directory.Client{BaseURL: g.cfg.DirectoryURL}
-	if err := client.Register(ctx, desc, g.identity); err != nil {
-		return fmt.Errorf("gateway: registering with the directory: %w", err)
+	first, cancel := context.WithTimeout(ctx, firstRegisterTimeout)
+	err := client.Register(first, desc, g.identity)
+	cancel()
+	if err != nil {
+		g.log.Warn().Err(err).Msg("first registration with the directory failed; retrying in the background")
 	}
 	regCtx, cancel := context.WithCancel(context.Background())
 	g.regCancel, g.regDone = cancel, make(chan struct{})

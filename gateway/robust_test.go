@@ -11,6 +11,8 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/peapod-mixnet/peapod/address"
+	"github.com/peapod-mixnet/peapod/directory"
 	"github.com/peapod-mixnet/peapod/internal/gwproto"
 	"github.com/peapod-mixnet/peapod/internal/wire"
 	"github.com/peapod-mixnet/peapod/sphinx"
@@ -226,4 +228,41 @@ func TestMetricsEndpoint(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
+}
+
+// A gateway whose directory is down when it starts serves anyway, and is
+// listed once the directory comes up.
+func TestStartsWhileTheDirectoryIsDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there: the directory is down
+	logs := &logBuffer{}
+	cfg := testConfig(t, t.TempDir(), &testDirectory{url: "http://" + addr}, logs)
+	g := startGateway(t, cfg)
+	if !strings.Contains(logs.String(), "first registration with the directory failed") {
+		t.Fatalf("the failed registration is not logged: %s", logs.String())
+	}
+
+	srv, err := directory.New(directory.Config{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ln, err = net.Listen("tcp", addr); err != nil {
+		t.Skipf("the directory's port was taken meanwhile: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close(); <-done })
+	id := address.EncodeKey(g.Identity())
+	waitUntil(t, "the gateway to be listed", func() bool {
+		for _, gw := range srv.Topology().Gateways {
+			if gw.Identity == id {
+				return true
+			}
+		}
+		return false
+	})
 }
