@@ -18,6 +18,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/peapod-mixnet/peapod/internal/atomicfile"
 )
 
 // ErrNotFound is returned by Load when the file does not exist.
@@ -62,30 +64,13 @@ func Save(path, pemType string, secret []byte) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("keyfile: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	err := atomicfile.Write(path, 0o600, func(f *os.File) error {
+		return pem.Encode(f, &pem.Block{Type: pemType, Bytes: secret})
+	})
 	if err != nil {
 		return fmt.Errorf("keyfile: %w", err)
 	}
-	defer os.Remove(tmp.Name()) // no-op after a successful rename
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("keyfile: %w", err)
-	}
-	if err := pem.Encode(tmp, &pem.Block{Type: pemType, Bytes: secret}); err != nil {
-		tmp.Close()
-		return fmt.Errorf("keyfile: writing %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("keyfile: writing %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("keyfile: writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("keyfile: %w", err)
-	}
-	return syncDir(dir)
+	return nil
 }
 
 // LoadOrCreate returns the secret stored at path. When the file does not
@@ -106,16 +91,4 @@ func LoadOrCreate(path, pemType string, size int, rand io.Reader) (secret []byte
 		return nil, false, err
 	}
 	return secret, true, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("keyfile: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("keyfile: syncing %s: %w", dir, err)
-	}
-	return nil
 }

@@ -29,12 +29,12 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/peapod-mixnet/peapod/internal/atomicfile"
 	"github.com/peapod-mixnet/peapod/sphinx"
 )
 
@@ -85,16 +85,10 @@ func Load(path string, key sphinx.PublicKey, capacity int, rate float64, log zer
 // removeLeftovers deletes the temporary files of saves that a crash
 // interrupted (each as large as the filter).
 func removeLeftovers(path string, log zerolog.Logger) {
-	tmps, _ := filepath.Glob(filepath.Join(filepath.Dir(path), tempPattern(path)))
-	for _, t := range tmps {
-		if err := os.Remove(t); err != nil {
-			log.Warn().Err(err).Str("path", t).Msg("cannot remove an interrupted save of the replay filter")
-		}
+	if err := atomicfile.RemoveLeftovers(path); err != nil {
+		log.Warn().Err(err).Msg("cannot remove an interrupted save of the replay filter")
 	}
 }
-
-// tempPattern is the name pattern of Save's temporary files for path.
-func tempPattern(path string) string { return "." + filepath.Base(path) + ".tmp*" }
 
 // errKey means the file is for another Sphinx key.
 var errKey = errors.New("replaystore: saved for another Sphinx key")
@@ -142,45 +136,17 @@ func (e *errReader) Read(p []byte) (int, error) {
 // synced. Saves of the same path must not run concurrently (a [Saver]
 // serialises its own).
 func Save(path string, key sphinx.PublicKey, f *sphinx.ReplayFilter) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, tempPattern(path))
+	err := atomicfile.Write(path, 0o600, func(w *os.File) error {
+		if _, err := w.Write(append([]byte(magic), key[:]...)); err != nil {
+			return err
+		}
+		_, err := f.WriteTo(w)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("replaystore: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
-	if err := write(tmp, key, f); err != nil {
-		tmp.Close()
-		return fmt.Errorf("replaystore: writing %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("replaystore: writing %s: %w", tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("replaystore: %w", err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("replaystore: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("replaystore: syncing %s: %w", dir, err)
 	}
 	return nil
-}
-
-// write fills the temporary file.
-func write(tmp *os.File, key sphinx.PublicKey, f *sphinx.ReplayFilter) error {
-	if err := tmp.Chmod(0o600); err != nil { // CreateTemp's mode, made explicit
-		return err
-	}
-	if _, err := tmp.Write(append([]byte(magic), key[:]...)); err != nil {
-		return err
-	}
-	if _, err := f.WriteTo(tmp); err != nil {
-		return err
-	}
-	return tmp.Sync()
 }
 
 // MinInterval is the shortest interval [Saver.Start] accepts: each save
