@@ -303,11 +303,11 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	}
 	g.goBackground(g.purgeLoop)
 
-	if g.topo.client != nil {
+	if g.cfg.DirectoryURL != "" {
 		// A gateway may start before the mixnodes: the on-demand refresh
 		// finds them later, so a failure here is not fatal.
-		g.topo.refresh(ctx)
-		g.goBackground(g.refreshLoop)
+		g.topo.Refresh(ctx)
+		g.goBackground(func() { g.topo.Run(g.ctx, g.cfg.TopologyRefresh, nil) })
 		if err := g.register(ctx); err != nil {
 			return err
 		}
@@ -380,23 +380,6 @@ func (g *Gateway) register(ctx context.Context) error {
 		r.Run(regCtx) // logs its own failures
 	}()
 	return nil
-}
-
-// refreshLoop fetches the topology every TopologyRefresh, and soon after
-// the exit path meets a hop it does not know, until Close.
-func (g *Gateway) refreshLoop() {
-	t := time.NewTicker(g.cfg.TopologyRefresh)
-	defer t.Stop()
-	for {
-		select {
-		case <-g.ctx.Done():
-			return
-		case <-t.C:
-			g.topo.refresh(g.ctx)
-		case <-g.topo.kick:
-			g.topo.refreshSoon(g.ctx)
-		}
-	}
 }
 
 // purgeLoop purges expired messages every PurgeInterval until Close.

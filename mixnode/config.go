@@ -33,6 +33,9 @@ const (
 	// DefaultReplaySaveInterval is how often the replay filter is saved:
 	// a crash forgets at most this long of packets (see ReplayFilterFile).
 	DefaultReplaySaveInterval = time.Minute
+	// DefaultTopologyRefresh is the time between topology fetches, as the
+	// gateway's.
+	DefaultTopologyRefresh = time.Minute
 )
 
 // Config configures a [Node]. Zero values take the documented defaults;
@@ -57,8 +60,18 @@ type Config struct {
 	// (replay.bin). Required.
 	DataDir string
 	// DirectoryURL is the base URL of the directory the node registers with,
-	// such as "http://127.0.0.1:8090"; "" (the default) registers nowhere.
+	// such as "http://127.0.0.1:8090", and fetches the topology from: the
+	// node then forwards a packet only to a next hop of the topology (a
+	// mixnode of the next layer, or a gateway after layer 3): a packet for
+	// a hop it does not know waits for a fetch of the topology, and is
+	// dropped (DropUnknownHop) if the hop is still unknown then. "" (the
+	// default) registers nowhere and forwards to any next hop.
 	DirectoryURL string
+	// TopologyRefresh is the time between topology fetches when
+	// DirectoryURL is set; a next hop the topology held does not list also
+	// triggers a fetch, at most one a second (internal/hops). Default
+	// DefaultTopologyRefresh.
+	TopologyRefresh time.Duration
 	// ReplayCapacity is how many packets the replay filter is sized for; at
 	// the default, sphinx.DefaultReplayCapacity (10 million), it takes about
 	// 30 MB.
@@ -123,6 +136,9 @@ func (c *Config) applyDefaults() error {
 	if c.OutboundQueue == 0 {
 		c.OutboundQueue = DefaultOutboundQueue
 	}
+	if c.TopologyRefresh == 0 {
+		c.TopologyRefresh = DefaultTopologyRefresh
+	}
 
 	listenIP, err := parseListenAddr(c.ListenAddr)
 	if err != nil {
@@ -171,6 +187,8 @@ func (c *Config) applyDefaults() error {
 		return fmt.Errorf("mixnode: Config.FrameTimeout %s is negative", c.FrameTimeout)
 	case c.OutboundQueue < 0:
 		return fmt.Errorf("mixnode: Config.OutboundQueue %d is negative", c.OutboundQueue)
+	case c.TopologyRefresh < 0:
+		return fmt.Errorf("mixnode: Config.TopologyRefresh %s is negative", c.TopologyRefresh)
 	}
 	return nil
 }

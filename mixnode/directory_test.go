@@ -3,12 +3,16 @@ package mixnode
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/peapod-mixnet/peapod/directory"
+	"github.com/peapod-mixnet/peapod/sphinx"
 )
 
 // newDirectory runs a directory server on a loopback port.
@@ -121,5 +125,101 @@ func TestKeysRefusedWhenReadable(t *testing.T) {
 	}
 	if _, err := New(Config{ListenAddr: "127.0.0.1:0", Layer: 1, DataDir: data, ReplayCapacity: testReplayCapacity}); err == nil {
 		t.Fatal("a world-readable key file was accepted")
+	}
+}
+
+// TestNextHopsFromTopology runs a node of each layer against a directory
+// listing a mixnode of every layer and a gateway: the node forwards only to
+// the next layer (a gateway after layer 3) and drops, as DropUnknownHop, a
+// packet for any other node of the topology or for an address outside it,
+// which then receives nothing.
+func TestNextHopsFromTopology(t *testing.T) {
+	dir := newDirectory(t)
+	sinks := map[int]*sink{} // by layer; 0 is the gateway
+	for layer := range directory.MaxLayer + 1 {
+		sinks[layer] = newSink(t)
+		sinks[layer].register(t, dir, layer)
+	}
+	stranger := newSink(t)
+	for layer := directory.MinLayer; layer <= directory.MaxLayer; layer++ {
+		t.Run(fmt.Sprintf("layer%d", layer), func(t *testing.T) {
+			n := newNode(t, layer, func(c *Config) { c.DirectoryURL = dir.BaseURL })
+			next := sinks[(layer+1)%(directory.MaxLayer+1)]
+			eventually(t, "the node fetches the topology", func() bool { return n.hops.Known(next.addr) })
+
+			var refused []*sink
+			for _, s := range sinks {
+				if s != next {
+					refused = append(refused, s)
+				}
+			}
+			refused = append(refused, stranger)
+			for _, s := range refused {
+				send(t, n, packet(t, sphinx.AckPacket, nil, hop(t, n, 0), s.hop(t)))
+			}
+			st := settled(t, n, uint64(len(refused)))
+			if st.Dropped[DropUnknownHop] != uint64(len(refused)) || st.Forwarded != 0 {
+				t.Fatalf("%d packets for other nodes: forwarded %d, dropped %v", len(refused), st.Forwarded, st.Dropped)
+			}
+
+			send(t, n, packet(t, sphinx.RegularPacket, []byte("next"), hop(t, n, 0), next.hop(t)))
+			if msg := next.open(t, next.next(t).packet); !bytes.HasPrefix(msg, []byte("next")) {
+				t.Fatalf("the next hop got %q", msg)
+			}
+			for _, s := range refused {
+				s.quiet(t)
+			}
+		})
+	}
+}
+
+// TestUnknownHopLearned checks that a packet for a next hop that
+// registered after the node's last fetch is held, without the worker
+// waiting for the directory, until the node fetches the topology soon
+// after (long before Config.TopologyRefresh), and then forwarded.
+func TestUnknownHopLearned(t *testing.T) {
+	dir := newDirectory(t)
+	early := newSink(t)
+	early.register(t, dir, 3)
+	n := newNode(t, 2, func(c *Config) { c.DirectoryURL = dir.BaseURL; c.TopologyRefresh = time.Hour })
+	eventually(t, "the node fetches the topology", func() bool { return n.hops.Known(early.addr) })
+	fetches := n.hops.Fetches()
+
+	late := newSink(t)
+	late.register(t, dir, 3)
+	send(t, n, packet(t, sphinx.RegularPacket, []byte("first"), hop(t, n, 0), late.hop(t)))
+	send(t, n, packet(t, sphinx.RegularPacket, []byte("second"), hop(t, n, 0), early.hop(t)))
+	// The packet for a known hop is not held back by the other.
+	if msg := early.open(t, early.next(t).packet); !bytes.HasPrefix(msg, []byte("second")) {
+		t.Fatalf("the known node got %q", msg)
+	}
+	if msg := late.open(t, late.next(t).packet); !bytes.HasPrefix(msg, []byte("first")) {
+		t.Fatalf("the new node got %q", msg)
+	}
+	if st := settled(t, n, 2); st.Forwarded != 2 || st.DroppedTotal() != 0 {
+		t.Fatalf("forwarded %d, dropped %v", st.Forwarded, st.Dropped)
+	}
+	if got := n.hops.Fetches() - fetches; got != 1 {
+		t.Fatalf("%d fetches for the new hop, want 1", got)
+	}
+}
+
+// TestNoDirectoryForwardsAnywhere checks that a node without a directory
+// forwards to any next hop, as benchmarks and tests run it.
+func TestNoDirectoryForwardsAnywhere(t *testing.T) {
+	n := newNode(t, 1, nil)
+	s := newSink(t)
+	send(t, n, packet(t, sphinx.AckPacket, nil, hop(t, n, 0), s.hop(t)))
+	s.next(t)
+}
+
+func TestTopologyRefreshConfig(t *testing.T) {
+	cfg := Config{Layer: 1, DataDir: "x"}
+	if err := cfg.applyDefaults(); err != nil || cfg.TopologyRefresh != DefaultTopologyRefresh {
+		t.Fatalf("default TopologyRefresh %s, %v", cfg.TopologyRefresh, err)
+	}
+	cfg = Config{Layer: 1, DataDir: "x", TopologyRefresh: -time.Second}
+	if err := cfg.applyDefaults(); err == nil || !strings.HasPrefix(err.Error(), "mixnode: Config.TopologyRefresh") {
+		t.Fatalf("a negative TopologyRefresh: %v", err)
 	}
 }

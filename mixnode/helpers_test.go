@@ -3,6 +3,7 @@ package mixnode
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"net"
 	"net/netip"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peapod-mixnet/peapod/directory"
 	"github.com/peapod-mixnet/peapod/internal/wire"
 	"github.com/peapod-mixnet/peapod/sphinx"
 )
@@ -88,6 +90,33 @@ func newSink(t testing.TB) *sink {
 		<-done
 	})
 	return s
+}
+
+// register lists the sink in dir: as a mixnode of the given layer, or as a
+// gateway for layer 0.
+func (s *sink) register(t testing.TB, dir *directory.Client, layer int) {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := directory.NewMixnodeDescriptor(layer, s.addr, pub, s.key.PublicKey())
+	if layer == 0 {
+		d = directory.NewGatewayDescriptor(s.addr, "ws://"+s.addr.String(), pub, s.key.PublicKey())
+	}
+	if err := dir.Register(context.Background(), d, priv); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// quiet checks that the sink receives nothing for a moment.
+func (s *sink) quiet(t testing.TB) {
+	t.Helper()
+	select {
+	case <-s.arrivals:
+		t.Fatal("a packet reached the sink")
+	case <-time.After(200 * time.Millisecond):
+	}
 }
 
 // next returns the next packet the sink received.

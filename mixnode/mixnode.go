@@ -14,7 +14,10 @@
 // by [DropReason] rather than queued without limit, so overload costs
 // packets, never memory. Packets the node cannot use are dropped and
 // counted the same way: a replay, a header that fails authentication, a
-// route that ends at this node. A drop is logged at debug level with its reason and peer, never with
+// route that ends at this node, and, when the node has a directory, a next
+// hop that is not in the topology even after a fetch made for it (see
+// [DropUnknownHop]): a node is not an open relay, and a layer-1 node does
+// not skip layers. A drop is logged at debug level with its reason and peer, never with
 // packet bytes or keys. Packets are forwarded with Nym's frame header
 // (internal/wire) and key rotation "unknown"; the key-rotation byte of
 // incoming frames is ignored, since a node holds one Sphinx key.
@@ -24,7 +27,9 @@
 // directory survives restarts, and its replay filter ([ReplayFilterFile]),
 // saved periodically and on Close, so that a restarted node still refuses
 // the packets it processed before, and registers itself with the directory at
-// Config.DirectoryURL while it runs. Its counters are available as [Stats]
+// Config.DirectoryURL while it runs, and fetches from it the next hops it may
+// forward to (internal/hops), every Config.TopologyRefresh and soon after a
+// packet names a hop it does not know. Its counters are available as [Stats]
 // and, with Config.MetricsAddr, as Prometheus metrics at [PathMetrics]
 // (packets_received_total, packets_forwarded_total,
 // packets_dropped_total{reason}, queue_depth{queue}, and the connection
@@ -53,6 +58,7 @@ import (
 
 	"github.com/peapod-mixnet/peapod/address"
 	"github.com/peapod-mixnet/peapod/directory"
+	"github.com/peapod-mixnet/peapod/internal/hops"
 	"github.com/peapod-mixnet/peapod/internal/httpstop"
 	"github.com/peapod-mixnet/peapod/internal/replaystore"
 	"github.com/peapod-mixnet/peapod/internal/wire"
@@ -75,8 +81,15 @@ type Node struct {
 	delay    *delayQueue
 	counters counters
 	registry *prometheus.Registry
+	// hops are the next hops the node may forward to; nil without
+	// Config.DirectoryURL, when it forwards to any.
+	hops   *hops.Cache
+	heldMu sync.Mutex
+	held   []heldPacket // waiting for a fetch of the topology; guarded by heldMu
 
 	stop    chan struct{} // closed by Close: workers and the delay queue end
+	ctx     context.Context
+	cancel  context.CancelFunc // cancels ctx, in Close: ends topology fetches
 	wg      sync.WaitGroup
 	closing atomic.Bool
 
@@ -137,14 +150,19 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mixnode: %w", err)
 	}
+	if cfg.DirectoryURL != "" {
+		n.hops = hops.New(&directory.Client{BaseURL: cfg.DirectoryURL}, hops.After(cfg.Layer), n.log)
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.registry = newRegistry(n)
 	return n, nil
 }
 
 // Start listens on Config.ListenAddr (and Config.MetricsAddr), starts the
 // pipeline and, when Config.DirectoryURL is set, a registrar that keeps the
-// node listed until Close. ctx bounds only the start-up; stop the node with
-// Close. Start may be called once.
+// node listed until Close and a goroutine that fetches the topology. ctx
+// bounds only the start-up; stop the node with Close. Start may be called
+// once.
 func (n *Node) Start(ctx context.Context) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -223,6 +241,17 @@ func (n *Node) Start(ctx context.Context) error {
 		}
 		go func() { n.regDone <- r.Run(regCtx) }()
 	}
+	if n.hops != nil {
+		// In the background: Start does not wait for the directory. The
+		// packets peeled before the first fetch are held for it.
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.hops.Refresh(n.ctx) // logs its own failures
+			n.resolveHeld()
+			n.hops.Run(n.ctx, n.cfg.TopologyRefresh, n.resolveHeld)
+		}()
+	}
 
 	sphinxKey := n.key.PublicKey()
 	ev := n.log.Info().Stringer("addr", addr).Stringer("announce", announce).
@@ -276,6 +305,7 @@ func (n *Node) Close() error {
 		}
 		n.server.Close()
 		close(n.stop)
+		n.cancel()
 		if metricsSrv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), metricsShutdownTimeout)
 			if err := metricsSrv.Shutdown(ctx); err != nil {
@@ -296,14 +326,22 @@ func (n *Node) Close() error {
 	return n.closeErr
 }
 
-// drainQueues drops what is left in the work and delay queues once no
-// goroutine reads them any more.
+// drainQueues drops what is left in the work and delay queues, and the
+// packets held for a fetch of the topology, once no goroutine reads them
+// any more.
 func (n *Node) drainQueues() {
 	for len(n.work) > 0 {
 		n.release(<-n.work, DropShutdown)
 	}
 	for _, d := range n.delay.drain() {
 		n.release(d.pb, DropShutdown)
+	}
+	n.heldMu.Lock()
+	held := n.held
+	n.held = nil
+	n.heldMu.Unlock()
+	for _, h := range held {
+		n.release(h.pb, DropShutdown)
 	}
 }
 

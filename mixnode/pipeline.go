@@ -6,7 +6,9 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/peapod-mixnet/peapod/internal/hops"
 	"github.com/peapod-mixnet/peapod/internal/wire"
 	"github.com/peapod-mixnet/peapod/sphinx"
 )
@@ -41,6 +43,13 @@ const (
 	DropFinalHop DropReason = "final_hop"
 	// DropBadNextHop: the next hop's address did not decode.
 	DropBadNextHop DropReason = "bad_next_hop"
+	// DropUnknownHop: the next hop is not a node of the directory's
+	// topology that may follow this node's layer (only with
+	// Config.DirectoryURL). A packet for a hop the node does not know is
+	// held until the topology is fetched again, so that a node that joined
+	// since the last fetch costs nothing; it is dropped if the hop is
+	// still unknown then, or if maxHeld packets are already held.
+	DropUnknownHop DropReason = "unknown_hop"
 	// DropShutdown: the node closed while the packet waited.
 	DropShutdown DropReason = "shutdown"
 	// DropOutboundQueueFull: the next hop's send queue was full.
@@ -61,7 +70,8 @@ const (
 var localReasons = [...]DropReason{
 	DropInjected, DropQueueFull, DropDelayQueueFull, DropDelayTooLong,
 	DropReplay, DropAuthentication, DropUnknownVersion, DropPacketSize,
-	DropPayload, DropFinalHop, DropBadNextHop, DropShutdown, DropOther,
+	DropPayload, DropFinalHop, DropBadNextHop, DropUnknownHop, DropShutdown,
+	DropOther,
 }
 
 // DropReasons lists every reason, in a fixed order. Treat it as read-only.
@@ -173,13 +183,76 @@ func (n *Node) process(pb *packetBuf) {
 		n.release(pb, DropBadNextHop)
 		return
 	}
-	switch {
-	case res.Delay == 0:
-		n.forward(to, pb)
-	case res.Delay > n.cfg.MaxDelay:
+	if res.Delay > n.cfg.MaxDelay {
 		n.release(pb, DropDelayTooLong)
-	case !n.delay.push(n.delay.now()+res.Delay, to, pb):
+		return
+	}
+	at := n.delay.now() + res.Delay
+	if n.hops != nil && !n.hops.Known(to) && n.hold(to, at, pb) {
+		return
+	}
+	n.schedule(to, at, pb)
+}
+
+// schedule forwards pb at at: now if that time has come, or through the
+// delay queue.
+func (n *Node) schedule(to netip.AddrPort, at time.Duration, pb *packetBuf) {
+	if at <= n.delay.now() {
+		n.forward(to, pb)
+	} else if !n.delay.push(at, to, pb) {
 		n.release(pb, DropDelayQueueFull)
+	}
+}
+
+// maxHeld bounds the packets held for a fetch of the topology. With
+// extended32 packets they take about 9 MB.
+const maxHeld = 256
+
+// heldPacket is a packet whose next hop was unknown when it was peeled.
+type heldPacket struct {
+	to netip.AddrPort
+	at time.Duration // when it is due, on the delay queue's clock
+	pb *packetBuf
+}
+
+// hold keeps pb, for a next hop the topology held now does not list, until
+// the next fetch of the topology (see resolveHeld), and asks for that fetch
+// (at most one a second) without waiting for it. It returns false, having
+// kept nothing, when a fetch has listed to since the caller's check; it
+// drops pb when maxHeld packets are already held.
+func (n *Node) hold(to netip.AddrPort, at time.Duration, pb *packetBuf) bool {
+	n.heldMu.Lock()
+	// resolveHeld runs after the set is replaced and takes heldMu: checked
+	// again here, to is either known now or resolved by that call.
+	if n.hops.Known(to) {
+		n.heldMu.Unlock()
+		return false
+	}
+	full := len(n.held) >= maxHeld
+	if !full {
+		n.held = append(n.held, heldPacket{to: to, at: at, pb: pb})
+	}
+	n.heldMu.Unlock()
+	if full {
+		n.release(pb, DropUnknownHop)
+	}
+	n.hops.Allowed(n.ctx, to, hops.NoFetch) // asks Run for a fetch; never waits
+	return true
+}
+
+// resolveHeld forwards the held packets whose next hop the topology now
+// lists, and drops the others. It is called after every fetch.
+func (n *Node) resolveHeld() {
+	n.heldMu.Lock()
+	held := n.held
+	n.held = nil
+	n.heldMu.Unlock()
+	for _, h := range held {
+		if n.hops.Known(h.to) {
+			n.schedule(h.to, h.at, h.pb)
+		} else {
+			n.release(h.pb, DropUnknownHop)
+		}
 	}
 }
 

@@ -18,21 +18,22 @@ type mixnodeFile struct {
 // mixnodeSection is its [mixnode] section; each key maps to the field of
 // mixnode.Config documented there, and zero means that field's default.
 type mixnodeSection struct {
-	Listen         string        `toml:"listen"`
-	Announce       string        `toml:"announce"`
-	Metrics        string        `toml:"metrics"`
-	Layer          int           `toml:"layer"`
-	Data           string        `toml:"data"`
-	Directory      string        `toml:"directory"`
-	ReplayCapacity int           `toml:"replay_capacity"`
-	ReplaySave     time.Duration `toml:"replay_save_interval"`
-	Workers        int           `toml:"workers"`
-	MaxQueue       int           `toml:"max_queue"`
-	MaxDelay       time.Duration `toml:"max_delay"`
-	MaxConns       int           `toml:"max_conns"`
-	IdleTimeout    time.Duration `toml:"idle_timeout"`
-	FrameTimeout   time.Duration `toml:"frame_timeout"`
-	OutboundQueue  int           `toml:"outbound_queue"`
+	Listen          string        `toml:"listen"`
+	Announce        string        `toml:"announce"`
+	Metrics         string        `toml:"metrics"`
+	Layer           int           `toml:"layer"`
+	Data            string        `toml:"data"`
+	Directory       string        `toml:"directory"`
+	TopologyRefresh time.Duration `toml:"topology_refresh"`
+	ReplayCapacity  int           `toml:"replay_capacity"`
+	ReplaySave      time.Duration `toml:"replay_save_interval"`
+	Workers         int           `toml:"workers"`
+	MaxQueue        int           `toml:"max_queue"`
+	MaxDelay        time.Duration `toml:"max_delay"`
+	MaxConns        int           `toml:"max_conns"`
+	IdleTimeout     time.Duration `toml:"idle_timeout"`
+	FrameTimeout    time.Duration `toml:"frame_timeout"`
+	OutboundQueue   int           `toml:"outbound_queue"`
 }
 
 func defaultMixnodeFile() mixnodeFile {
@@ -46,7 +47,8 @@ func bindMixnodeFlags(fs *flag.FlagSet, c *mixnodeFile) {
 	fs.StringVar(&m.Metrics, "metrics", m.Metrics, "`ip:port` of the /metrics and /healthz server (default: none)")
 	fs.IntVar(&m.Layer, "layer", m.Layer, "the node's layer, 1 to 3 (required)")
 	fs.StringVar(&m.Data, "data", m.Data, "`folder` of the node's keys and replay filter (required)")
-	fs.StringVar(&m.Directory, "directory", m.Directory, "`URL` of the directory to register with (default: none)")
+	fs.StringVar(&m.Directory, "directory", m.Directory, "`URL` of the directory to register with and fetch the next hops from (default: none, which forwards to any next hop)")
+	fs.DurationVar(&m.TopologyRefresh, "topology-refresh", m.TopologyRefresh, "time between topology fetches (0: the default)")
 	fs.IntVar(&m.ReplayCapacity, "replay-capacity", m.ReplayCapacity, "packets the replay filter is sized for (0: 10 million, about 30 MB)")
 	fs.DurationVar(&m.ReplaySave, "replay-save-interval", m.ReplaySave, "how often the replay filter is saved to the data folder, which it also is on shutdown (0: 1m; negative: only on shutdown)")
 	fs.IntVar(&m.Workers, "workers", m.Workers, "goroutines peeling packets (0: one per CPU)")
@@ -77,6 +79,7 @@ func runMixnode(args []string, stderr io.Writer) int {
 		Layer:              m.Layer,
 		DataDir:            m.Data,
 		DirectoryURL:       m.Directory,
+		TopologyRefresh:    m.TopologyRefresh,
 		ReplayCapacity:     m.ReplayCapacity,
 		ReplaySaveInterval: m.ReplaySave,
 		Workers:            m.Workers,
