@@ -3,7 +3,6 @@ package plugins
 import (
 	"context"
 	"errors"
-	"net"
 	"reflect"
 	"strings"
 	"testing"
@@ -11,8 +10,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/rs/zerolog"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
@@ -91,20 +88,8 @@ func TestServeWithoutHost(t *testing.T) {
 // client for it.
 func loopback(t *testing.T, srv pluginpb.HandlerServer) pluginpb.HandlerClient {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	pluginpb.RegisterHandlerServer(gs, srv)
-	go gs.Serve(lis)
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return pluginpb.NewHandlerClient(conn)
+	_, client := serveLoopback(t, &pluginpb.Handler_ServiceDesc, srv)
+	return client
 }
 
 // testDispatcher returns a dispatcher for c that uses Dispatch streams, or

@@ -121,11 +121,7 @@ func TestBadInput(t *testing.T) {
 		expectClosedAfter(t, mix.Listen, []byte{wire.Version, 1, byte(wire.PacketTypeOutfox), 0})
 		expectClosedAfter(t, mix.Listen, []byte{wire.Version, 1, 0, 7})
 		// Well-framed garbage: every size, dropped as unauthenticated.
-		var frames []byte
-		for _, s := range sphinx.PacketSizes {
-			frames = wire.AppendFrame(frames, wire.Header{Size: s, Type: wire.PacketTypeMix}, randomBytes(s.Len()))
-		}
-		writeAndClose(t, mix.Listen, frames)
+		writeAndClose(t, mix.Listen, garbageFrames())
 		err := pollUntil(ctx, 50*time.Millisecond, func() (bool, error) {
 			after := closedByReason(t, ctx, mix)
 			auth, err := mix.Metric(ctx, "packets_dropped_total", "reason", "authentication")
@@ -145,11 +141,7 @@ func TestBadInput(t *testing.T) {
 		junk[0] = 0x42
 		expectClosedAfter(t, gw.Listen, junk)
 		expectClosedAfter(t, gw.Listen, []byte{wire.Version, 9, 0, 0})
-		var frames []byte
-		for _, s := range sphinx.PacketSizes {
-			frames = wire.AppendFrame(frames, wire.Header{Size: s, Type: wire.PacketTypeMix}, randomBytes(s.Len()))
-		}
-		writeAndClose(t, gw.Listen, frames)
+		writeAndClose(t, gw.Listen, garbageFrames())
 		err := pollUntil(ctx, 50*time.Millisecond, func() (bool, error) {
 			v, err := gw.Metric(ctx, "peapod_gateway_dropped_total", "reason", "authentication")
 			return v >= float64(len(sphinx.PacketSizes)), err
@@ -606,4 +598,14 @@ func wsExpectClosed(t *testing.T, url string, typ int, frame []byte) {
 			return
 		}
 	}
+}
+
+// garbageFrames is one well-framed packet of random bytes of every size: a
+// node drops each as unauthenticated.
+func garbageFrames() []byte {
+	var frames []byte
+	for _, s := range sphinx.PacketSizes {
+		frames = wire.AppendFrame(frames, wire.Header{Size: s, Type: wire.PacketTypeMix}, randomBytes(s.Len()))
+	}
+	return frames
 }
