@@ -11,7 +11,7 @@ FUZZMINIMIZE ?= 10x
 BENCH     ?= .
 BENCHTIME ?= 1s
 
-.PHONY: all build run test vet fmt-check bench fuzz proto soak clean
+.PHONY: all build run test vet fmt-check tidy-check bench fuzz proto soak clean
 
 all: build
 
@@ -32,11 +32,15 @@ run: build
 	else echo "built so far:"; ls -1 $(BIN) $(BIN)/plugins; fi
 
 ## test: vet, formatting and every test under the race detector
-test: vet fmt-check build
+test: tidy-check vet fmt-check build
 	$(GO) test -race -timeout 40m $(PKGS)
 
 vet:
 	$(GO) vet $(PKGS)
+
+## tidy-check: go.mod and go.sum are exactly what `go mod tidy` would write
+tidy-check:
+	@$(GO) mod tidy -diff >/dev/null || { echo "go.mod/go.sum are not tidy: run 'go mod tidy' (go mod tidy -diff shows what changes)"; exit 1; }
 
 fmt-check:
 	@files=$$(gofmt -l $$(find . -name '*.go' -not -path './bench/peers/*' -not -path './.peapod/*')); \
