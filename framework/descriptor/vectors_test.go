@@ -83,6 +83,17 @@ func makeVectors(t *testing.T) vectorFile {
 	sig[0] ^= 0x80
 	flipped := rewrap(payload, base64.StdEncoding.EncodeToString(sig))
 
+	// Payloads that are signed correctly but break the parsing rules: a
+	// verifier must refuse them as malformed whatever its JSON library
+	// would make of them.
+	signRaw := func(payload []byte) string {
+		sig := ed25519.Sign(k1, signedMessage(payload))
+		return rewrap(payload, base64.StdEncoding.EncodeToString(sig))
+	}
+	dupTop := signRaw(bytes.Replace(payload, []byte(`"v":1,`), []byte(`"v":1,"address":"x",`), 1))
+	dupNested := signRaw(bytes.Replace(payload, []byte(`{"name":"echo",`), []byte(`{"name":"echo","name":"kv",`), 1))
+	badKey := signRaw(bytes.Replace(payload, []byte(`"key":"`), []byte(`"key":"0`), 1))
+
 	now := issued.Add(time.Hour).Format(TimeLayout)
 	key1 := address.EncodeKey(k1.Public().(ed25519.PublicKey))
 	key2 := address.EncodeKey(k2.Public().(ed25519.PublicKey))
@@ -100,6 +111,10 @@ func makeVectors(t *testing.T) vectorFile {
 			{Name: "signature bit flipped", Document: flipped, Now: now, Error: "signature"},
 			{Name: "expired", Document: selfCert, Now: expires.Add(DefaultMaxSkew).Format(TimeLayout), Error: "expired"},
 			{Name: "issued in the future", Document: selfCert, Now: issued.Add(-DefaultMaxSkew - time.Second).Format(TimeLayout), Error: "not_yet_valid"},
+			{Name: "self-certifying, pinned to another key", Document: selfCert, Now: now, PinnedKey: key2, Error: "key_mismatch"},
+			{Name: "signed payload with a member twice", Document: dupTop, Now: now, Error: "malformed"},
+			{Name: "signed payload with a member twice in a service", Document: dupNested, Now: now, Error: "malformed"},
+			{Name: "signed payload whose key is not base58", Document: badKey, Now: now, Error: "malformed"},
 			{Name: "trailing data", Document: selfCert + "x", Now: now, Error: "malformed"},
 			{Name: "unknown version", Document: strings.Replace(selfCert, `"v":1`, `"v":2`, 1), Now: now, Error: "malformed"},
 		},
