@@ -1,0 +1,128 @@
+import { DescriptorError } from "./errors.js";
+import { Descriptor, MAX_DESCRIPTOR_SIZE, WELL_KNOWN_PATH, decodeKey, verifyDescriptor } from "./descriptor.js";
+import { TrustStore, providerId } from "./trust.js";
+import { toBase58 } from "./bytes.js";
+
+export interface DiscoverOptions {
+  /** The provider's key (base58, as it prints it, or 32 bytes): any other is refused. */
+  pinnedKey?: string | Uint8Array;
+  /**
+   * Remembers the key on first use and refuses another key later
+   * ("key_changed"). In Node, FileTrustStore from "@peapod/sdk/node"; in
+   * a browser, LocalStorageTrustStore.
+   */
+  trustStore?: TrustStore;
+  /** Receives warnings (first use, nothing pinned over http); default console.warn. */
+  onWarning?: (message: string) => void;
+  /** Cancels the fetch. */
+  signal?: AbortSignal;
+  /** The time to check validity against; default now. */
+  now?: Date;
+  /** The fetch to use; default globalThis.fetch. */
+  fetch?: typeof fetch;
+}
+
+/** Provider is a discovered provider: its verified descriptor and how it was trusted. */
+export interface Provider extends Descriptor {
+  /** The provider URL the descriptor came from. */
+  url: string;
+  /** How the key was checked: pinned by the caller, remembered from an earlier use, or neither. */
+  trust: "pinned" | "remembered" | "first_use" | "none";
+}
+
+/**
+ * discover fetches the provider's descriptor from its HTTP endpoint
+ * (url + /.well-known/peapod.json), verifies it and returns the provider.
+ * It throws a DescriptorError when the descriptor cannot be fetched or is
+ * refused.
+ */
+export async function discover(url: string, opts: DiscoverOptions = {}): Promise<Provider> {
+  const warn = opts.onWarning ?? ((m: string) => console.warn(m));
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new DescriptorError("fetch", `provider URL ${JSON.stringify(url)} is not a URL`);
+  }
+  if ((u.protocol !== "http:" && u.protocol !== "https:") || u.host === "") {
+    throw new DescriptorError("fetch", `provider URL ${JSON.stringify(url)} is not an http(s) URL`);
+  }
+  const id = providerId(u);
+  const target = id + WELL_KNOWN_PATH;
+  const doc = await fetchDocument(target, opts);
+
+  const remembered = opts.pinnedKey === undefined ? await opts.trustStore?.get(id) : undefined;
+  let d: Descriptor;
+  try {
+    d = await verifyDescriptor(doc, { now: opts.now, pinnedKey: opts.pinnedKey ?? remembered });
+  } catch (e) {
+    if (e instanceof DescriptorError && e.code === "key_mismatch" && remembered !== undefined) {
+      const seen = await verifyDescriptor(doc, { now: opts.now }).then((x) => x.keyText, () => "another key");
+      throw new DescriptorError(
+        "key_changed",
+        `THE PROVIDER'S KEY CHANGED: ${id} was signed by ${remembered} before and now by ${seen}. ` +
+          `This is what a substituted descriptor looks like. If the provider changed its key on purpose, ` +
+          `remove it from ${opts.trustStore!.where} and discover again.`,
+      );
+    }
+    throw e;
+  }
+  let trust: Provider["trust"] = "none";
+  if (opts.pinnedKey !== undefined) {
+    trust = "pinned";
+  } else if (remembered !== undefined) {
+    trust = "remembered";
+  } else if (opts.trustStore) {
+    await opts.trustStore.set(id, d.keyText);
+    trust = "first_use";
+    warn(`peapod: first use of ${id}: its key is ${d.keyText} (remembered in ${opts.trustStore.where}; pin it with pinnedKey)`);
+  } else {
+    warn(`peapod: ${id} is signed by ${d.keyText}; nothing is pinned or remembered (pass pinnedKey or a trustStore)`);
+  }
+  if ((trust === "first_use" || trust === "none") && u.protocol !== "https:") {
+    warn(`peapod: warning: nothing is pinned and ${id} is not https: whoever serves it could hand you another provider`);
+  }
+  if (!d.selfCertifying && opts.pinnedKey === undefined) {
+    warn(`peapod: warning: the descriptor is signed by ${d.keyText}, which is not its address's key; pin it once you know it is the provider's`);
+  }
+  return { ...d, url: id, trust };
+}
+
+async function fetchDocument(target: string, opts: DiscoverOptions): Promise<Uint8Array> {
+  const f = opts.fetch ?? globalThis.fetch;
+  let resp: Response;
+  try {
+    resp = await f(target, { signal: opts.signal, redirect: "error", cache: "no-store" });
+  } catch (e) {
+    if (opts.signal?.aborted) throw opts.signal.reason;
+    throw new DescriptorError("fetch", `fetching ${target}: ${(e as Error).message}`, { cause: e });
+  }
+  if (resp.status !== 200) {
+    throw new DescriptorError("fetch", `fetching ${target}: answered ${resp.status} ${resp.statusText}`);
+  }
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = resp.body!.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.length;
+    if (size > MAX_DESCRIPTOR_SIZE) {
+      await reader.cancel();
+      throw new DescriptorError("malformed", `${target}: more than ${MAX_DESCRIPTOR_SIZE} bytes`);
+    }
+    chunks.push(value);
+  }
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+/** keyText returns the base58 text of a key given as text or bytes. */
+export function keyText(key: string | Uint8Array): string {
+  return toBase58(decodeKey(key));
+}

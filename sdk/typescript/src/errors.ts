@@ -1,0 +1,81 @@
+/**
+ * PeapodError is the base of every error the SDK throws on purpose; code
+ * says what failed, so that callers can branch on it.
+ */
+export class PeapodError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(`peapod: ${message}`, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/**
+ * The codes of a DescriptorError: the first five are those of the shared
+ * test vectors (framework/descriptor/testdata/vectors.json).
+ */
+export type DescriptorErrorCode =
+  | "signature"
+  | "key_mismatch"
+  | "expired"
+  | "not_yet_valid"
+  | "malformed"
+  | "key_changed"
+  | "address_mismatch"
+  | "fetch";
+
+/**
+ * DescriptorError refuses a provider's descriptor: it could not be fetched,
+ * is malformed, its signature does not verify ("signature", whatever
+ * failed), it is signed by another key than the pinned one
+ * ("key_mismatch") or than the one remembered from an earlier use
+ * ("key_changed"), or it is expired or not yet valid.
+ */
+export class DescriptorError extends PeapodError {
+  declare readonly code: DescriptorErrorCode;
+  constructor(code: DescriptorErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+}
+
+/**
+ * ProviderError is a failure the provider answered with: code is its error
+ * code (bad_request, unknown_service, handler_failed, timeout, overloaded,
+ * too_large, or a service's own such as not_found) and detail its message.
+ */
+export class ProviderError extends PeapodError {
+  readonly detail: string;
+  constructor(code: string, detail: string) {
+    super(code, `the provider answered ${code}${detail ? ": " + detail : ""}`);
+    this.detail = detail;
+  }
+}
+
+/**
+ * TooLargeError refuses a request before it is sent: its message is longer
+ * than the provider accepts. Its code is "too_large", as the provider's own
+ * answer would be.
+ */
+export class TooLargeError extends PeapodError {
+  constructor(readonly size: number, readonly limit: number) {
+    super("too_large", `the request is ${size} bytes, more than the provider's limit of ${limit}`);
+  }
+}
+
+/** NoReplyError: no reply came within the call's timeout ("no_reply"). */
+export class NoReplyError extends PeapodError {
+  constructor(readonly timeoutMs: number) {
+    super("no_reply", `no reply within ${timeoutMs} ms`);
+  }
+}
+
+/**
+ * ConnectionError: the WebSocket to the mixnet client could not be opened,
+ * closed, or carried something that is not Nym's API ("connection").
+ */
+export class ConnectionError extends PeapodError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("connection", message, options);
+  }
+}

@@ -1,0 +1,92 @@
+// discover against a real HTTP server on loopback, serving the shared
+// vector documents: verification, pinning, trust on first use.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import { mkdtempSync, readFileSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import { DescriptorError, MemoryTrustStore, discover } from "../dist/index.js";
+import { FileTrustStore } from "../dist/node.js";
+
+const vectors = JSON.parse(readFileSync(new URL("../../../framework/descriptor/testdata/vectors.json", import.meta.url), "utf8"));
+const byName = (name) => vectors.vectors.find((v) => v.name === name);
+const selfCert = byName("self-certifying peapod provider");
+const nym = byName("nym provider with its own key, pinned");
+const altered = byName("payload altered (directory port)");
+const now = new Date(selfCert.now);
+
+// serve starts an HTTP server whose descriptor is whatever doc() returns.
+async function serve(t, doc) {
+  const server = createServer((req, res) => {
+    if (req.url !== "/.well-known/peapod.json") return res.writeHead(404).end();
+    res.writeHead(200, { "content-type": "application/json" }).end(doc());
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  t.after(() => server.close());
+  return `http://127.0.0.1:${server.address().port}`;
+}
+
+test("discover verifies and returns the provider", async (t) => {
+  const url = await serve(t, () => selfCert.document);
+  const warnings = [];
+  const p = await discover(url + "/", { now, onWarning: (m) => warnings.push(m) });
+  assert.equal(p.selfCertifying, true);
+  assert.equal(p.url, url);
+  assert.equal(p.trust, "none");
+  assert.deepEqual(p.services.map((s) => s.name), ["echo"]);
+  assert.equal(p.network.directory, "http://127.0.0.1:8090");
+  assert.ok(warnings.some((w) => w.includes("not https")), warnings.join("\n"));
+});
+
+test("a tampered descriptor and a wrong pinned key are refused", async (t) => {
+  const url = await serve(t, () => altered.document);
+  await assert.rejects(discover(url, { now, onWarning() {} }), (e) => e instanceof DescriptorError && e.code === "signature");
+  const good = await serve(t, () => selfCert.document);
+  await assert.rejects(
+    discover(good, { now, pinnedKey: nym.pinned_key, onWarning() {} }),
+    (e) => e instanceof DescriptorError && e.code === "key_mismatch",
+  );
+  const pinned = await discover(good, { now, pinnedKey: byName("self-certifying, pinned to its key").pinned_key, onWarning: assert.fail });
+  assert.equal(pinned.trust, "pinned");
+});
+
+test("an expired descriptor is refused", async (t) => {
+  const url = await serve(t, () => selfCert.document);
+  await assert.rejects(discover(url, { onWarning() {} }), (e) => e instanceof DescriptorError && e.code === "expired");
+});
+
+test("trust on first use: the key is remembered and a substitute refused", async (t) => {
+  let doc = selfCert.document;
+  const url = await serve(t, () => doc);
+  const file = join(mkdtempSync(join(tmpdir(), "peapod-sdk-")), "client", "known_providers.json");
+  const warnings = [];
+  const first = await discover(url, { now, trustStore: new FileTrustStore(file), onWarning: (m) => warnings.push(m) });
+  assert.equal(first.trust, "first_use");
+  assert.ok(warnings.some((w) => w.includes(first.keyText)), "the key is printed on first use");
+  assert.equal(statSync(file).mode & 0o777, 0o600);
+  assert.deepEqual(JSON.parse(readFileSync(file, "utf8")), { v: 1, providers: { [url]: first.keyText } });
+
+  warnings.length = 0;
+  const again = await discover(url, { now, trustStore: new FileTrustStore(file), onWarning: (m) => warnings.push(m) });
+  assert.equal(again.trust, "remembered");
+  assert.deepEqual(warnings, [], "no warning once the key is remembered");
+
+  doc = nym.document; // another provider's valid descriptor, at the same URL
+  await assert.rejects(discover(url, { now, trustStore: new FileTrustStore(file), onWarning() {} }), (e) => {
+    assert.ok(e instanceof DescriptorError && e.code === "key_changed", String(e));
+    assert.match(e.message, /KEY CHANGED/);
+    assert.ok(e.message.includes(first.keyText) && e.message.includes(nym.pinned_key), e.message);
+    return true;
+  });
+  // The same substitute without the remembered key would have passed.
+  const store = new MemoryTrustStore();
+  assert.equal((await discover(url, { now, trustStore: store, onWarning() {} })).keyText, nym.pinned_key);
+});
+
+test("a fetch failure is a DescriptorError", async (t) => {
+  const url = await serve(t, () => selfCert.document);
+  await assert.rejects(discover(url + "/nothing-here", { now, onWarning() {} }), (e) => e instanceof DescriptorError && e.code === "fetch");
+  await assert.rejects(discover("ftp://example", { onWarning() {} }), (e) => e instanceof DescriptorError && e.code === "fetch");
+});
