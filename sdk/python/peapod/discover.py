@@ -1,0 +1,100 @@
+"""discover: fetch and verify a provider's descriptor."""
+
+import asyncio
+import logging
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable, Optional, Union
+
+from .descriptor import MAX_DESCRIPTOR_SIZE, WELL_KNOWN_PATH, Descriptor, verify_descriptor
+from .errors import DescriptorError
+from .trust import provider_id
+
+log = logging.getLogger("peapod")
+
+FETCH_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Provider:
+    """A discovered provider: its verified descriptor and how it was trusted.
+
+    ``trust`` is "pinned" (the caller's key), "remembered" (a trust store's
+    key from an earlier use), "first_use" (now remembered) or "none".
+    """
+
+    url: str
+    descriptor: Descriptor
+    trust: str
+
+    def __getattr__(self, name):
+        return getattr(self.descriptor, name)
+
+
+async def discover(url: str, *, pinned_key: Union[str, bytes, None] = None, trust_store=None,
+                   on_warning: Optional[Callable[[str], None]] = None, now: Optional[datetime] = None,
+                   timeout: float = FETCH_TIMEOUT) -> Provider:
+    """Fetch url + /.well-known/peapod.json, verify it, and return the provider.
+
+    pinned_key (base58, as the provider prints it) refuses any other key.
+    trust_store (FileTrustStore, MemoryTrustStore) remembers the key on first
+    use and refuses another one later with code "key_changed". Warnings go to
+    on_warning, or to the "peapod" logger. Raises DescriptorError.
+    """
+    warn = on_warning or log.warning
+    if not url.startswith(("http://", "https://")):
+        raise DescriptorError("fetch", f"provider URL {url!r} is not an http(s) URL")
+    pid = provider_id(url)
+    target = pid + WELL_KNOWN_PATH
+    doc = await asyncio.to_thread(_fetch, target, timeout)
+
+    remembered = trust_store.get(pid) if trust_store is not None and pinned_key is None else None
+    try:
+        d = verify_descriptor(doc, now=now, pinned_key=pinned_key if pinned_key is not None else remembered)
+    except DescriptorError as e:
+        if e.code == "key_mismatch" and remembered is not None:
+            try:
+                seen = verify_descriptor(doc, now=now).key_text
+            except DescriptorError:
+                seen = "another key"
+            raise DescriptorError(
+                "key_changed",
+                f"THE PROVIDER'S KEY CHANGED: {pid} was signed by {remembered} before and now by {seen}. "
+                f"This is what a substituted descriptor looks like. If the provider changed its key on purpose, "
+                f"remove it from {trust_store.where} and discover again.") from None
+        raise
+    if pinned_key is not None:
+        trust = "pinned"
+    elif remembered is not None:
+        trust = "remembered"
+    elif trust_store is not None:
+        trust_store.set(pid, d.key_text)
+        trust = "first_use"
+        warn(f"peapod: first use of {pid}: its key is {d.key_text} "
+             f"(remembered in {trust_store.where}; pin it with pinned_key)")
+    else:
+        trust = "none"
+        warn(f"peapod: {pid} is signed by {d.key_text}; nothing is pinned or remembered (pass pinned_key or a trust_store)")
+    if trust in ("first_use", "none") and not pid.startswith("https://"):
+        warn(f"peapod: warning: nothing is pinned and {pid} is not https: whoever serves it could hand you another provider")
+    if not d.self_certifying and pinned_key is None:
+        warn(f"peapod: warning: the descriptor is signed by {d.key_text}, which is not its address's key; "
+             "pin it once you know it is the provider's")
+    return Provider(pid, d, trust)
+
+
+def _fetch(target: str, timeout: float) -> bytes:
+    try:
+        with urllib.request.urlopen(target, timeout=timeout) as resp:
+            if resp.status != 200:
+                raise DescriptorError("fetch", f"fetching {target}: answered {resp.status}")
+            doc = resp.read(MAX_DESCRIPTOR_SIZE + 1)
+    except urllib.error.HTTPError as e:
+        raise DescriptorError("fetch", f"fetching {target}: answered {e.code} {e.reason}") from None
+    except (urllib.error.URLError, OSError) as e:
+        raise DescriptorError("fetch", f"fetching {target}: {e}") from None
+    if len(doc) > MAX_DESCRIPTOR_SIZE:
+        raise DescriptorError("malformed", f"{target}: more than {MAX_DESCRIPTOR_SIZE} bytes")
+    return doc

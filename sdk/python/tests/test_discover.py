@@ -1,0 +1,126 @@
+"""discover against a real HTTP server on loopback, serving the shared
+vector documents: verification, pinning, trust on first use."""
+
+import json
+import os
+import pathlib
+import stat
+import tempfile
+import threading
+import unittest
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from peapod import DescriptorError, FileTrustStore, MemoryTrustStore, discover
+
+VECTORS = json.loads((pathlib.Path(__file__).resolve().parents[3]
+                      / "framework/descriptor/testdata/vectors.json").read_text())["vectors"]
+BY_NAME = {v["name"]: v for v in VECTORS}
+SELF_CERT = BY_NAME["self-certifying peapod provider"]
+NYM = BY_NAME["nym provider with its own key, pinned"]
+ALTERED = BY_NAME["payload altered (directory port)"]
+NOW = datetime.strptime(SELF_CERT["now"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+
+
+class Server:
+    """An HTTP server on loopback whose descriptor is self.doc."""
+
+    def __init__(self, doc):
+        self.doc = doc
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                if self.path != "/.well-known/peapod.json":
+                    self.send_error(404)
+                    return
+                body = outer.doc.encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class DiscoverTest(unittest.IsolatedAsyncioTestCase):
+    def serve(self, doc):
+        s = Server(doc)
+        self.addCleanup(s.close)
+        return s
+
+    async def test_verified(self):
+        s = self.serve(SELF_CERT["document"])
+        warnings = []
+        p = await discover(s.url + "/", now=NOW, on_warning=warnings.append)
+        self.assertTrue(p.self_certifying)
+        self.assertEqual((p.url, p.trust), (s.url, "none"))
+        self.assertEqual([x.name for x in p.services], ["echo"])
+        self.assertEqual(p.network.directory, "http://127.0.0.1:8090")
+        self.assertTrue(any("not https" in w for w in warnings), warnings)
+
+    async def test_tampered_and_wrong_pin(self):
+        bad = self.serve(ALTERED["document"])
+        with self.assertRaises(DescriptorError) as cm:
+            await discover(bad.url, now=NOW, on_warning=lambda m: None)
+        self.assertEqual(cm.exception.code, "signature")
+        good = self.serve(SELF_CERT["document"])
+        with self.assertRaises(DescriptorError) as cm:
+            await discover(good.url, now=NOW, pinned_key=NYM["pinned_key"], on_warning=lambda m: None)
+        self.assertEqual(cm.exception.code, "key_mismatch")
+        pinned = await discover(good.url, now=NOW, pinned_key=BY_NAME["self-certifying, pinned to its key"]["pinned_key"],
+                                on_warning=self.fail)
+        self.assertEqual(pinned.trust, "pinned")
+
+    async def test_expired(self):
+        s = self.serve(SELF_CERT["document"])
+        with self.assertRaises(DescriptorError) as cm:
+            await discover(s.url, on_warning=lambda m: None)
+        self.assertEqual(cm.exception.code, "expired")
+
+    async def test_trust_on_first_use(self):
+        s = self.serve(SELF_CERT["document"])
+        path = os.path.join(tempfile.mkdtemp(), "client", "known_providers.json")
+        warnings = []
+        first = await discover(s.url, now=NOW, trust_store=FileTrustStore(path), on_warning=warnings.append)
+        self.assertEqual(first.trust, "first_use")
+        self.assertTrue(any(first.key_text in w for w in warnings), "the key is printed on first use")
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        with open(path) as f:
+            self.assertEqual(json.load(f), {"v": 1, "providers": {s.url: first.key_text}})
+
+        warnings.clear()
+        again = await discover(s.url, now=NOW, trust_store=FileTrustStore(path), on_warning=warnings.append)
+        self.assertEqual((again.trust, warnings), ("remembered", []))
+
+        s.doc = NYM["document"]  # another provider's valid descriptor, at the same URL
+        with self.assertRaises(DescriptorError) as cm:
+            await discover(s.url, now=NOW, trust_store=FileTrustStore(path), on_warning=lambda m: None)
+        self.assertEqual(cm.exception.code, "key_changed")
+        self.assertIn("KEY CHANGED", str(cm.exception))
+        self.assertIn(first.key_text, str(cm.exception))
+        self.assertIn(NYM["pinned_key"], str(cm.exception))
+        # The same substitute without the remembered key would have passed.
+        p = await discover(s.url, now=NOW, trust_store=MemoryTrustStore(), on_warning=lambda m: None)
+        self.assertEqual(p.key_text, NYM["pinned_key"])
+
+    async def test_fetch_failure(self):
+        s = self.serve(SELF_CERT["document"])
+        for url in (s.url + "/nothing-here", "ftp://example"):
+            with self.assertRaises(DescriptorError) as cm:
+                await discover(url, now=NOW, on_warning=lambda m: None)
+            self.assertEqual(cm.exception.code, "fetch")
+
+
+if __name__ == "__main__":
+    unittest.main()
