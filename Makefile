@@ -11,7 +11,7 @@ FUZZMINIMIZE ?= 10x
 BENCH     ?= .
 BENCHTIME ?= 1s
 
-.PHONY: all build run test vet fmt-check tidy-check bench fuzz proto soak clean
+.PHONY: all build run test vet fmt-check tidy-check bench fuzz proto soak clean sdk-deps sdk-node-deps sdk-python-deps chromium sdk-test
 
 all: build
 
@@ -31,9 +31,45 @@ run: build
 	@if [ -x $(BIN)/provider ]; then exec $(BIN)/provider; \
 	else echo "built so far:"; ls -1 $(BIN) $(BIN)/plugins; fi
 
-## test: vet, formatting and every test under the race detector
-test: tidy-check vet fmt-check build
-	$(GO) test -race -timeout 40m $(PKGS)
+## test: vet, formatting, the SDKs' unit tests and every Go test under the
+## race detector (with the SDKs' integration tests, which PEAPOD_SDK_TESTS=1
+## makes fail rather than skip when a dependency is missing)
+test: tidy-check vet fmt-check build sdk-deps sdk-test
+	PEAPOD_SDK_TESTS=1 $(GO) test -race -timeout 40m $(PKGS)
+
+## sdk-deps: what the SDKs' tests need, installed only when missing: the
+## TypeScript SDK's npm packages (npm ci, from package-lock.json), Debian's
+## python3-websockets and python3-cryptography, and Debian's chromium for
+## the browser test. Node 20 or later must be on PATH.
+SDK_TS     := sdk/typescript
+SDK_PYTHON := /usr/bin/python3
+SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_GET    := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
+sdk-deps: sdk-node-deps sdk-python-deps chromium
+
+sdk-node-deps: $(SDK_TS)/node_modules/.package-lock.json
+$(SDK_TS)/node_modules/.package-lock.json: $(SDK_TS)/package-lock.json $(SDK_TS)/package.json
+	@major=$$(node --version 2>/dev/null | sed 's/^v\([0-9]*\).*/\1/'); \
+	if [ -z "$$major" ] || [ "$$major" -lt 20 ]; then \
+		echo "sdk: the TypeScript SDK needs Node 20 or later on PATH (found: $$(node --version 2>/dev/null || echo none))"; exit 1; fi
+	cd $(SDK_TS) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+sdk-python-deps:
+	@$(SDK_PYTHON) -c 'import websockets, cryptography' 2>/dev/null || { \
+		echo "sdk: installing Debian's python3-websockets and python3-cryptography"; \
+		$(APT_GET) update -qq && $(APT_GET) install -y -qq python3-websockets python3-cryptography >/dev/null; }
+
+chromium:
+	@command -v chromium >/dev/null || { \
+		echo "installing Debian's chromium (for the headless browser tests)"; \
+		$(APT_GET) update -qq && $(APT_GET) install -y -qq chromium >/dev/null; }
+
+## sdk-test: the SDKs' unit tests (the integration tests run under go test,
+## in internal/testnet, against a network of processes)
+sdk-test: sdk-node-deps sdk-python-deps
+	cd $(SDK_TS) && node node_modules/typescript/bin/tsc -p . && node --experimental-websocket --test test/
+	cd sdk/python && $(SDK_PYTHON) -m unittest discover -s tests -t .
 
 vet:
 	$(GO) vet $(PKGS)
