@@ -42,6 +42,10 @@ type Descriptor struct {
 	Identity string `json:"identity"`
 	// SphinxKey is the node's X25519 public key for Sphinx packets.
 	SphinxKey string `json:"sphinx_key"`
+	// NoiseKey is the node's X25519 Noise static public key, which
+	// authenticates its links and which clients encrypt their gateway
+	// handshake to. Optional for now: empty means the node has none.
+	NoiseKey string `json:"noise_key,omitempty"`
 	// Timestamp is the signing time in unix nanoseconds; the server accepts
 	// it only once per identity and only near its own clock.
 	Timestamp int64 `json:"timestamp"`
@@ -99,7 +103,10 @@ func (d Descriptor) Validate() error {
 	if _, err := parseIdentity(d.Identity); err != nil {
 		return err
 	}
-	_, err := parseKey("sphinx_key", d.SphinxKey)
+	if _, err := parseKey("sphinx_key", d.SphinxKey); err != nil {
+		return err
+	}
+	_, _, err := parseOptionalKey("noise_key", d.NoiseKey)
 	return err
 }
 
@@ -124,7 +131,7 @@ func decodeDescriptor(data []byte) (Descriptor, error) {
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		return Descriptor{}, errors.New("directory: descriptor is not a JSON object")
 	}
-	seen := make(map[string]bool, 7)
+	seen := make(map[string]bool, 8)
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
@@ -145,6 +152,8 @@ func decodeDescriptor(data []byte) (Descriptor, error) {
 			dst = &d.Identity
 		case "sphinx_key":
 			dst = &d.SphinxKey
+		case "noise_key":
+			dst = &d.NoiseKey
 		case "timestamp":
 			dst = &d.Timestamp
 		default:

@@ -34,7 +34,7 @@ func TestDescriptorWireForm(t *testing.T) {
 	m.Timestamp = 42
 	body, _ := json.Marshal(m)
 	want := `{"role":"mixnode","layer":2,"address":"` + m.Address + `","identity":"` + m.Identity +
-		`","sphinx_key":"` + m.SphinxKey + `","timestamp":42}`
+		`","sphinx_key":"` + m.SphinxKey + `","noise_key":"` + m.NoiseKey + `","timestamp":42}`
 	if string(body) != want {
 		t.Errorf("mixnode descriptor encodes as\n%s\nwant\n%s", body, want)
 	}
@@ -42,9 +42,18 @@ func TestDescriptorWireForm(t *testing.T) {
 	g.Timestamp = 42
 	body, _ = json.Marshal(g)
 	want = `{"role":"gateway","address":"` + g.Address + `","client_address":"` + g.ClientAddress +
-		`","identity":"` + g.Identity + `","sphinx_key":"` + g.SphinxKey + `","timestamp":42}`
+		`","identity":"` + g.Identity + `","sphinx_key":"` + g.SphinxKey + `","noise_key":"` + g.NoiseKey + `","timestamp":42}`
 	if string(body) != want {
 		t.Errorf("gateway descriptor encodes as\n%s\nwant\n%s", body, want)
+	}
+	// A node without a Noise key leaves the field out, and is valid.
+	g.NoiseKey = ""
+	body, _ = json.Marshal(g)
+	if strings.Contains(string(body), "noise_key") {
+		t.Errorf("a descriptor without a Noise key encodes as %s", body)
+	}
+	if _, err := ParseDescriptor(body); err != nil {
+		t.Errorf("a descriptor without a Noise key is refused: %v", err)
 	}
 }
 
@@ -58,6 +67,7 @@ func TestDescriptorValidateNamesTheField(t *testing.T) {
 		"client_address": func(d *Descriptor) { d.ClientAddress = "tcp://127.0.0.1:1" },
 		"identity":       func(d *Descriptor) { d.Identity = "abc" },
 		"sphinx_key":     func(d *Descriptor) { d.SphinxKey = "abc" },
+		"noise_key":      func(d *Descriptor) { d.NoiseKey = d.NoiseKey + "2" },
 		"role":           func(d *Descriptor) { d.Role = "mixer" },
 	} {
 		d := good
@@ -73,7 +83,7 @@ func TestTopologyValidate(t *testing.T) {
 	m, g := newMixnode(t, 1).desc, newGateway(t).desc
 	valid := func() Topology {
 		return Topology{
-			Mixnodes: []Mixnode{{Layer: m.Layer, Address: m.Address, Identity: m.Identity, SphinxKey: m.SphinxKey}},
+			Mixnodes: []Mixnode{{Layer: m.Layer, Address: m.Address, Identity: m.Identity, SphinxKey: m.SphinxKey, NoiseKey: m.NoiseKey}},
 			Gateways: []Gateway{{Address: g.Address, ClientAddress: g.ClientAddress, Identity: g.Identity, SphinxKey: g.SphinxKey}},
 		}
 	}
@@ -93,6 +103,8 @@ func TestTopologyValidate(t *testing.T) {
 		"gateway client URL": {func(t *Topology) { t.Gateways[0].ClientAddress = "" }, "directory: gateway 0 (" + g.Identity + "): client_address"},
 		"gateway address":    {func(t *Topology) { t.Gateways[0].Address = "1.2.3.4:0" }, "port 0"},
 		"gateway sphinx key": {func(t *Topology) { t.Gateways[0].SphinxKey = t.Gateways[0].SphinxKey + "2" }, "sphinx_key"},
+		"mixnode noise key":  {func(t *Topology) { t.Mixnodes[0].NoiseKey = "1" }, "noise_key"},
+		"gateway noise key":  {func(t *Topology) { t.Gateways[0].NoiseKey = m.Identity + "z" }, "directory: gateway 0 (" + g.Identity + "): noise_key"},
 		"duplicate identity": {func(t *Topology) { t.Gateways[0].Identity = m.Identity }, "appears twice"},
 	} {
 		topo := valid()

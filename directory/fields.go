@@ -31,6 +31,16 @@ func parseKey(field, s string) ([KeySize]byte, error) {
 	return key, nil
 }
 
+// parseOptionalKey is parseKey for a key that may be absent: an empty s
+// gives ok false and no error.
+func parseOptionalKey(field, s string) (key [KeySize]byte, ok bool, err error) {
+	if s == "" {
+		return key, false, nil
+	}
+	key, err = parseKey(field, s)
+	return key, err == nil, err
+}
+
 // parseIdentity decodes a base58 ed25519 identity key, which must be a
 // valid curve point.
 func parseIdentity(s string) (ed25519.PublicKey, error) {

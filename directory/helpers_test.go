@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/peapod-mixnet/peapod/address"
 )
 
 // fakeClock is a clock that moves only when told to.
@@ -65,15 +67,27 @@ func newKeys(t testing.TB) (ed25519.PrivateKey, [KeySize]byte) {
 	return key, sphinx
 }
 
+// newNoiseKey returns a random Noise key in base58: the directory checks
+// only its length.
+func newNoiseKey() string {
+	var k [KeySize]byte
+	rand.Read(k[:])
+	return address.EncodeKey(k[:])
+}
+
 func newMixnode(t testing.TB, layer int) testNode {
 	key, sphinx := newKeys(t)
-	return testNode{key: key, desc: NewMixnodeDescriptor(layer, testAddr(), key.Public().(ed25519.PublicKey), sphinx)}
+	d := NewMixnodeDescriptor(layer, testAddr(), key.Public().(ed25519.PublicKey), sphinx)
+	d.NoiseKey = newNoiseKey()
+	return testNode{key: key, desc: d}
 }
 
 func newGateway(t testing.TB) testNode {
 	key, sphinx := newKeys(t)
 	addr := testAddr()
-	return testNode{key: key, desc: NewGatewayDescriptor(addr, fmt.Sprintf("ws://%s", addr), key.Public().(ed25519.PublicKey), sphinx)}
+	d := NewGatewayDescriptor(addr, fmt.Sprintf("ws://%s", addr), key.Public().(ed25519.PublicKey), sphinx)
+	d.NoiseKey = newNoiseKey()
+	return testNode{key: key, desc: d}
 }
 
 // testServer is a Server listening on a loopback port.

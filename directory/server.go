@@ -222,9 +222,9 @@ func (s *Server) Topology() Topology {
 		d := r.desc
 		switch d.Role {
 		case RoleMixnode:
-			t.Mixnodes = append(t.Mixnodes, Mixnode{Layer: d.Layer, Address: d.Address, Identity: d.Identity, SphinxKey: d.SphinxKey})
+			t.Mixnodes = append(t.Mixnodes, Mixnode{Layer: d.Layer, Address: d.Address, Identity: d.Identity, SphinxKey: d.SphinxKey, NoiseKey: d.NoiseKey})
 		case RoleGateway:
-			t.Gateways = append(t.Gateways, Gateway{Address: d.Address, ClientAddress: d.ClientAddress, Identity: d.Identity, SphinxKey: d.SphinxKey})
+			t.Gateways = append(t.Gateways, Gateway{Address: d.Address, ClientAddress: d.ClientAddress, Identity: d.Identity, SphinxKey: d.SphinxKey, NoiseKey: d.NoiseKey})
 		}
 	}
 	s.mu.RUnlock()

@@ -69,11 +69,12 @@ func TestRegisterAndTopology(t *testing.T) {
 		if !ok {
 			t.Fatalf("unknown mixnode %s listed", m.Identity)
 		}
-		want := Mixnode{Layer: n.desc.Layer, Address: n.desc.Address, Identity: n.desc.Identity, SphinxKey: n.desc.SphinxKey}
+		want := Mixnode{Layer: n.desc.Layer, Address: n.desc.Address, Identity: n.desc.Identity, SphinxKey: n.desc.SphinxKey, NoiseKey: n.desc.NoiseKey}
 		if m != want {
 			t.Errorf("mixnode %+v, want %+v", m, want)
 		}
 		checkKeys(t, n, m.IdentityKey, m.SphinxPublicKey)
+		checkNoiseKey(t, n, m.NoisePublicKey)
 		if ap, err := m.AddrPort(); err != nil || ap.String() != n.desc.Address {
 			t.Errorf("AddrPort() = %v, %v; want %s", ap, err, n.desc.Address)
 		}
@@ -84,11 +85,12 @@ func TestRegisterAndTopology(t *testing.T) {
 		if !ok {
 			t.Fatalf("unknown gateway %s listed", g.Identity)
 		}
-		want := Gateway{Address: n.desc.Address, ClientAddress: n.desc.ClientAddress, Identity: n.desc.Identity, SphinxKey: n.desc.SphinxKey}
+		want := Gateway{Address: n.desc.Address, ClientAddress: n.desc.ClientAddress, Identity: n.desc.Identity, SphinxKey: n.desc.SphinxKey, NoiseKey: n.desc.NoiseKey}
 		if g != want {
 			t.Errorf("gateway %+v, want %+v", g, want)
 		}
 		checkKeys(t, n, g.IdentityKey, g.SphinxPublicKey)
+		checkNoiseKey(t, n, g.NoisePublicKey)
 		if u, err := g.ClientURL(); err != nil || u.String() != n.desc.ClientAddress {
 			t.Errorf("ClientURL() = %v, %v; want %s", u, err, n.desc.ClientAddress)
 		}
@@ -124,10 +126,30 @@ func TestRegisterAndTopology(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, m := range raw.Mixnodes {
-		checkFieldNames(t, m, "layer", "address", "identity", "sphinx_key")
+		checkFieldNames(t, m, "layer", "address", "identity", "sphinx_key", "noise_key")
 	}
 	for _, g := range raw.Gateways {
-		checkFieldNames(t, g, "address", "client_address", "identity", "sphinx_key")
+		if g["identity"] == gw6.desc.Identity { // registered no Noise key
+			checkFieldNames(t, g, "address", "client_address", "identity", "sphinx_key")
+			continue
+		}
+		checkFieldNames(t, g, "address", "client_address", "identity", "sphinx_key", "noise_key")
+	}
+}
+
+// checkNoiseKey checks the Noise key a topology entry gives for n: the one
+// it registered, or none when it registered none.
+func checkNoiseKey(t *testing.T, n testNode, noise func() ([KeySize]byte, bool, error)) {
+	t.Helper()
+	got, ok, err := noise()
+	if n.desc.NoiseKey == "" {
+		if ok || err != nil {
+			t.Errorf("NoisePublicKey() of a node without one = %x, %v, %v", got, ok, err)
+		}
+		return
+	}
+	if err != nil || !ok || address.EncodeKey(got[:]) != n.desc.NoiseKey {
+		t.Errorf("NoisePublicKey() = %x, %v, %v; want %s", got, ok, err, n.desc.NoiseKey)
 	}
 }
 
@@ -282,6 +304,7 @@ func TestRegisterRejections(t *testing.T) {
 		{"identity not a curve point", withDesc(mix, func(d *Descriptor) { d.Identity = address58(append([]byte{2}, make([]byte, 31)...)) }), 400, "not a valid ed25519 public key"},
 		{"sphinx key of 33 bytes", withDesc(mix, func(d *Descriptor) { d.SphinxKey = address58(make([]byte, 33)) }), 400, "sphinx_key is not a 32-byte base58 key"},
 		{"missing sphinx key", withDesc(mix, func(d *Descriptor) { d.SphinxKey = "" }), 400, "sphinx_key is missing"},
+		{"noise key of 31 bytes", withDesc(mix, func(d *Descriptor) { d.NoiseKey = address58(make([]byte, 31)) }), 400, "noise_key is not a 32-byte base58 key"},
 		{"stale timestamp", func() ([]byte, []string) {
 			body, sig := signed(t, mix.key, PathRegister, mix.desc, now.Add(-3*time.Minute))
 			return body, []string{sig}

@@ -37,6 +37,9 @@ type Mixnode struct {
 	Identity string `json:"identity"`
 	// SphinxKey is the base58 X25519 Sphinx key.
 	SphinxKey string `json:"sphinx_key"`
+	// NoiseKey is the base58 X25519 Noise static key; empty when the node
+	// registered none.
+	NoiseKey string `json:"noise_key,omitempty"`
 }
 
 // Gateway is one gateway of a [Topology]. Its fields hold the JSON text; the
@@ -50,6 +53,9 @@ type Gateway struct {
 	Identity string `json:"identity"`
 	// SphinxKey is the base58 X25519 Sphinx key.
 	SphinxKey string `json:"sphinx_key"`
+	// NoiseKey is the base58 X25519 Noise static key; empty when the node
+	// registered none.
+	NoiseKey string `json:"noise_key,omitempty"`
 }
 
 // IdentityKey returns the mixnode's ed25519 identity key.
@@ -57,6 +63,12 @@ func (m Mixnode) IdentityKey() (ed25519.PublicKey, error) { return parseIdentity
 
 // SphinxPublicKey returns the mixnode's X25519 Sphinx key.
 func (m Mixnode) SphinxPublicKey() ([KeySize]byte, error) { return parseKey("sphinx_key", m.SphinxKey) }
+
+// NoisePublicKey returns the mixnode's Noise static key; ok is false when
+// it has none.
+func (m Mixnode) NoisePublicKey() (key [KeySize]byte, ok bool, err error) {
+	return parseOptionalKey("noise_key", m.NoiseKey)
+}
 
 // AddrPort returns the address where the mixnode receives packets.
 func (m Mixnode) AddrPort() (netip.AddrPort, error) { return parseAddress(m.Address) }
@@ -72,7 +84,10 @@ func (m Mixnode) Validate() error {
 	if _, err := m.IdentityKey(); err != nil {
 		return err
 	}
-	_, err := m.SphinxPublicKey()
+	if _, err := m.SphinxPublicKey(); err != nil {
+		return err
+	}
+	_, _, err := m.NoisePublicKey()
 	return err
 }
 
@@ -81,6 +96,12 @@ func (g Gateway) IdentityKey() (ed25519.PublicKey, error) { return parseIdentity
 
 // SphinxPublicKey returns the gateway's X25519 Sphinx key.
 func (g Gateway) SphinxPublicKey() ([KeySize]byte, error) { return parseKey("sphinx_key", g.SphinxKey) }
+
+// NoisePublicKey returns the gateway's Noise static key; ok is false when
+// it has none.
+func (g Gateway) NoisePublicKey() (key [KeySize]byte, ok bool, err error) {
+	return parseOptionalKey("noise_key", g.NoiseKey)
+}
 
 // AddrPort returns the address where the gateway receives packets.
 func (g Gateway) AddrPort() (netip.AddrPort, error) { return parseAddress(g.Address) }
@@ -99,7 +120,10 @@ func (g Gateway) Validate() error {
 	if _, err := g.IdentityKey(); err != nil {
 		return err
 	}
-	_, err := g.SphinxPublicKey()
+	if _, err := g.SphinxPublicKey(); err != nil {
+		return err
+	}
+	_, _, err := g.NoisePublicKey()
 	return err
 }
 

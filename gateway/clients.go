@@ -131,7 +131,7 @@ func (g *Gateway) serveClient(ws *websocket.Conn, log zerolog.Logger) {
 	}
 	ws.UnderlyingConn().SetDeadline(time.Now().Add(g.cfg.HandshakeTimeout))
 	identity, sess, err := gwproto.Accept(context.Background(), ws, gwproto.AcceptConfig{
-		Identity: g.identity,
+		Identity: g.keys.Identity,
 		Registry: registry{g.store},
 		Rand:     rand.Reader,
 		Now:      g.cfg.Now,

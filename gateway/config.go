@@ -53,7 +53,7 @@ type Config struct {
 	// ClientListenAddr, which must then name a specific IP when
 	// DirectoryURL is set.
 	ClientAnnounceURL string
-	// DataDir holds the keys (identity.pem, sphinx.pem), the database
+	// DataDir holds the keys (identity.pem, noise.pem, sphinx.pem), the database
 	// (gateway.db) and the saved replay filter (replay.bin); it is created
 	// (0700) when missing. Required.
 	DataDir string

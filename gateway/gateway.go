@@ -61,8 +61,8 @@
 // encrypted message, as it came) or gwproto.KindAck (payload: the ack
 // packet's payload). Ids are reserved 2^20 at a time by raising next_id
 // before any of them is used, so a restart never reuses one. An inbox bucket
-// is deleted when it empties. The keys (identity.pem, sphinx.pem) live next
-// to the database, in the formats of package internal/keyfile, and so does
+// is deleted when it empties. The keys (identity.pem, noise.pem, sphinx.pem)
+// live next to the database, in the formats of package internal/keyfile, and so does
 // the replay filter (replay.bin, package internal/replaystore), saved every
 // ReplaySaveInterval and on Close so that a restarted gateway still refuses
 // the packets it processed before.
@@ -87,6 +87,7 @@ import (
 
 	"github.com/peapod-mixnet/peapod/address"
 	"github.com/peapod-mixnet/peapod/directory"
+	"github.com/peapod-mixnet/peapod/internal/node"
 	"github.com/peapod-mixnet/peapod/internal/replaystore"
 	"github.com/peapod-mixnet/peapod/internal/wire"
 	"github.com/peapod-mixnet/peapod/sphinx"
@@ -119,7 +120,7 @@ const (
 type Gateway struct {
 	cfg       Config
 	log       zerolog.Logger
-	identity  ed25519.PrivateKey
+	keys      *node.Keys
 	sphinxKey *sphinx.PrivateKey
 	processor *sphinx.Processor
 	saver     *replaystore.Saver // of processor's replay filter
@@ -177,13 +178,17 @@ func New(cfg Config) (*Gateway, error) {
 	if err := cfg.applyDefaults(); err != nil {
 		return nil, err
 	}
-	identity, sphinxKey, err := loadKeys(cfg.DataDir)
+	keys, err := node.LoadKeys(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	sphinxKey, err := node.LoadSphinxKey(cfg.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	log := cfg.Logger.With().Str("component", "gateway").
-		Str("identity", address.EncodeKey(identity.Public().(ed25519.PublicKey))).Logger()
-	replayPath := filepath.Join(cfg.DataDir, ReplayFilterFile)
+		Str("identity", address.EncodeKey(keys.IdentityPublic())).Logger()
+	replayPath := filepath.Join(cfg.DataDir, node.ReplayFilterFile)
 	replay, err := replaystore.Load(replayPath, sphinxKey.PublicKey(), cfg.ReplayCapacity, 0, log)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -200,7 +205,7 @@ func New(cfg Config) (*Gateway, error) {
 	g := &Gateway{
 		cfg:        cfg,
 		log:        log,
-		identity:   identity,
+		keys:       keys,
 		sphinxKey:  sphinxKey,
 		processor:  sphinx.NewProcessor(sphinxKey, replay),
 		saver:      replaystore.NewSaver(replayPath, sphinxKey.PublicKey(), replay, log),
@@ -358,14 +363,15 @@ func (g *Gateway) resolveAnnounce() error {
 // directory that is down or refuses the first attempt is not: the gateway
 // serves meanwhile, and the registrar logs each failure.
 func (g *Gateway) register(ctx context.Context) error {
-	desc := directory.NewGatewayDescriptor(g.announce, g.clientURL,
-		g.identity.Public().(ed25519.PublicKey), g.sphinxKey.PublicKey())
+	desc := directory.NewGatewayDescriptor(g.announce, g.clientURL, g.Identity(), g.sphinxKey.PublicKey())
+	noise := g.keys.Noise.Public()
+	desc.NoiseKey = address.EncodeKey(noise[:])
 	if err := desc.Validate(); err != nil {
 		return fmt.Errorf("gateway: cannot register: %w", err)
 	}
 	client := &directory.Client{BaseURL: g.cfg.DirectoryURL}
 	first, cancel := context.WithTimeout(ctx, firstRegisterTimeout)
-	err := client.Register(first, desc, g.identity)
+	err := client.Register(first, desc, g.keys.Identity)
 	cancel()
 	if err != nil {
 		g.log.Warn().Err(err).Msg("first registration with the directory failed; retrying in the background")
@@ -374,7 +380,7 @@ func (g *Gateway) register(ctx context.Context) error {
 	g.regCancel, g.regDone = cancel, make(chan struct{})
 	// The registrar names the identity itself.
 	regLog := g.cfg.Logger.With().Str("component", "gateway").Logger()
-	r := &directory.Registrar{Client: client, Descriptor: desc, Key: g.identity, Logger: regLog}
+	r := &directory.Registrar{Client: client, Descriptor: desc, Key: g.keys.Identity, Logger: regLog}
 	go func() {
 		defer close(g.regDone)
 		r.Run(regCtx) // logs its own failures
@@ -486,9 +492,11 @@ func (g *Gateway) stop() error {
 
 // Identity returns the gateway's ed25519 public identity key, which names
 // it in client addresses and in the directory.
-func (g *Gateway) Identity() ed25519.PublicKey {
-	return g.identity.Public().(ed25519.PublicKey)
-}
+func (g *Gateway) Identity() ed25519.PublicKey { return g.keys.IdentityPublic() }
+
+// NoiseKey returns the gateway's Noise static key pair (see package
+// internal/node).
+func (g *Gateway) NoiseKey() *node.NoiseKey { return g.keys.Noise }
 
 // SphinxPublicKey returns the gateway's X25519 Sphinx public key.
 func (g *Gateway) SphinxPublicKey() sphinx.PublicKey { return g.sphinxKey.PublicKey() }

@@ -257,10 +257,11 @@ func TestStartsWhileTheDirectoryIsDown(t *testing.T) {
 	go func() { defer close(done); srv.Serve(ln) }()
 	t.Cleanup(func() { srv.Close(); <-done })
 	id := address.EncodeKey(g.Identity())
-	waitUntil(t, "the gateway to be listed", func() bool {
+	noise := g.NoiseKey().Public()
+	waitUntil(t, "the gateway to be listed, with its Noise key", func() bool {
 		for _, gw := range srv.Topology().Gateways {
 			if gw.Identity == id {
-				return true
+				return gw.NoiseKey == address.EncodeKey(noise[:])
 			}
 		}
 		return false

@@ -55,7 +55,7 @@ type Config struct {
 	MetricsAddr string
 	// Layer is the node's layer in the mixnet, 1 to 3. Required.
 	Layer int
-	// DataDir holds the node's keys (identity.pem, sphinx.pem), created with
+	// DataDir holds the node's keys (identity.pem, noise.pem, sphinx.pem), created with
 	// permissions 0700/0600 on first start, and its saved replay filter
 	// (replay.bin). Required.
 	DataDir string

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/peapod-mixnet/peapod/directory"
+	"github.com/peapod-mixnet/peapod/internal/node"
 	"github.com/peapod-mixnet/peapod/sphinx"
 )
 
@@ -70,6 +71,9 @@ func TestDirectoryRegistration(t *testing.T) {
 	if m.Layer != 2 || addr != n.AnnounceAddr() || !id.Equal(n.Identity()) || key != n.SphinxKey() {
 		t.Fatalf("listed as %+v", m)
 	}
+	if noise, ok, err := m.NoisePublicKey(); err != nil || !ok || noise != n.NoiseKey().Public() {
+		t.Fatalf("listed with Noise key %x, %v, %v; want %x", noise, ok, err, n.NoiseKey().Public())
+	}
 
 	if err := n.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -84,18 +88,18 @@ func TestDirectoryRegistration(t *testing.T) {
 }
 
 // TestKeysPersist restarts a node on the same data folder: it keeps its
-// identity and Sphinx key, stored in files only its user can read.
+// identity, Noise key and Sphinx key, stored in files only its user can read.
 func TestKeysPersist(t *testing.T) {
 	data := t.TempDir()
 	first := newNode(t, 1, func(c *Config) { c.DataDir = data })
-	id, key := first.Identity(), first.SphinxKey()
+	id, key, noise := first.Identity(), first.SphinxKey(), first.NoiseKey().Public()
 	first.Close()
 
 	second := newNode(t, 1, func(c *Config) { c.DataDir = data })
-	if !bytes.Equal(second.Identity(), id) || second.SphinxKey() != key {
+	if !bytes.Equal(second.Identity(), id) || second.SphinxKey() != key || second.NoiseKey().Public() != noise {
 		t.Fatal("the keys changed across a restart")
 	}
-	for _, name := range []string{IdentityFile, SphinxKeyFile} {
+	for _, name := range []string{node.IdentityFile, node.NoiseKeyFile, node.SphinxKeyFile} {
 		info, err := os.Stat(filepath.Join(data, name))
 		if err != nil {
 			t.Fatal(err)
@@ -120,7 +124,7 @@ func TestKeysRefusedWhenReadable(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.Close()
-	if err := os.Chmod(filepath.Join(data, SphinxKeyFile), 0o644); err != nil {
+	if err := os.Chmod(filepath.Join(data, node.SphinxKeyFile), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := New(Config{ListenAddr: "127.0.0.1:0", Layer: 1, DataDir: data, ReplayCapacity: testReplayCapacity}); err == nil {

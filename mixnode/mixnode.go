@@ -22,10 +22,10 @@
 // (internal/wire) and key rotation "unknown"; the key-rotation byte of
 // incoming frames is ignored, since a node holds one Sphinx key.
 //
-// The node keeps its ed25519 identity and its Sphinx key in Config.DataDir
-// (see [IdentityFile], [SphinxKeyFile]), so that its address in the
-// directory survives restarts, and its replay filter ([ReplayFilterFile]),
-// saved periodically and on Close, so that a restarted node still refuses
+// The node keeps its ed25519 identity, its Noise static key and its Sphinx
+// key in Config.DataDir (files of package internal/node), so that its
+// address in the directory survives restarts, and its replay filter, saved
+// periodically and on Close, so that a restarted node still refuses
 // the packets it processed before, and registers itself with the directory at
 // Config.DirectoryURL while it runs, and fetches from it the next hops it may
 // forward to (internal/hops), every Config.TopologyRefresh and soon after a
@@ -60,6 +60,7 @@ import (
 	"github.com/peapod-mixnet/peapod/directory"
 	"github.com/peapod-mixnet/peapod/internal/hops"
 	"github.com/peapod-mixnet/peapod/internal/httpstop"
+	"github.com/peapod-mixnet/peapod/internal/node"
 	"github.com/peapod-mixnet/peapod/internal/replaystore"
 	"github.com/peapod-mixnet/peapod/internal/wire"
 	"github.com/peapod-mixnet/peapod/sphinx"
@@ -68,12 +69,12 @@ import (
 // Node is a mixnode. Create it with [New], run it with [Node.Start] and
 // stop it with [Node.Close]. Its methods are safe for concurrent use.
 type Node struct {
-	cfg      Config
-	log      zerolog.Logger
-	identity ed25519.PrivateKey
-	key      *sphinx.PrivateKey
-	proc     *sphinx.Processor
-	saver    *replaystore.Saver // of proc's replay filter
+	cfg   Config
+	log   zerolog.Logger
+	keys  *node.Keys
+	key   *sphinx.PrivateKey
+	proc  *sphinx.Processor
+	saver *replaystore.Saver // of proc's replay filter
 
 	server   *wire.Server
 	pool     *wire.Pool
@@ -115,26 +116,30 @@ func New(cfg Config) (*Node, error) {
 	if err := cfg.applyDefaults(); err != nil {
 		return nil, err
 	}
-	identity, key, err := loadKeys(cfg.DataDir)
+	keys, err := node.LoadKeys(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("mixnode: loading keys: %w", err)
+	}
+	key, err := node.LoadSphinxKey(cfg.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("mixnode: loading keys: %w", err)
 	}
 	log := cfg.Logger.With().Str("component", "mixnode").Int("layer", cfg.Layer).Logger()
-	replayPath := filepath.Join(cfg.DataDir, ReplayFilterFile)
+	replayPath := filepath.Join(cfg.DataDir, node.ReplayFilterFile)
 	replay, err := replaystore.Load(replayPath, key.PublicKey(), cfg.ReplayCapacity, sphinx.DefaultReplayFalsePositiveRate, log)
 	if err != nil {
 		return nil, fmt.Errorf("mixnode: %w", err)
 	}
 	n := &Node{
-		cfg:      cfg,
-		log:      log,
-		identity: identity,
-		key:      key,
-		proc:     sphinx.NewProcessor(key, replay),
-		saver:    replaystore.NewSaver(replayPath, key.PublicKey(), replay, log),
-		work:     make(chan *packetBuf, cfg.MaxQueue),
-		delay:    newDelayQueue(cfg.MaxQueue),
-		stop:     make(chan struct{}),
+		cfg:   cfg,
+		log:   log,
+		keys:  keys,
+		key:   key,
+		proc:  sphinx.NewProcessor(key, replay),
+		saver: replaystore.NewSaver(replayPath, key.PublicKey(), replay, log),
+		work:  make(chan *packetBuf, cfg.MaxQueue),
+		delay: newDelayQueue(cfg.MaxQueue),
+		stop:  make(chan struct{}),
 	}
 	n.server, err = wire.NewServer(wire.ServerConfig{
 		Handler:      wire.HandlerFunc(n.handleFrame),
@@ -187,6 +192,8 @@ func (n *Node) Start(ctx context.Context) error {
 	var desc directory.Descriptor
 	if n.cfg.DirectoryURL != "" {
 		desc = directory.NewMixnodeDescriptor(n.cfg.Layer, announce, n.Identity(), n.key.PublicKey())
+		noise := n.keys.Noise.Public()
+		desc.NoiseKey = address.EncodeKey(noise[:])
 		if err := desc.Validate(); err != nil {
 			ln.Close()
 			return fmt.Errorf("mixnode: cannot register: %w", err)
@@ -236,7 +243,7 @@ func (n *Node) Start(ctx context.Context) error {
 		r := &directory.Registrar{
 			Client:     &directory.Client{BaseURL: n.cfg.DirectoryURL},
 			Descriptor: desc,
-			Key:        n.identity,
+			Key:        n.keys.Identity,
 			Logger:     n.log,
 		}
 		go func() { n.regDone <- r.Run(regCtx) }()
@@ -373,7 +380,10 @@ func (n *Node) MetricsAddr() netip.AddrPort {
 func (n *Node) Layer() int { return n.cfg.Layer }
 
 // Identity is the node's ed25519 public identity key.
-func (n *Node) Identity() ed25519.PublicKey { return n.identity.Public().(ed25519.PublicKey) }
+func (n *Node) Identity() ed25519.PublicKey { return n.keys.IdentityPublic() }
+
+// NoiseKey is the node's Noise static key pair (see package internal/node).
+func (n *Node) NoiseKey() *node.NoiseKey { return n.keys.Noise }
 
 // SphinxKey is the node's X25519 public Sphinx key, which senders use to
 // build packets routed through it.

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peapod-mixnet/peapod/internal/node"
 	"github.com/peapod-mixnet/peapod/internal/wire"
 	"github.com/peapod-mixnet/peapod/sphinx"
 )
@@ -109,7 +110,7 @@ func TestReplayDroppedAfterRestart(t *testing.T) {
 			settled(t, n1, 1)
 			if crash {
 				eventually(t, "the periodic save writes the filter", func() bool {
-					_, err := os.Stat(filepath.Join(dir, ReplayFilterFile))
+					_, err := os.Stat(filepath.Join(dir, node.ReplayFilterFile))
 					return err == nil
 				})
 			} else if err := n1.Close(); err != nil {
