@@ -40,6 +40,10 @@ type Config struct {
 	// MixListenAddr is the TCP address where mixnodes deliver frames to the
 	// gateway (exit role). Default DefaultMixListenAddr; tests use
 	// "127.0.0.1:0" and read the bound address with [Gateway.MixAddr].
+	// Port 0 picks a free port on the first start and binds the same one on
+	// every later start, remembered in DataDir (internal/node.ListenFile),
+	// so that the gateway's addresses do not change; so does it for
+	// ClientListenAddr.
 	MixListenAddr string
 	// ClientListenAddr is the TCP address of the WebSocket listener for
 	// clients. Default DefaultClientListenAddr.

@@ -250,11 +250,11 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	}()
 
 	var lc net.ListenConfig
-	if g.mixLn, err = lc.Listen(ctx, "tcp", g.cfg.MixListenAddr); err != nil {
-		return fmt.Errorf("gateway: mix listener: %w", err)
+	if g.mixLn, err = node.Listen(ctx, g.cfg.DataDir, "mix", g.cfg.MixListenAddr); err != nil {
+		return fmt.Errorf("gateway: %w", err)
 	}
-	if g.clientLn, err = lc.Listen(ctx, "tcp", g.cfg.ClientListenAddr); err != nil {
-		return fmt.Errorf("gateway: client listener: %w", err)
+	if g.clientLn, err = node.Listen(ctx, g.cfg.DataDir, "client", g.cfg.ClientListenAddr); err != nil {
+		return fmt.Errorf("gateway: %w", err)
 	}
 	if g.cfg.MetricsAddr != "" {
 		if g.metricsLn, err = lc.Listen(ctx, "tcp", g.cfg.MetricsAddr); err != nil {

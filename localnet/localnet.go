@@ -11,7 +11,10 @@
 //	DataDir/gateway-<i>/     the keys and database of gateway i (from 0)
 //
 // so a second Start on the same folder brings back the same identities,
-// the same gateway inboxes and the same registered clients. [Start] returns
+// the same gateway inboxes and the same registered clients, and the same
+// addresses: every node, and the directory when DirectoryAddr has port 0,
+// binds the port it had before (internal/node.ListenFile), so that clients
+// and a provider that outlive the network find it where it was. [Start] returns
 // once every node is listed in the directory's topology; [Network.Close]
 // stops the gateways (which flush what they hold to disk), then the
 // mixnodes, then the directory.
@@ -25,7 +28,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"path/filepath"
 	"slices"
@@ -37,6 +39,7 @@ import (
 	"github.com/peapod-mixnet/peapod/address"
 	"github.com/peapod-mixnet/peapod/directory"
 	"github.com/peapod-mixnet/peapod/gateway"
+	"github.com/peapod-mixnet/peapod/internal/node"
 	"github.com/peapod-mixnet/peapod/mixnode"
 )
 
@@ -193,16 +196,16 @@ func Start(ctx context.Context, cfg Config) (_ *Network, err error) {
 
 // startDirectory opens the directory and serves it on DirectoryAddr.
 func (n *Network) startDirectory(ctx context.Context) error {
+	dirData := filepath.Join(n.cfg.DataDir, "directory")
 	dir, err := directory.New(directory.Config{
-		DataDir: filepath.Join(n.cfg.DataDir, "directory"),
+		DataDir: dirData,
 		Params:  &directory.Params{MeanMixDelay: int64(n.cfg.MeanMixDelay)},
 		Logger:  n.cfg.Logger.With().Str("node", "directory").Logger(),
 	})
 	if err != nil {
 		return fmt.Errorf("localnet: %w", err)
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", n.cfg.DirectoryAddr)
+	ln, err := node.Listen(ctx, dirData, "http", n.cfg.DirectoryAddr)
 	if err != nil {
 		dir.Close()
 		return fmt.Errorf("localnet: directory: %w", err)

@@ -123,10 +123,13 @@ func TestNetworkLifecycle(t *testing.T) {
 	}
 	checkListed(t, n, fetchTopology(t, n))
 
-	var ids []string
+	var ids, addrs []string
 	for _, m := range n.Mixnodes() {
 		ids = append(ids, address.EncodeKey(m.Identity()))
+		addrs = append(addrs, m.Addr().String())
 	}
+	gwURLs := []string{n.Gateway(0).ClientURL(), n.Gateway(1).ClientURL()}
+	dirURL := n.DirectoryURL()
 	if err := n.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -138,16 +141,29 @@ func TestNetworkLifecycle(t *testing.T) {
 	}
 	checkNoGoroutines(t)
 
-	// A second start on the same folder brings back the same identities.
+	// A second start on the same folder brings back the same identities,
+	// at the same addresses (the directory's too, though it was given port
+	// 0 again), so clients that outlive the network find it.
 	n = startNetwork(t, Config{DataDir: data})
 	defer n.Close()
 	for i, m := range n.Mixnodes() {
 		if address.EncodeKey(m.Identity()) != ids[i] {
 			t.Fatalf("mixnode %d has a new identity", i)
 		}
+		if m.Addr().String() != addrs[i] {
+			t.Errorf("mixnode %d moved from %s to %s", i, addrs[i], m.Addr())
+		}
 	}
 	if !n.Gateway(1).Identity().Equal(id) {
 		t.Fatal("gateway 1 has a new identity")
+	}
+	for i, u := range gwURLs {
+		if got := n.Gateway(i).ClientURL(); got != u {
+			t.Errorf("gateway %d moved from %s to %s", i, u, got)
+		}
+	}
+	if n.DirectoryURL() != dirURL {
+		t.Errorf("the directory moved from %s to %s", dirURL, n.DirectoryURL())
 	}
 	checkListed(t, n, fetchTopology(t, n))
 }

@@ -42,8 +42,10 @@ const (
 // [New] applies them and validates the result in one place.
 type Config struct {
 	// ListenAddr is the literal ip:port where the node accepts packets; an
-	// empty host means every interface and port 0 picks a free port (see
-	// Node.Addr). Default DefaultListenAddr.
+	// empty host means every interface. Port 0 picks a free port on the
+	// first start and binds the same one on every later start, remembered
+	// in DataDir (internal/node.ListenFile), so that the node's address does
+	// not change (see Node.Addr). Default DefaultListenAddr.
 	ListenAddr string
 	// AnnounceAddr is the literal ip:port published in the directory, where
 	// other nodes and clients send packets. Port 0 means the port the node

@@ -179,7 +179,7 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 
 	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", n.cfg.ListenAddr)
+	ln, err := node.Listen(ctx, n.cfg.DataDir, "mix", n.cfg.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("mixnode: %w", err)
 	}

@@ -113,6 +113,11 @@ func TestReplayDroppedAfterRestart(t *testing.T) {
 					_, err := os.Stat(filepath.Join(dir, node.ReplayFilterFile))
 					return err == nil
 				})
+				// The "crashed" node still holds its port: the restarted one
+				// takes another.
+				if err := os.Remove(filepath.Join(dir, node.ListenFile)); err != nil {
+					t.Fatal(err)
+				}
 			} else if err := n1.Close(); err != nil {
 				t.Fatal(err)
 			}
