@@ -68,12 +68,18 @@ type Client struct {
 
 	view    atomic.Pointer[netView]
 	viewMu  sync.Mutex // serialises topology fetches
-	viewAt  time.Time
-	health  health
-	bindMu  sync.Mutex
-	bind    *gatewayBinding
-	addr    address.Address
-	started atomic.Bool
+	viewAt  time.Time  // when view was fetched; guarded by viewMu
+	fetchAt time.Time  // when the last fetch was tried; guarded by viewMu
+	// topoKick asks watchTopology for a fetch, and then to send again the
+	// fragments whose first hop the new topology does not list.
+	topoKick chan struct{}
+	// staleKick is when (unix ns) suspectTopology last kicked.
+	staleKick atomic.Int64
+	health    health
+	bindMu    sync.Mutex
+	bind      *gatewayBinding
+	addr      address.Address
+	started   atomic.Bool
 
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -168,6 +174,7 @@ func New(cfg Config) (*Client, error) {
 		pools:      map[address.SenderTag]*surbPool{},
 		reasm:      fragment.NewReassembler(fragment.Config{}),
 		order:      ordering.New[*inboxItem](ordering.Config{MaxGapWait: cfg.MaxGapWait}),
+		topoKick:   make(chan struct{}, 1),
 	}
 	c.link = newLink(c)
 	if err := c.loadState(); err != nil {
@@ -283,6 +290,7 @@ func (c *Client) Start(ctx context.Context) error {
 	}
 	c.spawn(c.dispatchLoop)
 	c.spawn(c.maintenanceLoop)
+	c.spawn(c.watchTopology)
 
 	select {
 	case <-c.link.connected:
@@ -305,54 +313,6 @@ func (c *Client) spawn(f func()) {
 		defer c.wg.Done()
 		f()
 	}()
-}
-
-// firstTopology reads the topology, retrying until ctx ends.
-func (c *Client) firstTopology(ctx context.Context) error {
-	backoff := minBackoff
-	for {
-		err := c.refreshTopology(ctx)
-		if err == nil {
-			return nil
-		}
-		c.log.Warn().Err(err).Msg("reading the topology")
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("client: reading the topology: %w", err)
-		case <-time.After(jitter(backoff)):
-		}
-		backoff = min(2*backoff, maxBackoff)
-	}
-}
-
-// refreshTopology reads the directory again, at most once a second.
-func (c *Client) refreshTopology(ctx context.Context) error {
-	c.viewMu.Lock()
-	defer c.viewMu.Unlock()
-	if time.Since(c.viewAt) < time.Second && c.view.Load() != nil {
-		return nil
-	}
-	v, skipped, err := fetchTopology(ctx, c.dir)
-	if err != nil {
-		return err
-	}
-	for _, e := range skipped {
-		c.log.Warn().Err(e).Msg("skipping a topology entry")
-	}
-	c.view.Store(v)
-	c.viewAt = time.Now()
-	return nil
-}
-
-// topology returns the current view.
-func (c *Client) topology(ctx context.Context) (*netView, error) {
-	if v := c.view.Load(); v != nil {
-		return v, nil
-	}
-	if err := c.refreshTopology(ctx); err != nil {
-		return nil, err
-	}
-	return c.view.Load(), nil
 }
 
 func (c *Client) chooseGateway() error {
@@ -459,21 +419,15 @@ func (c *Client) Close() error {
 	return c.state.close()
 }
 
-// maintenanceLoop refreshes the topology, expires reply keys, partial
-// messages and ordering gaps, and retries SURB requests.
+// maintenanceLoop expires reply keys, partial messages and ordering gaps,
+// and retries SURB requests.
 func (c *Client) maintenanceLoop() {
-	refresh := time.NewTicker(c.cfg.TopologyRefresh)
-	defer refresh.Stop()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
 		select {
 		case <-c.ctx.Done():
 			return
-		case <-refresh.C:
-			if err := c.refreshTopology(c.ctx); err != nil {
-				c.log.Warn().Err(err).Msg("refreshing the topology")
-			}
 		case now := <-tick.C:
 			c.expire(now)
 		}

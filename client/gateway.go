@@ -19,8 +19,11 @@ import (
 const (
 	handshakeTimeout = 10 * time.Second
 	minBackoff       = 100 * time.Millisecond
-	maxBackoff       = 10 * time.Second
-	pingInterval     = 15 * time.Second
+	// maxBackoff bounds the wait between attempts at reaching the gateway
+	// (and, at start, the directory): short, so that a client finds its
+	// gateway within a few seconds of its return (a restart under it).
+	maxBackoff   = 3 * time.Second
+	pingInterval = 15 * time.Second
 	// outQueue bounds built packets waiting for the gateway link; builders
 	// block when it is full.
 	outQueue = 256
@@ -67,8 +70,9 @@ func newLink(c *Client) *link {
 func (l *link) run(ctx context.Context) {
 	backoff := minBackoff
 	var carry *outPacket // a packet whose send failed, first in line next time
-	for ctx.Err() == nil {
-		sess, err := l.connect(ctx)
+	for first := true; ctx.Err() == nil; first = false {
+		// After a failure, the gateway may have moved: look it up again.
+		sess, err := l.connect(ctx, !first)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -109,9 +113,16 @@ func jitter(d time.Duration) time.Duration {
 
 // connect dials the gateway and runs the handshake: authentication when the
 // client is registered, registration otherwise (or when the gateway has
-// forgotten it).
-func (l *link) connect(ctx context.Context) (*gwproto.Session, error) {
+// forgotten it). With refresh it first reads the topology again (as often
+// as topologyGap allows), so that a gateway that moved is found where it is
+// now; a directory that cannot be reached leaves the view held.
+func (l *link) connect(ctx context.Context, refresh bool) (*gwproto.Session, error) {
 	c := l.c
+	if refresh {
+		if err := c.refreshTopology(ctx); err != nil {
+			c.log.Debug().Err(err).Msg("looking the gateway up again")
+		}
+	}
 	view, err := c.topology(ctx)
 	if err != nil {
 		return nil, err
@@ -261,6 +272,11 @@ func (l *link) readLoop(sess *gwproto.Session) error {
 		case *gwproto.Pong:
 		case *gwproto.Error:
 			l.c.log.Warn().Str("code", m.Code.String()).Str("message", m.Message).Msg("gateway reported an error")
+			if m.Code == gwproto.CodeRefused {
+				// A first hop the gateway's topology does not list: ours is
+				// out of date. Fetch it and send those fragments again.
+				l.c.kickTopology()
+			}
 		default:
 			return fmt.Errorf("client: the gateway sent a %T", m)
 		}

@@ -97,7 +97,8 @@ type pendingFragment struct {
 	inFlight bool // holds a window token
 	done     bool
 	timer    *time.Timer
-	route    []string // mixnodes of the last attempt
+	route    []string           // mixnodes of the last attempt
+	firstHop sphinx.NodeAddress // of the last attempt
 }
 
 // outStream numbers the messages a client sends to one recipient.
@@ -404,7 +405,7 @@ func (c *Client) send(pf *pendingFragment) error {
 	}
 	timeout := (fwdDelay+ackDelay)*3/2 + c.cfg.RetransmitBase
 	route := append(fwdIDs, ackIDs...)
-	op := &outPacket{firstHop: firstHop, packet: pkt, sent: func() { c.armTimer(pf, timeout, route) }}
+	op := &outPacket{firstHop: firstHop, packet: pkt, sent: func() { c.armTimer(pf, timeout, route, firstHop) }}
 	select {
 	case c.link.out <- op:
 		return nil
@@ -414,27 +415,39 @@ func (c *Client) send(pf *pendingFragment) error {
 }
 
 // armTimer starts pf's retransmission timer once its packet is on its way.
-func (c *Client) armTimer(pf *pendingFragment, timeout time.Duration, route []string) {
+func (c *Client) armTimer(pf *pendingFragment, timeout time.Duration, route []string, firstHop sphinx.NodeAddress) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if pf.done {
 		return
 	}
-	pf.route = route
-	pf.timer = time.AfterFunc(timeout, func() { c.retransmit(pf) })
+	pf.route, pf.firstHop = route, firstHop
+	pf.timer = time.AfterFunc(timeout, func() { c.resend(pf, true) })
 }
 
-// retransmit sends pf again, on a fresh route, after its ack failed to come.
-func (c *Client) retransmit(pf *pendingFragment) {
+// staleAfterAttempts is the number of unacknowledged attempts of a fragment
+// after which the client suspects its topology is out of date.
+const staleAfterAttempts = 2
+
+// resend sends pf again, on a fresh route: after its ack failed to come
+// (blame: the mixnodes of its route lose standing), or because its first
+// hop left the topology.
+func (c *Client) resend(pf *pendingFragment, blame bool) {
 	c.mu.Lock()
 	if pf.done {
 		c.mu.Unlock()
 		return
 	}
 	pf.attempts++
-	route := pf.route
+	route, attempts := pf.route, pf.attempts
 	c.mu.Unlock()
-	c.health.adjust(route, 1, time.Now())
+	if blame {
+		now := time.Now()
+		c.health.adjust(route, 1, now)
+		if attempts >= staleAfterAttempts {
+			c.suspectTopology(now)
+		}
+	}
 	c.stats.retransmits.Add(1)
 	select {
 	case c.jobs <- pf:

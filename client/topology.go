@@ -97,6 +97,16 @@ func parseNode(identity string, keyFn func() ([directory.KeySize]byte, error), a
 	return netNode{identity: identity, address: addr, key: pub}, nil
 }
 
+// isLayer1 reports whether a is the address of a layer-1 mixnode of v.
+func (v *netView) isLayer1(a sphinx.NodeAddress) bool {
+	for _, n := range v.layers[0] {
+		if n.address == a {
+			return true
+		}
+	}
+	return false
+}
+
 func (v *netView) gateway(id []byte) (*netGateway, bool) {
 	g, ok := v.gateways[string(id)]
 	return g, ok

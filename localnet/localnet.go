@@ -20,15 +20,19 @@
 // mixnodes, then the directory.
 //
 // For fault tests, [Network.RestartGateway] stops one gateway and starts it
-// again on the same data and addresses, and Config.ConfigureMixnode can give
-// a mixnode a DropRate so that it loses a share of the packets.
+// again on the same data and addresses, [Network.MoveGateway] does the same
+// on new ports, [Network.RestartMixnode] and [Network.MoveMixnode] the same
+// for a mixnode, and Config.ConfigureMixnode can give a mixnode a DropRate
+// so that it loses a share of the packets.
 package localnet
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -127,18 +131,19 @@ func (c *Config) applyDefaults() error {
 // Network is a running local mixnet. Its methods are safe for concurrent
 // use.
 type Network struct {
-	cfg      Config
-	log      zerolog.Logger
-	dir      *directory.Server
-	dirURL   string
-	dirDone  chan struct{}
-	mixnodes [][]*mixnode.Node // by layer (index 0 is layer 1), then index
+	cfg     Config
+	log     zerolog.Logger
+	dir     *directory.Server
+	dirURL  string
+	dirDone chan struct{}
 
-	restartMu sync.Mutex // serialises restarts and Close
-	mu        sync.Mutex // guards the fields below
-	gateways  []*gateway.Gateway
-	gwConfigs []gateway.Config // as last started, with the bound addresses
-	closed    bool
+	restartMu  sync.Mutex        // serialises restarts and Close
+	mu         sync.Mutex        // guards the fields below
+	mixnodes   [][]*mixnode.Node // by layer (index 0 is layer 1), then index
+	mixConfigs [][]mixnode.Config
+	gateways   []*gateway.Gateway
+	gwConfigs  []gateway.Config // as last started, with the bound addresses
+	closed     bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -222,7 +227,10 @@ func (n *Network) startDirectory(ctx context.Context) error {
 
 // startMixnodes starts every mixnode, layer by layer.
 func (n *Network) startMixnodes(ctx context.Context) error {
+	n.mu.Lock()
 	n.mixnodes = make([][]*mixnode.Node, Layers)
+	n.mixConfigs = make([][]mixnode.Config, Layers)
+	n.mu.Unlock()
 	for layer := 1; layer <= Layers; layer++ {
 		for i := range n.cfg.MixnodesPerLayer {
 			name := fmt.Sprintf("mixnode-%d-%d", layer, i)
@@ -236,18 +244,30 @@ func (n *Network) startMixnodes(ctx context.Context) error {
 				n.cfg.ConfigureMixnode(layer, i, &c)
 			}
 			c.ListenAddr, c.AnnounceAddr, c.DirectoryURL = "127.0.0.1:0", "", n.dirURL
-			m, err := mixnode.New(c)
+			m, err := startMixnode(ctx, c)
 			if err != nil {
 				return fmt.Errorf("localnet: %s: %w", name, err)
 			}
-			if err := m.Start(ctx); err != nil {
-				m.Close()
-				return fmt.Errorf("localnet: %s: %w", name, err)
-			}
+			n.mu.Lock()
 			n.mixnodes[layer-1] = append(n.mixnodes[layer-1], m)
+			n.mixConfigs[layer-1] = append(n.mixConfigs[layer-1], c)
+			n.mu.Unlock()
 		}
 	}
 	return nil
+}
+
+// startMixnode makes and starts a mixnode.
+func startMixnode(ctx context.Context, cfg mixnode.Config) (*mixnode.Node, error) {
+	m, err := mixnode.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Start(ctx); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
 }
 
 // startGateway starts a gateway and returns cfg with its bound addresses,
@@ -303,10 +323,8 @@ func (n *Network) waitListed(ctx context.Context) error {
 // identities lists the base58 identities of every node.
 func (n *Network) identities() []string {
 	var ids []string
-	for _, layer := range n.mixnodes {
-		for _, m := range layer {
-			ids = append(ids, address.EncodeKey(m.Identity()))
-		}
+	for _, m := range n.Mixnodes() {
+		ids = append(ids, address.EncodeKey(m.Identity()))
 	}
 	for _, g := range n.Gateways() {
 		ids = append(ids, address.EncodeKey(g.Identity()))
@@ -322,7 +340,10 @@ func (n *Network) DirectoryURL() string { return n.dirURL }
 func (n *Network) Directory() *directory.Server { return n.dir }
 
 // Mixnodes returns the mixnodes, layer 1 first, each layer in index order.
+// A restart replaces a mixnode: call again after RestartMixnode.
 func (n *Network) Mixnodes() []*mixnode.Node {
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	var out []*mixnode.Node
 	for _, layer := range n.mixnodes {
 		out = append(out, layer...)
@@ -330,12 +351,74 @@ func (n *Network) Mixnodes() []*mixnode.Node {
 	return out
 }
 
-// Mixnode returns mixnode index (from 0) of layer (1 to 3), or nil.
+// Mixnode returns mixnode index (from 0) of layer (1 to 3), or nil. A
+// restart replaces it.
 func (n *Network) Mixnode(layer, index int) *mixnode.Node {
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	if layer < 1 || layer > len(n.mixnodes) || index < 0 || index >= len(n.mixnodes[layer-1]) {
 		return nil
 	}
 	return n.mixnodes[layer-1][index]
+}
+
+// RestartMixnode stops mixnode index of layer and starts it again on the
+// same data folder and address. Mixnode(layer, index) returns the stopped
+// node until the new one has started.
+func (n *Network) RestartMixnode(layer, index int) error {
+	return n.restartMixnode(layer, index, false)
+}
+
+// MoveMixnode is RestartMixnode on a new port, as if the mixnode had moved
+// to another host.
+func (n *Network) MoveMixnode(layer, index int) error {
+	return n.restartMixnode(layer, index, true)
+}
+
+// restartMixnode is RestartMixnode, or MoveMixnode when move is set.
+func (n *Network) restartMixnode(layer, index int, move bool) error {
+	n.restartMu.Lock()
+	defer n.restartMu.Unlock()
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return errors.New("localnet: network closed")
+	}
+	if layer < 1 || layer > len(n.mixnodes) || index < 0 || index >= len(n.mixnodes[layer-1]) {
+		n.mu.Unlock()
+		return fmt.Errorf("localnet: no mixnode %d of layer %d", index, layer)
+	}
+	old, cfg := n.mixnodes[layer-1][index], n.mixConfigs[layer-1][index]
+	n.mu.Unlock()
+
+	if err := old.Close(); err != nil {
+		n.log.Warn().Err(err).Int("layer", layer).Int("index", index).Msg("closing the mixnode for a restart")
+	}
+	if move {
+		if err := forgetPorts(cfg.DataDir); err != nil {
+			return fmt.Errorf("localnet: moving mixnode %d of layer %d: %w", index, layer, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), restartTimeout)
+	defer cancel()
+	m, err := startMixnode(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("localnet: restarting mixnode %d of layer %d: %w", index, layer, err)
+	}
+	n.mu.Lock()
+	n.mixnodes[layer-1][index] = m
+	n.mu.Unlock()
+	n.log.Info().Int("layer", layer).Int("index", index).Bool("moved", move).Stringer("addr", m.Addr()).Msg("mixnode restarted")
+	return nil
+}
+
+// forgetPorts deletes the ports a node remembers (internal/node.ListenFile),
+// so that it takes new ones at its next start.
+func forgetPorts(dataDir string) error {
+	if err := os.Remove(filepath.Join(dataDir, node.ListenFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // Gateways returns the gateways in index order. A restart replaces a
@@ -365,6 +448,11 @@ const restartTimeout = 30 * time.Second
 // authenticate again. Gateway(i) returns the stopped gateway until the new
 // one has started.
 func (n *Network) RestartGateway(i int) error {
+	return n.restartGateway(i, false)
+}
+
+// restartGateway is RestartGateway, or MoveGateway when move is set.
+func (n *Network) restartGateway(i int, move bool) error {
 	n.restartMu.Lock()
 	defer n.restartMu.Unlock()
 	n.mu.Lock()
@@ -387,6 +475,12 @@ func (n *Network) RestartGateway(i int) error {
 	if n.cfg.ConfigureGateway != nil {
 		n.cfg.ConfigureGateway(i, &cfg)
 	}
+	if move {
+		cfg.MixListenAddr, cfg.ClientListenAddr = "127.0.0.1:0", "127.0.0.1:0"
+		if err := forgetPorts(cfg.DataDir); err != nil {
+			return fmt.Errorf("localnet: moving gateway %d: %w", i, err)
+		}
+	}
 	g, cfg, err := startGateway(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("localnet: restarting gateway %d: %w", i, err)
@@ -394,8 +488,17 @@ func (n *Network) RestartGateway(i int) error {
 	n.mu.Lock()
 	n.gateways[i], n.gwConfigs[i] = g, cfg
 	n.mu.Unlock()
-	n.log.Info().Int("gateway", i).Msg("gateway restarted")
+	n.log.Info().Int("gateway", i).Bool("moved", move).Str("client_url", g.ClientURL()).Msg("gateway restarted")
 	return nil
+}
+
+// MoveGateway stops gateway i and starts it again on the same data folder
+// (same identity, store and clients) but on new ports, as if it had moved to
+// another host: it registers its new addresses, and its clients and the
+// mixnodes must find it there. Gateway(i) returns the stopped gateway until
+// the new one has started.
+func (n *Network) MoveGateway(i int) error {
+	return n.restartGateway(i, true)
 }
 
 // Close stops the gateways, then the mixnodes, then the directory, and

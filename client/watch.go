@@ -1,0 +1,155 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// The client keeps its view of the topology fresh: every
+// Config.TopologyRefresh, and at once (at most once every topologyGap) when
+// something suggests it is out of date: its gateway cannot be reached (it
+// may have moved), the gateway refuses a packet's first hop (a layer-1
+// mixnode that left or moved), or a fragment has gone unacknowledged twice.
+// After such a fetch, fragments in flight whose first hop the new topology
+// does not list are sent again at once on a fresh route, rather than after
+// their retransmission timeout.
+
+// topologyGap is the least time between two fetches of the topology.
+const topologyGap = time.Second
+
+// firstTopology reads the topology, retrying until ctx ends.
+func (c *Client) firstTopology(ctx context.Context) error {
+	backoff := minBackoff
+	for {
+		err := c.refreshTopology(ctx)
+		if err == nil {
+			return nil
+		}
+		c.log.Warn().Err(err).Msg("reading the topology")
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("client: reading the topology: %w", err)
+		case <-time.After(jitter(backoff)):
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// refreshTopology reads the directory again, unless it was tried less than
+// topologyGap ago (successfully or not) and a view is held.
+func (c *Client) refreshTopology(ctx context.Context) error {
+	c.viewMu.Lock()
+	defer c.viewMu.Unlock()
+	if time.Since(c.fetchAt) < topologyGap && c.view.Load() != nil {
+		return nil
+	}
+	c.fetchAt = time.Now()
+	v, skipped, err := fetchTopology(ctx, c.dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range skipped {
+		c.log.Warn().Err(e).Msg("skipping a topology entry")
+	}
+	c.view.Store(v)
+	c.viewAt = time.Now()
+	return nil
+}
+
+// topology returns the current view, fetching one if none is held.
+func (c *Client) topology(ctx context.Context) (*netView, error) {
+	if v := c.view.Load(); v != nil {
+		return v, nil
+	}
+	if err := c.refreshTopology(ctx); err != nil {
+		return nil, err
+	}
+	return c.view.Load(), nil
+}
+
+// staleGap is the least time between two fetches asked for because
+// fragments went unacknowledged: under loss that happens all the time, and
+// the topology is rarely the cause.
+const staleGap = 10 * time.Second
+
+// suspectTopology asks for a fetch because a fragment went unacknowledged
+// staleAfterAttempts times, at most once every staleGap.
+func (c *Client) suspectTopology(now time.Time) {
+	last := c.staleKick.Load()
+	if now.UnixNano()-last < int64(staleGap) || !c.staleKick.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	c.kickTopology()
+}
+
+// kickTopology asks watchTopology for a fetch as soon as topologyGap
+// allows, followed by a resend of the fragments the new topology cannot
+// route. It never blocks.
+func (c *Client) kickTopology() {
+	select {
+	case c.topoKick <- struct{}{}:
+	default:
+	}
+}
+
+// watchTopology fetches the topology every Config.TopologyRefresh and when
+// kicked, until the client closes.
+func (c *Client) watchTopology() {
+	refresh := time.NewTicker(c.cfg.TopologyRefresh)
+	defer refresh.Stop()
+	for {
+		kicked := false
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-refresh.C:
+		case <-c.topoKick:
+			kicked = true
+			c.viewMu.Lock()
+			wait := topologyGap - time.Since(c.fetchAt)
+			c.viewMu.Unlock()
+			if wait > 0 {
+				select {
+				case <-c.ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
+		}
+		if err := c.refreshTopology(c.ctx); err != nil {
+			c.log.Warn().Err(err).Msg("refreshing the topology")
+			continue
+		}
+		if kicked {
+			c.resendUnroutable()
+		}
+	}
+}
+
+// resendUnroutable sends again, at once and without blaming their routes,
+// the fragments in flight whose first hop is not a layer-1 mixnode of the
+// topology held now: the gateway refused them, or will.
+func (c *Client) resendUnroutable() {
+	v := c.view.Load()
+	if v == nil {
+		return
+	}
+	var stale []*pendingFragment
+	c.mu.Lock()
+	for _, pf := range c.pending {
+		if pf.done || pf.timer == nil || v.isLayer1(pf.firstHop) {
+			continue
+		}
+		if pf.timer.Stop() { // not already on its way to a retransmission
+			stale = append(stale, pf)
+		}
+	}
+	c.mu.Unlock()
+	if len(stale) > 0 {
+		c.log.Info().Int("fragments", len(stale)).Msg("sending again the fragments whose first hop left the topology")
+	}
+	for _, pf := range stale {
+		c.resend(pf, false)
+	}
+}
