@@ -5,8 +5,8 @@
 //	client run     [--data DIR] [--directory URL] [--ws 127.0.0.1:1977] [--mix-delay D] [--no-delay] [--no-cover] [--config FILE]
 //	client send    --to ADDRESS [--anonymous [--reply-surbs N]] [--wait D] [--replies N] [--via ws://127.0.0.1:1977] [MESSAGE]
 //	client address [--data DIR]
-//	client echo    [--provider URL] [--provider-key KEY] [--data DIR] MESSAGE
-//	client kv      [--provider URL] [--provider-key KEY] [--data DIR] put KEY VALUE | get KEY | delete KEY | list [PREFIX]
+//	client echo    [--provider URL] [--provider-key KEY] [--known-providers FILE] [--data DIR] MESSAGE
+//	client kv      [--provider URL] [--provider-key KEY] [--known-providers FILE] [--data DIR] put KEY VALUE | get KEY | delete KEY | list [PREFIX]
 //
 // init creates the client's keys in its data folder (default
 // ./.peapod/client), registers with a gateway and prints the address. run
@@ -21,7 +21,10 @@
 // (default http://127.0.0.1:8080), run a client on the provider's network
 // (a temporary one unless --data is given), send one request anonymously
 // with reply SURBs, and print the reply, or the provider's error code and
-// message with exit status 1.
+// message with exit status 1. Without --provider-key they trust the
+// provider's key on first use: they print it, remember it in
+// known_providers.json in the data folder (./.peapod/client for a
+// temporary client), and refuse a descriptor signed by another key later.
 //
 // Every subcommand reads an optional TOML file (--config, sections
 // [client], [websocket] and [log]; unknown keys are refused) and then its

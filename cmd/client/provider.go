@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -26,6 +27,7 @@ const (
 type providerFlags struct {
 	provider string
 	key      string
+	known    string
 	timeout  time.Duration
 }
 
@@ -39,6 +41,8 @@ func setupProvider(name string, args []string, stderr io.Writer, cfg *clientFile
 	p, err := parseArgs(name, args, stderr, cfg, func(fs *flag.FlagSet, c *clientFile) {
 		fs.StringVar(&f.provider, "provider", f.provider, "the provider's HTTP endpoint `URL`")
 		fs.StringVar(&f.key, "provider-key", f.key, "pin the provider's descriptor `key` (base58, as the provider prints it)")
+		fs.StringVar(&f.known, "known-providers", f.known, "`file` remembering each provider's key from its first use (default: "+
+			requester.KnownProvidersFile+" in --data, or in "+defaultDataDir+")")
 		fs.DurationVar(&f.timeout, "timeout", f.timeout, "how long to wait for connecting and the reply")
 		fs.StringVar(&c.Client.Data, "data", c.Client.Data, "client `folder` to use (default: a temporary one, a new identity each time)")
 		fs.StringVar(&c.Log.Level, "log-level", c.Log.Level, "log `level`: trace, debug, info, warn or error")
@@ -46,6 +50,13 @@ func setupProvider(name string, args []string, stderr io.Writer, cfg *clientFile
 	})
 	if err != nil {
 		return nil, zerolog.Logger{}, usageStatus(stderr, err), false
+	}
+	if f.known == "" {
+		dir := cfg.Client.Data
+		if dir == "" {
+			dir = defaultDataDir
+		}
+		f.known = filepath.Join(dir, requester.KnownProvidersFile)
 	}
 	if f.timeout <= 0 {
 		return nil, zerolog.Logger{}, usageStatus(stderr, fmt.Errorf("client %s: --timeout must be positive", name)), false
@@ -74,21 +85,19 @@ func callProvider(ctx context.Context, name string, cfg clientFile, f providerFl
 	defer cancel()
 	cc := cfg.Client.clientConfig(log)
 	s, err := requester.Connect(ctx, requester.Config{
-		ProviderURL: f.provider,
-		ProviderKey: pin,
-		DataDir:     cfg.Client.Data,
-		Client:      cc,
-		Options:     requester.Options{Logger: log},
+		ProviderURL:    f.provider,
+		ProviderKey:    pin,
+		KnownProviders: requester.OpenKnownProviders(f.known),
+		Warn:           func(w string) { fmt.Fprintf(stderr, "warning: %s\n", w) },
+		DataDir:        cfg.Client.Data,
+		Client:         cc,
+		Options:        requester.Options{Logger: log},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("client %s: %w", name, err)
 	}
 	defer s.Close()
 	d := s.Descriptor
-	if pin == nil && !d.SelfCertifying {
-		fmt.Fprintf(stderr, "warning: the provider's descriptor is signed by %s, which is not its address's key; "+
-			"pin it with --provider-key once you know it is the provider's\n", address.EncodeKey(d.Key))
-	}
 	if _, ok := d.Service(service); !ok {
 		return nil, fmt.Errorf("client %s: the provider at %s offers no service %q", name, f.provider, service)
 	}

@@ -24,9 +24,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -57,17 +55,18 @@ const (
 // base64url, within envelope.MaxIDLen).
 const idSize = 16
 
-// Fetch gets the descriptor at providerURL + descriptor.WellKnownPath and
-// verifies it with opts (see descriptor.Verify). hc may be nil.
+// Fetch gets the descriptor at ProviderID(providerURL) +
+// descriptor.WellKnownPath and verifies it with opts (see
+// descriptor.Verify). hc may be nil.
 func Fetch(ctx context.Context, hc *http.Client, providerURL string, opts descriptor.VerifyOptions) (*descriptor.Descriptor, error) {
-	u, err := url.Parse(providerURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("requester: provider URL %q is not an http(s) URL", providerURL)
+	id, err := ProviderID(providerURL)
+	if err != nil {
+		return nil, err
 	}
 	if hc == nil {
 		hc = &http.Client{Timeout: DefaultFetchTimeout}
 	}
-	target := strings.TrimSuffix(u.String(), "/") + descriptor.WellKnownPath
+	target := id + descriptor.WellKnownPath
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		return nil, fmt.Errorf("requester: %w", err)
@@ -288,6 +287,16 @@ type Config struct {
 	// ProviderKey, if not nil, pins the provider's descriptor key: a
 	// descriptor signed by another key is refused.
 	ProviderKey ed25519.PublicKey
+	// KnownProviders, if not nil, remembers the provider's key on first
+	// use and refuses a descriptor signed by another key later with a
+	// *KeyChangedError (when no ProviderKey is pinned). A program that
+	// keeps a client data folder keeps it there:
+	// OpenKnownProviders(filepath.Join(dir, KnownProvidersFile)).
+	KnownProviders *KnownProviders
+	// Warn receives Discover's warnings (first use, nothing pinned over
+	// http, a descriptor that is not self-certifying); nil logs them at
+	// warn level with Options.Logger.
+	Warn func(string)
 	// HTTPClient fetches the descriptor; nil uses a client with
 	// DefaultFetchTimeout.
 	HTTPClient *http.Client
@@ -305,8 +314,7 @@ type Config struct {
 // running mixnet client on the provider's network, and a Requester over it.
 type Session struct {
 	*Requester
-	// Descriptor is the provider's verified descriptor.
-	Descriptor *descriptor.Descriptor
+	*Discovery
 	// Client is the mixnet client.
 	Client *client.Client
 	tmpDir string
@@ -320,14 +328,22 @@ var ErrNymNetwork = errors.New("requester: the provider is on Nym's mixnet; use 
 // on the provider's network, and returns a Session ready for Do. ctx bounds
 // the connecting only.
 func Connect(ctx context.Context, cfg Config) (_ *Session, err error) {
-	d, err := Fetch(ctx, cfg.HTTPClient, cfg.ProviderURL, descriptor.VerifyOptions{Key: cfg.ProviderKey})
+	disc, err := Discover(ctx, cfg.HTTPClient, cfg.ProviderURL, cfg.ProviderKey, cfg.KnownProviders)
 	if err != nil {
 		return nil, err
 	}
+	for _, w := range disc.Warnings {
+		if cfg.Warn != nil {
+			cfg.Warn(w)
+		} else {
+			cfg.Options.Logger.Warn().Str("provider", disc.ProviderID).Msg(w)
+		}
+	}
+	d := disc.Descriptor
 	if d.Network.Type != descriptor.NetworkPeapod {
 		return nil, ErrNymNetwork
 	}
-	s := &Session{Descriptor: d}
+	s := &Session{Discovery: disc}
 	cc := cfg.Client
 	cc.DataDir, cc.DirectoryURL = cfg.DataDir, d.Network.Directory
 	if cc.DataDir == "" {

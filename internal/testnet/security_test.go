@@ -11,8 +11,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -237,8 +240,11 @@ func TestTamperedDescriptor(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Each run remembers keys in a file of its own (the default is in the
+	// working folder's .peapod/client).
 	echo := func(url string, extra ...string) RunResult {
-		args := append([]string{"echo", "--provider", url, "--no-delay", "--no-cover", "--timeout", "60s"}, extra...)
+		args := append([]string{"echo", "--provider", url, "--no-delay", "--no-cover", "--timeout", "60s",
+			"--known-providers", filepath.Join(t.TempDir(), "known_providers.json")}, extra...)
 		res, err := RunCommand(ctx, nil, n.cfg.Bin.Client, append(args, "hello through the mixnet")...)
 		if err != nil {
 			t.Fatal(err)
@@ -289,12 +295,54 @@ func TestTamperedDescriptor(t *testing.T) {
 	t.Run("re-signed, unpinned", func(t *testing.T) {
 		proxy := descriptorProxy(t, p.HTTP, func() []byte { return resigned })
 		res, err := RunCommand(ctx, nil, n.cfg.Bin.Client, "echo", "--provider", proxy, "--no-delay", "--no-cover",
-			"--timeout", "3s", "hello")
+			"--timeout", "3s", "--known-providers", filepath.Join(t.TempDir(), "known_providers.json"), "hello")
 		if err != nil {
 			t.Fatal(err)
 		}
 		if res.Code == 0 || strings.Contains(res.Stderr, "signature") || !strings.Contains(res.Stderr, "no reply") {
 			t.Errorf("exit %d, stderr %q: want a timeout, the substitution unnoticed", res.Code, res.Stderr)
+		}
+		if !strings.Contains(res.Stderr, "first use of "+proxy+": its key is "+address.EncodeKey(attacker.Public().(ed25519.PublicKey))) ||
+			!strings.Contains(res.Stderr, "is not https") {
+			t.Errorf("stderr %q does not print the key on first use and warn about plain http", res.Stderr)
+		}
+	})
+
+	// Trust on first use (issue 15): once the provider's key was seen
+	// through an endpoint, the same substitution is refused, loudly, and
+	// nothing is sent; a client that never saw the key would still fall
+	// for it (the case above).
+	t.Run("re-signed, key seen before", func(t *testing.T) {
+		var served atomic.Value
+		served.Store(doc)
+		proxy := descriptorProxy(t, p.HTTP, func() []byte { return served.Load().([]byte) })
+		known := filepath.Join(t.TempDir(), "client", "known_providers.json")
+		run := func() RunResult {
+			res, err := RunCommand(ctx, nil, n.cfg.Bin.Client, "echo", "--provider", proxy, "--no-delay", "--no-cover",
+				"--timeout", "60s", "--known-providers", known, "hello")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res
+		}
+		first := run()
+		if first.Code != 0 || !strings.Contains(first.Stderr, "first use of "+proxy+": its key is "+p.Key()) {
+			t.Fatalf("first use: exit %d, stderr %q: want the reply and the provider's key printed", first.Code, first.Stderr)
+		}
+		if fi, err := os.Stat(known); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("the known-providers file: %v, %v", fi, err)
+		}
+		if again := run(); again.Code != 0 || strings.Contains(again.Stderr, "warning") {
+			t.Fatalf("second use: exit %d, stderr %q: want the reply and no warning", again.Code, again.Stderr)
+		}
+		served.Store(resigned)
+		res := run()
+		if res.Code == 0 || !strings.Contains(res.Stderr, "THE PROVIDER'S KEY CHANGED") ||
+			!strings.Contains(res.Stderr, p.Key()) || !strings.Contains(res.Stderr, known) {
+			t.Errorf("substituted descriptor: exit %d, stderr %q: want a loud refusal naming the old key and the file", res.Code, res.Stderr)
+		}
+		if res.Elapsed > 30*time.Second {
+			t.Errorf("the refusal took %v: it must come before any request is sent, not after waiting for a reply", res.Elapsed)
 		}
 	})
 }

@@ -8,7 +8,7 @@ import unittest
 from datetime import datetime, timezone
 
 from peapod import (DescriptorError, encode_request, encode_self_address, encode_send_anonymous, parse_address,
-                    parse_reply, parse_response, verify_descriptor)
+                    parse_reply, parse_response, provider_id, verify_descriptor)
 from peapod.frames import ClientError, LaneQueueLength, Received, SelfAddress
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
@@ -101,6 +101,13 @@ class Vectors(unittest.TestCase):
                     self.assertEqual((r.kind, r.message), (v["error_kind"], v.get("error_message", "")))
                 else:
                     self.assertEqual((r.lane, r.queue_length), (v["lane"], v["queue_length"]))
+
+    def test_provider_ids(self):
+        cases = load("framework/requester/testdata/vectors.json")["provider_ids"]
+        self.assertGreaterEqual(len(cases), 5)
+        for v in cases:
+            with self.subTest(v["url"]):
+                self.assertEqual(provider_id(v["url"]), v["id"])
 
 
 if __name__ == "__main__":

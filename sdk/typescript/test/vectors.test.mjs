@@ -12,6 +12,7 @@ import {
   parseAddress,
   parseReply,
   parseResponse,
+  providerId,
   verifyDescriptor,
 } from "../dist/index.js";
 
@@ -114,4 +115,10 @@ test("WebSocket API frame vectors", () => {
         break;
     }
   }
+});
+
+test("provider id vectors (trust on first use)", () => {
+  const { provider_ids } = load("framework/requester/testdata/vectors.json");
+  assert.ok(provider_ids.length >= 5);
+  for (const v of provider_ids) assert.equal(providerId(new URL(v.url)), v.id, v.url);
 });
