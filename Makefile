@@ -15,10 +15,15 @@ BENCHTIME ?= 1s
 
 all: build
 
+# What --version prints, stamped into the binaries (internal/cli).
+VERSION ?= $(shell git describe --tags 2>/dev/null)
+COMMIT  ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell git diff --quiet HEAD -- 2>/dev/null || echo +modified)
+LDFLAGS := -X github.com/peapod-mixnet/peapod/internal/cli.stampedVersion=$(VERSION) -X github.com/peapod-mixnet/peapod/internal/cli.stampedCommit=$(COMMIT)
+
 ## build: every binary into bin/, the example plugins into bin/plugins/
 build:
 	@mkdir -p $(BIN)/plugins
-	@if ls cmd/*/main.go >/dev/null 2>&1; then $(GO) build -o $(BIN)/ ./cmd/...; fi
+	@if ls cmd/*/main.go >/dev/null 2>&1; then $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...; fi
 	@for p in examples/*/plugin; do \
 		if [ -f $$p/main.go ]; then \
 			name=$$(basename $$(dirname $$p)); \

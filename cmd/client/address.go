@@ -4,6 +4,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+
+	"github.com/peapod-mixnet/peapod/internal/cli"
 )
 
 // runAddress is `client address`: it prints the address of the client in
@@ -13,22 +15,23 @@ import (
 // a message that says so.
 func runAddress(args []string, stdout, stderr io.Writer) int {
 	cfg := defaultClientFile("warn")
-	p, _, status, ok := setup("address", args, stderr, &cfg, func(fs *flag.FlagSet, c *clientFile) {
+	cmd := command("address", stdout, stderr)
+	p, _, status, ok := setup(cmd, args, &cfg, func(fs *flag.FlagSet, c *clientFile) {
 		fs.StringVar(&c.Client.Data, "data", c.Client.Data, "`folder` of the client's keys and state")
 	})
 	if !ok {
 		return status
 	}
-	if len(p.rest) > 0 {
-		return usageStatus(stderr, fmt.Errorf("client address: unexpected argument %q", p.rest[0]))
+	if err := cmd.NoArgs(p); err != nil {
+		return cmd.Status(err)
 	}
 	a, err := readAddress(cfg.Client.Data)
 	if err != nil {
 		// client.ErrNotRegistered carries its own advice; other errors name the
 		// file that is wrong.
 		fmt.Fprintln(stderr, err)
-		return exitError
+		return cli.ExitError
 	}
 	fmt.Fprintln(stdout, a)
-	return exitOK
+	return cli.ExitOK
 }

@@ -5,22 +5,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
 	"github.com/rs/zerolog"
 
 	"github.com/peapod-mixnet/peapod/client"
+	"github.com/peapod-mixnet/peapod/internal/cli"
 	"github.com/peapod-mixnet/peapod/nymapi"
-)
-
-// Exit statuses.
-const (
-	exitOK    = 0
-	exitError = 1
-	exitUsage = 2
 )
 
 // Defaults shared by the subcommands.
@@ -144,121 +135,26 @@ func (s webSocketSection) serverConfig(b nymapi.Backend, log zerolog.Logger) nym
 	}
 }
 
-// loadFile decodes the TOML file at path into v, refusing keys that v does
-// not have.
-func loadFile(path string, v any) error {
-	md, err := toml.DecodeFile(path, v)
-	if err != nil {
-		return fmt.Errorf("client: config %s: %w", path, err)
-	}
-	if undecoded := md.Undecoded(); len(undecoded) > 0 {
-		keys := make([]string, len(undecoded))
-		for i, k := range undecoded {
-			keys[i] = k.String()
-		}
-		return fmt.Errorf("client: config %s: unknown keys: %s", path, strings.Join(keys, ", "))
-	}
-	return nil
+// command returns the cli.Command of subcommand name.
+func command(name string, stdout, stderr io.Writer) cli.Command {
+	return cli.Command{Name: "client " + name, Stdout: stdout, Stderr: stderr}
 }
 
-// parsedArgs is what parseArgs found on a command line.
-type parsedArgs struct {
-	rest []string        // the arguments after the flags
-	set  map[string]bool // the flags given on the command line
-}
-
-// parseArgs fills cfg from the TOML file named by --config, if any, and then
-// from the flags in args, which win. bind registers the subcommand's flags
-// on a flag set, bound to the fields of a config (and, for flags that are
-// not in the file, to the subcommand's own variables). It returns
-// flag.ErrHelp when the user asked for help, and errReported when the flag
-// package has printed the problem already.
-func parseArgs(name string, args []string, stderr io.Writer, cfg *clientFile, bind func(*flag.FlagSet, *clientFile)) (parsedArgs, error) {
-	newFlagSet := func(c *clientFile, configPath *string, out io.Writer) *flag.FlagSet {
-		fs := flag.NewFlagSet("client "+name, flag.ContinueOnError)
-		fs.SetOutput(out)
-		fs.StringVar(configPath, "config", "", "TOML configuration `file`; flags override it")
-		bind(fs, c)
-		return fs
-	}
-	// First pass: check the flags and find --config, on a scratch copy.
-	scratch := *cfg
-	var configPath string
-	fs := newFlagSet(&scratch, &configPath, stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return parsedArgs{}, err
-		}
-		return parsedArgs{}, errReported // the flag package printed it, with the usage
-	}
-	if configPath != "" {
-		if err := loadFile(configPath, cfg); err != nil {
-			return parsedArgs{}, err
-		}
-	}
-	// Second pass: the flags given on the command line override the file.
-	fs = newFlagSet(cfg, new(string), io.Discard)
-	if err := fs.Parse(args); err != nil {
-		return parsedArgs{}, err
-	}
-	p := parsedArgs{rest: fs.Args(), set: map[string]bool{}}
-	fs.Visit(func(f *flag.Flag) { p.set[f.Name] = true })
-	return p, nil
-}
-
-// newLogger returns a logger to stderr at the given level: human-readable
-// when stderr is a terminal, JSON lines otherwise.
-func newLogger(stderr io.Writer, level string) (zerolog.Logger, error) {
-	lvl, err := zerolog.ParseLevel(level)
-	if err != nil || level == "" {
-		return zerolog.Logger{}, fmt.Errorf("client: unknown log level %q", level)
-	}
-	w := stderr
-	if isTerminal(stderr) {
-		w = zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.TimeOnly}
-	}
-	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
-}
-
-// isTerminal reports whether w is a character device, such as a terminal.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	info, err := f.Stat()
-	return err == nil && info.Mode()&os.ModeCharDevice != 0
-}
-
-// errReported stands for an error already printed to stderr.
-var errReported = errors.New("client: bad usage")
-
-// usageStatus turns a configuration error into an exit status, printing it
-// unless it is a request for help or was printed already.
-func usageStatus(stderr io.Writer, err error) int {
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		return exitOK
-	case errors.Is(err, errReported):
-		return exitUsage
-	}
-	fmt.Fprintln(stderr, err)
-	return exitUsage
-}
-
-// setup parses the command line of a subcommand, validates the common
-// values and makes the logger.
-func setup(name string, args []string, stderr io.Writer, cfg *clientFile, bind func(*flag.FlagSet, *clientFile)) (parsedArgs, zerolog.Logger, int, bool) {
-	p, err := parseArgs(name, args, stderr, cfg, bind)
+// setup parses the command line of a subcommand (cli.Parse: the file named
+// by --config, then the flags bind registers), validates the common values
+// and makes the logger. When it returns false, the command ends with the
+// status it returns.
+func setup(cmd cli.Command, args []string, cfg *clientFile, bind func(*flag.FlagSet, *clientFile)) (cli.Parsed, zerolog.Logger, int, bool) {
+	p, err := cli.Parse(cmd, args, cfg, bind)
 	if err == nil {
 		err = cfg.check()
 	}
 	if err != nil {
-		return p, zerolog.Logger{}, usageStatus(stderr, err), false
+		return p, zerolog.Logger{}, cmd.Status(err), false
 	}
-	log, err := newLogger(stderr, cfg.Log.Level)
+	log, err := cli.NewLogger(cmd.Name, cmd.Stderr, cfg.Log.Level)
 	if err != nil {
-		return p, zerolog.Logger{}, usageStatus(stderr, err), false
+		return p, zerolog.Logger{}, cmd.Status(err), false
 	}
-	return p, log, exitOK, true
+	return p, log, cli.ExitOK, true
 }

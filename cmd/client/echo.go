@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/peapod-mixnet/peapod/internal/cli"
 )
 
 // runEcho is `client echo [--provider URL] [--provider-key KEY] MESSAGE...`:
@@ -15,14 +17,15 @@ import (
 func runEcho(args []string, stdout, stderr io.Writer) int {
 	cfg := defaultClientFile("warn")
 	var f providerFlags
-	rest, log, status, ok := setupProvider("echo", args, stderr, &cfg, &f)
+	cmd := command("echo", stdout, stderr)
+	rest, log, status, ok := setupProvider(cmd, args, &cfg, &f)
 	if !ok {
 		return status
 	}
 	if len(rest) == 0 {
-		return usageStatus(stderr, fmt.Errorf("usage: client echo [--provider URL] [--provider-key KEY] MESSAGE"))
+		return cmd.Status(fmt.Errorf("usage: client echo [--provider URL] [--provider-key KEY] MESSAGE"))
 	}
-	ctx, stop := signalContext(log)
+	ctx, stop := cli.SignalContext(log, nil)
 	defer stop()
 	reply, err := callProvider(ctx, "echo", cfg, f, log, stderr, "echo", []byte(strings.Join(rest, " ")))
 	if err != nil {
@@ -30,5 +33,5 @@ func runEcho(args []string, stdout, stderr io.Writer) int {
 	}
 	stdout.Write(reply)
 	io.WriteString(stdout, "\n")
-	return exitOK
+	return cli.ExitOK
 }

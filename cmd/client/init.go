@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/peapod-mixnet/peapod/internal/cli"
 )
 
 // defaultInitTimeout bounds the registration of `client init`.
@@ -17,7 +19,8 @@ const defaultInitTimeout = time.Minute
 func runInit(args []string, stdout, stderr io.Writer) int {
 	cfg := defaultClientFile("warn")
 	timeout := defaultInitTimeout
-	p, log, status, ok := setup("init", args, stderr, &cfg, func(fs *flag.FlagSet, c *clientFile) {
+	cmd := command("init", stdout, stderr)
+	p, log, status, ok := setup(cmd, args, &cfg, func(fs *flag.FlagSet, c *clientFile) {
 		bindCommon(fs, c)
 		fs.StringVar(&c.Client.Gateway, "gateway", c.Client.Gateway, "base58 `identity` of the gateway to register with (default: one at random)")
 		fs.DurationVar(&timeout, "timeout", timeout, "how long to try to register")
@@ -25,11 +28,11 @@ func runInit(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return status
 	}
-	if len(p.rest) > 0 {
-		return usageStatus(stderr, fmt.Errorf("client init: unexpected argument %q", p.rest[0]))
+	if err := cmd.NoArgs(p); err != nil {
+		return cmd.Status(err)
 	}
 
-	ctx, stop := signalContext(log)
+	ctx, stop := cli.SignalContext(log, nil)
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -39,7 +42,7 @@ func runInit(args []string, stdout, stderr io.Writer) int {
 	c, err := openClient(ccfg)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
-		return exitError
+		return cli.ExitError
 	}
 	err = c.Start(ctx)
 	addr := c.Address()
@@ -48,8 +51,8 @@ func runInit(args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "client init: registering through the directory %s: %v\n", cfg.Client.Directory, err)
-		return exitError
+		return cli.ExitError
 	}
 	fmt.Fprintln(stdout, addr)
-	return exitOK
+	return cli.ExitOK
 }

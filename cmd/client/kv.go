@@ -6,6 +6,8 @@ import (
 	"io"
 
 	"github.com/peapod-mixnet/peapod/examples/kvstore/kv"
+
+	"github.com/peapod-mixnet/peapod/internal/cli"
 )
 
 const kvUsage = "usage: client kv [--provider URL] [--provider-key KEY] put KEY VALUE | get KEY | delete KEY | list [PREFIX]"
@@ -19,20 +21,21 @@ const kvUsage = "usage: client kv [--provider URL] [--provider-key KEY] put KEY 
 func runKV(args []string, stdout, stderr io.Writer) int {
 	cfg := defaultClientFile("warn")
 	var f providerFlags
-	rest, log, status, ok := setupProvider("kv", args, stderr, &cfg, &f)
+	cmd := command("kv", stdout, stderr)
+	rest, log, status, ok := setupProvider(cmd, args, &cfg, &f)
 	if !ok {
 		return status
 	}
 	req, err := kvRequest(rest)
 	if err != nil {
-		return usageStatus(stderr, err)
+		return cmd.Status(err)
 	}
 	data, err := req.Marshal()
 	if err != nil {
 		fmt.Fprintln(stderr, err)
-		return exitError
+		return cli.ExitError
 	}
-	ctx, stop := signalContext(log)
+	ctx, stop := cli.SignalContext(log, nil)
 	defer stop()
 	reply, err := callProvider(ctx, "kv", cfg, f, log, stderr, "kv", data)
 	if err != nil {
@@ -40,9 +43,9 @@ func runKV(args []string, stdout, stderr io.Writer) int {
 	}
 	if err := printKVReply(stdout, stderr, req.Op, reply); err != nil {
 		fmt.Fprintln(stderr, err)
-		return exitError
+		return cli.ExitError
 	}
-	return exitOK
+	return cli.ExitOK
 }
 
 // kvRequest builds the request of the command-line arguments.

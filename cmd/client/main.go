@@ -40,6 +40,8 @@ import (
 	"maps"
 	"os"
 	"slices"
+
+	"github.com/peapod-mixnet/peapod/internal/cli"
 )
 
 // subcommand is one entry of the dispatch table.
@@ -68,18 +70,21 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		usage(stderr)
-		return exitUsage
+		return cli.ExitUsage
 	}
 	switch args[0] {
 	case "-h", "-help", "--help", "help":
 		usage(stdout)
-		return exitOK
+		return cli.ExitOK
+	case "-version", "--version", "version":
+		fmt.Fprintln(stdout, cli.Version("client"))
+		return cli.ExitOK
 	}
 	sub, ok := subcommands[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "client: unknown subcommand %q\n\n", args[0])
 		usage(stderr)
-		return exitUsage
+		return cli.ExitUsage
 	}
 	return sub.run(args[1:], stdout, stderr)
 }
@@ -90,5 +95,5 @@ func usage(w io.Writer) {
 	for _, name := range slices.Sorted(maps.Keys(subcommands)) {
 		fmt.Fprintf(w, "  %-10s %s\n", name, subcommands[name].summary)
 	}
-	fmt.Fprintln(w, "\nRun 'client <subcommand> -h' for its flags.")
+	fmt.Fprintln(w, "\nRun 'client <subcommand> -h' for its flags, 'client --version' for the version.")
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/peapod-mixnet/peapod/client"
+	"github.com/peapod-mixnet/peapod/internal/cli"
 )
 
 // nymExample is the address used throughout Nym's tests.
@@ -50,7 +51,7 @@ ping_interval = "10s"
 level = "debug"
 `)
 	cfg := defaultClientFile("info")
-	p, err := parseArgs("run", []string{"--config", path, "--data", "/from/flag", "--no-delay", "--ws=127.0.0.1:3000"}, io.Discard, &cfg, bindRun)
+	p, err := cli.Parse(command("run", io.Discard, io.Discard), []string{"--config", path, "--data", "/from/flag", "--no-delay", "--ws=127.0.0.1:3000"}, &cfg, bindRun)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,8 +63,8 @@ level = "debug"
 	if c.Data != "/from/flag" || !c.NoDelay || w.Listen != "127.0.0.1:3000" {
 		t.Fatalf("flags did not override the file: %+v", cfg)
 	}
-	if !p.set["data"] || !p.set["no-delay"] || p.set["directory"] {
-		t.Fatalf("flags given: %v", p.set)
+	if !p.Set["data"] || !p.Set["no-delay"] || p.Set["directory"] {
+		t.Fatalf("flags given: %v", p.Set)
 	}
 
 	// The file's values reach the client's and the server's configurations.
@@ -78,7 +79,7 @@ level = "debug"
 
 	// Without a file, the defaults stand.
 	cfg = defaultClientFile("info")
-	if _, err := parseArgs("run", nil, io.Discard, &cfg, bindRun); err != nil {
+	if _, err := cli.Parse(command("run", io.Discard, io.Discard), nil, &cfg, bindRun); err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Client.Directory != defaultDirectory || cfg.Client.Data != defaultDataDir || cfg.WebSocket.Listen != "127.0.0.1:1977" {
@@ -99,7 +100,7 @@ heartbeat = "5s"
 level = "debug"
 `)
 	cfg := defaultClientFile("info")
-	_, err := parseArgs("run", []string{"--config", path}, io.Discard, &cfg, bindRun)
+	_, err := cli.Parse(command("run", io.Discard, io.Discard), []string{"--config", path}, &cfg, bindRun)
 	if err == nil || !strings.Contains(err.Error(), "unknown keys: client.directroy, websocket.heartbeat, logging") {
 		t.Fatalf("error %v does not name the unknown keys", err)
 	}
@@ -127,19 +128,19 @@ func TestUsageErrors(t *testing.T) {
 	}
 	for _, args := range cases {
 		var out bytes.Buffer
-		if code := run(args, io.Discard, &out); code != exitUsage {
-			t.Errorf("%q: exit %d, want %d; output:\n%s", args, code, exitUsage, out.String())
+		if code := run(args, io.Discard, &out); code != cli.ExitUsage {
+			t.Errorf("%q: exit %d, want %d; output:\n%s", args, code, cli.ExitUsage, out.String())
 		}
 		if out.Len() == 0 {
 			t.Errorf("%q: nothing printed", args)
 		}
 	}
 	var out bytes.Buffer
-	if code := run([]string{"send", "-h"}, io.Discard, &out); code != exitOK || !strings.Contains(out.String(), "-via") {
+	if code := run([]string{"send", "-h"}, io.Discard, &out); code != cli.ExitOK || !strings.Contains(out.String(), "-via") {
 		t.Errorf("send -h: exit %d:\n%s", code, out.String())
 	}
 	out.Reset()
-	if code := run([]string{"help"}, &out, io.Discard); code != exitOK {
+	if code := run([]string{"help"}, &out, io.Discard); code != cli.ExitOK {
 		t.Errorf("help: exit %d", code)
 	}
 	for _, name := range []string{"init", "run", "send", "address"} {
@@ -149,11 +150,23 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
+// TestVersion: --version on the binary and on each subcommand prints the
+// version on stdout and exits 0.
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"--version"}, {"run", "--version"}, {"kv", "--version"}, {"send", "--version"}} {
+		var stdout bytes.Buffer
+		if code := run(args, &stdout, io.Discard); code != cli.ExitOK ||
+			!strings.HasPrefix(stdout.String(), "client ") || !strings.Contains(stdout.String(), " commit ") {
+			t.Errorf("%q: exit %d: %q", args, code, stdout.String())
+		}
+	}
+}
+
 // TestAddressOffline reads addresses from data folders without a network.
 func TestAddressOffline(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	missing := filepath.Join(t.TempDir(), "nothing")
-	if code := run([]string{"address", "--data", missing}, &stdout, &stderr); code != exitError ||
+	if code := run([]string{"address", "--data", missing}, &stdout, &stderr); code != cli.ExitError ||
 		!strings.Contains(stderr.String(), "there is no client in "+missing) || !strings.Contains(stderr.String(), "client init") {
 		t.Fatalf("missing folder: exit %d: %s", code, stderr.String())
 	}
@@ -167,7 +180,7 @@ func TestAddressOffline(t *testing.T) {
 	}
 	c.Close()
 	stderr.Reset()
-	if code := run([]string{"address", "--data", dir}, &stdout, &stderr); code != exitError ||
+	if code := run([]string{"address", "--data", dir}, &stdout, &stderr); code != cli.ExitError ||
 		!strings.Contains(stderr.String(), "has never registered") {
 		t.Fatalf("unregistered client: exit %d: %s", code, stderr.String())
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/peapod-mixnet/peapod/address"
 	"github.com/peapod-mixnet/peapod/client"
+	"github.com/peapod-mixnet/peapod/internal/cli"
 	"github.com/peapod-mixnet/peapod/localnet"
 	"github.com/peapod-mixnet/peapod/wsapi"
 )
@@ -56,17 +57,17 @@ func TestProcesses(t *testing.T) {
 
 	// Before init there is no address.
 	r := runCmd(t, bin, "", "address", "--data", dataX)
-	if r.code != exitError || !strings.Contains(r.stderr, "client init") {
+	if r.code != cli.ExitError || !strings.Contains(r.stderr, "client init") {
 		t.Fatalf("address before init: %+v", r)
 	}
 
 	// init registers and prints the address; address reads the same one.
 	r = runCmd(t, bin, "", "init", "--data", dataX, "--directory", dirURL)
-	if r.code != exitOK {
+	if r.code != cli.ExitOK {
 		t.Fatalf("init: %+v", r)
 	}
 	addrX := parseAddress(t, r.stdout)
-	if r = runCmd(t, bin, "", "address", "--data", dataX); r.code != exitOK || parseAddress(t, r.stdout) != addrX {
+	if r = runCmd(t, bin, "", "address", "--data", dataX); r.code != cli.ExitOK || parseAddress(t, r.stdout) != addrX {
 		t.Fatalf("address after init: %+v, want %s", r, addrX)
 	}
 
@@ -84,7 +85,7 @@ func TestProcesses(t *testing.T) {
 	}
 
 	// address works while run holds the folder.
-	if r = runCmd(t, bin, "", "address", "--data", dataX); r.code != exitOK || parseAddress(t, r.stdout) != addrX {
+	if r = runCmd(t, bin, "", "address", "--data", dataX); r.code != cli.ExitOK || parseAddress(t, r.stdout) != addrX {
 		t.Fatalf("address while running: %+v", r)
 	}
 
@@ -103,13 +104,13 @@ func TestProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = <-sendDone
-	if r.code != exitOK || r.stdout != "answer from an app\n" || !strings.Contains(r.stderr, "delivered") {
+	if r.code != cli.ExitOK || r.stdout != "answer from an app\n" || !strings.Contains(r.stderr, "delivered") {
 		t.Fatalf("send: %+v", r)
 	}
 
 	// send on the folder run holds: a clear message that offers --via.
 	r = runCmd(t, bin, "", append([]string{"send", "--data", dataX, "--to", addrX.String()}, append(fast, "hi")...)...)
-	if r.code != exitError || !strings.Contains(r.stderr, "in use") || !strings.Contains(r.stderr, "--via ws://127.0.0.1:1977") {
+	if r.code != cli.ExitError || !strings.Contains(r.stderr, "in use") || !strings.Contains(r.stderr, "--via ws://127.0.0.1:1977") {
 		t.Fatalf("send on a folder in use: %+v", r)
 	}
 
@@ -139,7 +140,7 @@ func TestProcesses(t *testing.T) {
 	if err := <-zDone; err != nil {
 		t.Fatalf("z: %v", err)
 	}
-	if r.code != exitOK || r.stdout != "answer via the API\n" {
+	if r.code != cli.ExitOK || r.stdout != "answer via the API\n" {
 		t.Fatalf("send --via: %+v", r)
 	}
 	// The application on X saw the answer too: every connection gets every
@@ -150,7 +151,7 @@ func TestProcesses(t *testing.T) {
 
 	// A plain send --via exits once the message has left the client.
 	r = runCmd(t, bin, "", "send", "--via", wsURL, "--to", z.Address().String(), "plain")
-	if r.code != exitOK || r.stdout != "" || !strings.Contains(r.stderr, "sent") {
+	if r.code != cli.ExitOK || r.stdout != "" || !strings.Contains(r.stderr, "sent") {
 		t.Fatalf("plain send --via: %+v", r)
 	}
 

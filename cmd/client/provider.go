@@ -15,6 +15,8 @@ import (
 	"github.com/peapod-mixnet/peapod/address"
 	"github.com/peapod-mixnet/peapod/framework"
 	"github.com/peapod-mixnet/peapod/framework/requester"
+
+	"github.com/peapod-mixnet/peapod/internal/cli"
 )
 
 // Defaults of the subcommands that talk to a provider (echo, kv).
@@ -35,10 +37,10 @@ type providerFlags struct {
 // kv): the provider flags, --data (empty by default: a temporary client),
 // the tuning flags and --log-level. It returns the arguments after the
 // flags.
-func setupProvider(name string, args []string, stderr io.Writer, cfg *clientFile, f *providerFlags) ([]string, zerolog.Logger, int, bool) {
+func setupProvider(cmd cli.Command, args []string, cfg *clientFile, f *providerFlags) ([]string, zerolog.Logger, int, bool) {
 	cfg.Client.Data = ""
 	f.provider, f.timeout = defaultProvider, defaultProviderTimeout
-	p, err := parseArgs(name, args, stderr, cfg, func(fs *flag.FlagSet, c *clientFile) {
+	p, err := cli.Parse(cmd, args, cfg, func(fs *flag.FlagSet, c *clientFile) {
 		fs.StringVar(&f.provider, "provider", f.provider, "the provider's HTTP endpoint `URL`")
 		fs.StringVar(&f.key, "provider-key", f.key, "pin the provider's descriptor `key` (base58, as the provider prints it)")
 		fs.StringVar(&f.known, "known-providers", f.known, "`file` remembering each provider's key from its first use (default: "+
@@ -48,8 +50,11 @@ func setupProvider(name string, args []string, stderr io.Writer, cfg *clientFile
 		fs.StringVar(&c.Log.Level, "log-level", c.Log.Level, "log `level`: trace, debug, info, warn or error")
 		bindTuning(fs, c)
 	})
+	if err == nil && f.timeout <= 0 {
+		err = cmd.Errorf("--timeout must be positive")
+	}
 	if err != nil {
-		return nil, zerolog.Logger{}, usageStatus(stderr, err), false
+		return nil, zerolog.Logger{}, cmd.Status(err), false
 	}
 	if f.known == "" {
 		dir := cfg.Client.Data
@@ -58,14 +63,11 @@ func setupProvider(name string, args []string, stderr io.Writer, cfg *clientFile
 		}
 		f.known = filepath.Join(dir, requester.KnownProvidersFile)
 	}
-	if f.timeout <= 0 {
-		return nil, zerolog.Logger{}, usageStatus(stderr, fmt.Errorf("client %s: --timeout must be positive", name)), false
-	}
-	log, err := newLogger(stderr, cfg.Log.Level)
+	log, err := cli.NewLogger(cmd.Name, cmd.Stderr, cfg.Log.Level)
 	if err != nil {
-		return nil, zerolog.Logger{}, usageStatus(stderr, err), false
+		return nil, zerolog.Logger{}, cmd.Status(err), false
 	}
-	return p.rest, log, exitOK, true
+	return p.Args, log, cli.ExitOK, true
 }
 
 // callProvider discovers the provider (checking its signed descriptor),
@@ -113,8 +115,8 @@ func callProvider(ctx context.Context, name string, cfg clientFile, f providerFl
 func providerFailure(stderr io.Writer, name string, err error) int {
 	if e, ok := requester.AsError(err); ok {
 		fmt.Fprintf(stderr, "client %s: the provider answered %s: %s\n", name, e.Code, e.Message)
-		return exitError
+		return cli.ExitError
 	}
 	fmt.Fprintln(stderr, err)
-	return exitError
+	return cli.ExitError
 }

@@ -7,6 +7,8 @@ import (
 	"net"
 
 	"github.com/peapod-mixnet/peapod/nymapi"
+
+	"github.com/peapod-mixnet/peapod/internal/cli"
 )
 
 // runRun is `client run`: it runs the client and serves Nym's native
@@ -16,7 +18,8 @@ import (
 // client, which saves its state.
 func runRun(args []string, stdout, stderr io.Writer) int {
 	cfg := defaultClientFile("info")
-	p, log, status, ok := setup("run", args, stderr, &cfg, func(fs *flag.FlagSet, c *clientFile) {
+	cmd := command("run", stdout, stderr)
+	p, log, status, ok := setup(cmd, args, &cfg, func(fs *flag.FlagSet, c *clientFile) {
 		bindCommon(fs, c)
 		bindTuning(fs, c)
 		fs.StringVar(&c.Client.Gateway, "gateway", c.Client.Gateway, "base58 `identity` of the gateway to register with on first start")
@@ -25,11 +28,11 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return status
 	}
-	if len(p.rest) > 0 {
-		return usageStatus(stderr, fmt.Errorf("client run: unexpected argument %q", p.rest[0]))
+	if err := cmd.NoArgs(p); err != nil {
+		return cmd.Status(err)
 	}
 
-	ctx, stop := signalContext(log)
+	ctx, stop := cli.SignalContext(log, nil)
 	defer stop()
 
 	// Listen first: a port in use is the likeliest mistake, and the
@@ -37,13 +40,13 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	ln, err := net.Listen("tcp", cfg.WebSocket.Listen)
 	if err != nil {
 		fmt.Fprintf(stderr, "client run: the WebSocket API: %v\n", err)
-		return exitError
+		return cli.ExitError
 	}
 	c, err := openClient(cfg.Client.clientConfig(log))
 	if err != nil {
 		ln.Close()
 		fmt.Fprintln(stderr, err)
-		return exitError
+		return cli.ExitError
 	}
 	defer func() {
 		if err := c.Close(); err != nil {
@@ -54,7 +57,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	if err := c.Start(ctx); err != nil {
 		ln.Close()
 		fmt.Fprintf(stderr, "client run: %v\n", err)
-		return exitError
+		return cli.ExitError
 	}
 
 	srv := nymapi.New(cfg.WebSocket.serverConfig(c, log))
@@ -63,17 +66,17 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	log.Info().Str("address", c.Address().String()).Str("websocket", "ws://"+ln.Addr().String()).Msg("client running")
 	fmt.Fprintln(stdout, c.Address())
 
-	status = exitOK
+	status = cli.ExitOK
 	select {
 	case <-ctx.Done():
 	case err := <-served:
 		log.Error().Err(err).Msg("the WebSocket API stopped")
-		status = exitError
+		status = cli.ExitError
 	}
 	if err := srv.Close(); err != nil {
 		log.Error().Err(err).Msg("closing the WebSocket API")
 	}
-	if status == exitOK {
+	if status == cli.ExitOK {
 		if err := <-served; err != nil {
 			log.Error().Err(err).Msg("the WebSocket API stopped")
 		}

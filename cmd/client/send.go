@@ -16,6 +16,8 @@ import (
 	"github.com/peapod-mixnet/peapod/address"
 	"github.com/peapod-mixnet/peapod/client"
 	"github.com/peapod-mixnet/peapod/wsapi"
+
+	"github.com/peapod-mixnet/peapod/internal/cli"
 )
 
 // Defaults of `client send`.
@@ -54,7 +56,8 @@ type sendFlags struct {
 func runSend(args []string, stdout, stderr io.Writer) int {
 	cfg := defaultClientFile("warn")
 	f := sendFlags{surbs: defaultReplySURBs, wait: defaultReplyWait, replies: 1, timeout: defaultSendTimeout}
-	p, log, status, ok := setup("send", args, stderr, &cfg, func(fs *flag.FlagSet, c *clientFile) {
+	cmd := command("send", stdout, stderr)
+	p, log, status, ok := setup(cmd, args, &cfg, func(fs *flag.FlagSet, c *clientFile) {
 		bindCommon(fs, c)
 		bindTuning(fs, c)
 		fs.StringVar(&f.to, "to", "", "`address` of the recipient (required)")
@@ -68,15 +71,15 @@ func runSend(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return status
 	}
-	if !p.set["wait"] && !f.anonymous {
+	if !p.Set["wait"] && !f.anonymous {
 		f.wait = 0
 	}
 	to, data, err := f.check(p)
 	if err != nil {
-		return usageStatus(stderr, err)
+		return cmd.Status(err)
 	}
 
-	ctx, stop := signalContext(log)
+	ctx, stop := cli.SignalContext(log, nil)
 	defer stop()
 	s := sender{f: f, to: to, data: data, stdout: stdout, stderr: stderr}
 	if f.via != "" {
@@ -86,29 +89,29 @@ func runSend(args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
-		return exitError
+		return cli.ExitError
 	}
-	return exitOK
+	return cli.ExitOK
 }
 
 // check validates the flags and reads the message.
-func (f *sendFlags) check(p parsedArgs) (address.Address, []byte, error) {
+func (f *sendFlags) check(p cli.Parsed) (address.Address, []byte, error) {
 	switch {
 	case f.to == "":
 		return address.Address{}, nil, errors.New("client send: --to is required")
-	case f.surbs > 0 && !f.anonymous && p.set["reply-surbs"]:
+	case f.surbs > 0 && !f.anonymous && p.Set["reply-surbs"]:
 		return address.Address{}, nil, errors.New("client send: --reply-surbs needs --anonymous")
 	case f.wait < 0 || f.timeout <= 0 || f.replies < 0:
 		return address.Address{}, nil, errors.New("client send: --wait, --timeout and --replies must not be negative, and --timeout not zero")
-	case len(p.rest) > 1:
-		return address.Address{}, nil, fmt.Errorf("client send: give the message as one argument (quote it), after the flags; got %d arguments", len(p.rest))
+	case len(p.Args) > 1:
+		return address.Address{}, nil, fmt.Errorf("client send: give the message as one argument (quote it); got %d arguments", len(p.Args))
 	}
 	to, err := address.Parse(f.to)
 	if err != nil {
 		return address.Address{}, nil, fmt.Errorf("client send: --to: %w", err)
 	}
-	if len(p.rest) == 1 && p.rest[0] != "-" {
-		return to, []byte(p.rest[0]), nil
+	if len(p.Args) == 1 && p.Args[0] != "-" {
+		return to, []byte(p.Args[0]), nil
 	}
 	data, err := io.ReadAll(os.Stdin)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/peapod-mixnet/peapod/directory"
+	"github.com/peapod-mixnet/peapod/internal/cli"
 )
 
 // directoryFile is the TOML file of `mixnet directory`.
@@ -47,14 +48,15 @@ func bindDirectoryFlags(fs *flag.FlagSet, c *directoryFile) {
 }
 
 // runDirectory is `mixnet directory`.
-func runDirectory(args []string, stderr io.Writer) int {
+func runDirectory(args []string, stdout, stderr io.Writer) int {
+	cmd := command("directory", stdout, stderr)
 	cfg := defaultDirectoryFile()
-	if err := parseConfig("directory", args, stderr, &cfg, bindDirectoryFlags); err != nil {
-		return exitStatus(stderr, err)
+	if err := parseConfig(cmd, args, &cfg, bindDirectoryFlags); err != nil {
+		return cmd.Status(err)
 	}
-	log, err := newLogger(stderr, cfg.Log.Level)
+	log, err := cli.NewLogger(cmd.Name, stderr, cfg.Log.Level)
 	if err != nil {
-		return exitStatus(stderr, err)
+		return cmd.Status(err)
 	}
 	srv, err := directory.New(directory.Config{
 		DataDir:      cfg.Directory.Data,
@@ -65,26 +67,33 @@ func runDirectory(args []string, stderr io.Writer) int {
 	})
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start the directory")
-		return exitError
+		return cli.ExitError
 	}
 	ln, err := net.Listen("tcp", cfg.Directory.Listen)
 	if err != nil {
 		srv.Close()
 		log.Error().Err(err).Msg("cannot listen")
-		return exitError
+		return cli.ExitError
 	}
 	log.Info().Str("addr", ln.Addr().String()).Msg("directory listening")
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
-	failure := awaitShutdown(log, served)
+	ctx, stop := cli.SignalContext(log, nil)
+	defer stop()
+	var failure error
+	select {
+	case <-ctx.Done():
+	case failure = <-served:
+		log.Error().Err(failure).Msg("shutting down after a failure")
+	}
 	if err := srv.Close(); err != nil {
 		log.Error().Err(err).Msg("closing the directory")
-		return exitError
+		return cli.ExitError
 	}
 	if failure != nil {
-		return exitError
+		return cli.ExitError
 	}
 	log.Info().Msg("directory stopped")
-	return exitOK
+	return cli.ExitOK
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/peapod-mixnet/peapod/gateway"
+	"github.com/peapod-mixnet/peapod/internal/cli"
 )
 
 // gatewayFile is the TOML file of `mixnet gateway`.
@@ -70,14 +71,15 @@ func bindGatewayFlags(fs *flag.FlagSet, c *gatewayFile) {
 }
 
 // runGateway is `mixnet gateway`.
-func runGateway(args []string, stderr io.Writer) int {
+func runGateway(args []string, stdout, stderr io.Writer) int {
+	cmd := command("gateway", stdout, stderr)
 	cfg := defaultGatewayFile()
-	if err := parseConfig("gateway", args, stderr, &cfg, bindGatewayFlags); err != nil {
-		return exitStatus(stderr, err)
+	if err := parseConfig(cmd, args, &cfg, bindGatewayFlags); err != nil {
+		return cmd.Status(err)
 	}
-	log, err := newLogger(stderr, cfg.Log.Level)
+	log, err := cli.NewLogger(cmd.Name, stderr, cfg.Log.Level)
 	if err != nil {
-		return exitStatus(stderr, err)
+		return cmd.Status(err)
 	}
 	s := cfg.Gateway
 	g, err := gateway.New(gateway.Config{
@@ -102,16 +104,18 @@ func runGateway(args []string, stderr io.Writer) int {
 	})
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start the gateway")
-		return exitError
+		return cli.ExitError
 	}
 	if err := g.Start(context.Background()); err != nil {
 		log.Error().Err(err).Msg("cannot start the gateway") // Start closed it
-		return exitError
+		return cli.ExitError
 	}
-	awaitShutdown(log, nil)
+	ctx, stop := cli.SignalContext(log, nil)
+	defer stop()
+	<-ctx.Done()
 	if err := g.Close(); err != nil {
 		log.Error().Err(err).Msg("closing the gateway")
-		return exitError
+		return cli.ExitError
 	}
-	return exitOK
+	return cli.ExitOK
 }

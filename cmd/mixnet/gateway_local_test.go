@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/peapod-mixnet/peapod/directory"
+	"github.com/peapod-mixnet/peapod/internal/cli"
 )
 
 func TestGatewayConfigFileAndFlags(t *testing.T) {
@@ -25,7 +26,7 @@ page_size = 50
 level = "warn"
 `)
 	cfg := defaultGatewayFile()
-	err := parseConfig("gateway", []string{"--config", path, "--page-size", "20", "--directory=http://127.0.0.1:8090"}, io.Discard, &cfg, bindGatewayFlags)
+	err := parseConfig(command("gateway", io.Discard, io.Discard), []string{"--config", path, "--page-size", "20", "--directory=http://127.0.0.1:8090"}, &cfg, bindGatewayFlags)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,22 +40,22 @@ level = "warn"
 
 	bad := writeFile(t, "[gateway]\npage_sise = 3\n")
 	cfg = defaultGatewayFile()
-	if err := parseConfig("gateway", []string{"--config", bad}, io.Discard, &cfg, bindGatewayFlags); err == nil {
+	if err := parseConfig(command("gateway", io.Discard, io.Discard), []string{"--config", bad}, &cfg, bindGatewayFlags); err == nil {
 		t.Fatal("an unknown key was accepted")
 	}
 }
 
 func TestLocalConfigDefaults(t *testing.T) {
 	cfg := defaultLocalFile()
-	if err := parseConfig("local", []string{"--mix-delay", "0s"}, io.Discard, &cfg, bindLocalFlags); err != nil {
+	if err := parseConfig(command("local", io.Discard, io.Discard), []string{"--mix-delay", "0s"}, &cfg, bindLocalFlags); err != nil {
 		t.Fatal(err)
 	}
 	l := cfg.Local
 	if l.Data != "./.peapod/network" || l.DirectoryAddr != "127.0.0.1:8090" || l.MixDelay != 0 || l.MixnodesPerLayer != 2 || l.Gateways != 2 {
 		t.Fatalf("config %+v", l)
 	}
-	if code := run([]string{"local", "--gateways", "0", "--directory-addr", "127.0.0.1:0", "--data", t.TempDir()}, io.Discard); code != exitUsage {
-		t.Fatalf("--gateways 0: exit %d, want %d", code, exitUsage)
+	if code := run([]string{"local", "--gateways", "0", "--directory-addr", "127.0.0.1:0", "--data", t.TempDir()}, io.Discard, io.Discard); code != cli.ExitUsage {
+		t.Fatalf("--gateways 0: exit %d, want %d", code, cli.ExitUsage)
 	}
 }
 
@@ -77,6 +78,9 @@ func TestLocalProcess(t *testing.T) {
 	bin := buildBinary(t)
 	p := start(t, bin, "local", "--directory-addr", "127.0.0.1:0", "--data", t.TempDir(), "--mix-delay", "20ms")
 	url := p.field(t, "local network running", "directory")
+	if delay := p.last["mix_delay"]; delay != "20ms" {
+		t.Errorf("the log says mix_delay %v; a duration in a log line carries its unit: want \"20ms\"", delay)
+	}
 	top, err := (&directory.Client{BaseURL: url}).Topology(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -5,9 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
+	"github.com/peapod-mixnet/peapod/internal/cli"
 	"github.com/peapod-mixnet/peapod/localnet"
 )
 
@@ -58,22 +58,23 @@ func bindLocalFlags(fs *flag.FlagSet, c *localFile) {
 
 // runLocal is `mixnet local`: a whole network in this process, until
 // interrupted. It prints the directory's URL on stdout.
-func runLocal(args []string, stderr io.Writer) int {
+func runLocal(args []string, stdout, stderr io.Writer) int {
+	cmd := command("local", stdout, stderr)
 	cfg := defaultLocalFile()
-	if err := parseConfig("local", args, stderr, &cfg, bindLocalFlags); err != nil {
-		return exitStatus(stderr, err)
+	if err := parseConfig(cmd, args, &cfg, bindLocalFlags); err != nil {
+		return cmd.Status(err)
 	}
-	log, err := newLogger(stderr, cfg.Log.Level)
+	log, err := cli.NewLogger(cmd.Name, stderr, cfg.Log.Level)
 	if err != nil {
-		return exitStatus(stderr, err)
+		return cmd.Status(err)
 	}
 	l := cfg.Local
 	if l.MixnodesPerLayer < 1 || l.Gateways < 1 {
 		fmt.Fprintln(stderr, "mixnet local: --mixnodes-per-layer and --gateways must be at least 1")
-		return exitUsage
+		return cli.ExitUsage
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), localStartTimeout)
-	network, err := localnet.Start(ctx, localnet.Config{
+	startCtx, cancel := context.WithTimeout(context.Background(), localStartTimeout)
+	network, err := localnet.Start(startCtx, localnet.Config{
 		DataDir:          l.Data,
 		DirectoryAddr:    l.DirectoryAddr,
 		MixnodesPerLayer: l.MixnodesPerLayer,
@@ -84,19 +85,21 @@ func runLocal(args []string, stderr io.Writer) int {
 	cancel()
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start the local network")
-		return exitError
+		return cli.ExitError
 	}
 	for i, g := range network.Gateways() {
 		log.Info().Int("gateway", i).Str("client_url", g.ClientURL()).Msg("gateway ready")
 	}
 	log.Info().Str("directory", network.DirectoryURL()).Dur("mix_delay", l.MixDelay).Msg("local network running")
-	fmt.Fprintln(os.Stdout, network.DirectoryURL())
+	fmt.Fprintln(stdout, network.DirectoryURL())
 
-	awaitShutdown(log, nil)
+	ctx, stop := cli.SignalContext(log, nil)
+	defer stop()
+	<-ctx.Done()
 	if err := network.Close(); err != nil {
 		log.Error().Err(err).Msg("closing the local network")
-		return exitError
+		return cli.ExitError
 	}
 	log.Info().Msg("local network stopped")
-	return exitOK
+	return cli.ExitOK
 }

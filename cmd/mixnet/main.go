@@ -5,24 +5,28 @@
 //	mixnet mixnode --listen ADDR --announce ADDR --layer N --directory URL --data DIR [--metrics ADDR] [--config FILE]
 //	mixnet gateway --listen ADDR --client-listen ADDR --directory URL --data DIR [--metrics ADDR] [--config FILE]
 //	mixnet local [--data ./.peapod/network] [--directory-addr 127.0.0.1:8090] [--mix-delay 15ms]
+//	mixnet --version
 //
-// Each subcommand reads an optional TOML file (--config) and then its flags,
-// which override the file; `mixnet <subcommand> -h` lists them. The first
-// SIGINT or SIGTERM shuts the process down gracefully; a second one exits at
-// once. Logs go to stderr, as JSON lines, or human-readable when stderr is
-// a terminal.
+// Each subcommand reads an optional TOML file (--config; unknown keys and
+// durations without a unit are refused) and then its flags, which override
+// the file; `mixnet <subcommand> -h` lists them, and
+// examples/config/mixnet.toml shows every key. The first SIGINT or SIGTERM
+// shuts the process down gracefully; a second one exits at once. Logs go
+// to stderr, as JSON lines, or human-readable when stderr is a terminal.
 package main
 
 import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/peapod-mixnet/peapod/internal/cli"
 )
 
 // subcommands maps each subcommand to its entry point, which returns the
 // process's exit status.
 var subcommands = map[string]struct {
-	run     func(args []string, stderr io.Writer) int
+	run     func(args []string, stdout, stderr io.Writer) int
 	summary string
 }{
 	"directory": {runDirectory, "run the directory that lists mixnodes and gateways"},
@@ -32,27 +36,30 @@ var subcommands = map[string]struct {
 }
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // run dispatches to a subcommand and returns the exit status.
-func run(args []string, stderr io.Writer) int {
+func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		usage(stderr)
-		return exitUsage
+		return cli.ExitUsage
 	}
 	switch args[0] {
 	case "-h", "-help", "--help", "help":
-		usage(stderr)
-		return exitOK
+		usage(stdout)
+		return cli.ExitOK
+	case "-version", "--version", "version":
+		fmt.Fprintln(stdout, cli.Version("mixnet"))
+		return cli.ExitOK
 	}
 	sub, ok := subcommands[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "mixnet: unknown subcommand %q\n\n", args[0])
 		usage(stderr)
-		return exitUsage
+		return cli.ExitUsage
 	}
-	return sub.run(args[1:], stderr)
+	return sub.run(args[1:], stdout, stderr)
 }
 
 func usage(w io.Writer) {
@@ -61,5 +68,5 @@ func usage(w io.Writer) {
 	for _, name := range []string{"directory", "mixnode", "gateway", "local"} {
 		fmt.Fprintf(w, "  %-10s %s\n", name, subcommands[name].summary)
 	}
-	fmt.Fprintln(w, "\nRun 'mixnet <subcommand> -h' for its flags.")
+	fmt.Fprintln(w, "\nRun 'mixnet <subcommand> -h' for its flags, 'mixnet --version' for the version.")
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/peapod-mixnet/peapod/directory"
+	"github.com/peapod-mixnet/peapod/internal/cli"
 )
 
 func writeFile(t *testing.T, content string) string {
@@ -40,7 +41,7 @@ max_delay = "5s"
 level = "debug"
 `)
 	cfg := defaultMixnodeFile()
-	err := parseConfig("mixnode", []string{"--config", path, "--layer", "3", "-workers=4"}, io.Discard, &cfg, bindMixnodeFlags)
+	err := parseConfig(command("mixnode", io.Discard, io.Discard), []string{"--config", path, "--layer", "3", "-workers=4"}, &cfg, bindMixnodeFlags)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +55,7 @@ level = "debug"
 
 	// Without a file, the defaults stand where no flag is given.
 	cfg = defaultMixnodeFile()
-	if err := parseConfig("mixnode", []string{"--layer", "1"}, io.Discard, &cfg, bindMixnodeFlags); err != nil {
+	if err := parseConfig(command("mixnode", io.Discard, io.Discard), []string{"--layer", "1"}, &cfg, bindMixnodeFlags); err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Mixnode.Listen != "0.0.0.0:1789" || cfg.Log.Level != "info" {
@@ -72,7 +73,7 @@ tll = "90s"
 level = "debug"
 `)
 	cfg := defaultDirectoryFile()
-	err := parseConfig("directory", []string{"--config", path}, io.Discard, &cfg, bindDirectoryFlags)
+	err := parseConfig(command("directory", io.Discard, io.Discard), []string{"--config", path}, &cfg, bindDirectoryFlags)
 	if err == nil || !strings.Contains(err.Error(), "unknown keys: directory.tll, logging") {
 		t.Fatalf("error %v does not name the unknown keys", err)
 	}
@@ -80,8 +81,10 @@ level = "debug"
 
 func TestConfigErrors(t *testing.T) {
 	bad := writeFile(t, "[directory]\nttl = \"ninety\"\n")
+	bare := writeFile(t, "[directory]\nttl = 90\n")
 	cases := [][]string{
 		{"--config", bad},
+		{"--config", bare},
 		{"--config", filepath.Join(t.TempDir(), "missing.toml")},
 		{"--no-such-flag"},
 		{"--ttl", "soon"},
@@ -89,24 +92,34 @@ func TestConfigErrors(t *testing.T) {
 	}
 	for _, args := range cases {
 		var out bytes.Buffer
-		if code := run(append([]string{"directory"}, args...), &out); code != exitUsage {
-			t.Errorf("%q: exit %d, want %d; output:\n%s", args, code, exitUsage, out.String())
+		if code := run(append([]string{"directory"}, args...), &out, &out); code != cli.ExitUsage {
+			t.Errorf("%q: exit %d, want %d; output:\n%s", args, code, cli.ExitUsage, out.String())
 		}
 		if out.Len() == 0 {
 			t.Errorf("%q: nothing printed", args)
 		}
 	}
 	var out bytes.Buffer
-	if code := run([]string{"directory", "--log-level", "loud"}, &out); code != exitUsage || !strings.Contains(out.String(), "log level") {
+	if code := run([]string{"directory", "--log-level", "loud"}, &out, &out); code != cli.ExitUsage || !strings.Contains(out.String(), "log level") {
 		t.Errorf("bad log level: exit %d: %s", code, out.String())
 	}
-	if code := run([]string{"directory", "-h"}, &out); code != exitOK {
+	if code := run([]string{"directory", "-h"}, &out, &out); code != cli.ExitOK {
 		t.Errorf("-h: exit %d", code)
 	}
-	if code := run([]string{"frobnicate"}, &out); code != exitUsage {
+	out.Reset()
+	if code := run([]string{"directory", "--config", bare}, &out, &out); !strings.Contains(out.String(), `directory.ttl = 90: a duration needs a unit and quotes, such as ttl = "90s"`) {
+		t.Errorf("a bare number as a duration: exit %d: %s", code, out.String())
+	}
+	for _, args := range [][]string{{"--version"}, {"gateway", "--version"}} {
+		out.Reset()
+		if code := run(args, &out, io.Discard); code != cli.ExitOK || !strings.HasPrefix(out.String(), "mixnet ") || !strings.Contains(out.String(), " commit ") {
+			t.Errorf("%q: exit %d: %q", args, code, out.String())
+		}
+	}
+	if code := run([]string{"frobnicate"}, &out, &out); code != cli.ExitUsage {
 		t.Errorf("unknown subcommand: exit %d", code)
 	}
-	if code := run(nil, &out); code != exitUsage {
+	if code := run(nil, &out, &out); code != cli.ExitUsage {
 		t.Errorf("no subcommand: exit %d", code)
 	}
 }
@@ -177,6 +190,7 @@ func goTool(t *testing.T) string {
 // process is a running mixnet process whose JSON log lines are read as
 // they come.
 type process struct {
+	last  map[string]any // the line field found last
 	cmd   *exec.Cmd
 	lines chan map[string]any
 	done  chan error
@@ -230,6 +244,7 @@ func (p *process) field(t *testing.T, message, key string) string {
 				t.Fatalf("the process exited before logging %q", message)
 			}
 			if line["message"] == message {
+				p.last = line
 				v, _ := line[key].(string)
 				if v == "" {
 					t.Fatalf("log line %q has no %q", message, key)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/peapod-mixnet/peapod/internal/cli"
 	"github.com/peapod-mixnet/peapod/mixnode"
 )
 
@@ -62,14 +63,15 @@ func bindMixnodeFlags(fs *flag.FlagSet, c *mixnodeFile) {
 }
 
 // runMixnode is `mixnet mixnode`.
-func runMixnode(args []string, stderr io.Writer) int {
+func runMixnode(args []string, stdout, stderr io.Writer) int {
+	cmd := command("mixnode", stdout, stderr)
 	cfg := defaultMixnodeFile()
-	if err := parseConfig("mixnode", args, stderr, &cfg, bindMixnodeFlags); err != nil {
-		return exitStatus(stderr, err)
+	if err := parseConfig(cmd, args, &cfg, bindMixnodeFlags); err != nil {
+		return cmd.Status(err)
 	}
-	log, err := newLogger(stderr, cfg.Log.Level)
+	log, err := cli.NewLogger(cmd.Name, stderr, cfg.Log.Level)
 	if err != nil {
-		return exitStatus(stderr, err)
+		return cmd.Status(err)
 	}
 	m := cfg.Mixnode
 	node, err := mixnode.New(mixnode.Config{
@@ -93,17 +95,19 @@ func runMixnode(args []string, stderr io.Writer) int {
 	})
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start the mixnode")
-		return exitError
+		return cli.ExitError
 	}
 	if err := node.Start(context.Background()); err != nil {
 		node.Close()
 		log.Error().Err(err).Msg("cannot start the mixnode")
-		return exitError
+		return cli.ExitError
 	}
-	awaitShutdown(log, nil)
+	ctx, stop := cli.SignalContext(log, nil)
+	defer stop()
+	<-ctx.Done()
 	if err := node.Close(); err != nil {
 		log.Error().Err(err).Msg("closing the mixnode")
-		return exitError
+		return cli.ExitError
 	}
-	return exitOK
+	return cli.ExitOK
 }

@@ -4,25 +4,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
 	"github.com/rs/zerolog"
 
 	"github.com/peapod-mixnet/peapod/client"
 	"github.com/peapod-mixnet/peapod/framework"
+	"github.com/peapod-mixnet/peapod/internal/cli"
 	"github.com/peapod-mixnet/peapod/localnet"
-)
-
-// Exit statuses.
-const (
-	exitOK    = 0
-	exitError = 1
-	exitUsage = 2
 )
 
 // Defaults of the command (the library's defaults apply to the rest).
@@ -241,85 +231,19 @@ func (c *fileConfig) networkConfig(log zerolog.Logger) localnet.Config {
 	}
 }
 
-// loadFile decodes the TOML file at path into v, refusing unknown keys.
-func loadFile(path string, v any) error {
-	md, err := toml.DecodeFile(path, v)
-	if err != nil {
-		return fmt.Errorf("provider: config %s: %w", path, err)
-	}
-	if undecoded := md.Undecoded(); len(undecoded) > 0 {
-		keys := make([]string, len(undecoded))
-		for i, k := range undecoded {
-			keys[i] = k.String()
-		}
-		return fmt.Errorf("provider: config %s: unknown keys: %s", path, strings.Join(keys, ", "))
-	}
-	return nil
-}
-
-// errReported stands for an error the flag package has printed already.
-var errReported = errors.New("provider: bad usage")
-
 // parseArgs fills cfg from the file named by --config, if any, and then from
-// the flags in args, which win. It returns flag.ErrHelp when the user asked
-// for help, and errReported when the flag package printed the problem.
-func parseArgs(args []string, stderr io.Writer, cfg *fileConfig) error {
-	newFlagSet := func(c *fileConfig, configPath *string, out io.Writer) *flag.FlagSet {
-		fs := flag.NewFlagSet("provider", flag.ContinueOnError)
-		fs.SetOutput(out)
-		fs.Usage = func() {
-			fmt.Fprintln(out, "usage: provider [flags]")
-			fmt.Fprintln(out, "\nWith no flags: a local peapod network in this process, the plugins next to the")
-			fmt.Fprintln(out, "binary, and the HTTP endpoint on 127.0.0.1:8080, with state under ./.peapod.")
-			fmt.Fprintln(out, "\nflags:")
-			fs.PrintDefaults()
-		}
-		fs.StringVar(configPath, "config", "", "TOML configuration `file`; flags override it")
-		bind(fs, c)
-		return fs
+// the flags in args, which win (see cli.Parse).
+func parseArgs(cmd cli.Command, args []string, cfg *fileConfig) error {
+	p, err := cli.Parse(cmd, args, cfg, bind)
+	if err != nil {
+		return err
 	}
-	// First pass, on a scratch copy: check the flags and find --config.
-	scratch := *cfg
-	var configPath string
-	fs := newFlagSet(&scratch, &configPath, stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errReported
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "provider: unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
-		return errReported
-	}
-	if configPath != "" {
-		if err := loadFile(configPath, cfg); err != nil {
-			return err
-		}
-	}
-	// Second pass: the flags override the file.
-	return newFlagSet(cfg, new(string), io.Discard).Parse(args)
+	return cmd.NoArgs(p)
 }
 
-// newLogger returns a logger to stderr at level: human-readable on a
-// terminal, JSON lines otherwise.
-func newLogger(stderr io.Writer, level string) (zerolog.Logger, error) {
-	lvl, err := zerolog.ParseLevel(level)
-	if err != nil || level == "" {
-		return zerolog.Logger{}, fmt.Errorf("provider: unknown log level %q", level)
-	}
-	w := stderr
-	if isTerminal(stderr) {
-		w = zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.TimeOnly}
-	}
-	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
-}
+// usage is what `provider -h` prints before the flags.
+const usage = `usage: provider [flags]
 
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	info, err := f.Stat()
-	return err == nil && info.Mode()&os.ModeCharDevice != 0
-}
+With no flags: a local peapod network in this process, the plugins next to the
+binary, and the HTTP endpoint on 127.0.0.1:8080, with state under ./.peapod.
+examples/config/provider.toml shows every key of the --config file.`

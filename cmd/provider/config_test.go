@@ -11,7 +11,12 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/peapod-mixnet/peapod/internal/cli"
 )
+
+// quietCommand is the provider's command line with its output discarded.
+var quietCommand = cli.Command{Name: "provider", Stdout: io.Discard, Stderr: io.Discard}
 
 func writeConfig(t *testing.T, content string) string {
 	t.Helper()
@@ -63,7 +68,7 @@ max_bytes = 100
 level = "debug"
 `)
 	cfg := defaultConfig()
-	if err := parseArgs([]string{"--config", path, "--http", "127.0.0.1:9001", "--max-concurrent", "6", "--no-delay"}, io.Discard, &cfg); err != nil {
+	if err := parseArgs(quietCommand, []string{"--config", path, "--http", "127.0.0.1:9001", "--max-concurrent", "6", "--no-delay"}, &cfg); err != nil {
 		t.Fatal(err)
 	}
 	if err := cfg.check(); err != nil {
@@ -99,7 +104,7 @@ level = "debug"
 
 func TestConfigDefaults(t *testing.T) {
 	cfg := defaultConfig()
-	if err := parseArgs(nil, io.Discard, &cfg); err != nil {
+	if err := parseArgs(quietCommand, nil, &cfg); err != nil {
 		t.Fatal(err)
 	}
 	if !cfg.embedded() || cfg.HTTP.Listen != "127.0.0.1:8080" || cfg.Provider.Data != "./.peapod" {
@@ -117,17 +122,23 @@ func TestConfigDefaults(t *testing.T) {
 func TestConfigErrors(t *testing.T) {
 	unknown := writeConfig(t, "[provider]\ndata = \"x\"\nnope = 1\n[extra]\nkey = 2\n")
 	cfg := defaultConfig()
-	err := parseArgs([]string{"--config", unknown}, io.Discard, &cfg)
+	err := parseArgs(quietCommand, []string{"--config", unknown}, &cfg)
 	if err == nil || !strings.Contains(err.Error(), "provider.nope") || !strings.Contains(err.Error(), "extra") {
 		t.Errorf("unknown keys: %v", err)
 	}
 	malformed := writeConfig(t, "[provider\n")
 	cfg = defaultConfig()
-	if err := parseArgs([]string{"--config", malformed}, io.Discard, &cfg); err == nil {
+	if err := parseArgs(quietCommand, []string{"--config", malformed}, &cfg); err == nil {
 		t.Error("a malformed file was accepted")
 	}
+	bare := writeConfig(t, "[limits]\nrequest_timeout = 5\n")
 	cfg = defaultConfig()
-	if err := parseArgs([]string{"-h"}, io.Discard, &cfg); !errors.Is(err, flag.ErrHelp) {
+	err = parseArgs(quietCommand, []string{"--config", bare}, &cfg)
+	if err == nil || !strings.Contains(err.Error(), `limits.request_timeout = 5: a duration needs a unit and quotes, such as request_timeout = "5s"`) {
+		t.Errorf("a bare number as a duration: %v", err)
+	}
+	cfg = defaultConfig()
+	if err := parseArgs(quietCommand, []string{"-h"}, &cfg); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h: %v", err)
 	}
 	for _, args := range [][]string{
@@ -136,7 +147,7 @@ func TestConfigErrors(t *testing.T) {
 		{"--mix-delay", "-1s"},
 	} {
 		cfg := defaultConfig()
-		err := parseArgs(args, io.Discard, &cfg)
+		err := parseArgs(quietCommand, args, &cfg)
 		if err == nil {
 			err = cfg.check()
 		}

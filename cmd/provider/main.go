@@ -26,8 +26,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -40,6 +38,7 @@ import (
 
 	"github.com/peapod-mixnet/peapod/address"
 	"github.com/peapod-mixnet/peapod/framework"
+	"github.com/peapod-mixnet/peapod/internal/cli"
 	"github.com/peapod-mixnet/peapod/localnet"
 )
 
@@ -54,27 +53,21 @@ func main() {
 // run parses the command line, runs the provider until a signal, and
 // returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
+	cmd := cli.Command{Name: "provider", Usage: usage, Stdout: stdout, Stderr: stderr}
 	cfg := defaultConfig()
-	err := parseArgs(args, stderr, &cfg)
+	err := parseArgs(cmd, args, &cfg)
 	if err == nil {
 		err = cfg.check()
 	}
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		return exitOK
-	case errors.Is(err, errReported):
-		return exitUsage
-	case err != nil:
-		fmt.Fprintln(stderr, err)
-		return exitUsage
-	}
-	log, err := newLogger(stderr, cfg.Log.Level)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return exitUsage
+		return cmd.Status(err)
+	}
+	log, err := cli.NewLogger(cmd.Name, stderr, cfg.Log.Level)
+	if err != nil {
+		return cmd.Status(err)
 	}
 	var running atomic.Pointer[framework.Host]
-	ctx, stop := signalContext(log, func() {
+	ctx, stop := cli.SignalContext(log, func() {
 		// The plugins run in process groups of their own: a forced exit
 		// must not leave them behind.
 		if h := running.Load(); h != nil {
@@ -85,9 +78,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := serve(ctx, &cfg, stdout, log, &running); err != nil {
 		log.Error().Err(err).Msg("provider failed")
 		fmt.Fprintln(stderr, err)
-		return exitError
+		return cli.ExitError
 	}
-	return exitOK
+	return cli.ExitOK
 }
 
 // serve starts the embedded network (unless the provider joins another)

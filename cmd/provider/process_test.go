@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/peapod-mixnet/peapod/client"
 	"github.com/peapod-mixnet/peapod/framework/requester"
+	"github.com/peapod-mixnet/peapod/internal/cli"
 )
 
 // Tests of the built binaries: the provider with the real example plugins
@@ -320,8 +322,8 @@ func TestProviderSecondSignal(t *testing.T) {
 	})
 	_ = p.cmd.Process.Signal(syscall.SIGINT)
 	var exit *exec.ExitError
-	if err := p.wait(t); !errors.As(err, &exit) || exit.ExitCode() != exitError {
-		t.Fatalf("after two signals: %v, want exit status %d\nstderr:\n%s", err, exitError, p.stderr)
+	if err := p.wait(t); !errors.As(err, &exit) || exit.ExitCode() != cli.ExitError {
+		t.Fatalf("after two signals: %v, want exit status %d\nstderr:\n%s", err, cli.ExitError, p.stderr)
 	}
 	for _, pid := range pids {
 		// Signal 0 tests whether the process exists; nothing signals the
@@ -367,17 +369,35 @@ func TestProviderBadUsage(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("[provider]\nnope = 1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	bare := filepath.Join(t.TempDir(), "bare.toml")
+	if err := os.WriteFile(bare, []byte("[limits]\nrequest_timeout = 5\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, args := range [][]string{
 		{"--no-such-flag"},
 		{"--config", bad},
+		{"--config", bare},
 		{"--directory", "http://127.0.0.1:1", "--nym-client", "ws://127.0.0.1:1"},
 		{"extra-argument"},
 	} {
 		cmd := exec.Command(filepath.Join(bin, "provider"), args...)
 		out, err := cmd.CombinedOutput()
 		var exit *exec.ExitError
-		if !errors.As(err, &exit) || exit.ExitCode() != exitUsage || len(out) == 0 {
+		if !errors.As(err, &exit) || exit.ExitCode() != cli.ExitUsage || len(out) == 0 {
 			t.Errorf("provider %v: %v\n%s", args, err, out)
+		}
+	}
+}
+
+// TestVersions: --version on the binaries prints one line naming the
+// program, the commit and the Go version, and exits 0.
+func TestVersions(t *testing.T) {
+	bin := binaries(t)
+	for _, args := range [][]string{{"provider", "--version"}, {"client", "--version"}, {"client", "kv", "--version"}} {
+		out, err := exec.Command(filepath.Join(bin, args[0]), args[1:]...).Output()
+		if err != nil || !strings.HasPrefix(string(out), args[0]+" ") || !strings.Contains(string(out), " commit ") ||
+			!strings.Contains(string(out), runtime.Version()) || strings.Count(string(out), "\n") != 1 {
+			t.Errorf("%v: %v: %q", args, err, out)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -9,14 +9,15 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// shutdownSignals are the signals that stop the provider.
+// shutdownSignals are the signals that stop a command.
 var shutdownSignals = []os.Signal{os.Interrupt, syscall.SIGTERM}
 
-// signalContext returns a context that ends at the first SIGINT or SIGTERM;
-// from then on, a second one calls force and exits the process at once with
-// status 1, so a shutdown that hangs can always be cut short. stop releases
-// the signals.
-func signalContext(log zerolog.Logger, force func()) (ctx context.Context, stop func()) {
+// SignalContext returns a context that ends at the first SIGINT or SIGTERM,
+// when the command should shut down gracefully. From then on, a second one
+// calls force (when not nil: it must not block) and exits the process at
+// once with ExitError, so a shutdown that hangs can always be cut short.
+// stop releases the signals; call it once the shutdown is over.
+func SignalContext(log zerolog.Logger, force func()) (ctx context.Context, stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, shutdownSignals...)
@@ -32,8 +33,10 @@ func signalContext(log zerolog.Logger, force func()) (ctx context.Context, stop 
 		select {
 		case sig := <-sigs:
 			log.Warn().Str("signal", sig.String()).Msg("second signal: exiting now")
-			force()
-			os.Exit(exitError)
+			if force != nil {
+				force()
+			}
+			os.Exit(ExitError)
 		case <-done:
 		}
 	}()
