@@ -49,7 +49,7 @@ func needProvider(t testing.TB, b *Binaries) {
 // startNet starts a network for t. When t ends it stops every process,
 // reports each one's peak RSS, fails t on a process that ended without
 // being asked to, and prints the logs of every process if t failed.
-func startNet(t *testing.T, cfg Config) *Network {
+func startNet(t testing.TB, cfg Config) *Network {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("runs a network of processes")

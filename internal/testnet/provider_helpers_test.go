@@ -14,7 +14,7 @@ import (
 )
 
 // startProvider starts a provider with both example plugins on n.
-func startProvider(t *testing.T, ctx context.Context, n *Network, opts ProviderOptions) *Provider {
+func startProvider(t testing.TB, ctx context.Context, n *Network, opts ProviderOptions) *Provider {
 	t.Helper()
 	needProvider(t, n.cfg.Bin)
 	p, err := n.StartProvider(ctx, "provider", opts)
