@@ -93,6 +93,7 @@ func (h *Host) serveAddress(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("Access-Control-Allow-Origin", "*")
 	writeJSON(w, http.StatusOK, b)
 }
 
@@ -105,6 +106,9 @@ func (h *Host) serveDescriptor(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Cache-Control", "max-age=60")
+	// Any web page may read it: it is public, signed, and carries no
+	// credentials (the SDK's browser example fetches it from its own origin).
+	w.Header().Set("Access-Control-Allow-Origin", "*")
 	writeJSON(w, http.StatusOK, doc)
 }
 

@@ -218,3 +218,22 @@ type recorder struct {
 func (r *recorder) Header() http.Header         { return r.header }
 func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
 func (r *recorder) WriteHeader(s int)           { r.status = s }
+
+// TestCrossOrigin: a web page of any origin may read the public, signed
+// descriptor and /address (the SDK's browser example does), but not the
+// health or metrics.
+func TestCrossOrigin(t *testing.T) {
+	h := startHost(t, newMemTransport(t), Config{Services: []Service{echoService}})
+	for path, want := range map[string]string{PathDescriptor: "*", PathAddress: "*", PathHealth: "", PathMetrics: ""} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+h.HTTPAddr()+path, nil)
+		req.Header.Set("Origin", "http://app.example")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("Access-Control-Allow-Origin"); got != want {
+			t.Errorf("%s: Access-Control-Allow-Origin %q, want %q", path, got, want)
+		}
+	}
+}

@@ -40,10 +40,7 @@ func needSDKs(t testing.TB) *sdkEnv {
 	t.Helper()
 	missing := func(format string, args ...any) {
 		t.Helper()
-		if os.Getenv(sdkTestsEnv) != "" {
-			t.Fatalf(format+" (run `make sdk-deps`)", args...)
-		}
-		t.Skipf(format+" (`make test` installs it)", args...)
+		(*sdkEnv)(nil).missing(t, format, args...)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -72,6 +69,16 @@ func needSDKs(t testing.TB) *sdkEnv {
 	}
 	e.run(t, ctx, e.typescript(), nil, e.node, "node_modules/typescript/bin/tsc", "-p", ".")
 	return e
+}
+
+// missing skips t for a missing dependency, or fails it when the
+// Makefile was to install it (PEAPOD_SDK_TESTS is set).
+func (*sdkEnv) missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv(sdkTestsEnv) != "" {
+		t.Fatalf(format+" (run `make sdk-deps`)", args...)
+	}
+	t.Skipf(format+" (`make test` installs it)", args...)
 }
 
 // run runs a program in dir with env added, and fails t with its output
@@ -104,7 +111,8 @@ func summary(out string, lines int) string {
 // discovers the provider, puts, gets, lists and deletes kv keys through the
 // mixnet, sees unknown_service and too_large as typed errors, refuses a
 // tampered descriptor and a wrong pinned key, and runs its README's example
-// as written.
+// as written. The browser subtest does the kv part from the TypeScript
+// SDK's example page in headless Chromium.
 func TestSDKs(t *testing.T) {
 	e := needSDKs(t)
 	n := startNet(t, Config{})
@@ -130,4 +138,5 @@ func TestSDKs(t *testing.T) {
 		}
 		t.Log(summary(out, 8))
 	})
+	t.Run("browser", func(t *testing.T) { testBrowser(t, ctx, e, n, p.HTTP) })
 }
