@@ -176,3 +176,21 @@ func TestDiscoverTrustOnFirstUse(t *testing.T) {
 		t.Fatalf("pinned to the old key: %v", err)
 	}
 }
+
+// FuzzProviderID: no panic, and a provider id names itself (so every tool
+// that normalises again gets the same name).
+func FuzzProviderID(f *testing.F) {
+	for _, c := range providerIDCases {
+		f.Add(c.URL)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		id, err := ProviderID(raw)
+		if err != nil {
+			return
+		}
+		again, err := ProviderID(id)
+		if err != nil || again != id {
+			t.Fatalf("ProviderID(%q) = %q, but ProviderID(%q) = %q, %v", raw, id, id, again, err)
+		}
+	})
+}

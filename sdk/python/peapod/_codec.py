@@ -88,7 +88,10 @@ def parse_json(text: str, duplicates: str):
             obj[k] = _fix_surrogates(v) if isinstance(v, str) else v
         return obj
 
-    return json.loads(text, object_pairs_hook=hook, parse_constant=_refuse_constant)
+    try:
+        return json.loads(text, object_pairs_hook=hook, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def is_one(v) -> bool:
