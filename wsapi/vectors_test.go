@@ -5,15 +5,12 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"flag"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/peapod-mixnet/peapod/address"
+	"github.com/peapod-mixnet/peapod/internal/testvectors"
 )
-
-var update = flag.Bool("update", false, "regenerate testdata/vectors.json")
 
 const vectorsFile = "testdata/vectors.json"
 
@@ -158,26 +155,7 @@ func notAPoint(t *testing.T) []byte {
 // TestVectors checks that testdata/vectors.json is what the code generates
 // (regenerate with -update) and reads every frame in it back.
 func TestVectors(t *testing.T) {
-	generated, err := json.MarshalIndent(makeVectors(t), "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	generated = append(generated, '\n')
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(vectorsFile, generated, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	stored, err := os.ReadFile(vectorsFile)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if !bytes.Equal(stored, generated) {
-		t.Errorf("%s differs from what the code generates; run with -update if the change is intended", vectorsFile)
-	}
+	stored := testvectors.Golden(t, vectorsFile, makeVectors(t))
 	var file vectorFile
 	if err := json.Unmarshal(stored, &file); err != nil {
 		t.Fatal(err)

@@ -6,17 +6,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"flag"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/peapod-mixnet/peapod/address"
+	"github.com/peapod-mixnet/peapod/internal/testvectors"
 )
-
-var update = flag.Bool("update", false, "regenerate testdata/vectors.json")
 
 const vectorsFile = "testdata/vectors.json"
 
@@ -124,27 +120,7 @@ func makeVectors(t *testing.T) vectorFile {
 // TestVectors checks Verify against testdata/vectors.json, and that the
 // file matches what the current code generates (regenerate with -update).
 func TestVectors(t *testing.T) {
-	want := makeVectors(t)
-	generated, err := json.MarshalIndent(want, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	generated = append(generated, '\n')
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(vectorsFile), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(vectorsFile, generated, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	stored, err := os.ReadFile(vectorsFile)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if !bytes.Equal(stored, generated) {
-		t.Errorf("%s differs from what the code generates; run with -update if the change is intended", vectorsFile)
-	}
+	stored := testvectors.Golden(t, vectorsFile, makeVectors(t))
 	var file vectorFile
 	if err := json.Unmarshal(stored, &file); err != nil {
 		t.Fatal(err)

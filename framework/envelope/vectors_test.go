@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"flag"
-	"os"
 	"strings"
 	"testing"
 	"unicode/utf8"
-)
 
-var update = flag.Bool("update", false, "regenerate testdata/vectors.json")
+	"github.com/peapod-mixnet/peapod/internal/testvectors"
+)
 
 const vectorsFile = "testdata/vectors.json"
 
@@ -166,26 +164,7 @@ func makeVectors(t *testing.T) vectorFile {
 // and parser with expectations written here, so that a change of
 // behaviour shows as a failure and not only as a new file.
 func TestVectors(t *testing.T) {
-	generated, err := json.MarshalIndent(makeVectors(t), "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	generated = append(generated, '\n')
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(vectorsFile, generated, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	stored, err := os.ReadFile(vectorsFile)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if !bytes.Equal(stored, generated) {
-		t.Errorf("%s differs from what the code generates; run with -update if the change is intended", vectorsFile)
-	}
+	stored := testvectors.Golden(t, vectorsFile, makeVectors(t))
 	var file vectorFile
 	if err := json.Unmarshal(stored, &file); err != nil {
 		t.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
-	"flag"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,9 +17,8 @@ import (
 
 	"github.com/peapod-mixnet/peapod/address"
 	"github.com/peapod-mixnet/peapod/framework/descriptor"
+	"github.com/peapod-mixnet/peapod/internal/testvectors"
 )
-
-var update = flag.Bool("update", false, "regenerate testdata/vectors.json")
 
 const vectorsFile = "testdata/vectors.json"
 
@@ -61,23 +59,7 @@ func TestProviderIDVectors(t *testing.T) {
 			ID  string `json:"id"`
 		}{c.URL, c.ID})
 	}
-	generated, err := json.MarshalIndent(f, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	generated = append(generated, '\n')
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(vectorsFile, generated, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	stored, err := os.ReadFile(vectorsFile)
-	if err != nil || !bytes.Equal(stored, generated) {
-		t.Errorf("%s differs from the cases here (%v); run with -update", vectorsFile, err)
-	}
+	testvectors.Golden(t, vectorsFile, f)
 	for _, bad := range []string{"ftp://x", "127.0.0.1:8080", "http://", ""} {
 		if _, err := ProviderID(bad); err == nil {
 			t.Errorf("ProviderID(%q) accepted", bad)

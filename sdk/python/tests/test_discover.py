@@ -6,12 +6,12 @@ import os
 import pathlib
 import stat
 import tempfile
-import threading
 import unittest
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from peapod import DescriptorError, FileTrustStore, MemoryTrustStore, discover
+
+from .httpserver import Server
 
 VECTORS = json.loads((pathlib.Path(__file__).resolve().parents[3]
                       / "framework/descriptor/testdata/vectors.json").read_text())["vectors"]
@@ -22,40 +22,17 @@ ALTERED = BY_NAME["payload altered (directory port)"]
 NOW = datetime.strptime(SELF_CERT["now"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
 
 
-class Server:
-    """An HTTP server on loopback whose descriptor is self.doc."""
+class DocServer(Server):
+    """Serves self.doc as the descriptor."""
 
     def __init__(self, doc):
         self.doc = doc
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                if self.path != "/.well-known/peapod.json":
-                    self.send_error(404)
-                    return
-                body = outer.doc.encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(lambda path: self.doc.encode() if path == "/.well-known/peapod.json" else None)
 
 
 class DiscoverTest(unittest.IsolatedAsyncioTestCase):
     def serve(self, doc):
-        s = Server(doc)
+        s = DocServer(doc)
         self.addCleanup(s.close)
         return s
 

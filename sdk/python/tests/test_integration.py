@@ -11,14 +11,14 @@ import pathlib
 import re
 import subprocess
 import sys
-import threading
 import types
 import unittest
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import peapod
 from peapod import DescriptorError, ProviderError, TooLargeError, kv
+
+from .httpserver import Server
 
 PROVIDER_URL = os.environ.get("PEAPOD_PROVIDER_URL")
 WS_URL = os.environ.get("PEAPOD_WS_URL")
@@ -64,28 +64,18 @@ class Integration(unittest.IsolatedAsyncioTestCase):
             self.assertEqual(cm.exception.code, "too_large")
 
     async def test_tampered_and_wrong_pin(self):
-        class Tamper(BaseHTTPRequestHandler):
-            def do_GET(self):
-                with urllib.request.urlopen(PROVIDER_URL + self.path) as r:
-                    doc = json.loads(r.read())
-                payload = bytearray(base64.b64decode(doc["payload"]))
-                payload[payload.index(b"directory") + 20] ^= 1
-                doc["payload"] = base64.b64encode(payload).decode()
-                body = json.dumps(doc).encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+        def tampered(path):
+            with urllib.request.urlopen(PROVIDER_URL + path) as r:
+                doc = json.loads(r.read())
+            payload = bytearray(base64.b64decode(doc["payload"]))
+            payload[payload.index(b"directory") + 20] ^= 1
+            doc["payload"] = base64.b64encode(payload).decode()
+            return json.dumps(doc).encode()
 
-            def log_message(self, *args):
-                pass
-
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Tamper)
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
-        self.addCleanup(httpd.server_close)
-        self.addCleanup(httpd.shutdown)
+        mitm = Server(tampered)
+        self.addCleanup(mitm.close)
         with self.assertRaises(DescriptorError) as cm:
-            await peapod.discover(f"http://127.0.0.1:{httpd.server_address[1]}", **quiet)
+            await peapod.discover(mitm.url, **quiet)
         self.assertEqual(cm.exception.code, "signature")
         with self.assertRaises(DescriptorError) as cm:
             await peapod.discover(PROVIDER_URL, pinned_key="4sBbL1ngf1vtNqykydQKTFh26sQCw888GpUqvPvyNB4f", **quiet)
