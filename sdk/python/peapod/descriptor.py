@@ -16,6 +16,8 @@ SIGNATURE_CONTEXT = b"peapod-provider-descriptor-v1\n"
 MAX_DESCRIPTOR_SIZE = 256 * 1024
 MAX_LIFETIME = timedelta(days=31)
 DEFAULT_MAX_SKEW = timedelta(minutes=5)
+#: The largest limit a descriptor may publish: 2^53-1.
+MAX_LIMIT = 2**53 - 1
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 
 
@@ -46,6 +48,8 @@ class Descriptor:
     expires_at: datetime
     #: The key is the address's own identity key: only the holder of the address could have signed.
     self_certifying: bool
+    #: The provider's limits ("max_request_size", "max_reply_size", "request_timeout_ms"),
+    #: or {} when its descriptor does not publish them.
     limits: dict = field(default_factory=dict)
 
 
@@ -116,6 +120,18 @@ def verify_descriptor(doc: Union[bytes, str], *, now: Optional[datetime] = None,
         malformed('payload: "network" missing or not an object')
     net_type = string(net, "type", "network")
     directory = string(net, "directory", "network") if "directory" in net else None
+    limits = {}
+    if "limits" in p:
+        raw_limits = p["limits"]
+        if not isinstance(raw_limits, dict):
+            malformed('payload: "limits" is not an object')
+        for name in ("max_request_size", "max_reply_size", "request_timeout_ms"):
+            v = raw_limits.get(name)
+            # A whole number 1 to 2^53-1 (what every JSON reader holds exactly); json reads
+            # only plain digits as int, so 1.0, 1e3 and true are refused here.
+            if type(v) is not int or not 1 <= v <= MAX_LIMIT:
+                malformed(f'payload: "limits": "{name}" is not a whole number from 1 to {MAX_LIMIT}')
+            limits[name] = v
     services_raw = p.get("services")
     if not isinstance(services_raw, list):
         malformed('payload: "services" missing or not an array')
@@ -157,7 +173,7 @@ def verify_descriptor(doc: Union[bytes, str], *, now: Optional[datetime] = None,
         raise DescriptorError("expired", f"descriptor: expired at {_format(expires_at)}")
     return Descriptor(address=address, services=services, network=Network(net_type, directory), key=key,
                       key_text=b58encode(key), issued_at=issued_at, expires_at=expires_at,
-                      self_certifying=key == address.identity)
+                      self_certifying=key == address.identity, limits=limits)
 
 
 def _parse_strict(b: bytes, what, malformed) -> dict:

@@ -65,6 +65,7 @@ class Vectors(unittest.TestCase):
                 if v["valid"]:
                     d = verify_descriptor(v["document"], **kwargs)
                     self.assertEqual(d.self_certifying, v.get("self_certifying", False))
+                    self.assertEqual(d.limits, v.get("limits", {}))
                     continue
                 with self.assertRaises(DescriptorError) as cm:
                     verify_descriptor(v["document"], **kwargs)

@@ -31,11 +31,24 @@ export interface Network {
   directory?: string;
 }
 
+/**
+ * Limits are what the provider enforces, when its descriptor publishes
+ * them: the longest request message (the whole envelope), the longest reply
+ * data, and how long a request may run.
+ */
+export interface Limits {
+  maxRequestSize: number;
+  maxReplySize: number;
+  requestTimeoutMs: number;
+}
+
 /** Descriptor is a verified descriptor. */
 export interface Descriptor {
   address: Address;
   services: Service[];
   network: Network;
+  /** The provider's limits; undefined when its descriptor does not publish them. */
+  limits?: Limits;
   /** The ed25519 public key that signed it, and its base58 text. */
   key: Uint8Array;
   keyText: string;
@@ -108,6 +121,20 @@ export async function verifyDescriptor(doc: Uint8Array | string, opts: VerifyOpt
   if (!isObject(net)) return malformed('payload: "network" missing or not an object');
   const type = str(net, "type", "network");
   const directory = net.has("directory") ? str(net, "directory", "network") : undefined;
+  let limits: Limits | undefined;
+  if (p.has("limits")) {
+    const l = p.get("limits");
+    if (!isObject(l)) return malformed('payload: "limits" is not an object');
+    const whole = (name: string): number => {
+      const v = l.get(name);
+      // Plain digits, 1 to 2^53-1: the largest integer every JSON reader holds exactly.
+      if (!(v instanceof JsonNumber) || !/^[1-9][0-9]{0,15}$/.test(v.raw) || v.value > Number.MAX_SAFE_INTEGER) {
+        return malformed(`payload: "limits": "${name}" is not a whole number from 1 to ${Number.MAX_SAFE_INTEGER}`);
+      }
+      return v.value;
+    };
+    limits = { maxRequestSize: whole("max_request_size"), maxReplySize: whole("max_reply_size"), requestTimeoutMs: whole("request_timeout_ms") };
+  }
   const servicesRaw = p.get("services");
   if (!Array.isArray(servicesRaw)) return malformed('payload: "services" missing or not an array');
   const services: Service[] = [];
@@ -156,6 +183,7 @@ export async function verifyDescriptor(doc: Uint8Array | string, opts: VerifyOpt
     address,
     services,
     network: directory === undefined ? { type: type as "nym" } : { type: type as "peapod", directory },
+    ...(limits && { limits }),
     key,
     keyText: toBase58(key),
     issuedAt,

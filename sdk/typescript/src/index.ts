@@ -16,7 +16,7 @@ export type { DiscoverOptions, Provider } from "./discover.js";
 export { connect, Client, DEFAULT_MAX_REQUEST_SIZE, DEFAULT_REPLY_SURBS, DEFAULT_RESEND_MS, DEFAULT_TIMEOUT_MS } from "./client.js";
 export type { CallOptions, ConnectOptions, ProviderTarget, WebSocketClass, WebSocketLike } from "./client.js";
 export { verifyDescriptor, decodeKey, WELL_KNOWN_PATH, SIGNATURE_CONTEXT } from "./descriptor.js";
-export type { Descriptor, Network, Service, VerifyOptions } from "./descriptor.js";
+export type { Descriptor, Limits, Network, Service, VerifyOptions } from "./descriptor.js";
 export { PeapodError, DescriptorError, ProviderError, TooLargeError, NoReplyError, ConnectionError } from "./errors.js";
 export type { DescriptorErrorCode } from "./errors.js";
 export { MemoryTrustStore, LocalStorageTrustStore, providerId } from "./trust.js";

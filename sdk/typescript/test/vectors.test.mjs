@@ -68,6 +68,12 @@ test("descriptor vectors", async () => {
     if (v.valid) {
       const d = await verifyDescriptor(v.document, opts);
       assert.equal(d.selfCertifying, v.self_certifying ?? false, v.name);
+      const limits = v.limits && {
+        maxRequestSize: v.limits.max_request_size,
+        maxReplySize: v.limits.max_reply_size,
+        requestTimeoutMs: v.limits.request_timeout_ms,
+      };
+      assert.deepEqual(d.limits, limits, v.name);
       continue;
     }
     await assert.rejects(verifyDescriptor(v.document, opts), (e) => {
