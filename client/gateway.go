@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,6 +109,14 @@ func (l *link) run(ctx context.Context) {
 	}
 }
 
+// refusal reads the first line of a refused upgrade's body: the gateway's
+// reason (gorilla/websocket keeps at most 1 KiB of it).
+func refusal(body io.Reader) string {
+	b, _ := io.ReadAll(io.LimitReader(body, 1024))
+	line, _, _ := strings.Cut(string(b), "\n")
+	return strings.ToValidUTF8(strings.TrimSpace(line), "?")
+}
+
 func jitter(d time.Duration) time.Duration {
 	return d/2 + time.Duration(rand.Int64N(int64(d)))
 }
@@ -142,8 +152,11 @@ func (l *link) connect(ctx context.Context, refresh bool) (*gwproto.Session, err
 	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 	defer cancel()
 	dial := func() (*websocket.Conn, error) {
-		ws, _, err := websocket.DefaultDialer.DialContext(hctx, gw.clientURL.String(), nil)
+		ws, resp, err := websocket.DefaultDialer.DialContext(hctx, gw.clientURL.String(), nil)
 		if err != nil {
+			if resp != nil { // the gateway answered, but refused: say why
+				err = fmt.Errorf("%w: %s: %s", err, resp.Status, refusal(resp.Body))
+			}
 			return nil, fmt.Errorf("client: dialing gateway %s: %w", gw.clientURL, err)
 		}
 		return ws, nil

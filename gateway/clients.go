@@ -107,6 +107,7 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	defer g.connWG.Done()
 
 	log := g.log.With().Str("remote", r.RemoteAddr).Logger()
+	ac := admittedConnOf(r.Context())
 	ws, err := g.upgrader.Upgrade(w, r, nil) // answers a bad request itself
 	if err != nil {
 		g.counters.handshakeFailures.Add(1)
@@ -114,7 +115,11 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws.SetReadLimit(frameLimit)
-	g.serveClient(ws, log)
+	deadline, done := time.Now().Add(g.cfg.HandshakeTimeout), func() {}
+	if ac != nil {
+		deadline, done = ac.deadline, ac.handshakeDone
+	}
+	g.serveClient(ws, sourceOf(ws.RemoteAddr()), log, deadline, done)
 }
 
 // serveClient runs the handshake on ws and then the session.
@@ -124,22 +129,32 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 // deadlines on its way out, and a context ending at that moment would set
 // them concurrently, which gorilla/websocket does not allow. Close ends a
 // handshake in progress by closing its socket instead.
-func (g *Gateway) serveClient(ws *websocket.Conn, log zerolog.Logger) {
+//
+// The handshake must end by deadline; handshakeDone is called once it has
+// ended, either way.
+func (g *Gateway) serveClient(ws *websocket.Conn, src source, log zerolog.Logger, deadline time.Time, handshakeDone func()) {
+	defer handshakeDone() // on every early return
 	if !g.trackHandshake(ws) {
 		ws.Close()
 		return
 	}
-	ws.UnderlyingConn().SetDeadline(time.Now().Add(g.cfg.HandshakeTimeout))
+	ws.UnderlyingConn().SetDeadline(deadline)
 	identity, sess, err := gwproto.Accept(context.Background(), ws, gwproto.AcceptConfig{
 		Identity: g.keys.Identity,
-		Registry: registry{g.store},
+		Registry: registry{s: g.store, src: src, refused: g.counters.refuse},
 		Rand:     rand.Reader,
 		Now:      g.cfg.Now,
 	})
+	handshakeDone()
 	closing := !g.untrackHandshake(ws)
 	if err != nil {
 		ws.Close()
 		if closing {
+			return
+		}
+		var refused *refusedError
+		if errors.As(err, &refused) {
+			log.Info().Str("source", src.String()).Msg(refused.msg)
 			return
 		}
 		g.counters.handshakeFailures.Add(1)

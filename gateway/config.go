@@ -28,6 +28,11 @@ const (
 	DefaultHandshakeTimeout    = 10 * time.Second
 	DefaultReplayCapacity      = sphinx.DefaultReplayCapacity
 	DefaultReplaySaveInterval  = time.Minute
+	DefaultMaxClients          = 100_000 // about 15 MB of registry
+	DefaultMaxClientsPerSource = 1000
+	DefaultClientTTL           = 30 * 24 * time.Hour
+	DefaultMaxHandshakes       = 1024
+	DefaultMaxHandshakesPerSrc = 64
 )
 
 // MaxPageSize bounds Config.PageSize: a page is held in memory while the
@@ -92,9 +97,38 @@ type Config struct {
 	// TopologyRefresh is the time between topology fetches. Default
 	// DefaultTopologyRefresh.
 	TopologyRefresh time.Duration
-	// HandshakeTimeout bounds a client's WebSocket handshake after the
-	// HTTP upgrade. Default DefaultHandshakeTimeout.
+	// HandshakeTimeout bounds a client's whole handshake, from the TCP
+	// accept to the end of the gwproto handshake (the HTTP request and the
+	// WebSocket upgrade included). Default DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
+	// MaxClients bounds the registered clients, and MaxClientsPerSource
+	// those registered from one source address (an IPv4 address, or the /64
+	// an IPv6 address is in). A registration past either is refused with
+	// gwproto.ErrRefused and a message that names the limit; a registered
+	// client is never refused by them, however it authenticates. Defaults
+	// DefaultMaxClients and DefaultMaxClientsPerSource; a negative
+	// MaxClientsPerSource turns the per-source limit off (behind a proxy,
+	// every client comes from the proxy's address).
+	MaxClients          int
+	MaxClientsPerSource int
+	// ClientTTL is how long a registered client may go without
+	// authenticating before the gateway forgets it: its registration is
+	// deleted (packets for it are then dropped as for an unknown client,
+	// and it must register again) and its stored messages stay until their
+	// MessageTTL ends, as every stored message does. A connected client
+	// is never forgotten. Expiry runs with the purge, every PurgeInterval.
+	// Default DefaultClientTTL.
+	ClientTTL time.Duration
+	// MaxHandshakes bounds the client connections in their handshake (from
+	// the TCP accept to the end of the gwproto handshake), and
+	// MaxHandshakesPerSource those from one source address. A connection
+	// past either is answered at once with HTTP 503 and a message naming
+	// the limit, and closed, before any HTTP request or WebSocket upgrade
+	// is read from it. Defaults DefaultMaxHandshakes and
+	// DefaultMaxHandshakesPerSrc; a negative MaxHandshakesPerSource turns
+	// the per-source limit off.
+	MaxHandshakes          int
+	MaxHandshakesPerSource int
 	// ReplayCapacity sizes the Sphinx replay filter (see
 	// [sphinx.NewReplayFilter]; about 3 bytes a tag). Default
 	// DefaultReplayCapacity (about 30 MB).
@@ -149,6 +183,21 @@ func (c *Config) applyDefaults() error {
 	if c.ReplayCapacity == 0 {
 		c.ReplayCapacity = DefaultReplayCapacity
 	}
+	if c.MaxClients == 0 {
+		c.MaxClients = DefaultMaxClients
+	}
+	if c.MaxClientsPerSource == 0 {
+		c.MaxClientsPerSource = DefaultMaxClientsPerSource
+	}
+	if c.ClientTTL == 0 {
+		c.ClientTTL = DefaultClientTTL
+	}
+	if c.MaxHandshakes == 0 {
+		c.MaxHandshakes = DefaultMaxHandshakes
+	}
+	if c.MaxHandshakesPerSource == 0 {
+		c.MaxHandshakesPerSource = DefaultMaxHandshakesPerSrc
+	}
 	if c.ReplaySaveInterval == 0 {
 		c.ReplaySaveInterval = DefaultReplaySaveInterval
 	}
@@ -172,6 +221,12 @@ func (c *Config) applyDefaults() error {
 		return fmt.Errorf("gateway: Config.TopologyRefresh %s is negative", c.TopologyRefresh)
 	case c.HandshakeTimeout < 0:
 		return fmt.Errorf("gateway: Config.HandshakeTimeout %s is negative", c.HandshakeTimeout)
+	case c.MaxClients < 0:
+		return fmt.Errorf("gateway: Config.MaxClients %d is negative", c.MaxClients)
+	case c.ClientTTL < 0:
+		return fmt.Errorf("gateway: Config.ClientTTL %s is negative", c.ClientTTL)
+	case c.MaxHandshakes < 0:
+		return fmt.Errorf("gateway: Config.MaxHandshakes %d is negative", c.MaxHandshakes)
 	case c.ReplayCapacity < 0:
 		return fmt.Errorf("gateway: Config.ReplayCapacity %d is negative", c.ReplayCapacity)
 	case c.ReplaySaveInterval > 0 && c.ReplaySaveInterval < replaystore.MinInterval:

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"encoding/binary"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -64,9 +65,12 @@ func FuzzRecord(f *testing.F) {
 
 		var k [gwproto.KeySize]byte
 		copy(k[:], payload)
-		gk, gts, err := decodeClientRecord(encodeClientRecord(k, ts))
-		if err != nil || gk != k || gts != ts {
-			t.Fatalf("client record: %x %d %v", gk, gts, err)
+		var ip [16]byte
+		copy(ip[:], payload[min(len(payload), gwproto.KeySize):])
+		src := sourceOfAddr(netip.AddrFrom16(ip))
+		gk, gts, gsrc, err := decodeClientRecord(encodeClientRecord(k, ts, src))
+		if err != nil || gk != k || gts != ts || gsrc != src {
+			t.Fatalf("client record: %x %d %v %v, want source %v", gk, gts, gsrc, err, src)
 		}
 	})
 }

@@ -51,10 +51,31 @@
 //
 // The database is DataDir/gateway.db (bbolt), with three top-level buckets:
 //
-//	meta     "version" → 0x01
+//	meta     "version" → 0x02
 //	         "next_id" → u64: message ids below it may have been handed out
-//	clients  identity[32] → shared key[32] ‖ last accepted timestamp u64 (unix ns)
+//	clients  identity[32] → shared key[32] ‖ last accepted timestamp u64 (unix ns) ‖
+//	         source[16] (the address it registered from, IPv4 mapped into IPv6;
+//	         an IPv6 source is its /64; all zero: unknown)
 //	inbox    identity[32] → bucket: id u64 → received u64 (unix ns) ‖ kind u8 ‖ payload
+//
+// A version 1 database (client records without the source) is upgraded
+// when it is opened, its clients' sources unknown.
+//
+// # Limits on clients
+//
+// Anyone may connect and register, so the gateway bounds what that costs
+// it. A client connection holds a handshake slot from its TCP accept to the
+// end of its gwproto handshake, which must end within HandshakeTimeout;
+// past MaxHandshakes slots in all, or MaxHandshakesPerSource for one source
+// address, a new connection is answered HTTP 503 with the reason and closed
+// before anything is read from it. A registration past MaxClients clients,
+// or MaxClientsPerSource registered from one source, is refused (gwproto
+// code "refused", with the reason); registered clients authenticate
+// regardless. A client that has not authenticated for ClientTTL, and is not
+// connected, is forgotten at the next purge; its stored messages stay until
+// their own MessageTTL. Every refusal is counted by reason in /metrics
+// (peapod_gateway_refused_total), next to the limits
+// (peapod_gateway_limit).
 //
 // Integers are big-endian, so an inbox iterates in id order, which is
 // arrival order. kind is gwproto.KindMessage (payload: the end-to-end
@@ -127,6 +148,7 @@ type Gateway struct {
 	store     *store
 	topo      *topology
 	counters  *counters
+	admission *admission
 	registry  *prometheus.Registry
 	upgrader  websocket.Upgrader
 
@@ -197,6 +219,7 @@ func New(cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
+	st.limits = registrationLimits{total: cfg.MaxClients, perSource: cfg.MaxClientsPerSource}
 	var dir *directory.Client
 	if cfg.DirectoryURL != "" {
 		dir = &directory.Client{BaseURL: cfg.DirectoryURL}
@@ -225,6 +248,7 @@ func New(cfg Config) (*Gateway, error) {
 			CheckOrigin: func(*http.Request) bool { return true },
 		},
 	}
+	g.admission = newAdmission(&g.cfg, g.counters)
 	g.registry = newRegistry(g)
 	return g, nil
 }
@@ -290,12 +314,14 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	})
 	g.clientHTTP = &http.Server{
 		Handler:           http.HandlerFunc(g.serveWebSocket),
+		ConnContext:       withConn,
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          stdlog.New(g.log, "", 0),
 	}
-	g.goBackground(func() { serveHTTP(g.log, g.clientHTTP, g.clientLn, "client listener") })
+	clientLn := admissionListener{Listener: g.clientLn, a: g.admission}
+	g.goBackground(func() { serveHTTP(g.log, g.clientHTTP, clientLn, "client listener") })
 	if g.metricsLn != nil {
 		g.metrics = &http.Server{
 			Handler:           metricsHandler(g.registry),
@@ -402,8 +428,10 @@ func (g *Gateway) purgeLoop() {
 	}
 }
 
-// purge deletes stored messages older than MessageTTL.
+// purge forgets the clients idle for ClientTTL and deletes the stored
+// messages older than MessageTTL; it returns how many messages it deleted.
 func (g *Gateway) purge() (int, error) {
+	g.expireClients()
 	n, err := g.store.purge(g.cfg.Now().Add(-g.cfg.MessageTTL))
 	if err != nil {
 		g.log.Error().Err(err).Msg("purging expired messages failed")
@@ -414,6 +442,26 @@ func (g *Gateway) purge() (int, error) {
 		g.log.Info().Int("purged", n).Dur("ttl", g.cfg.MessageTTL).Msg("purged expired messages")
 	}
 	return n, nil
+}
+
+// expireClients forgets the clients that have not authenticated for
+// ClientTTL and are not connected.
+func (g *Gateway) expireClients() {
+	g.mu.Lock()
+	connected := make(map[clientID]bool, len(g.conns))
+	for id := range g.conns {
+		connected[id] = true
+	}
+	g.mu.Unlock()
+	n, err := g.store.expireClients(g.cfg.Now().Add(-g.cfg.ClientTTL), connected)
+	if err != nil {
+		g.log.Error().Err(err).Msg("expiring idle clients failed")
+		return
+	}
+	g.counters.expiredClients.Add(uint64(n))
+	if n > 0 {
+		g.log.Info().Int("clients", n).Dur("ttl", g.cfg.ClientTTL).Msg("forgot clients that have not connected for the client TTL")
+	}
 }
 
 // Close stops the gateway: it deregisters, stops accepting frames and
@@ -550,12 +598,18 @@ func (g *Gateway) Stats() Stats {
 		HandshakeFailures:   c.handshakeFailures.Load(),
 		ClientErrors:        c.clientErrors.Load(),
 		Dropped:             make(map[DropReason]uint64, len(dropReasons)),
+		Refused:             make(map[RefusalReason]uint64, len(refusalReasons)),
+		ExpiredClients:      c.expiredClients.Load(),
+		Handshakes:          g.admission.inProgress(),
 		ConnectedClients:    g.connectedClients(),
 		StoredMessages:      g.store.stored(),
 		RegisteredClients:   g.store.clientCount(),
 	}
 	for r, v := range c.dropped {
 		s.Dropped[r] = v.Load()
+	}
+	for r, v := range c.refused {
+		s.Refused[r] = v.Load()
 	}
 	return s
 }

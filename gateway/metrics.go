@@ -55,6 +55,30 @@ var dropReasons = []DropReason{
 	DropStoreFull,
 }
 
+// RefusalReason says why the gateway refused a client connection or a
+// registration; it is the reason label of peapod_gateway_refused_total and a
+// key of Stats.Refused.
+type RefusalReason string
+
+// The limits a connection or a registration is refused at.
+const (
+	// RefusedHandshakes: Config.MaxHandshakes connections were in their
+	// handshake already.
+	RefusedHandshakes RefusalReason = "handshakes"
+	// RefusedHandshakesPerSource: Config.MaxHandshakesPerSource connections
+	// from the same source address were in their handshake already.
+	RefusedHandshakesPerSource RefusalReason = "handshakes_per_source"
+	// RefusedRegistrations: Config.MaxClients clients were registered.
+	RefusedRegistrations RefusalReason = "registrations"
+	// RefusedRegistrationsPerSource: Config.MaxClientsPerSource clients
+	// were registered from the same source address.
+	RefusedRegistrationsPerSource RefusalReason = "registrations_per_source"
+)
+
+var refusalReasons = []RefusalReason{
+	RefusedHandshakes, RefusedHandshakesPerSource, RefusedRegistrations, RefusedRegistrationsPerSource,
+}
+
 // Stats are a gateway's counters since New, and its state now.
 type Stats struct {
 	// PacketsFromMixes counts frames received from mixnodes.
@@ -82,6 +106,15 @@ type Stats struct {
 	// Dropped counts discarded packets and messages by reason; every reason
 	// is present.
 	Dropped map[DropReason]uint64
+	// Refused counts connections and registrations refused at a limit, by
+	// reason; every reason is present.
+	Refused map[RefusalReason]uint64
+	// ExpiredClients counts registered clients forgotten after ClientTTL
+	// without authenticating.
+	ExpiredClients uint64
+	// Handshakes is the number of client connections in their handshake
+	// now.
+	Handshakes int
 	// ConnectedClients is the number of authenticated connections now.
 	ConnectedClients int
 	// StoredMessages is the number of messages in the store now.
@@ -94,19 +127,30 @@ type Stats struct {
 type counters struct {
 	fromMixes, forwarded, deliveredLive, deliveredStored, stored atomic.Uint64
 	confirmed, acksSent, purged, handshakeFailures, clientErrors atomic.Uint64
+	expiredClients                                               atomic.Uint64
 	dropped                                                      map[DropReason]*atomic.Uint64
+	refused                                                      map[RefusalReason]*atomic.Uint64
 }
 
 func newCounters() *counters {
-	c := &counters{dropped: make(map[DropReason]*atomic.Uint64, len(dropReasons))}
+	c := &counters{
+		dropped: make(map[DropReason]*atomic.Uint64, len(dropReasons)),
+		refused: make(map[RefusalReason]*atomic.Uint64, len(refusalReasons)),
+	}
 	for _, r := range dropReasons {
 		c.dropped[r] = new(atomic.Uint64)
+	}
+	for _, r := range refusalReasons {
+		c.refused[r] = new(atomic.Uint64)
 	}
 	return c
 }
 
 // drop counts a drop for reason.
 func (c *counters) drop(reason DropReason) { c.dropped[reason].Add(1) }
+
+// refuse counts a refusal for reason.
+func (c *counters) refuse(reason RefusalReason) { c.refused[reason].Add(1) }
 
 // newRegistry returns a Prometheus registry of its own, so that several
 // gateways can share a process, exposing g's counters and gauges.
@@ -135,7 +179,29 @@ func newRegistry(g *Gateway) *prometheus.Registry {
 		gauge("peapod_gateway_connected_clients", "Authenticated client connections.", g.connectedClients),
 		gauge("peapod_gateway_stored_messages", "Messages in the store.", g.store.stored),
 		gauge("peapod_gateway_registered_clients", "Registered clients.", g.store.clientCount),
+		counter("peapod_gateway_expired_clients_total", "Registered clients forgotten after ClientTTL without authenticating.", &c.expiredClients),
+		gauge("peapod_gateway_handshakes_in_progress", "Client connections in their handshake.", g.admission.inProgress),
 	)
+	for _, r := range refusalReasons {
+		v := c.refused[r]
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "peapod_gateway_refused_total",
+			Help:        "Client connections and registrations refused at a limit, by the limit.",
+			ConstLabels: prometheus.Labels{"reason": string(r)},
+		}, func() float64 { return float64(v.Load()) }))
+	}
+	for r, v := range map[RefusalReason]int{
+		RefusedHandshakes:             g.cfg.MaxHandshakes,
+		RefusedHandshakesPerSource:    g.cfg.MaxHandshakesPerSource,
+		RefusedRegistrations:          g.cfg.MaxClients,
+		RefusedRegistrationsPerSource: g.cfg.MaxClientsPerSource,
+	} {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "peapod_gateway_limit",
+			Help:        "The gateway's limits on clients, by the refusal reason they cause (-1: no limit).",
+			ConstLabels: prometheus.Labels{"limit": string(r)},
+		}, func() float64 { return float64(max(v, -1)) }))
+	}
 	for _, r := range dropReasons {
 		v := c.dropped[r]
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{

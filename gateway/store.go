@@ -20,14 +20,17 @@ import (
 const (
 	dbFileName = "gateway.db"
 
-	// storeVersion is the layout version kept under metaVersion.
-	storeVersion = 1
+	// storeVersion is the layout version kept under metaVersion. Version
+	// 1 had no source in a client record; opening it adds an unknown one.
+	storeVersion = 2
 
 	// idLease is how many message ids are reserved on disk at a time.
 	idLease = 1 << 20
 
-	// clientRecordSize is a registry value: shared key ‖ last timestamp.
-	clientRecordSize = gwproto.KeySize + 8
+	// clientRecordSize is a registry value: shared key ‖ last timestamp ‖
+	// source; clientRecordSizeV1 the same without the source.
+	clientRecordSize   = clientRecordSizeV1 + sourceSize
+	clientRecordSizeV1 = gwproto.KeySize + 8
 	// recordHeaderSize is the fixed part of a stored message: received
 	// time u64 ‖ kind u8.
 	recordHeaderSize = 8 + 1
@@ -77,7 +80,15 @@ type store struct {
 	sizes  map[clientID]int // messages in each non-empty inbox
 
 	regMu      sync.RWMutex
-	registered map[clientID]struct{}
+	registered map[clientID]source // where each client registered from
+	perSource  map[source]int      // registered clients by known source
+	limits     registrationLimits
+}
+
+// registrationLimits bound the registered clients; zero fields are no
+// limit, and so is a negative perSource.
+type registrationLimits struct {
+	total, perSource int
 }
 
 // openStore opens (or creates) the database in dir.
@@ -91,7 +102,7 @@ func openStore(dir string) (*store, error) {
 		return nil, fmt.Errorf("gateway: opening %s: %w", path, err)
 	}
 	db.MaxBatchDelay = batchDelay
-	s := &store{db: db, registered: make(map[clientID]struct{}), sizes: make(map[clientID]int)}
+	s := &store{db: db, registered: make(map[clientID]source), perSource: make(map[source]int), sizes: make(map[clientID]int)}
 	if err := s.init(); err != nil {
 		db.Close()
 		return nil, err
@@ -107,8 +118,19 @@ func (s *store) init() error {
 		if err != nil {
 			return err
 		}
+		clients, err := tx.CreateBucketIfNotExists(bucketClients)
+		if err != nil {
+			return err
+		}
 		switch v := meta.Get(metaVersion); {
 		case v == nil:
+			if err := meta.Put(metaVersion, []byte{storeVersion}); err != nil {
+				return err
+			}
+		case len(v) == 1 && v[0] == 1:
+			if err := migrateClientsV1(clients); err != nil {
+				return fmt.Errorf("upgrading the layout from version 1: %w", err)
+			}
 			if err := meta.Put(metaVersion, []byte{storeVersion}); err != nil {
 				return err
 			}
@@ -126,15 +148,12 @@ func (s *store) init() error {
 		// Nothing is reserved yet: the first id handed out reserves a lease.
 		s.idLimit = s.nextID
 
-		clients, err := tx.CreateBucketIfNotExists(bucketClients)
-		if err != nil {
-			return err
-		}
 		if err := clients.ForEach(func(k, v []byte) error {
 			if len(k) != len(clientID{}) || len(v) != clientRecordSize {
 				return fmt.Errorf("malformed client record (%d-byte key, %d-byte value)", len(k), len(v))
 			}
-			s.registered[clientID(k)] = struct{}{}
+			_, _, src, _ := decodeClientRecord(v)
+			s.addClientLocked(clientID(k), src)
 			return nil
 		}); err != nil {
 			return err
@@ -158,6 +177,29 @@ func (s *store) init() error {
 	})
 	if err != nil {
 		return fmt.Errorf("gateway: opening %s: %w", dbFileName, err)
+	}
+	return nil
+}
+
+// migrateClientsV1 adds an unknown source to every client record of a
+// version 1 database.
+func migrateClientsV1(clients *bolt.Bucket) error {
+	type record struct{ k, v []byte }
+	var old []record
+	err := clients.ForEach(func(k, v []byte) error {
+		if len(v) != clientRecordSizeV1 {
+			return fmt.Errorf("malformed version 1 client record (%d-byte value)", len(v))
+		}
+		old = append(old, record{append([]byte(nil), k...), append(append([]byte(nil), v...), make([]byte, sourceSize)...)})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, r := range old {
+		if err := clients.Put(r.k, r.v); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -199,6 +241,35 @@ func (s *store) isRegistered(client clientID) bool {
 	return ok
 }
 
+// addClientLocked lists client as registered from src. s.regMu is held
+// for writing (or s is not shared yet).
+func (s *store) addClientLocked(client clientID, src source) {
+	if old, ok := s.registered[client]; ok {
+		s.dropSourceLocked(old)
+	}
+	s.registered[client] = src
+	if src.known() {
+		s.perSource[src]++
+	}
+}
+
+// removeClientLocked forgets client. s.regMu is held for writing.
+func (s *store) removeClientLocked(client clientID) {
+	if src, ok := s.registered[client]; ok {
+		s.dropSourceLocked(src)
+		delete(s.registered, client)
+	}
+}
+
+func (s *store) dropSourceLocked(src source) {
+	if !src.known() {
+		return
+	}
+	if s.perSource[src]--; s.perSource[src] <= 0 {
+		delete(s.perSource, src)
+	}
+}
+
 // clientCount is the number of registered clients.
 func (s *store) clientCount() int {
 	s.regMu.RLock()
@@ -206,25 +277,77 @@ func (s *store) clientCount() int {
 	return len(s.registered)
 }
 
-// registry is the gwproto.Registry of a store.
-type registry struct{ s *store }
+// registry is the gwproto.Registry of a store for the clients connecting
+// from src: registrations from there count against the limits of src.
+type registry struct {
+	s   *store
+	src source
+	// refused, when not nil, counts a refusal (before the client hears
+	// of it).
+	refused func(RefusalReason)
+}
 
 var _ gwproto.Registry = registry{}
 
+// refusedError is a registration refused at a limit. Its text goes to the
+// client.
+type refusedError struct {
+	reason RefusalReason
+	msg    string
+}
+
+func (e *refusedError) Error() string { return e.msg }
+func (e *refusedError) Unwrap() error { return gwproto.ErrRefused }
+
 // encodeClientRecord returns a registry value.
-func encodeClientRecord(key [gwproto.KeySize]byte, ts int64) []byte {
+func encodeClientRecord(key [gwproto.KeySize]byte, ts int64, src source) []byte {
 	v := make([]byte, 0, clientRecordSize)
 	v = append(v, key[:]...)
-	return binary.BigEndian.AppendUint64(v, uint64(ts))
+	v = binary.BigEndian.AppendUint64(v, uint64(ts))
+	return src.appendBinary(v)
 }
 
 // decodeClientRecord parses a registry value.
-func decodeClientRecord(v []byte) (key [gwproto.KeySize]byte, ts int64, err error) {
+func decodeClientRecord(v []byte) (key [gwproto.KeySize]byte, ts int64, src source, err error) {
 	if len(v) != clientRecordSize {
-		return key, 0, fmt.Errorf("gateway: client record is %d bytes, want %d", len(v), clientRecordSize)
+		return key, 0, source{}, fmt.Errorf("gateway: client record is %d bytes, want %d", len(v), clientRecordSize)
 	}
 	copy(key[:], v)
-	return key, int64(binary.BigEndian.Uint64(v[gwproto.KeySize:])), nil
+	ts = int64(binary.BigEndian.Uint64(v[gwproto.KeySize:]))
+	return key, ts, parseSource(v[clientRecordSizeV1:]), nil
+}
+
+// reserve lists a new client as registered from src, within the limits, or
+// says why not. A client registered already is listed again from src
+// whatever the limits: it adds no client. It returns an undo for a
+// registration that then fails to commit.
+func (s *store) reserve(client clientID, src source) (undo func(), err error) {
+	s.regMu.Lock()
+	defer s.regMu.Unlock()
+	old, known := s.registered[client]
+	if !known {
+		lim := s.limits
+		switch {
+		case lim.total > 0 && len(s.registered) >= lim.total:
+			return nil, &refusedError{RefusedRegistrations, fmt.Sprintf(
+				"gateway: this gateway has as many clients as it takes (limit of %d); try another gateway", lim.total)}
+		case lim.perSource > 0 && src.known() && s.perSource[src] >= lim.perSource:
+			return nil, &refusedError{RefusedRegistrationsPerSource, fmt.Sprintf(
+				"gateway: too many clients registered from your address (limit of %d)", lim.perSource)}
+		}
+	}
+	s.addClientLocked(client, src)
+	return func() {
+		s.regMu.Lock()
+		defer s.regMu.Unlock()
+		if s.registered[client] != src {
+			return // listed again meanwhile
+		}
+		s.removeClientLocked(client)
+		if known {
+			s.addClientLocked(client, old)
+		}
+	}, nil
 }
 
 func checkIdentity(client ed25519.PublicKey) (clientID, error) {
@@ -241,12 +364,20 @@ func (r registry) Register(client ed25519.PublicKey, key [gwproto.KeySize]byte, 
 	if err != nil {
 		return err
 	}
+	undo, err := r.s.reserve(id, r.src)
+	if err != nil {
+		var refused *refusedError
+		if errors.As(err, &refused) && r.refused != nil {
+			r.refused(refused.reason)
+		}
+		return err
+	}
 	var stale bool
 	err = r.s.db.Batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketClients)
 		stale = false
 		if v := b.Get(id[:]); v != nil {
-			_, last, err := decodeClientRecord(v)
+			_, last, _, err := decodeClientRecord(v)
 			if err != nil {
 				return err
 			}
@@ -255,17 +386,16 @@ func (r registry) Register(client ed25519.PublicKey, key [gwproto.KeySize]byte, 
 				return nil
 			}
 		}
-		return b.Put(id[:], encodeClientRecord(key, ts.UnixNano()))
+		return b.Put(id[:], encodeClientRecord(key, ts.UnixNano(), r.src))
 	})
 	if err != nil {
+		undo()
 		return fmt.Errorf("gateway: registering a client: %w", err)
 	}
 	if stale {
+		undo()
 		return gwproto.ErrStale
 	}
-	r.s.regMu.Lock()
-	r.s.registered[id] = struct{}{}
-	r.s.regMu.Unlock()
 	return nil
 }
 
@@ -287,7 +417,7 @@ func (r registry) Authenticate(client ed25519.PublicKey, ts time.Time) ([gwproto
 			result = gwproto.ErrNotRegistered
 			return nil
 		}
-		k, last, err := decodeClientRecord(v)
+		k, last, src, err := decodeClientRecord(v)
 		if err != nil {
 			return err
 		}
@@ -296,7 +426,7 @@ func (r registry) Authenticate(client ed25519.PublicKey, ts time.Time) ([gwproto
 			return nil
 		}
 		key = k
-		return b.Put(id[:], encodeClientRecord(k, ts.UnixNano()))
+		return b.Put(id[:], encodeClientRecord(k, ts.UnixNano(), src))
 	})
 	if err != nil {
 		return [gwproto.KeySize]byte{}, fmt.Errorf("gateway: authenticating a client: %w", err)
@@ -500,6 +630,45 @@ func (s *store) purge(cutoff time.Time) (int, error) {
 	s.count.Add(-int64(purged))
 	s.resize(perClient, -1)
 	return purged, nil
+}
+
+// expireClients forgets the registered clients whose last accepted
+// handshake is before cutoff, but for those in keep, and returns how many
+// it forgot. Their inboxes stay, to be purged at their messages' TTL.
+func (s *store) expireClients(cutoff time.Time, keep map[clientID]bool) (int, error) {
+	var expired []clientID
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		expired = expired[:0]
+		b := tx.Bucket(bucketClients)
+		err := b.ForEach(func(k, v []byte) error {
+			_, last, _, err := decodeClientRecord(v)
+			if err != nil {
+				return err
+			}
+			if id := clientID(k); last < cutoff.UnixNano() && !keep[id] {
+				expired = append(expired, id)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, id := range expired {
+			if err := b.Delete(id[:]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("gateway: expiring idle clients: %w", err)
+	}
+	s.regMu.Lock()
+	for _, id := range expired {
+		s.removeClientLocked(id)
+	}
+	s.regMu.Unlock()
+	return len(expired), nil
 }
 
 // stored is the number of messages in the inboxes.

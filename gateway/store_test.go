@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
@@ -138,7 +139,7 @@ func TestStorePurge(t *testing.T) {
 func TestRegistry(t *testing.T) {
 	dir := t.TempDir()
 	s := openTestStore(t, dir)
-	r := registry{s}
+	r := registry{s: s}
 	pub, _, _ := ed25519.GenerateKey(rand.Reader)
 	t0 := time.Now()
 	key := [gwproto.KeySize]byte{1, 2, 3}
@@ -168,7 +169,7 @@ func TestRegistry(t *testing.T) {
 	s.close()
 
 	s = openTestStore(t, dir)
-	r = registry{s}
+	r = registry{s: s}
 	if !s.isRegistered(clientID(pub)) {
 		t.Fatal("registration lost on reopening")
 	}
@@ -192,5 +193,45 @@ func TestStoreRefusesUnknownVersion(t *testing.T) {
 	s.close()
 	if _, err := openStore(dir); err == nil {
 		t.Fatal("opened a database of layout version 99")
+	}
+}
+
+// A version 1 database (client records without a source) opens as version
+// 2: its clients keep their keys and timestamps, with an unknown source that
+// counts against no per-source limit.
+func TestStoreMigratesV1(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestStore(t, dir)
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	key := [gwproto.KeySize]byte{7}
+	t0 := time.Now()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		v1 := encodeClientRecord(key, t0.UnixNano(), source{})[:clientRecordSizeV1]
+		if err := tx.Bucket(bucketClients).Put(pub, v1); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put(metaVersion, []byte{1})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.close()
+
+	s = openTestStore(t, dir)
+	s.limits = registrationLimits{total: 10, perSource: 1}
+	r := registry{s: s, src: sourceOfAddr(netip.MustParseAddr("192.0.2.1"))}
+	if got, err := r.Authenticate(pub, t0.Add(time.Second)); err != nil || got != key {
+		t.Fatalf("a migrated client authenticating: %x, %v", got, err)
+	}
+	s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(metaVersion); len(v) != 1 || v[0] != storeVersion {
+			t.Errorf("layout version %x after opening, want %d", v, storeVersion)
+		}
+		return nil
+	})
+	// The migrated client's unknown source takes no share of 192.0.2.1's.
+	other, _, _ := ed25519.GenerateKey(rand.Reader)
+	if err := r.Register(other, key, t0); err != nil {
+		t.Fatalf("a registration from a source with no client yet: %v", err)
 	}
 }

@@ -34,6 +34,11 @@ type gatewaySection struct {
 	PurgeInterval    time.Duration `toml:"purge_interval"`
 	TopologyRefresh  time.Duration `toml:"topology_refresh"`
 	HandshakeTimeout time.Duration `toml:"handshake_timeout"`
+	MaxHandshakes    int           `toml:"max_handshakes"`
+	MaxHandshakesSrc int           `toml:"max_handshakes_per_source"`
+	MaxClients       int           `toml:"max_clients"`
+	MaxClientsSrc    int           `toml:"max_clients_per_source"`
+	ClientTTL        time.Duration `toml:"client_ttl"`
 	ReplayCapacity   int           `toml:"replay_capacity"`
 	ReplaySave       time.Duration `toml:"replay_save_interval"`
 }
@@ -64,7 +69,12 @@ func bindGatewayFlags(fs *flag.FlagSet, c *gatewayFile) {
 	fs.IntVar(&g.MaxStoredClient, "max-stored-per-client", g.MaxStoredClient, "messages the store holds for one client (0: the default)")
 	fs.DurationVar(&g.PurgeInterval, "purge-interval", g.PurgeInterval, "time between purges of expired messages (0: the default)")
 	fs.DurationVar(&g.TopologyRefresh, "topology-refresh", g.TopologyRefresh, "time between topology fetches (0: the default)")
-	fs.DurationVar(&g.HandshakeTimeout, "handshake-timeout", g.HandshakeTimeout, "bound on a client's handshake (0: the default)")
+	fs.DurationVar(&g.HandshakeTimeout, "handshake-timeout", g.HandshakeTimeout, "bound on a client's handshake, from its TCP connection on (0: the default)")
+	fs.IntVar(&g.MaxHandshakes, "max-handshakes", g.MaxHandshakes, "client connections in their handshake at once; more are answered 503 (0: 1024)")
+	fs.IntVar(&g.MaxHandshakesSrc, "max-handshakes-per-source", g.MaxHandshakesSrc, "the same from one address, an IPv4 address or an IPv6 /64 (0: 64; negative: no limit)")
+	fs.IntVar(&g.MaxClients, "max-clients", g.MaxClients, "registered clients; further registrations are refused (0: 100000)")
+	fs.IntVar(&g.MaxClientsSrc, "max-clients-per-source", g.MaxClientsSrc, "clients registered from one address (0: 1000; negative: no limit, for a gateway behind a proxy)")
+	fs.DurationVar(&g.ClientTTL, "client-ttl", g.ClientTTL, "how long a registered client may stay away before it is forgotten (0: 720h)")
 	fs.IntVar(&g.ReplayCapacity, "replay-capacity", g.ReplayCapacity, "packets the replay filter is sized for (0: 10 million, about 30 MB)")
 	fs.DurationVar(&g.ReplaySave, "replay-save-interval", g.ReplaySave, "how often the replay filter is saved to the data folder, which it also is on shutdown (0: 1m; negative: only on shutdown)")
 	c.Log.flags(fs)
@@ -83,24 +93,29 @@ func runGateway(args []string, stdout, stderr io.Writer) int {
 	}
 	s := cfg.Gateway
 	g, err := gateway.New(gateway.Config{
-		MixListenAddr:       s.Listen,
-		ClientListenAddr:    s.ClientListen,
-		AnnounceAddr:        s.Announce,
-		ClientAnnounceURL:   s.ClientAnnounce,
-		DataDir:             s.Data,
-		DirectoryURL:        s.Directory,
-		MetricsAddr:         s.Metrics,
-		MessageTTL:          s.MessageTTL,
-		PageSize:            s.PageSize,
-		MaxPendingPerClient: s.MaxPending,
-		MaxStored:           s.MaxStored,
-		MaxStoredPerClient:  s.MaxStoredClient,
-		PurgeInterval:       s.PurgeInterval,
-		TopologyRefresh:     s.TopologyRefresh,
-		HandshakeTimeout:    s.HandshakeTimeout,
-		ReplayCapacity:      s.ReplayCapacity,
-		ReplaySaveInterval:  s.ReplaySave,
-		Logger:              log,
+		MixListenAddr:          s.Listen,
+		ClientListenAddr:       s.ClientListen,
+		AnnounceAddr:           s.Announce,
+		ClientAnnounceURL:      s.ClientAnnounce,
+		DataDir:                s.Data,
+		DirectoryURL:           s.Directory,
+		MetricsAddr:            s.Metrics,
+		MessageTTL:             s.MessageTTL,
+		PageSize:               s.PageSize,
+		MaxPendingPerClient:    s.MaxPending,
+		MaxStored:              s.MaxStored,
+		MaxStoredPerClient:     s.MaxStoredClient,
+		PurgeInterval:          s.PurgeInterval,
+		TopologyRefresh:        s.TopologyRefresh,
+		HandshakeTimeout:       s.HandshakeTimeout,
+		MaxHandshakes:          s.MaxHandshakes,
+		MaxHandshakesPerSource: s.MaxHandshakesSrc,
+		MaxClients:             s.MaxClients,
+		MaxClientsPerSource:    s.MaxClientsSrc,
+		ClientTTL:              s.ClientTTL,
+		ReplayCapacity:         s.ReplayCapacity,
+		ReplaySaveInterval:     s.ReplaySave,
+		Logger:                 log,
 	})
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start the gateway")

@@ -81,6 +81,10 @@ var (
 	ErrStale = errors.New("gwproto: stale or replayed handshake")
 	// ErrMalformed means a frame could not be parsed.
 	ErrMalformed = errors.New("gwproto: malformed frame")
+	// ErrRefused means the gateway will not serve a well-formed request,
+	// such as a registration past its limits. A gateway's Registry wraps it
+	// in an error whose text says why; that text goes to the client.
+	ErrRefused = errors.New("gwproto: refused")
 )
 
 // ErrorCode is what a gateway tells a client when it refuses a handshake or a
@@ -129,6 +133,8 @@ func (c ErrorCode) err() error {
 		return ErrStale
 	case CodeMalformed:
 		return ErrMalformed
+	case CodeRefused:
+		return ErrRefused
 	}
 	return nil
 }
@@ -144,6 +150,8 @@ func CodeOf(err error) ErrorCode {
 		return CodeMalformed
 	case errors.Is(err, ErrAuthentication):
 		return CodeAuthentication
+	case errors.Is(err, ErrRefused):
+		return CodeRefused
 	}
 	return CodeInternal
 }

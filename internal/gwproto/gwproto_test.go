@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -20,9 +21,10 @@ import (
 
 // memRegistry is an in-memory Registry for tests.
 type memRegistry struct {
-	mu   sync.Mutex
-	keys map[string][KeySize]byte
-	last map[string]time.Time
+	mu     sync.Mutex
+	keys   map[string][KeySize]byte
+	last   map[string]time.Time
+	refuse error // returned by Register when set
 }
 
 func newMemRegistry() *memRegistry {
@@ -40,6 +42,9 @@ func (r *memRegistry) check(id string, ts time.Time) error {
 func (r *memRegistry) Register(c ed25519.PublicKey, k [KeySize]byte, ts time.Time) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.refuse != nil {
+		return r.refuse
+	}
 	if err := r.check(string(c), ts); err != nil {
 		return err
 	}
@@ -208,6 +213,30 @@ func TestAuthenticationFailures(t *testing.T) {
 	// A gateway impostor (another identity) fails the client's check.
 	if _, _, err := Register(ctx(t), g.dial(t), newClient(t), ed25519.PublicKey(make([]byte, 32)), rand.Reader, time.Now()); err == nil {
 		t.Fatal("registration with the wrong gateway identity succeeded")
+	}
+}
+
+// A registration the registry refuses reaches the client as ErrRefused with
+// the registry's reason; any other registry failure as an internal error
+// that says nothing more.
+func TestRegistrationRefused(t *testing.T) {
+	g := newTestGateway(t)
+	g.reg.mu.Lock()
+	g.reg.refuse = fmt.Errorf("%w: registrations from your address are at the limit of 3", ErrRefused)
+	g.reg.mu.Unlock()
+	_, _, err := Register(ctx(t), g.dial(t), newClient(t), g.public(), rand.Reader, time.Now())
+	var remote *RemoteError
+	if !errors.Is(err, ErrRefused) || !errors.As(err, &remote) || remote.Code != CodeRefused ||
+		!strings.Contains(remote.Message, "at the limit of 3") {
+		t.Fatalf("refused registration: err = %v, want ErrRefused with the reason", err)
+	}
+
+	g.reg.mu.Lock()
+	g.reg.refuse = errors.New("disk on fire at /secret/path")
+	g.reg.mu.Unlock()
+	_, _, err = Register(ctx(t), g.dial(t), newClient(t), g.public(), rand.Reader, time.Now())
+	if !errors.As(err, &remote) || remote.Code != CodeInternal || remote.Message != "" {
+		t.Fatalf("failed registration: err = %v, want a bare internal error", err)
 	}
 }
 

@@ -51,7 +51,10 @@ var (
 // before returning, so that a restart does not reopen a replay window.
 type Registry interface {
 	// Register records key as the shared key of client, unless ts is not
-	// later than a timestamp already accepted from client (ErrStale).
+	// later than a timestamp already accepted from client (ErrStale), or
+	// the gateway will not take the client (an error wrapping ErrRefused,
+	// whose text is sent to the client: it must say why and hold nothing
+	// secret).
 	Register(client ed25519.PublicKey, key [KeySize]byte, ts time.Time) error
 	// Authenticate returns the shared key of client and records ts, unless
 	// the client is unknown (ErrNotRegistered) or ts is not later than a
@@ -253,7 +256,7 @@ func Accept(ctx context.Context, ws *websocket.Conn, cfg AcceptConfig) (ed25519.
 	if err != nil {
 		code := CodeOf(err)
 		text := ""
-		if code == CodeMalformed {
+		if code == CodeMalformed || code == CodeRefused {
 			text = err.Error()
 		}
 		ws.WriteMessage(websocket.BinaryMessage, appendError(nil, tagHandshakeError, &Error{Code: code, Message: text}))
