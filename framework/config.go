@@ -26,8 +26,13 @@ const (
 	DefaultIdempotenceWindow  = 10 * time.Minute
 	DefaultIdempotenceEntries = 10_000
 	DefaultIdempotenceBytes   = 64 << 20
-	DefaultDescriptorTTL      = 24 * time.Hour
-	DefaultDrainTimeout       = 10 * time.Second
+	// DefaultIdempotenceEntriesPerRequester and
+	// DefaultIdempotenceBytesPerRequester are a tenth of the totals: ten
+	// busy requesters share the memory before any pushes another out.
+	DefaultIdempotenceEntriesPerRequester = DefaultIdempotenceEntries / 10
+	DefaultIdempotenceBytesPerRequester   = DefaultIdempotenceBytes / 10
+	DefaultDescriptorTTL                  = 24 * time.Hour
+	DefaultDrainTimeout                   = 10 * time.Second
 )
 
 // Config configures a Host. Zero values take the defaults above; negative
@@ -123,9 +128,13 @@ type Limits struct {
 	// MaxConcurrent is how many requests run at once. Default
 	// DefaultMaxConcurrent.
 	MaxConcurrent int
-	// QueueSize is how many accepted requests may wait for a free slot;
-	// when the queue is full a request is answered "overloaded" at once.
-	// Default DefaultQueueSize.
+	// QueueSize is how many accepted requests may wait for a free slot.
+	// Each requester (sender tag) has its own lane of the queue, and free
+	// slots take a request from each lane in turn. When the queue is full,
+	// a request is answered "overloaded" at once, unless its requester has
+	// fewer requests queued than the one with the most (or as many, and was
+	// seen earlier): then that one's newest request is answered
+	// "overloaded" instead, and this one queued. Default DefaultQueueSize.
 	QueueSize int
 	// RequestTimeout bounds each request's handling; past it the requester
 	// gets "timeout". Default DefaultRequestTimeout.
@@ -146,8 +155,12 @@ type Limits struct {
 // IdempotenceConfig configures the memory of replies. A request whose
 // sender tag and id match one seen within Window is not run again: it gets
 // the first reply (or waits for it, if the first is still running). The
-// memory is bounded; when it is full the oldest replies are forgotten
-// early, and a reply larger than MaxBytes is not kept at all.
+// memory is bounded in all and per requester (sender tag): a requester
+// past its own quota forgets its own oldest replies; when the whole memory
+// is full, the requester holding the most replies loses its oldest (among
+// equals, the one first seen last), so a flood, from one tag or many new
+// ones, does not push out the replies of the requesters seen before it. A
+// reply larger than MaxBytesPerRequester is not kept at all.
 type IdempotenceConfig struct {
 	// Window is how long a reply is remembered. Default
 	// DefaultIdempotenceWindow.
@@ -158,6 +171,12 @@ type IdempotenceConfig struct {
 	// MaxBytes bounds the bytes of the replies remembered. Default
 	// DefaultIdempotenceBytes.
 	MaxBytes int
+	// MaxEntriesPerRequester and MaxBytesPerRequester bound the replies
+	// remembered for one sender tag; at most MaxEntries and MaxBytes.
+	// Defaults DefaultIdempotenceEntriesPerRequester and
+	// DefaultIdempotenceBytesPerRequester (or the totals, if smaller).
+	MaxEntriesPerRequester int
+	MaxBytesPerRequester   int
 }
 
 // applyDefaults checks c and fills in its defaults.
@@ -228,6 +247,9 @@ func (c *Config) applyDefaults() error {
 		{"Limits.MaxReplySize", &c.Limits.MaxReplySize, DefaultMaxReplySize},
 		{"Idempotence.MaxEntries", &c.Idempotence.MaxEntries, DefaultIdempotenceEntries},
 		{"Idempotence.MaxBytes", &c.Idempotence.MaxBytes, DefaultIdempotenceBytes},
+		// After the totals, which their defaults depend on.
+		{"Idempotence.MaxEntriesPerRequester", &c.Idempotence.MaxEntriesPerRequester, -1},
+		{"Idempotence.MaxBytesPerRequester", &c.Idempotence.MaxBytesPerRequester, -1},
 	}
 	for _, n := range ints {
 		if *n.v < 0 {
@@ -236,6 +258,17 @@ func (c *Config) applyDefaults() error {
 		if *n.v == 0 {
 			*n.v = n.def
 		}
+	}
+	id := &c.Idempotence
+	if id.MaxEntriesPerRequester < 0 {
+		id.MaxEntriesPerRequester = min(DefaultIdempotenceEntriesPerRequester, id.MaxEntries)
+	}
+	if id.MaxBytesPerRequester < 0 {
+		id.MaxBytesPerRequester = min(DefaultIdempotenceBytesPerRequester, id.MaxBytes)
+	}
+	if id.MaxEntriesPerRequester > id.MaxEntries || id.MaxBytesPerRequester > id.MaxBytes {
+		return fmt.Errorf("framework: Config.Idempotence per requester (%d entries, %d bytes) exceeds the totals (%d entries, %d bytes)",
+			id.MaxEntriesPerRequester, id.MaxBytesPerRequester, id.MaxEntries, id.MaxBytes)
 	}
 	if c.DescriptorTTL > maxDescriptorTTL {
 		return fmt.Errorf("framework: Config.DescriptorTTL %v is longer than %v", c.DescriptorTTL, maxDescriptorTTL)

@@ -27,6 +27,9 @@ type job struct {
 	arrived time.Time
 }
 
+// seq is the seniority of the job's requester (see replyCache).
+func (j *job) seq() uint64 { return j.entry.sender.seq }
+
 // receiveLoop reads messages from the transport until the intake stops.
 func (h *Host) receiveLoop() {
 	defer close(h.recvDone)
@@ -74,7 +77,7 @@ func (h *Host) accept(msg Message) {
 		h.refuse(tag, rerr.ID, serviceNone, arrived, handlers.Errorf(handlers.CodeBadRequest, "%s", rerr.Reason))
 		return
 	}
-	entry, reply, found := h.cache.begin(cacheKey(tag, req.ID), arrived)
+	entry, reply, found := h.cache.begin(tag, req.ID, arrived)
 	switch found {
 	case lookupDone:
 		h.metrics.duplicates.Inc()
@@ -87,13 +90,21 @@ func (h *Host) accept(msg Message) {
 		return
 	}
 	j := &job{tag: tag, req: req, entry: entry, arrived: arrived}
-	select {
-	case h.queue <- j:
-	default:
-		h.cache.abort(entry)
-		h.refuse(tag, req.ID, h.serviceLabel(req.Service), arrived,
-			handlers.Errorf(handlers.CodeOverloaded, "the provider is busy; retry later"))
+	ok, out := h.queue.push(j)
+	if !ok {
+		h.overloaded(j)
 	}
+	if out != nil {
+		h.overloaded(out) // pushed out by a requester with fewer queued
+	}
+}
+
+// overloaded refuses a job the queue will not hold, and forgets it, so
+// that a retry runs.
+func (h *Host) overloaded(j *job) {
+	h.cache.abort(j.entry)
+	h.refuse(j.tag, j.req.ID, h.serviceLabel(j.req.Service), j.arrived,
+		handlers.Errorf(handlers.CodeOverloaded, "the provider is busy; retry later"))
 }
 
 // refuse answers a request that will not run, and counts it.
@@ -110,7 +121,11 @@ func (h *Host) refuse(tag address.SenderTag, id, service string, arrived time.Ti
 // worker runs jobs from the queue until it is closed and empty.
 func (h *Host) worker() {
 	defer h.workers.Done()
-	for j := range h.queue {
+	for {
+		j, ok := h.queue.pop()
+		if !ok {
+			return
+		}
 		h.run(j)
 	}
 }

@@ -83,7 +83,7 @@ type Host struct {
 	providerKey ed25519.PrivateKey
 	signer      crypto.Signer // set by Start
 
-	queue chan *job
+	queue *fairQueue
 
 	// recvCtx ends the intake; workCtx is the parent of every handler's
 	// context, cancelled when the drain deadline passes; replyCtx is the
@@ -129,11 +129,15 @@ func New(cfg Config) (*Host, error) {
 		return nil, fmt.Errorf("framework: data folder: %w", err)
 	}
 	h := &Host{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		cache:    newReplyCache(cfg.Idempotence.Window, cfg.Idempotence.MaxEntries, cfg.Idempotence.MaxBytes),
+		cfg: cfg,
+		log: cfg.Logger,
+		cache: newReplyCache(cacheLimits{
+			window:     cfg.Idempotence.Window,
+			maxEntries: cfg.Idempotence.MaxEntries, maxBytes: cfg.Idempotence.MaxBytes,
+			perSenderEntries: cfg.Idempotence.MaxEntriesPerRequester, perSenderBytes: cfg.Idempotence.MaxBytesPerRequester,
+		}),
 		registry: prometheus.NewRegistry(),
-		queue:    make(chan *job, cfg.Limits.QueueSize),
+		queue:    newFairQueue(cfg.Limits.QueueSize),
 		recvDone: make(chan struct{}),
 		httpDone: make(chan struct{}),
 	}
@@ -386,13 +390,13 @@ func (h *Host) shutdown(ctx context.Context) error {
 	if running {
 		<-h.recvDone
 		// 3. Drain. The receive loop was the only sender on the queue.
-		close(h.queue)
+		h.queue.close()
 		drained := make(chan struct{})
 		go func() { h.workers.Wait(); close(drained) }()
 		select {
 		case <-drained:
 		case <-ctx.Done():
-			h.log.Warn().Int("queued", len(h.queue)).Msg("drain deadline passed; cancelling the requests in flight")
+			h.log.Warn().Int("queued", h.queue.len()).Msg("drain deadline passed; cancelling the requests in flight")
 			h.workCancel()
 			<-drained
 		}

@@ -227,7 +227,7 @@ func TestOverloaded(t *testing.T) {
 	tr.push(t, request(t, "queued", "block", []byte("2")), &tag)
 	// Wait until the second sits in the queue (it is taken off the
 	// transport before it is queued; the queue length is the signal).
-	eventually(t, "the request to be queued", func() bool { return len(h.queue) == 1 })
+	eventually(t, "the request to be queued", func() bool { return h.queue.len() == 1 })
 	start := time.Now()
 	rep := tr.do(t, tag, "refused", "block", []byte("3"))
 	wantError(t, rep, handlers.CodeOverloaded)

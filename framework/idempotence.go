@@ -1,6 +1,7 @@
 package framework
 
 import (
+	"container/heap"
 	"container/list"
 	"sync"
 	"time"
@@ -30,36 +31,80 @@ const (
 	lookupRunningDropped
 )
 
+// cacheLimits bound a replyCache.
+type cacheLimits struct {
+	window time.Duration
+	// maxEntries and maxBytes bound the finished entries and their replies
+	// in all, perSenderEntries and perSenderBytes those of one sender tag.
+	maxEntries, maxBytes             int
+	perSenderEntries, perSenderBytes int
+}
+
 // replyCache remembers, per sender tag and request id, whether a request is
 // running and which reply it got, for a fixed window after it finished.
 //
-// Memory is bounded: finished entries are kept in finishing order (which is
-// also expiry order, the window being the same for all), and the oldest are
-// forgotten early when there are more than maxEntries of them or their
-// replies total more than maxBytes. Running entries are not counted: the
-// host bounds them by its queue and concurrency limits. All methods are
-// safe for concurrent use.
+// Memory is bounded, and shared fairly between requesters (sender tags):
+//
+//   - A requester keeps at most perSenderEntries replies of at most
+//     perSenderBytes in all; past either, its own oldest are forgotten, so
+//     one requester's flood costs only its own replies.
+//   - Past maxEntries or maxBytes in all, an entry of the requester holding
+//     the most replies is forgotten (its oldest); among requesters holding
+//     as many, the one seen most recently for the first time loses first.
+//     So while n requesters hold replies, each keeps at least about
+//     maxEntries/n of them, and a requester seen before a flood of fresh
+//     tags keeps its replies against all of them: to push out its last
+//     reply, an attacker needs maxEntries tags holding replies that it
+//     made before that requester first came.
+//
+// A requester is remembered, with its place in the order of first sight,
+// while it has any entry, running or finished. Running entries are not
+// counted: the host bounds them by its queue and concurrency limits. A
+// reply larger than perSenderBytes is not kept. All methods are safe for
+// concurrent use.
 type replyCache struct {
-	window     time.Duration
-	maxEntries int
-	maxBytes   int
+	lim cacheLimits
 
 	mu      sync.Mutex
 	entries map[string]*cacheEntry
-	done    list.List // of *cacheEntry, oldest first
+	senders map[address.SenderTag]*cacheSender
+	nextSeq uint64
+	done    list.List // of *cacheEntry, in finishing (so expiry) order
 	bytes   int
+	heavy   senderHeap // senders with finished entries, the most and newest on top
+
+	evictedQuota, evictedBudget uint64
+}
+
+// cacheSender is one requester of the cache.
+type cacheSender struct {
+	tag address.SenderTag
+	// seq is the requester's seniority: senders are numbered in the
+	// order they are first seen. Fixed at creation, it may be read
+	// without the cache's lock by whoever holds one of its entries.
+	seq     uint64
+	entries int       // running and finished
+	done    list.List // its finished entries, oldest first
+	bytes   int       // of its finished replies
+	index   int       // in the cache's heap; -1 when it has no finished entry
 }
 
 type cacheEntry struct {
 	key     string
+	sender  *cacheSender
 	reply   []byte // set by finish
 	dups    int    // duplicates waiting while running
 	expires time.Time
-	elem    *list.Element // in done, once finished
+	elem    *list.Element // in the cache's done, once finished
+	own     *list.Element // in the sender's done, once finished
 }
 
-func newReplyCache(window time.Duration, maxEntries, maxBytes int) *replyCache {
-	return &replyCache{window: window, maxEntries: maxEntries, maxBytes: maxBytes, entries: make(map[string]*cacheEntry)}
+func newReplyCache(lim cacheLimits) *replyCache {
+	return &replyCache{
+		lim:     lim,
+		entries: make(map[string]*cacheEntry),
+		senders: make(map[address.SenderTag]*cacheSender),
+	}
 }
 
 // cacheKey is the key of a request: its sender tag and id.
@@ -67,12 +112,13 @@ func cacheKey(tag address.SenderTag, id string) string {
 	return string(tag[:]) + id
 }
 
-// begin looks key up. With lookupNew it returns the new running entry; with
-// lookupDone, the reply to send again.
-func (c *replyCache) begin(key string, now time.Time) (*cacheEntry, []byte, lookup) {
+// begin looks up request id of tag. With lookupNew it returns the new
+// running entry; with lookupDone, the reply to send again.
+func (c *replyCache) begin(tag address.SenderTag, id string, now time.Time) (*cacheEntry, []byte, lookup) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.expireLocked(now)
+	key := cacheKey(tag, id)
 	if e, ok := c.entries[key]; ok {
 		switch {
 		case e.elem != nil:
@@ -84,14 +130,21 @@ func (c *replyCache) begin(key string, now time.Time) (*cacheEntry, []byte, look
 			return nil, nil, lookupRunningDropped
 		}
 	}
-	e := &cacheEntry{key: key}
+	s := c.senders[tag]
+	if s == nil {
+		c.nextSeq++
+		s = &cacheSender{tag: tag, seq: c.nextSeq, index: -1}
+		c.senders[tag] = s
+	}
+	s.entries++
+	e := &cacheEntry{key: key, sender: s}
 	c.entries[key] = e
 	return e, nil, lookupNew
 }
 
 // finish records the reply of a running entry and returns how many
-// duplicates are waiting for it. A reply larger than the byte budget is
-// not kept.
+// duplicates are waiting for it. A reply larger than a requester's byte
+// quota is not kept.
 func (c *replyCache) finish(e *cacheEntry, reply []byte, now time.Time) (dups int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -99,14 +152,30 @@ func (c *replyCache) finish(e *cacheEntry, reply []byte, now time.Time) (dups in
 	if c.entries[e.key] != e {
 		return dups
 	}
-	if len(reply) > c.maxBytes {
-		delete(c.entries, e.key)
+	if len(reply) > c.lim.perSenderBytes || len(reply) > c.lim.maxBytes {
+		c.forgetLocked(e)
 		return dups
 	}
-	e.reply, e.expires = reply, now.Add(c.window)
+	s := e.sender
+	e.reply, e.expires = reply, now.Add(c.lim.window)
 	e.elem = c.done.PushBack(e)
+	e.own = s.done.PushBack(e)
 	c.bytes += len(reply)
+	s.bytes += len(reply)
+	if s.index < 0 {
+		heap.Push(&c.heavy, s)
+	} else {
+		heap.Fix(&c.heavy, s.index)
+	}
 	c.expireLocked(now)
+	for s.done.Len() > c.lim.perSenderEntries || s.bytes > c.lim.perSenderBytes {
+		c.forgetLocked(s.done.Front().Value.(*cacheEntry))
+		c.evictedQuota++
+	}
+	for c.done.Len() > c.lim.maxEntries || c.bytes > c.lim.maxBytes {
+		c.forgetLocked(c.heavy[0].done.Front().Value.(*cacheEntry))
+		c.evictedBudget++
+	}
 	return dups
 }
 
@@ -117,31 +186,92 @@ func (c *replyCache) abort(e *cacheEntry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.entries[e.key] == e {
-		delete(c.entries, e.key)
+		c.forgetLocked(e)
+	}
+}
+
+// cacheStats are a replyCache's load and counters.
+type cacheStats struct {
+	entries, bytes, senders int
+	// evictedQuota counts replies forgotten early for their requester's
+	// quota, evictedBudget those forgotten early for the total budget.
+	evictedQuota, evictedBudget uint64
+}
+
+func (c *replyCache) stats() cacheStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return cacheStats{
+		entries: c.done.Len(), bytes: c.bytes, senders: len(c.senders),
+		evictedQuota: c.evictedQuota, evictedBudget: c.evictedBudget,
 	}
 }
 
 // len returns the number of finished entries and their bytes.
 func (c *replyCache) len() (entries, bytes int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.done.Len(), c.bytes
+	s := c.stats()
+	return s.entries, s.bytes
 }
 
-// expireLocked forgets finished entries that are past the window or beyond
-// the budget, oldest first.
+// expireLocked forgets the finished entries past the window. c.mu is held.
 func (c *replyCache) expireLocked(now time.Time) {
-	for {
-		front := c.done.Front()
-		if front == nil {
-			return
-		}
+	for front := c.done.Front(); front != nil; front = c.done.Front() {
 		e := front.Value.(*cacheEntry)
-		if now.Before(e.expires) && c.done.Len() <= c.maxEntries && c.bytes <= c.maxBytes {
+		if now.Before(e.expires) {
 			return
 		}
-		c.done.Remove(front)
-		c.bytes -= len(e.reply)
-		delete(c.entries, e.key)
+		c.forgetLocked(e)
 	}
+}
+
+// forgetLocked removes e, running or finished, and its sender once it has
+// no entry left. c.mu is held.
+func (c *replyCache) forgetLocked(e *cacheEntry) {
+	s := e.sender
+	delete(c.entries, e.key)
+	if e.elem != nil {
+		c.done.Remove(e.elem)
+		s.done.Remove(e.own)
+		e.elem, e.own = nil, nil
+		c.bytes -= len(e.reply)
+		s.bytes -= len(e.reply)
+		if s.done.Len() == 0 {
+			heap.Remove(&c.heavy, s.index)
+		} else {
+			heap.Fix(&c.heavy, s.index)
+		}
+	}
+	if s.entries--; s.entries == 0 {
+		delete(c.senders, s.tag)
+	}
+}
+
+// senderHeap orders the senders with finished entries: the one with the
+// most on top, and among equals the one first seen last.
+type senderHeap []*cacheSender
+
+func (h senderHeap) Len() int { return len(h) }
+func (h senderHeap) Less(i, j int) bool {
+	a, b := h[i], h[j]
+	if a.done.Len() != b.done.Len() {
+		return a.done.Len() > b.done.Len()
+	}
+	return a.seq > b.seq
+}
+func (h senderHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *senderHeap) Push(x any) {
+	s := x.(*cacheSender)
+	s.index = len(*h)
+	*h = append(*h, s)
+}
+func (h *senderHeap) Pop() any {
+	old := *h
+	s := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	s.index = -1
+	return s
 }

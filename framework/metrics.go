@@ -62,7 +62,15 @@ func newMetrics(reg *prometheus.Registry, h *Host) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "peapod_provider_queue_length",
 			Help: "Requests waiting for a free handler slot.",
-		}, func() float64 { return float64(len(h.queue)) }),
+		}, func() float64 { return float64(h.queue.len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "peapod_provider_queue_requesters",
+			Help: "Requesters (sender tags) with requests waiting; workers serve them in turn.",
+		}, func() float64 { return float64(h.queue.stats().requesters) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "peapod_provider_queue_pushed_out_total",
+			Help: "Queued requests answered overloaded to make room for a requester with fewer queued.",
+		}, func() float64 { return float64(h.queue.stats().pushedOut) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "peapod_provider_transport_connected",
 			Help: "1 when the transport is connected to the mixnet, else 0.",
@@ -71,6 +79,20 @@ func newMetrics(reg *prometheus.Registry, h *Host) *metrics {
 			Name: "peapod_provider_idempotence_entries",
 			Help: "Replies remembered for repeated requests.",
 		}, func() float64 { n, _ := h.cache.len(); return float64(n) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "peapod_provider_idempotence_bytes",
+			Help: "Bytes of the replies remembered for repeated requests.",
+		}, func() float64 { _, b := h.cache.len(); return float64(b) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "peapod_provider_idempotence_evictions_total",
+			Help:        "Replies forgotten before their window ended: past their requester's quota, or past the total budget.",
+			ConstLabels: prometheus.Labels{"reason": "quota"},
+		}, func() float64 { return float64(h.cache.stats().evictedQuota) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "peapod_provider_idempotence_evictions_total",
+			Help:        "Replies forgotten before their window ended: past their requester's quota, or past the total budget.",
+			ConstLabels: prometheus.Labels{"reason": "budget"},
+		}, func() float64 { return float64(h.cache.stats().evictedBudget) }),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

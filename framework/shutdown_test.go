@@ -47,7 +47,7 @@ func TestShutdownDrains(t *testing.T) {
 	tr.push(t, request(t, "1", "block", []byte("first")), &tag)
 	<-started
 	tr.push(t, request(t, "2", "block", []byte("second")), &tag)
-	eventually(t, "the second request to be queued", func() bool { return len(h.queue) == 1 })
+	eventually(t, "the second request to be queued", func() bool { return h.queue.len() == 1 })
 
 	done := make(chan error)
 	go func() { done <- h.Shutdown(context.Background()) }()
@@ -107,7 +107,7 @@ func TestShutdownDeadline(t *testing.T) {
 	tr.push(t, request(t, "1", "hang", nil), &tag)
 	<-started
 	tr.push(t, request(t, "2", "hang", nil), &tag) // queued behind it
-	eventually(t, "the second request to be queued", func() bool { return len(h.queue) == 1 })
+	eventually(t, "the second request to be queued", func() bool { return h.queue.len() == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()

@@ -67,6 +67,8 @@ const (
 //	window = "10m"
 //	max_entries = 10000
 //	max_bytes = 67108864
+//	max_entries_per_requester = 1000
+//	max_bytes_per_requester = 6710886
 //
 //	[log]
 //	level = "info"
@@ -120,6 +122,9 @@ type idempotenceSection struct {
 	Window     time.Duration `toml:"window"`
 	MaxEntries int           `toml:"max_entries"`
 	MaxBytes   int           `toml:"max_bytes"`
+	// Per sender tag.
+	MaxEntriesPerRequester int `toml:"max_entries_per_requester"`
+	MaxBytesPerRequester   int `toml:"max_bytes_per_requester"`
 }
 
 type logSection struct {
@@ -201,9 +206,11 @@ func (c *fileConfig) hostConfig(directoryURL, pluginsDir string, log zerolog.Log
 			ReplyTimeout:   c.Limits.ReplyTimeout,
 		},
 		Idempotence: framework.IdempotenceConfig{
-			Window:     c.Idempotence.Window,
-			MaxEntries: c.Idempotence.MaxEntries,
-			MaxBytes:   c.Idempotence.MaxBytes,
+			Window:                 c.Idempotence.Window,
+			MaxEntries:             c.Idempotence.MaxEntries,
+			MaxBytes:               c.Idempotence.MaxBytes,
+			MaxEntriesPerRequester: c.Idempotence.MaxEntriesPerRequester,
+			MaxBytesPerRequester:   c.Idempotence.MaxBytesPerRequester,
 		},
 		DescriptorTTL: c.Provider.DescriptorTTL,
 		DrainTimeout:  c.Provider.DrainTimeout,

@@ -63,6 +63,8 @@ reply_timeout = "7s"
 window = "1m"
 max_entries = 10
 max_bytes = 100
+max_entries_per_requester = 3
+max_bytes_per_requester = 50
 
 [log]
 level = "debug"
@@ -86,7 +88,8 @@ level = "debug"
 	case h.Limits.QueueSize != 8 || h.Limits.RequestTimeout != 2*time.Second || h.Limits.MaxRequestSize != 1000 ||
 		h.Limits.MaxReplySize != 2000 || h.Limits.ReplyTimeout != 7*time.Second:
 		t.Errorf("limits: %+v", h.Limits)
-	case h.Idempotence.Window != time.Minute || h.Idempotence.MaxEntries != 10 || h.Idempotence.MaxBytes != 100:
+	case h.Idempotence.Window != time.Minute || h.Idempotence.MaxEntries != 10 || h.Idempotence.MaxBytes != 100 ||
+		h.Idempotence.MaxEntriesPerRequester != 3 || h.Idempotence.MaxBytesPerRequester != 50:
 		t.Errorf("idempotence: %+v", h.Idempotence)
 	case h.DrainTimeout != 3*time.Second || h.DescriptorTTL != 2*time.Hour:
 		t.Errorf("times: %v %v", h.DrainTimeout, h.DescriptorTTL)
