@@ -103,6 +103,7 @@ func TestHandshakeLimits(t *testing.T) {
 	cfg.MetricsAddr = "127.0.0.1:0"
 	cfg.MaxHandshakes = 3
 	cfg.MaxHandshakesPerSource = 2
+	cfg.HandshakeTimeout = time.Minute // the held connections must outlast the test
 	g := startGateway(t, cfg)
 
 	held := []net.Conn{holdHandshake(t, g, "127.0.0.1"), holdHandshake(t, g, "127.0.0.1")}
