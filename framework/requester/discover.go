@@ -43,6 +43,11 @@ type Discovery struct {
 // against the one remembered for the provider and refuses another with a
 // *KeyChangedError, or remembers it when the provider is new. hc and known
 // may be nil.
+//
+// The descriptor's network section (the directory a requester joins) is
+// trusted as far as the descriptor is; once the directory publishes
+// authority keys, a requester will also refuse a network whose authorities
+// it was not told to trust (issue 15, with the trust issue's authorities).
 func Discover(ctx context.Context, hc *http.Client, providerURL string, pin ed25519.PublicKey, known *KnownProviders) (*Discovery, error) {
 	id, err := ProviderID(providerURL)
 	if err != nil {

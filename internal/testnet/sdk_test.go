@@ -114,6 +114,7 @@ func summary(out string, lines int) string {
 // as written. The browser subtest does the kv part from the TypeScript
 // SDK's example page in headless Chromium.
 func TestSDKs(t *testing.T) {
+	t.Parallel()
 	e := needSDKs(t)
 	n := startNet(t, Config{})
 	ctx := ctxFor(t, 5*time.Minute)

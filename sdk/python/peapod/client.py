@@ -152,7 +152,8 @@ class Client:
         try:
             async for msg in self._ws:
                 self._on_message(msg)
-            self._fail(ConnectionError(f"the WebSocket closed ({self._ws.close_code})"))
+            reason = f" {self._ws.close_reason}" if self._ws.close_reason else ""
+            self._fail(ConnectionError(f"the WebSocket closed ({self._ws.close_code}{reason})"))
         except websockets.exceptions.ConnectionClosed as e:
             self._fail(ConnectionError(f"the WebSocket closed ({e})"))
 
