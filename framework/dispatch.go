@@ -64,7 +64,9 @@ func (h *Host) accept(msg Message) {
 	}
 	tag := *msg.SenderTag
 	if len(msg.Data) > h.cfg.Limits.MaxRequestSize {
-		h.refuse(tag, "", serviceNone, arrived, handlers.Errorf(handlers.CodeTooLarge,
+		// Answered with the request's id when its head names it, so that
+		// the requester's call fails at once instead of waiting.
+		h.refuse(tag, envelope.PeekID(msg.Data), serviceNone, arrived, handlers.Errorf(handlers.CodeTooLarge,
 			"request of %d bytes; the limit is %d", len(msg.Data), h.cfg.Limits.MaxRequestSize))
 		return
 	}

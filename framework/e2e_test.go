@@ -202,3 +202,60 @@ func TestRestartKeepsAddress(t *testing.T) {
 		t.Fatalf("kv after a restart: %q, %v", reply, err)
 	}
 }
+
+// TestTooLargeFailsFast: a request over the provider's published size limit
+// fails at once on the requester's side, without being sent; a requester
+// that does not check (an older one) gets the provider's too_large answer
+// with its request's id, well before any resend, instead of waiting.
+func TestTooLargeFailsFast(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a local mixnet")
+	}
+	n := startLocalnet(t, t.TempDir())
+	h := startNetworkHost(t, n, t.TempDir(), Config{
+		Services: []Service{echoService},
+		Limits:   Limits{MaxRequestSize: 2000},
+	})
+	s := connect(t, h)
+	if l := s.Descriptor.Limits; l == nil || l.MaxRequestSize != 2000 {
+		t.Fatalf("published limits %+v", l)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	big := make([]byte, 3000)
+	_, err := s.Do(ctx, "echo", big)
+	var tooLarge *requester.TooLargeError
+	if e, ok := requester.AsError(err); !ok || e.Code != handlers.CodeTooLarge || !errors.As(err, &tooLarge) || tooLarge.Limit != 2000 {
+		t.Fatalf("checked requester: %v", err)
+	}
+	// What TooLargeError says fits does fit, and one byte more does not.
+	fits := tooLarge.MaxData()
+	if _, err := s.Do(ctx, "echo", big[:fits+1]); !errors.As(err, &tooLarge) {
+		t.Fatalf("%d bytes of data: %v, want TooLargeError", fits+1, err)
+	}
+	if reply, err := s.Do(ctx, "echo", big[:fits]); err != nil || len(reply) != fits {
+		t.Fatalf("a request of %d bytes, within the limit: %d bytes back, %v", fits, len(reply), err)
+	}
+
+	// Without the check, the provider's answer reaches the caller before
+	// the first resend (DefaultResend) would.
+	uctx, ucancel := context.WithTimeout(context.Background(), testTimeout)
+	defer ucancel()
+	unchecked, err := requester.Connect(uctx, requester.Config{
+		ProviderURL: "http://" + h.HTTPAddr(),
+		ProviderKey: h.Key(),
+		Client:      fastClient(t),
+		Options:     requester.Options{MaxRequestSize: -1},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unchecked.Close()
+	fctx, fcancel := context.WithTimeout(ctx, requester.DefaultResend-time.Second)
+	defer fcancel()
+	_, err = unchecked.Do(fctx, "echo", big)
+	if e, ok := requester.AsError(err); !ok || e.Code != handlers.CodeTooLarge || !strings.Contains(e.Message, "the limit is 2000") ||
+		errors.As(err, &tooLarge) {
+		t.Fatalf("unchecked requester: %v", err)
+	}
+}

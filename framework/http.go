@@ -73,7 +73,16 @@ func (h *Host) info() (descriptor.Info, error) {
 		return descriptor.Info{}, errors.New("the provider has no address yet")
 	}
 	services := h.Services()
-	info := descriptor.Info{Address: addr, Network: h.network, Services: make([]descriptor.Service, len(services))}
+	info := descriptor.Info{
+		Address:  addr,
+		Network:  h.network,
+		Services: make([]descriptor.Service, len(services)),
+		Limits: &descriptor.Limits{
+			MaxRequestSize: h.cfg.Limits.MaxRequestSize,
+			MaxReplySize:   h.cfg.Limits.MaxReplySize,
+			RequestTimeout: h.cfg.Limits.RequestTimeout,
+		},
+	}
 	for i, s := range services {
 		info.Services[i] = descriptor.Service{Name: s.Name, Description: s.Description}
 	}

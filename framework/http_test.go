@@ -14,7 +14,7 @@ import (
 
 func TestAddressEndpoint(t *testing.T) {
 	tr := newMemTransport(t)
-	h := startHost(t, tr, Config{Services: []Service{echoService}})
+	h := startHost(t, tr, Config{Services: []Service{echoService}, Limits: Limits{MaxRequestSize: 5000, RequestTimeout: 1500 * time.Millisecond}})
 	status, body := get(t, h, PathAddress)
 	if status != http.StatusOK {
 		t.Fatalf("status %d: %s", status, body)
@@ -26,6 +26,7 @@ func TestAddressEndpoint(t *testing.T) {
 			Description string `json:"description"`
 		} `json:"services"`
 		Network map[string]string `json:"network"`
+		Limits  map[string]int64  `json:"limits"`
 	}
 	if err := json.Unmarshal(body, &got); err != nil {
 		t.Fatal(err)
@@ -38,6 +39,15 @@ func TestAddressEndpoint(t *testing.T) {
 	}
 	if got.Network["type"] != "peapod" {
 		t.Errorf("network %v", got.Network)
+	}
+	want := map[string]int64{"max_request_size": 5000, "max_reply_size": DefaultMaxReplySize, "request_timeout_ms": 1500}
+	if len(got.Limits) != len(want) {
+		t.Errorf("limits %v, want %v", got.Limits, want)
+	}
+	for k, v := range want {
+		if got.Limits[k] != v {
+			t.Errorf("limits %v, want %v", got.Limits, want)
+		}
 	}
 	if status, _ := get(t, h, "/nope"); status != http.StatusNotFound {
 		t.Errorf("unknown path: status %d", status)
@@ -77,6 +87,10 @@ func TestDescriptorEndpoint(t *testing.T) {
 		}
 		if d.Address != mem.addr || len(d.Services) != 1 || d.Services[0].Name != "echo" {
 			t.Errorf("descriptor content %+v", d.Info)
+		}
+		want := descriptor.Limits{MaxRequestSize: DefaultMaxRequestSize, MaxReplySize: DefaultMaxReplySize, RequestTimeout: DefaultRequestTimeout}
+		if d.Limits == nil || *d.Limits != want {
+			t.Errorf("published limits %+v, want the provider's %+v", d.Limits, want)
 		}
 		if d.SelfCertifying != signing {
 			t.Errorf("signing transport %v: self-certifying %v", signing, d.SelfCertifying)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -113,6 +114,11 @@ func callProvider(ctx context.Context, name string, cfg clientFile, f providerFl
 // providerFailure prints err and returns the exit status: the provider's
 // error code and message when it answered with one.
 func providerFailure(stderr io.Writer, name string, err error) int {
+	var tooLarge *requester.TooLargeError
+	if errors.As(err, &tooLarge) {
+		fmt.Fprintf(stderr, "client %s: %s\n", name, strings.TrimPrefix(tooLarge.Error(), "requester: "))
+		return cli.ExitError
+	}
 	if e, ok := requester.AsError(err); ok {
 		fmt.Fprintf(stderr, "client %s: the provider answered %s: %s\n", name, e.Code, e.Message)
 		return cli.ExitError

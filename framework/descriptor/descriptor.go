@@ -16,8 +16,12 @@
 //
 //	{"v":1,"address":"...","services":[{"name":"echo","description":"..."}],
 //	 "network":{"type":"peapod","directory":"http://..."},
+//	 "limits":{"max_request_size":262144,"max_reply_size":1048576,"request_timeout_ms":10000},
 //	 "key":"<base58 ed25519 public key>",
 //	 "issued_at":"2025-01-02T03:04:05Z","expires_at":"2025-01-03T03:04:05Z"}
+//
+// "limits" is optional, for providers that predate it; a verifier that
+// finds it checks it like every other member (see [Limits]).
 //
 // What a valid signature proves depends on the key. When the key is the
 // identity key of the address in the payload (a provider on a peapod network
@@ -42,6 +46,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -115,12 +121,66 @@ type Network struct {
 	Directory string `json:"directory,omitempty"`
 }
 
+// Limits are the limits a provider enforces, published so that a requester
+// can refuse at once a request the provider would refuse, and knows how
+// long a request may run. In JSON (member "limits" of the payload and of
+// /address), every member is a whole number:
+//
+//	{"max_request_size":262144,"max_reply_size":1048576,"request_timeout_ms":10000}
+type Limits struct {
+	// MaxRequestSize is the longest request message the provider reads:
+	// the whole JSON envelope (package envelope), not just its data. A
+	// longer one is answered with the code "too_large".
+	MaxRequestSize int
+	// MaxReplySize is the longest reply data (before base64) a service may
+	// return; a longer reply becomes a "too_large" error.
+	MaxReplySize int
+	// RequestTimeout is how long the provider lets a request run before it
+	// answers "timeout" (JSON: request_timeout_ms, whole milliseconds).
+	RequestTimeout time.Duration
+}
+
+// maxLimit is the largest number a limit may have: 2^53-1, the largest
+// integer every JSON reader (JavaScript's included) holds exactly.
+const maxLimit = 1<<53 - 1
+
+type wireLimits struct {
+	MaxRequestSize   int64 `json:"max_request_size"`
+	MaxReplySize     int64 `json:"max_reply_size"`
+	RequestTimeoutMS int64 `json:"request_timeout_ms"`
+}
+
+func (l Limits) wire() wireLimits {
+	ms := int64(l.RequestTimeout / time.Millisecond)
+	if l.RequestTimeout%time.Millisecond > 0 {
+		ms++ // rounded up
+	}
+	return wireLimits{int64(l.MaxRequestSize), int64(l.MaxReplySize), ms}
+}
+
+// MarshalJSON writes the JSON form shown on Limits.
+func (l Limits) MarshalJSON() ([]byte, error) { return json.Marshal(l.wire()) }
+
+// check reports a limit Sign would publish that Verify would refuse.
+func (l *Limits) check() error {
+	w := l.wire()
+	for _, v := range []int64{w.MaxRequestSize, w.MaxReplySize, w.RequestTimeoutMS} {
+		if v < 1 || v > maxLimit {
+			return fmt.Errorf("descriptor: limits must be 1 to %d (bytes, milliseconds)", int64(maxLimit))
+		}
+	}
+	return nil
+}
+
 // Info is what a provider publishes about itself: the content of its
 // /address endpoint, and of its descriptor besides the key and times.
 type Info struct {
 	Address  address.Address `json:"address"`
 	Services []Service       `json:"services"`
 	Network  Network         `json:"network"`
+	// Limits are the provider's limits; nil when it does not publish them
+	// (providers older than the member).
+	Limits *Limits `json:"limits,omitempty"`
 }
 
 // Descriptor is a verified descriptor.
@@ -156,6 +216,7 @@ type wirePayload struct {
 	Address   address.Address `json:"address"`
 	Services  []Service       `json:"services"`
 	Network   Network         `json:"network"`
+	Limits    *wireLimits     `json:"limits,omitempty"`
 	Key       string          `json:"key"`
 	IssuedAt  string          `json:"issued_at"`
 	ExpiresAt string          `json:"expires_at"`
@@ -183,11 +244,16 @@ func Sign(signer crypto.Signer, info Info, issued, expires time.Time) ([]byte, e
 	if info.Services == nil {
 		info.Services = []Service{}
 	}
-	payload, err := json.Marshal(wirePayload{
+	w := wirePayload{
 		V: Version, Address: info.Address, Services: info.Services, Network: info.Network,
 		Key:      address.EncodeKey(public),
 		IssuedAt: issued.Format(TimeLayout), ExpiresAt: expires.Format(TimeLayout),
-	})
+	}
+	if info.Limits != nil {
+		l := info.Limits.wire()
+		w.Limits = &l
+	}
+	payload, err := json.Marshal(w)
 	if err != nil {
 		return nil, fmt.Errorf("descriptor: %w", err)
 	}
@@ -354,6 +420,15 @@ func readPayload(payload []byte) (*Descriptor, error) {
 			return nil, fmt.Errorf(`"network": %w`, err)
 		}
 	}
+	if _, ok := m["limits"]; ok {
+		limits, err := objectMember(m, "limits")
+		if err != nil {
+			return nil, err
+		}
+		if d.Limits, err = readLimits(limits); err != nil {
+			return nil, fmt.Errorf(`"limits": %w`, err)
+		}
+	}
 	raw, ok := m["services"]
 	if !ok {
 		return nil, errors.New(`missing member "services"`)
@@ -380,8 +455,35 @@ func readPayload(payload []byte) (*Descriptor, error) {
 	return d, nil
 }
 
+// readLimits reads the members of "limits": each must be a whole number
+// from 1 to 2^53-1, written as plain digits.
+func readLimits(m map[string]json.RawMessage) (*Limits, error) {
+	var w [3]int64
+	for i, name := range []string{"max_request_size", "max_reply_size", "request_timeout_ms"} {
+		raw, ok := m[name]
+		if !ok {
+			return nil, fmt.Errorf("missing member %q", name)
+		}
+		n, err := strconv.ParseInt(string(raw), 10, 64)
+		if err != nil || n < 1 || n > maxLimit || raw[0] == '0' || raw[0] == '+' {
+			return nil, fmt.Errorf("%q is not a whole number from 1 to %d", name, int64(maxLimit))
+		}
+		w[i] = n
+	}
+	timeout := time.Duration(math.MaxInt64) // ~292 years: what the largest numbers mean
+	if w[2] <= math.MaxInt64/int64(time.Millisecond) {
+		timeout = time.Duration(w[2]) * time.Millisecond
+	}
+	return &Limits{MaxRequestSize: int(w[0]), MaxReplySize: int(w[1]), RequestTimeout: timeout}, nil
+}
+
 // checkInfo checks what Sign and Verify both require of an Info.
 func checkInfo(info *Info) error {
+	if info.Limits != nil {
+		if err := info.Limits.check(); err != nil {
+			return err
+		}
+	}
 	if info.Address.IsZero() {
 		return errors.New("descriptor: missing address")
 	}

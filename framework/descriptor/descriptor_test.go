@@ -429,3 +429,63 @@ func (rsaLike) Public() crypto.PublicKey { return "not a key" }
 func (rsaLike) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
 	return nil, errors.New("unused")
 }
+
+// TestLimits: published limits survive signing and verifying, are written
+// as documented, and a payload with malformed limits is refused; a payload
+// without them verifies with nil Limits.
+func TestLimits(t *testing.T) {
+	info := testInfo(t)
+	info.Limits = &Limits{MaxRequestSize: 262144, MaxReplySize: 1 << 20, RequestTimeout: 10 * time.Second}
+	doc := sign(t, keyA, info)
+	d, err := Verify(doc, VerifyOptions{Now: t0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Limits == nil || *d.Limits != *info.Limits {
+		t.Fatalf("limits %+v, want %+v", d.Limits, info.Limits)
+	}
+	good := string(payloadOf(t, doc))
+	const wire = `"limits":{"max_request_size":262144,"max_reply_size":1048576,"request_timeout_ms":10000},`
+	if !strings.Contains(good, `"network":{"type":"peapod","directory":"http://127.0.0.1:9000"},`+wire+`"key":`) {
+		t.Errorf("payload %s does not hold %s after the network", good, wire)
+	}
+	if b, _ := json.Marshal(info.Limits); string(b) != strings.TrimSuffix(strings.TrimPrefix(wire, `"limits":`), ",") {
+		t.Errorf("Limits as JSON (/address): %s", b)
+	}
+
+	// A timeout that is not whole milliseconds is published rounded up.
+	info.Limits.RequestTimeout = 1500 * time.Microsecond
+	if d, err := Verify(sign(t, keyA, info), VerifyOptions{Now: t0}); err != nil || d.Limits.RequestTimeout != 2*time.Millisecond {
+		t.Errorf("rounded timeout: %+v, %v", d.Limits, err)
+	}
+
+	for name, limits := range map[string]string{
+		"zero":          `"limits":{"max_request_size":0,"max_reply_size":1048576,"request_timeout_ms":10000},`,
+		"negative":      `"limits":{"max_request_size":-1,"max_reply_size":1048576,"request_timeout_ms":10000},`,
+		"fraction":      `"limits":{"max_request_size":262144.5,"max_reply_size":1048576,"request_timeout_ms":10000},`,
+		"exponent":      `"limits":{"max_request_size":2e5,"max_reply_size":1048576,"request_timeout_ms":10000},`,
+		"leading zero":  `"limits":{"max_request_size":0262144,"max_reply_size":1048576,"request_timeout_ms":10000},`,
+		"string":        `"limits":{"max_request_size":"262144","max_reply_size":1048576,"request_timeout_ms":10000},`,
+		"over 2^53-1":   `"limits":{"max_request_size":9007199254740992,"max_reply_size":1048576,"request_timeout_ms":10000},`,
+		"missing":       `"limits":{"max_reply_size":1048576,"request_timeout_ms":10000},`,
+		"twice":         `"limits":{"max_request_size":1,"max_request_size":2,"max_reply_size":1048576,"request_timeout_ms":10000},`,
+		"not an object": `"limits":[262144,1048576,10000],`,
+	} {
+		payload := strings.Replace(good, wire, limits, 1)
+		if _, err := Verify(resign(keyA, []byte(payload)), VerifyOptions{Now: t0}); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	// The largest value every JSON reader holds exactly is accepted.
+	largest := strings.Replace(good, `"request_timeout_ms":10000`, `"request_timeout_ms":9007199254740991`, 1)
+	if d, err := Verify(resign(keyA, []byte(largest)), VerifyOptions{Now: t0}); err != nil || d.Limits.RequestTimeout <= 0 {
+		t.Errorf("largest timeout: %+v, %v", d, err)
+	}
+	if d, err := Verify(sign(t, keyA, testInfo(t)), VerifyOptions{Now: t0}); err != nil || d.Limits != nil {
+		t.Errorf("without limits: %+v, %v", d, err)
+	}
+	info.Limits = &Limits{MaxRequestSize: 0, MaxReplySize: 1, RequestTimeout: time.Second}
+	if _, err := Sign(keyA, info, t0, t0.Add(time.Hour)); err == nil {
+		t.Error("Sign published a zero limit")
+	}
+}

@@ -31,6 +31,9 @@ type vector struct {
 	// Error names the expected failure: "signature", "key_mismatch",
 	// "expired", "not_yet_valid" or "malformed".
 	Error string `json:"error,omitempty"`
+	// Limits are the expected limits of a valid document that publishes
+	// them.
+	Limits *wireLimits `json:"limits,omitempty"`
 }
 
 type vectorFile struct {
@@ -63,6 +66,10 @@ func makeVectors(t *testing.T) vectorFile {
 		return string(doc)
 	}
 	selfCert := sign(k1, info)
+	limitsInfo := info
+	limitsInfo.Limits = &Limits{MaxRequestSize: 262144, MaxReplySize: 1048576, RequestTimeout: 10 * time.Second}
+	withLimits := sign(k1, limitsInfo)
+	wantLimits := limitsInfo.Limits.wire()
 	nymInfo := info
 	nymInfo.Network = Network{Type: NetworkNym}
 	nym := sign(k2, nymInfo)
@@ -100,6 +107,7 @@ func makeVectors(t *testing.T) vectorFile {
 		Seeds: []string{strings.Repeat("11", 32), strings.Repeat("22", 32)},
 		Vectors: []vector{
 			{Name: "self-certifying peapod provider", Document: selfCert, Now: now, Valid: true, SelfCertifying: true},
+			{Name: "self-certifying, with limits", Document: withLimits, Now: now, Valid: true, SelfCertifying: true, Limits: &wantLimits},
 			{Name: "self-certifying, pinned to its key", Document: selfCert, Now: now, PinnedKey: key1, Valid: true, SelfCertifying: true},
 			{Name: "nym provider with its own key, pinned", Document: nym, Now: now, PinnedKey: key2, Valid: true},
 			{Name: "nym provider, pinned to another key", Document: nym, Now: now, PinnedKey: key1, Error: "key_mismatch"},
@@ -142,6 +150,8 @@ func TestVectors(t *testing.T) {
 				t.Errorf("%s: %v", v.Name, err)
 			} else if d.SelfCertifying != v.SelfCertifying {
 				t.Errorf("%s: self-certifying %v", v.Name, d.SelfCertifying)
+			} else if (d.Limits == nil) != (v.Limits == nil) || d.Limits != nil && d.Limits.wire() != *v.Limits {
+				t.Errorf("%s: limits %+v, want %+v", v.Name, d.Limits, v.Limits)
 			}
 			continue
 		}

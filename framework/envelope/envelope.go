@@ -440,3 +440,41 @@ func decodeBase64(s string) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// PeekLen is how much of a request PeekID reads.
+const PeekLen = 256
+
+// PeekID returns the id of a request the provider will not parse in full
+// (one over its size limit), read from its first PeekLen bytes: the
+// request's first members up to "id", skipping none longer than what is
+// left, and stopping at "data". It returns "" when the id is not among
+// them or not valid. Requesters that write "id" before "data", as
+// Request.AppendJSON does, get their too_large answers with their id.
+func PeekID(b []byte) string {
+	if len(b) > PeekLen {
+		b = b[:PeekLen]
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return ""
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		key, ok := tok.(string)
+		if err != nil || !ok || key == "data" {
+			return ""
+		}
+		if key == "id" {
+			tok, err := dec.Token()
+			if id, ok := tok.(string); err == nil && ok && ValidID(id) {
+				return id
+			}
+			return ""
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return ""
+		}
+	}
+	return ""
+}

@@ -265,3 +265,44 @@ func FuzzParseReply(f *testing.F) {
 		}
 	})
 }
+
+// TestPeekID: the id of an oversized request is read from its head, as
+// Request.AppendJSON writes it, and nothing is made up otherwise.
+func TestPeekID(t *testing.T) {
+	big, err := (&Request{ID: "req-1", Service: "kv", Data: make([]byte, 1<<20)}).AppendJSON(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := PeekID(big); got != "req-1" {
+		t.Errorf("PeekID of a 1 MiB request = %q, want req-1", got)
+	}
+	for _, b := range []string{
+		`{"v":1,"service":"kv","data":"` + strings.Repeat("A", 400) + `","id":"late"}`, // id after data
+		`{"v":1,"pad":"` + strings.Repeat("x", PeekLen) + `","id":"far"}`,              // id beyond the head
+		`{"v":1,"id":"bad` + "\x01" + `"}`,                                             // control character
+		`{"v":1,"id":5}`,
+		`["id","x"]`,
+		`{"v":1,"service":"kv"`,
+		``,
+	} {
+		if got := PeekID([]byte(b)); got != "" {
+			t.Errorf("PeekID(%.60q) = %q, want none", b, got)
+		}
+	}
+}
+
+func FuzzPeekID(f *testing.F) {
+	f.Add([]byte(`{"v":1,"id":"a","service":"echo","data":"aGk="}`))
+	f.Add([]byte(`{"v":1,"x":{"id":"no"},"id":"yes"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		id := PeekID(b)
+		if id != "" && !ValidID(id) {
+			t.Fatalf("PeekID returned the invalid id %q", id)
+		}
+		// A request that parses and names its id within the head is peeked
+		// right.
+		if req, err := ParseRequest(b); err == nil && len(b) <= PeekLen && id != "" && id != req.ID {
+			t.Fatalf("PeekID = %q, ParseRequest's id %q", id, req.ID)
+		}
+	})
+}

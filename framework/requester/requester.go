@@ -12,7 +12,9 @@
 //
 // [Fetch] alone fetches and verifies a descriptor; [New] alone wraps a
 // running client.Client. A reply that reports a failure comes back as a
-// *handlers.Error, carrying the provider's error code.
+// *handlers.Error, carrying the provider's error code; so does a request
+// over the limit the provider publishes (code "too_large"), which is not
+// sent at all.
 package requester
 
 import (
@@ -97,8 +99,14 @@ type Options struct {
 	SURBs int
 	// Resend is how long to wait for a reply before sending the request
 	// again with the same id; negative never resends. Default
-	// DefaultResend.
+	// DefaultResend (Connect makes it longer for a provider whose
+	// published request timeout is longer).
 	Resend time.Duration
+	// MaxRequestSize, when positive, is the provider's limit on a request
+	// message (the whole envelope, in bytes): Do refuses a longer request
+	// without sending it, as the provider would. Connect sets it from the
+	// descriptor's limits when it is 0; negative turns the check off.
+	MaxRequestSize int
 	// Logger receives the requester's logs.
 	Logger zerolog.Logger
 }
@@ -150,6 +158,9 @@ func (r *Requester) Do(ctx context.Context, service string, data []byte) ([]byte
 	msg, err := (&envelope.Request{ID: id, Service: service, Data: data}).AppendJSON(nil)
 	if err != nil {
 		return nil, fmt.Errorf("requester: %w", err)
+	}
+	if limit := r.opts.MaxRequestSize; limit > 0 && len(msg) > limit {
+		return nil, &TooLargeError{Size: len(msg), DataSize: len(data), Limit: limit}
 	}
 	ch := make(chan *envelope.Reply, 1)
 	r.mu.Lock()
@@ -210,6 +221,34 @@ func (r *Requester) Do(ctx context.Context, service string, data []byte) ([]byte
 }
 
 var errRequesterClosed = errors.New("requester: closed")
+
+// TooLargeError is Do's error for a request over the provider's published
+// size limit (Options.MaxRequestSize), which is not sent. It unwraps to the
+// *handlers.Error with code "too_large" the provider would have answered,
+// so that AsError and code checks treat both alike.
+type TooLargeError struct {
+	// Size is the request message's size, the whole envelope; DataSize the
+	// data's, before base64.
+	Size, DataSize int
+	// Limit is the provider's limit on Size.
+	Limit int
+}
+
+// MaxData returns about the most data that fits in the limit.
+func (e *TooLargeError) MaxData() int {
+	overhead := e.Size - base64.StdEncoding.EncodedLen(e.DataSize)
+	return max(0, (e.Limit-overhead)/4*3)
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("requester: a request of %d bytes of data is %d bytes as sent, over the provider's limit of %d bytes "+
+		"(at most about %d bytes of data fit); not sent", e.DataSize, e.Size, e.Limit, e.MaxData())
+}
+
+// Unwrap returns the provider's answer to such a request.
+func (e *TooLargeError) Unwrap() error {
+	return handlers.Errorf(handlers.CodeTooLarge, "request of %d bytes; the limit is %d (not sent)", e.Size, e.Limit)
+}
 
 // closeFlush bounds how long Close waits for requests sent to be
 // acknowledged by the provider's gateway, so that closing the client right
@@ -363,8 +402,29 @@ func Connect(ctx context.Context, cfg Config) (_ *Session, err error) {
 	if err = s.Client.Start(ctx); err != nil {
 		return nil, err
 	}
-	s.Requester = New(s.Client, d.Address, cfg.Options)
+	s.Requester = New(s.Client, d.Address, withLimits(cfg.Options, d.Limits))
 	return s, nil
+}
+
+// resendMargin is what a resend waits beyond the provider's request
+// timeout: the time for the request and its reply to cross the mixnet.
+const resendMargin = 10 * time.Second
+
+// withLimits returns opts adjusted to the limits a provider publishes (nil
+// when it publishes none): its request size limit, unless opts has one,
+// and a resend interval no shorter than its request timeout plus
+// resendMargin, unless opts sets one.
+func withLimits(opts Options, l *descriptor.Limits) Options {
+	if l == nil {
+		return opts
+	}
+	if opts.MaxRequestSize == 0 {
+		opts.MaxRequestSize = l.MaxRequestSize
+	}
+	if opts.Resend == 0 && l.RequestTimeout+resendMargin > DefaultResend {
+		opts.Resend = l.RequestTimeout + resendMargin
+	}
+	return opts
 }
 
 // Close stops the Requester and the client, and removes a temporary data
