@@ -17,7 +17,11 @@
 //	ClosedConnection   Backend.CloseLane (no answer, as in Nym)
 //	GetLaneQueueLength answered with LaneQueueLength{lane, Backend.LaneQueueLength(lane)}
 //
-// Sends produce no answer when they succeed, as in Nym. A send the client
+// As in Nym, a send, anonymous send or reply that names its connection id (a
+// binary connection_id other than 0, or a JSON "connectionId" that is a
+// number, 0 included: wsapi.Send.Lane) is answered, once the message is
+// queued, with the LaneQueueLength of that lane; one that names none gets
+// no answer when it succeeds. A send the client
 // refuses at once (for example a reply to a sender tag with no SURBs left)
 // is answered with an Error of kind "other"; a message whose delivery fails
 // later (its fragments were never acknowledged, or the SURBs it waited for
@@ -85,8 +89,10 @@
 // pong, arrives for three intervals is closed.
 //
 // Handshakes that carry an Origin header (from a web page) are accepted only
-// from the same origin unless Config.CheckOrigin says otherwise, so that a
-// web site cannot use a visitor's client.
+// from the same origin and from Config.AllowedOrigins (`client run
+// --allow-origin`), so that a web site a user visits cannot drive the
+// user's client; a refused one is answered 403 and logged with the origin
+// to allow. Nym's client accepts every origin; see docs/protocol.md.
 //
 // # Lifecycle
 //

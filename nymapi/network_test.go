@@ -99,12 +99,24 @@ func receive(t *testing.T, app *wsapi.Conn) wsapi.Received {
 	return r
 }
 
+// send sends r; when r names its lane, the client's first answer must be
+// that lane's queue length, as Nym's client answers.
 func send(t *testing.T, app *wsapi.Conn, r wsapi.Request) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := app.Send(ctx, r); err != nil {
 		t.Fatal(err)
+	}
+	named, ok := r.(interface{ Lane() (uint64, bool) })
+	if !ok {
+		return
+	}
+	if lane, ok := named.Lane(); ok {
+		resp, err := app.Receive(ctx)
+		if got, isLane := resp.(wsapi.LaneQueueLength); err != nil || !isLane || got.Lane != lane {
+			t.Fatalf("after a send on lane %d: %#v, %v; want its LaneQueueLength", lane, resp, err)
+		}
 	}
 }
 

@@ -14,15 +14,15 @@ func (c *conn) handle(req wsapi.Request, text bool) bool {
 	switch r := req.(type) {
 	case wsapi.Send:
 		d, err := b.Send(c.ctx, r.Recipient, r.Data, client.WithLane(r.ConnectionID))
-		return c.sent(fmt.Sprintf("send to %s (connection id %d)", r.Recipient, r.ConnectionID), d, err, text)
+		return c.sent(fmt.Sprintf("send to %s (connection id %d)", r.Recipient, r.ConnectionID), d, err, text, r)
 
 	case wsapi.SendAnonymous:
 		d, err := b.SendAnonymous(c.ctx, r.Recipient, r.Data, int(r.ReplySURBs), client.WithLane(r.ConnectionID))
-		return c.sent(fmt.Sprintf("anonymous send to %s (connection id %d)", r.Recipient, r.ConnectionID), d, err, text)
+		return c.sent(fmt.Sprintf("anonymous send to %s (connection id %d)", r.Recipient, r.ConnectionID), d, err, text, r)
 
 	case wsapi.Reply:
 		d, err := b.Reply(c.ctx, r.SenderTag, r.Data, client.WithLane(r.ConnectionID))
-		return c.sent(fmt.Sprintf("reply to sender tag %s (connection id %d)", r.SenderTag, r.ConnectionID), d, err, text)
+		return c.sent(fmt.Sprintf("reply to sender tag %s (connection id %d)", r.SenderTag, r.ConnectionID), d, err, text, r)
 
 	case wsapi.SelfAddress:
 		return c.respond(wsapi.SelfAddressResponse{Address: b.Address()}, text)
@@ -32,16 +32,28 @@ func (c *conn) handle(req wsapi.Request, text bool) bool {
 		return true
 
 	case wsapi.GetLaneQueueLength:
-		n := max(b.LaneQueueLength(r.ConnectionID), 0)
-		return c.respond(wsapi.LaneQueueLength{Lane: r.ConnectionID, QueueLength: uint64(n)}, text)
+		return c.respond(c.laneQueueLength(r.ConnectionID), text)
 	}
 	// Unreachable: the request types are a closed set.
 	return c.respond(wsapi.Error{Kind: wsapi.KindUnknownRequest, Message: fmt.Sprintf("request %T", req)}, text)
 }
 
+// laneQueueLength returns the answer about lane.
+func (c *conn) laneQueueLength(lane uint64) wsapi.LaneQueueLength {
+	n := max(c.s.cfg.Backend.LaneQueueLength(lane), 0)
+	return wsapi.LaneQueueLength{Lane: lane, QueueLength: uint64(n)}
+}
+
+// laneNamer is a send request that may name its lane (wsapi.Send.Lane).
+type laneNamer interface {
+	Lane() (lane uint64, named bool)
+}
+
 // sent follows up a send, anonymous send or reply: an error now is answered
-// at once, a failure of the delivery later (see watch).
-func (c *conn) sent(what string, d *client.Delivery, err error, text bool) bool {
+// at once, a failure of the delivery later (see watch). A request that named
+// its lane is answered with that lane's queue length once the message is
+// queued, as Nym's client does.
+func (c *conn) sent(what string, d *client.Delivery, err error, text bool, req laneNamer) bool {
 	if err != nil {
 		if c.ctx.Err() != nil {
 			return false // the connection closed while the send waited
@@ -51,6 +63,9 @@ func (c *conn) sent(what string, d *client.Delivery, err error, text bool) bool 
 	}
 	if d != nil {
 		c.watch(what, d)
+	}
+	if lane, named := req.Lane(); named {
+		return c.respond(c.laneQueueLength(lane), text)
 	}
 	return true
 }

@@ -85,10 +85,16 @@ type Config struct {
 	// request, whose frame type they then take (see the package doc).
 	// Negative does not wait. Default DefaultFormatWait.
 	FormatWait time.Duration
-	// CheckOrigin decides whether to accept a WebSocket handshake that
-	// carries an Origin header (one from a web page). The default accepts
-	// requests without Origin (applications) and same-origin ones only, so
-	// that a web site cannot drive the client from a user's browser.
+	// AllowedOrigins are the web origins ("http://localhost:5173", scheme
+	// and host, with the port unless it is the scheme's default) whose
+	// pages may connect, besides the client's own origin. Handshakes
+	// without an Origin header (applications, not web pages) are always
+	// accepted; from any other origin they are refused with HTTP 403, so
+	// that a web site cannot drive the client from a user's browser. See
+	// ParseOrigin.
+	AllowedOrigins []string
+	// CheckOrigin, if set, decides about the origins AllowedOrigins does
+	// not admit (instead of refusing them).
 	CheckOrigin func(r *http.Request) bool
 }
 
@@ -127,6 +133,7 @@ type Server struct {
 	cfg      Config
 	log      zerolog.Logger
 	upgrader websocket.Upgrader
+	origins  map[string]bool // Config.AllowedOrigins, in ParseOrigin's form
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
@@ -162,9 +169,15 @@ func New(cfg Config) *Server {
 		servers: map[*http.Server]struct{}{},
 		wake:    make(chan struct{}),
 	}
+	s.origins = make(map[string]bool, len(cfg.AllowedOrigins))
+	for _, o := range cfg.AllowedOrigins {
+		if origin, err := ParseOrigin(o); err == nil {
+			s.origins[origin] = true
+		}
+	}
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: cfg.SlowTimeout,
-		CheckOrigin:      cfg.CheckOrigin,
+		CheckOrigin:      s.checkOrigin,
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if cfg.Backend != nil {

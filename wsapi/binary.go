@@ -143,7 +143,8 @@ func appendData(dst, data []byte) []byte {
 // bytes, KindUnknownRequest for an undefined tag, KindTooShortRequest when b
 // ends inside the fixed fields, KindMalformedRequest for anything else (a
 // length field that disagrees with the bytes that follow, trailing bytes, an
-// invalid recipient).
+// invalid recipient). As in Nym, a SelfAddress request may carry trailing
+// bytes, which are ignored.
 func ParseRequest(b []byte) (Request, error) {
 	if len(b) == 0 {
 		return nil, protocolErrorf(KindEmptyRequest, "no data provided")
@@ -158,7 +159,7 @@ func ParseRequest(b []byte) (Request, error) {
 			return nil, err
 		}
 		rest := b[tagSize+address.Size:]
-		data, err := parseData(rest[connectionIDSize:], KindMalformedRequest)
+		data, err := parseData(rest[connectionIDSize:], KindMalformedRequest, "data")
 		if err != nil {
 			return nil, err
 		}
@@ -174,7 +175,7 @@ func ParseRequest(b []byte) (Request, error) {
 			return nil, err
 		}
 		rest := b[tagSize+replySURBsSize+address.Size:]
-		data, err := parseData(rest[connectionIDSize:], KindMalformedRequest)
+		data, err := parseData(rest[connectionIDSize:], KindMalformedRequest, "data")
 		if err != nil {
 			return nil, err
 		}
@@ -187,27 +188,25 @@ func ParseRequest(b []byte) (Request, error) {
 		var tag address.SenderTag
 		copy(tag[:], b[tagSize:])
 		rest := b[tagSize+address.SenderTagSize:]
-		data, err := parseData(rest[connectionIDSize:], KindMalformedRequest)
+		data, err := parseData(rest[connectionIDSize:], KindMalformedRequest, "message")
 		if err != nil {
 			return nil, err
 		}
 		return Reply{SenderTag: tag, ConnectionID: binary.BigEndian.Uint64(rest), Data: data}, nil
 
 	case tagSelfAddress:
-		if len(b) != selfAddressRequestSize {
-			return nil, protocolErrorf(KindMalformedRequest, "self address request has %d trailing bytes", len(b)-selfAddressRequestSize)
-		}
+		// Nym reads the tag alone and ignores what follows; so does this.
 		return SelfAddress{}, nil
 
 	case tagClosedConnection:
 		if len(b) != connectionRequestSize {
-			return nil, protocolErrorf(KindMalformedRequest, "closed connection request is %d bytes, want %d", len(b), connectionRequestSize)
+			return nil, protocolErrorf(KindMalformedRequest, "The received closed connection has invalid length")
 		}
 		return ClosedConnection{ConnectionID: binary.BigEndian.Uint64(b[tagSize:])}, nil
 
 	case tagGetLaneQueueLength:
 		if len(b) != connectionRequestSize {
-			return nil, protocolErrorf(KindMalformedRequest, "get lane queue length request is %d bytes, want %d", len(b), connectionRequestSize)
+			return nil, protocolErrorf(KindMalformedRequest, "The received get lane queue lengths has invalid length")
 		}
 		return GetLaneQueueLength{ConnectionID: binary.BigEndian.Uint64(b[tagSize:])}, nil
 	}
@@ -233,7 +232,7 @@ func ParseResponse(b []byte) (Response, error) {
 		if !kind.known() {
 			return nil, protocolErrorf(KindMalformedResponse, "unknown error kind 0x%02x", b[tagSize])
 		}
-		msg, err := parseData(b[tagSize+errorKindSize:], KindMalformedResponse)
+		msg, err := parseData(b[tagSize+errorKindSize:], KindMalformedResponse, "message")
 		if err != nil {
 			return nil, err
 		}
@@ -260,7 +259,7 @@ func ParseResponse(b []byte) (Response, error) {
 		default:
 			return nil, protocolErrorf(KindMalformedResponse, "invalid sender tag flag %d", flag)
 		}
-		data, err := parseData(rest, KindMalformedResponse)
+		data, err := parseData(rest, KindMalformedResponse, "message")
 		if err != nil {
 			return nil, err
 		}
@@ -307,11 +306,13 @@ func parseRecipient(b []byte, kind ErrorKind) (address.Address, error) {
 // parseData reads a u64 length and exactly that many bytes, which must be
 // the rest of b; the caller has checked that the length field is there. The
 // data is copied.
-func parseData(b []byte, kind ErrorKind) ([]byte, error) {
+// parseData reads a length-prefixed field; name is what Nym calls it in its
+// error message ("data", or "message" in a reply).
+func parseData(b []byte, kind ErrorKind, name string) ([]byte, error) {
 	n := binary.BigEndian.Uint64(b)
 	data := b[lengthSize:]
 	if n != uint64(len(data)) {
-		return nil, protocolErrorf(kind, "data len has inconsistent length. specified: %d got: %d", n, len(data))
+		return nil, protocolErrorf(kind, "%s len has inconsistent length. specified: %d got: %d", name, n, len(data))
 	}
 	return append(make([]byte, 0, len(data)), data...), nil
 }

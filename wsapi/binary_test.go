@@ -167,10 +167,16 @@ func TestBinaryRequestErrors(t *testing.T) {
 		}(), KindMalformedRequest, "inconsistent length"},
 		{"send bad recipient", offCurve, KindMalformedRequest, "malformed recipient: address: identity"},
 		{"send anonymous bad gateway", offCurveGateway, KindMalformedRequest, "malformed recipient: address: gateway"},
-		{"self address trailing", []byte{0x03, 0x00}, KindMalformedRequest, "1 trailing bytes"},
-		{"closed connection short", []byte{0x04, 1, 2, 3}, KindMalformedRequest, "closed connection request is 4 bytes, want 9"},
-		{"closed connection long", append([]byte{0x04}, make([]byte, 9)...), KindMalformedRequest, "is 10 bytes"},
-		{"lane queue length short", []byte{0x05}, KindMalformedRequest, "get lane queue length request is 1 bytes"},
+		{"reply length off", append(append([]byte(nil), reply...), 'x'), KindMalformedRequest, "message len has inconsistent length. specified: 4 got: 5"},
+		{"closed connection short", []byte{0x04, 1, 2, 3}, KindMalformedRequest, "The received closed connection has invalid length"},
+		{"closed connection long", append([]byte{0x04}, make([]byte, 9)...), KindMalformedRequest, "The received closed connection has invalid length"},
+		{"lane queue length short", []byte{0x05}, KindMalformedRequest, "The received get lane queue lengths has invalid length"},
+	}
+	// Nym ignores what follows a SelfAddress tag; so does ParseRequest.
+	for _, in := range [][]byte{{0x03, 0x00}, append([]byte{0x03}, bytes.Repeat([]byte{0xff}, 200)...)} {
+		if r, err := ParseRequest(in); err != nil || r != (SelfAddress{}) {
+			t.Errorf("SelfAddress with %d trailing bytes: %#v, %v", len(in)-1, r, err)
+		}
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -197,7 +197,7 @@ func TestServerAnswersInFrameType(t *testing.T) {
 		{websocket.TextMessage, []byte(`{"type":"selfAddress"}`), websocket.TextMessage,
 			`{"type":"selfAddress","address":"` + nymExample + `"}`},
 		{websocket.TextMessage, []byte(`{"type":"nope"}`), websocket.TextMessage,
-			`{"type":"error","message":"unknown request type:unknown variant \"nope\", expected one of \"send\", \"sendAnonymous\", \"reply\", \"selfAddress\", \"closedConnection\", \"getLaneQueueLength\""}`},
+			`{"type":"error","message":"malformed request:unknown variant ` + "`nope`, expected one of `send`, `sendAnonymous`, `reply`, `selfAddress`" + ` at line 1 column 14"}`},
 		{websocket.TextMessage, []byte(`{"type":"send","message":"x"}`), websocket.TextMessage,
 			`{"type":"error","message":"malformed request:missing field ` + "`recipient`" + `"}`},
 		{websocket.BinaryMessage, []byte{0x03}, websocket.BinaryMessage, "02"},

@@ -67,7 +67,7 @@ func (r Send) appendJSON(dst []byte) []byte {
 	dst = appendJSONType(dst, jsonSend)
 	dst = appendJSONData(dst, r.Data)
 	dst = appendJSONAddress(dst, fieldRecipient, r.Recipient)
-	dst = appendJSONConnectionID(dst, r.ConnectionID)
+	dst = appendJSONConnectionID(dst, r.ConnectionID, r.LaneZero)
 	return append(dst, '}')
 }
 
@@ -76,7 +76,7 @@ func (r SendAnonymous) appendJSON(dst []byte) []byte {
 	dst = appendJSONAddress(dst, fieldRecipient, r.Recipient)
 	dst = appendJSONData(dst, r.Data)
 	dst = appendJSONUint(dst, fieldReplySURBs, uint64(r.ReplySURBs))
-	dst = appendJSONConnectionID(dst, r.ConnectionID)
+	dst = appendJSONConnectionID(dst, r.ConnectionID, r.LaneZero)
 	return append(dst, '}')
 }
 
@@ -85,7 +85,7 @@ func (r Reply) appendJSON(dst []byte) []byte {
 	dst = appendJSONKey(dst, fieldSenderTag)
 	dst = appendJSONString(dst, r.SenderTag.String())
 	dst = appendJSONData(dst, r.Data)
-	dst = appendJSONConnectionID(dst, r.ConnectionID)
+	dst = appendJSONConnectionID(dst, r.ConnectionID, r.LaneZero)
 	return append(dst, '}')
 }
 
@@ -156,10 +156,10 @@ func appendJSONUint(dst []byte, key string, v uint64) []byte {
 	return strconv.AppendUint(appendJSONKey(dst, key), v, 10)
 }
 
-// appendJSONConnectionID writes Nym's optional connection id: null for 0,
-// which both forms treat as "no connection".
-func appendJSONConnectionID(dst []byte, id uint64) []byte {
-	if id == 0 {
+// appendJSONConnectionID writes Nym's optional connection id: null for no
+// connection (0 without laneZero).
+func appendJSONConnectionID(dst []byte, id uint64, laneZero bool) []byte {
+	if id == 0 && !laneZero {
 		return append(appendJSONKey(dst, fieldConnectionID), "null"...)
 	}
 	return appendJSONUint(dst, fieldConnectionID, id)
@@ -188,11 +188,12 @@ func appendJSONBase64(dst, data []byte) []byte {
 
 // ParseJSONRequest reads a request from the JSON of a text frame. Field
 // names are matched exactly and fields it does not know are ignored, as in
-// Nym. On failure the error is a *ProtocolError: KindUnknownRequest for a
-// "type" it does not know, KindMalformedRequest for anything else (invalid
-// JSON or UTF-8, a missing or mistyped field, both or neither of "message"
-// and "messageBase64", an invalid recipient or sender tag). The detail names
-// the field.
+// Nym. On failure the error is a *ProtocolError of KindMalformedRequest, as
+// Nym's (invalid JSON or UTF-8, a "type" it does not know, a missing or
+// mistyped field, both or neither of "message" and "messageBase64", an
+// invalid recipient or sender tag). The detail names the field; for an
+// unknown type and a missing field it is serde_json's text, as Nym sends
+// it.
 func ParseJSONRequest(b []byte) (Request, error) {
 	obj, typ, err := readJSONObject(b, KindMalformedRequest)
 	if err != nil {
@@ -208,11 +209,11 @@ func ParseJSONRequest(b []byte) (Request, error) {
 		if err != nil {
 			return nil, err
 		}
-		id, err := obj.connectionID()
+		id, zero, err := obj.connectionID()
 		if err != nil {
 			return nil, err
 		}
-		return Send{Recipient: recipient, ConnectionID: id, Data: data}, nil
+		return Send{Recipient: recipient, ConnectionID: id, LaneZero: zero, Data: data}, nil
 
 	case jsonSendAnonymous:
 		recipient, err := obj.address(fieldRecipient)
@@ -227,11 +228,11 @@ func ParseJSONRequest(b []byte) (Request, error) {
 		if err != nil {
 			return nil, err
 		}
-		id, err := obj.connectionID()
+		id, zero, err := obj.connectionID()
 		if err != nil {
 			return nil, err
 		}
-		return SendAnonymous{ReplySURBs: uint32(surbs), Recipient: recipient, ConnectionID: id, Data: data}, nil
+		return SendAnonymous{ReplySURBs: uint32(surbs), Recipient: recipient, ConnectionID: id, LaneZero: zero, Data: data}, nil
 
 	case jsonReply:
 		s, err := obj.string(fieldSenderTag)
@@ -246,11 +247,11 @@ func ParseJSONRequest(b []byte) (Request, error) {
 		if err != nil {
 			return nil, err
 		}
-		id, err := obj.connectionID()
+		id, zero, err := obj.connectionID()
 		if err != nil {
 			return nil, err
 		}
-		return Reply{SenderTag: tag, ConnectionID: id, Data: data}, nil
+		return Reply{SenderTag: tag, ConnectionID: id, LaneZero: zero, Data: data}, nil
 
 	case jsonSelfAddress:
 		return SelfAddress{}, nil
@@ -269,8 +270,10 @@ func ParseJSONRequest(b []byte) (Request, error) {
 		}
 		return GetLaneQueueLength{ConnectionID: id}, nil
 	}
-	return nil, protocolErrorf(KindUnknownRequest, "unknown variant %q, expected one of %q, %q, %q, %q, %q, %q",
-		typ, jsonSend, jsonSendAnonymous, jsonReply, jsonSelfAddress, jsonClosedConnection, jsonGetLaneQueueLength)
+	// serde_json's words, as Nym's client answers (its variants only: the
+	// two of peapod's extensions are not listed).
+	return nil, protocolErrorf(KindMalformedRequest, "unknown variant `%s`, expected one of `%s`, `%s`, `%s`, `%s` at %s",
+		typ, jsonSend, jsonSendAnonymous, jsonReply, jsonSelfAddress, obj.typePosition(b))
 }
 
 // ParseJSONResponse reads a response from the JSON of a text frame, with the
@@ -352,6 +355,20 @@ func splitErrorMessage(msg string) Error {
 type jsonObject struct {
 	fields    map[string]json.RawMessage
 	malformed ErrorKind // KindMalformedRequest or KindMalformedResponse
+	typeEnd   int64     // the offset just after the "type" value
+}
+
+// typePosition returns where serde_json reports an error in the "type"
+// value of b (see serdePosition).
+func (o jsonObject) typePosition(b []byte) string { return serdePosition(b, o.typeEnd) }
+
+// serdePosition returns "line L column C" for the byte of b just before
+// offset, as serde_json reports the position of an error found there:
+// 1-based lines, and the column is the count of bytes since the line began.
+func serdePosition(b []byte, offset int64) string {
+	end := b[:min(int(offset), len(b))]
+	start := bytes.LastIndexByte(end, '\n') + 1
+	return fmt.Sprintf("line %d column %d", 1+bytes.Count(end[:start], []byte{'\n'}), len(end)-start)
 }
 
 // readJSONObject reads b as one JSON object with unique keys and a string
@@ -387,12 +404,20 @@ func readJSONObject(b []byte, malformed ErrorKind) (jsonObject, string, error) {
 			return obj, "", obj.errorf("invalid JSON: %v", err)
 		}
 		obj.fields[key] = raw
+		if key == fieldType {
+			obj.typeEnd = dec.InputOffset()
+		}
 	}
 	if _, err := dec.Token(); err != nil { // the closing '}'
 		return obj, "", obj.errorf("invalid JSON: %v", err)
 	}
+	objEnd := dec.InputOffset()
 	if _, err := dec.Token(); err != io.EOF {
 		return obj, "", obj.errorf("invalid JSON: trailing data after the object")
+	}
+	if _, ok := obj.fields[fieldType]; !ok {
+		// serde_json finds it missing at the object's end.
+		return obj, "", obj.errorf("missing field `%s` at %s", fieldType, serdePosition(b, objEnd))
 	}
 	typ, err := obj.string(fieldType)
 	if err != nil {
@@ -459,13 +484,14 @@ func (o jsonObject) parseUint(name string, raw json.RawMessage, bits int) (uint6
 }
 
 // connectionID returns Nym's optional "connectionId": 0 when missing or
-// null.
-func (o jsonObject) connectionID() (uint64, error) {
+// null, and whether it was the number 0 (lane 0, in Nym).
+func (o jsonObject) connectionID() (id uint64, zero bool, err error) {
 	raw, ok := o.fields[fieldConnectionID]
 	if !ok || isNull(raw) {
-		return 0, nil
+		return 0, false, nil
 	}
-	return o.parseUint(fieldConnectionID, raw, 64)
+	id, err = o.parseUint(fieldConnectionID, raw, 64)
+	return id, err == nil && id == 0, err
 }
 
 func (o jsonObject) address(name string) (address.Address, error) {

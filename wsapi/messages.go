@@ -29,7 +29,18 @@ type Send struct {
 	// ConnectionID selects a sending lane; 0 is the general lane ("no
 	// connection").
 	ConnectionID uint64
-	Data         []byte
+	// LaneZero marks a JSON request that named "connectionId":0, which Nym
+	// reads as lane 0 rather than as no connection (see Lane). Binary
+	// frames cannot say it: their 0 is no connection.
+	LaneZero bool
+	Data     []byte
+}
+
+// Lane returns the request's lane and whether the request named one: then
+// the client answers the send with that lane's LaneQueueLength, as Nym's
+// does (a connection id other than 0, or LaneZero).
+func (r Send) Lane() (lane uint64, named bool) {
+	return r.ConnectionID, r.ConnectionID != 0 || r.LaneZero
 }
 
 // SendAnonymous asks the client to send Data to Recipient together with
@@ -40,7 +51,13 @@ type SendAnonymous struct {
 	ReplySURBs   uint32
 	Recipient    address.Address
 	ConnectionID uint64
+	LaneZero     bool // as in Send
 	Data         []byte
+}
+
+// Lane is as Send.Lane.
+func (r SendAnonymous) Lane() (lane uint64, named bool) {
+	return r.ConnectionID, r.ConnectionID != 0 || r.LaneZero
 }
 
 // Reply asks the client to send Data back to the anonymous sender known by
@@ -48,7 +65,13 @@ type SendAnonymous struct {
 type Reply struct {
 	SenderTag    address.SenderTag
 	ConnectionID uint64
+	LaneZero     bool // as in Send
 	Data         []byte
+}
+
+// Lane is as Send.Lane.
+func (r Reply) Lane() (lane uint64, named bool) {
+	return r.ConnectionID, r.ConnectionID != 0 || r.LaneZero
 }
 
 // SelfAddress asks the client for its own address; the client answers with a
@@ -95,8 +118,8 @@ type SelfAddressResponse struct {
 	Address address.Address
 }
 
-// LaneQueueLength answers GetLaneQueueLength: the client holds QueueLength
-// packets on Lane.
+// LaneQueueLength answers GetLaneQueueLength, and a send or reply that named
+// its lane (see Send.Lane): the client holds QueueLength packets on Lane.
 type LaneQueueLength struct {
 	Lane        uint64
 	QueueLength uint64
@@ -112,7 +135,9 @@ const (
 	KindEmptyRequest ErrorKind = 0x01
 	// KindTooShortRequest: the request ended before its fixed fields did.
 	KindTooShortRequest ErrorKind = 0x02
-	// KindUnknownRequest: the request tag (or JSON "type") is not defined.
+	// KindUnknownRequest: the binary request tag is not defined. (An
+	// unknown JSON "type" is KindMalformedRequest, as in Nym, where serde
+	// refuses it.)
 	KindUnknownRequest ErrorKind = 0x03
 	// KindMalformedRequest: the request is invalid in any other way.
 	KindMalformedRequest ErrorKind = 0x04

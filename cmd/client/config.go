@@ -37,6 +37,7 @@ const (
 //	max_connections = 64
 //	ping_interval = "30s"
 //	slow_timeout = "10s"
+//	allow_origin = []   # web origins whose pages may connect, e.g. ["http://localhost:5173"]
 //
 //	[log]
 //	level = "info"
@@ -65,6 +66,9 @@ type webSocketSection struct {
 	MaxConnections int           `toml:"max_connections"`
 	PingInterval   time.Duration `toml:"ping_interval"`
 	SlowTimeout    time.Duration `toml:"slow_timeout"`
+	// AllowOrigin lists the web origins whose pages may connect (besides
+	// applications, which send no Origin): nymapi.Config.AllowedOrigins.
+	AllowOrigin []string `toml:"allow_origin"`
 }
 
 // logSection is the [log] section.
@@ -107,6 +111,11 @@ func (c *clientFile) check() error {
 	case c.Client.MixDelay < 0:
 		return fmt.Errorf("client: --mix-delay %v is negative", c.Client.MixDelay)
 	}
+	for _, o := range c.WebSocket.AllowOrigin {
+		if _, err := nymapi.ParseOrigin(o); err != nil {
+			return fmt.Errorf("client: --allow-origin: %w (write it as the browser's address bar shows it, e.g. http://localhost:5173)", err)
+		}
+	}
 	return nil
 }
 
@@ -132,6 +141,7 @@ func (s webSocketSection) serverConfig(b nymapi.Backend, log zerolog.Logger) nym
 		MaxConnections: s.MaxConnections,
 		PingInterval:   s.PingInterval,
 		SlowTimeout:    s.SlowTimeout,
+		AllowedOrigins: s.AllowOrigin,
 	}
 }
 

@@ -32,6 +32,7 @@ func bindRun(fs *flag.FlagSet, c *clientFile) {
 	bindCommon(fs, c)
 	bindTuning(fs, c)
 	fs.StringVar(&c.WebSocket.Listen, "ws", c.WebSocket.Listen, "")
+	cli.StringsVar(fs, &c.WebSocket.AllowOrigin, "allow-origin", "")
 }
 
 func TestConfigFileAndFlags(t *testing.T) {
@@ -46,6 +47,7 @@ no_cover = true
 listen = "127.0.0.1:2000"
 max_frame_size = 1048576
 ping_interval = "10s"
+allow_origin = ["http://localhost:5173", "https://app.example"]
 
 [log]
 level = "debug"
@@ -73,8 +75,16 @@ level = "debug"
 		t.Fatalf("client config %+v", cc)
 	}
 	sc := w.serverConfig(nil, zerolog.Nop())
-	if sc.MaxFrameSize != 1<<20 || sc.PingInterval != 10*time.Second {
+	if sc.MaxFrameSize != 1<<20 || sc.PingInterval != 10*time.Second || strings.Join(sc.AllowedOrigins, " ") != "http://localhost:5173 https://app.example" {
 		t.Fatalf("server config %+v", sc)
+	}
+	// --allow-origin replaces the file's list.
+	cfg = defaultClientFile("info")
+	if _, err := cli.Parse(command("run", io.Discard, io.Discard), []string{"--allow-origin", "http://127.0.0.1:3000", "--config", path}, &cfg, bindRun); err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.WebSocket.AllowOrigin; len(got) != 1 || got[0] != "http://127.0.0.1:3000" {
+		t.Fatalf("--allow-origin over the file: %q", got)
 	}
 
 	// Without a file, the defaults stand.
@@ -116,6 +126,8 @@ func TestUsageErrors(t *testing.T) {
 		{"run", "--log-level", "loud"},
 		{"run", "--mix-delay", "-1s"},
 		{"run", "--data", ""},
+		{"run", "--allow-origin", "localhost:5173"},
+		{"run", "--allow-origin", "http://localhost:5173/app"},
 		{"init", "stray"},
 		{"address", "stray"},
 		{"send", "hello"},

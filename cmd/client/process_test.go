@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/rs/zerolog"
 
 	"github.com/peapod-mixnet/peapod/address"
@@ -72,8 +74,26 @@ func TestProcesses(t *testing.T) {
 	}
 
 	// run serves the WebSocket API.
-	runX := startCmd(t, bin, append([]string{"run", "--data", dataX, "--ws", "127.0.0.1:0", "--log-level", "info"}, fast...)...)
+	runX := startCmd(t, bin, append([]string{"run", "--data", dataX, "--ws", "127.0.0.1:0", "--log-level", "info",
+		"--allow-origin", "http://localhost:5173"}, fast...)...)
 	wsURL := runX.field(t, "client running", "websocket")
+
+	// Web pages: only the allowed origin's may connect.
+	for origin, want := range map[string]int{"http://localhost:5173": http.StatusSwitchingProtocols, "https://evil.example": http.StatusForbidden} {
+		ws, resp, err := websocket.DefaultDialer.Dial(wsURL, http.Header{"Origin": {origin}})
+		status := http.StatusSwitchingProtocols
+		if err != nil {
+			if resp == nil {
+				t.Fatal(err)
+			}
+			status = resp.StatusCode
+		} else {
+			ws.Close()
+		}
+		if status != want {
+			t.Fatalf("a page of %s: status %d, want %d", origin, status, want)
+		}
+	}
 	if got := runX.field0(t, "client running", "address"); got != addrX.String() {
 		t.Fatalf("run reports address %s, want %s", got, addrX)
 	}

@@ -24,6 +24,8 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		bindTuning(fs, c)
 		fs.StringVar(&c.Client.Gateway, "gateway", c.Client.Gateway, "base58 `identity` of the gateway to register with on first start")
 		fs.StringVar(&c.WebSocket.Listen, "ws", c.WebSocket.Listen, "`ip:port` of the WebSocket API")
+		cli.StringsVar(fs, &c.WebSocket.AllowOrigin, "allow-origin", "let web pages of this `origin` (e.g. http://localhost:5173) connect to the API; "+
+			"repeatable. Pages of other origins are refused, so that a web site cannot drive your client")
 	})
 	if !ok {
 		return status
@@ -63,7 +65,8 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	srv := nymapi.New(cfg.WebSocket.serverConfig(c, log))
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	log.Info().Str("address", c.Address().String()).Str("websocket", "ws://"+ln.Addr().String()).Msg("client running")
+	log.Info().Str("address", c.Address().String()).Str("websocket", "ws://"+ln.Addr().String()).
+		Strs("allowed_origins", cfg.WebSocket.AllowOrigin).Msg("client running")
 	fmt.Fprintln(stdout, c.Address())
 
 	status = cli.ExitOK
