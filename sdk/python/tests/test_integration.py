@@ -46,17 +46,22 @@ class Integration(unittest.IsolatedAsyncioTestCase):
 
     async def test_typed_errors(self):
         provider = await peapod.discover(PROVIDER_URL, **quiet)
-        # The provider runs with --max-request 1048576. TODO(exp): the
-        # descriptor publishes its limits; then connect(WS_URL, provider)
-        # knows this alone.
-        target = types.SimpleNamespace(address=provider.address, limits={"max_request_size": 1 << 20})
-        async with await peapod.connect(WS_URL, target, **quiet) as client:
+        # The provider runs with --max-request 1048576 and publishes it.
+        self.assertEqual(provider.limits.get("max_request_size"), 1 << 20)
+        # A client that does not check the limit, to reach the provider's own refusal.
+        target = types.SimpleNamespace(address=provider.address, limits={"max_request_size": 4 << 20})
+        async with await peapod.connect(WS_URL, provider, **quiet) as client, \
+                await peapod.connect(WS_URL, target, **quiet) as unchecked:
             with self.assertRaises(ProviderError) as cm:
                 await client.call("no-such-service", "x")
             self.assertEqual(cm.exception.code, "unknown_service")
-            # Over the provider's limit: refused before it is sent.
+            # Over the provider's published limit: refused before it is sent.
             with self.assertRaises(TooLargeError):
                 await client.call("kv", bytes(client.max_request_size))
+            # Sent anyway: the provider's too_large comes back to this call.
+            with self.assertRaises(ProviderError) as cm:
+                await unchecked.call("echo", bytes(1 << 20))
+            self.assertEqual(cm.exception.code, "too_large")
             # Within the provider's limit but over the kv service's own: the
             # service's too_large comes back through the mixnet.
             with self.assertRaises(ProviderError) as cm:

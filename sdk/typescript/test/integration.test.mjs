@@ -38,19 +38,24 @@ test("discover, then put, get, list and delete through the mixnet", { skip }, as
 
 test("unknown_service and too_large reach the caller as typed errors", { skip }, async () => {
   const provider = await discover(providerURL, quiet);
-  // The provider runs with --max-request 1048576. TODO(exp): the descriptor
-  // publishes its limits; then connect(wsURL, provider) knows this alone.
-  const client = await connect(wsURL, { address: provider.address, limits: { maxRequestSize: 1 << 20 } }, quiet);
+  // The provider runs with --max-request 1048576 and publishes it.
+  assert.equal(provider.limits?.maxRequestSize, 1 << 20);
+  const client = await connect(wsURL, provider, quiet);
+  // A client that does not check the limit, to reach the provider's own refusal.
+  const unchecked = await connect(wsURL, { address: provider.address, limits: { maxRequestSize: 4 << 20 } }, quiet);
   try {
     await assert.rejects(client.call("no-such-service", "x"), (e) => e instanceof ProviderError && e.code === "unknown_service");
-    // Over the provider's limit: refused before it is sent.
+    // Over the provider's published limit: refused before it is sent.
     await assert.rejects(client.call("kv", new Uint8Array(client.maxRequestSize)), (e) => e instanceof TooLargeError && e.code === "too_large");
+    // Sent anyway: the provider's too_large comes back to this call.
+    await assert.rejects(unchecked.call("echo", new Uint8Array(1 << 20)), (e) => e instanceof ProviderError && e.code === "too_large");
     // Within the provider's limit but over the kv service's own: the
     // service's too_large comes back through the mixnet.
     const value = "x".repeat(400 * 1024);
     await assert.rejects(kv.put(client, "big", value), (e) => e instanceof ProviderError && e.code === "too_large");
   } finally {
     client.close();
+    unchecked.close();
   }
 });
 
