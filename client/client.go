@@ -30,6 +30,7 @@
 package client
 
 import (
+	"container/list"
 	"context"
 	"crypto"
 	"crypto/ed25519"
@@ -50,7 +51,6 @@ import (
 	"github.com/peapod-mixnet/peapod/client/internal/ordering"
 	"github.com/peapod-mixnet/peapod/directory"
 	"github.com/peapod-mixnet/peapod/internal/keyfile"
-	"github.com/peapod-mixnet/peapod/sphinx"
 )
 
 // ErrClosed is returned by calls on a closed Client.
@@ -98,8 +98,11 @@ type Client struct {
 	// Replies, both sides (guarded by mu).
 	tags       map[address.Address]address.SenderTag
 	tagTargets map[address.SenderTag]address.Address
-	replyKeys  map[[sphinx.ReplyDigestSize]byte]*replyKey
+	replyKeys  *replyKeyring
 	pools      map[address.SenderTag]*surbPool
+	poolLRU    list.List // of *surbPool, least recently used first
+	surbsHeld  int       // in all pools
+	seen       seenSURBs
 	// answered is when each recipient's last request for SURBs was
 	// answered: the copies of one request are answered once.
 	answered map[address.SenderTag]time.Time
@@ -118,7 +121,7 @@ type Client struct {
 // counters are the client's statistics.
 type counters struct {
 	packetsSent, coverSent, retransmits, acks, received, undecryptable, badMessages atomic.Uint64
-	delivered, duplicates                                                           atomic.Uint64
+	delivered, duplicates, poolsEvicted                                             atomic.Uint64
 }
 
 // Stats is a snapshot of the client's counters.
@@ -134,8 +137,12 @@ type Stats struct {
 	InFlight      int    // fragments sent and not yet acknowledged
 	Queued        int    // fragments waiting for the window
 	SURBsHeld     int    // reply SURBs held, from every anonymous sender
-	Reconnects    uint64
-	Connected     bool
+	SURBSenders   int    // anonymous senders whose SURBs are held
+	// SURBSendersEvicted counts the senders whose SURBs were dropped to
+	// keep within SURBs.MaxSenders and SURBs.MaxHeld.
+	SURBSendersEvicted uint64
+	Reconnects         uint64
+	Connected          bool
 }
 
 // New loads or creates the client's keys and state in cfg.DataDir. Call Start
@@ -173,6 +180,7 @@ func New(cfg Config) (*Client, error) {
 		tagTargets: map[address.SenderTag]address.Address{},
 		pools:      map[address.SenderTag]*surbPool{},
 		reasm:      fragment.NewReassembler(fragment.Config{}),
+		seen:       seenSURBs{capacity: seenSURBsPerHeld * cfg.SURBs.MaxHeld},
 		order:      ordering.New[*inboxItem](ordering.Config{MaxGapWait: cfg.MaxGapWait}),
 		topoKick:   make(chan struct{}, 1),
 	}
@@ -198,19 +206,18 @@ func (c *Client) loadState() error {
 	for a, t := range c.tags {
 		c.tagTargets[t] = a
 	}
-	if c.replyKeys, err = c.state.loadReplyKeys(); err != nil {
+	keys, err := c.state.loadReplyKeys()
+	if err != nil {
 		return fmt.Errorf("client: loading reply keys: %w", err)
 	}
-	surbs, err := c.state.loadSURBs(time.Now().Add(-c.cfg.SURBs.KeyTTL))
-	if err != nil {
-		return fmt.Errorf("client: loading SURBs: %w", err)
-	}
-	for tag, list := range surbs {
-		p := c.pool(tag)
-		p.surbs = list
-		for _, st := range list {
-			p.remember(st.surb, 4*c.cfg.SURBs.Max)
+	c.replyKeys = newReplyKeyring(c.cfg.SURBs.replyKeysPerTag())
+	if old := c.replyKeys.load(keys); len(old) > 0 {
+		if err := c.state.deleteReplyKeys(old); err != nil {
+			return fmt.Errorf("client: deleting reply keys beyond the bound: %w", err)
 		}
+	}
+	if err := c.loadSURBs(); err != nil {
+		return err
 	}
 	order, err := c.state.loadOrder()
 	if err != nil {
@@ -380,25 +387,24 @@ func (c *Client) Connected() bool { return c.link.session.Load() != nil }
 func (c *Client) Stats() Stats {
 	c.mu.Lock()
 	inFlight := len(c.pending)
-	surbs := 0
-	for _, p := range c.pools {
-		surbs += len(p.surbs)
-	}
+	surbs, senders := c.surbsHeld, len(c.pools)
 	c.mu.Unlock()
 	return Stats{
-		PacketsSent:   c.stats.packetsSent.Load(),
-		CoverSent:     c.stats.coverSent.Load(),
-		Retransmits:   c.stats.retransmits.Load(),
-		Acks:          c.stats.acks.Load(),
-		Received:      c.stats.received.Load(),
-		Undecryptable: c.stats.undecryptable.Load(),
-		BadMessages:   c.stats.badMessages.Load(),
-		Delivered:     c.stats.delivered.Load(),
-		InFlight:      inFlight - len(c.queue),
-		Queued:        len(c.queue),
-		SURBsHeld:     surbs,
-		Reconnects:    uint64(c.link.reconnect.Load()),
-		Connected:     c.Connected(),
+		PacketsSent:        c.stats.packetsSent.Load(),
+		CoverSent:          c.stats.coverSent.Load(),
+		Retransmits:        c.stats.retransmits.Load(),
+		Acks:               c.stats.acks.Load(),
+		Received:           c.stats.received.Load(),
+		Undecryptable:      c.stats.undecryptable.Load(),
+		BadMessages:        c.stats.badMessages.Load(),
+		Delivered:          c.stats.delivered.Load(),
+		InFlight:           inFlight - len(c.queue),
+		Queued:             len(c.queue),
+		SURBsHeld:          surbs,
+		SURBSenders:        senders,
+		SURBSendersEvicted: c.stats.poolsEvicted.Load(),
+		Reconnects:         uint64(c.link.reconnect.Load()),
+		Connected:          c.Connected(),
 	}
 }
 

@@ -34,6 +34,16 @@ const (
 	DefaultMaxSURBRequest = 500 // the most an anonymous sender sends on one request
 )
 
+// Bounds on what a replier keeps for its anonymous senders, whose sender
+// tags cost them nothing.
+const (
+	// DefaultMaxSURBSenders is how many senders' SURB pools a replier keeps.
+	DefaultMaxSURBSenders = 4096
+	// DefaultMaxSURBsHeld is how many SURBs a replier keeps from all its
+	// senders: about 30 MB in memory and as much on disk.
+	DefaultMaxSURBsHeld = 20_000
+)
+
 // Config configures a Client. The zero value of every field but DataDir and
 // DirectoryURL is usable: it gives Nym's defaults, with delays and cover
 // traffic on.
@@ -114,7 +124,12 @@ type CoverConfig struct {
 type SURBConfig struct {
 	// Min is the count below which a replier asks the sender for more.
 	Min int
-	// Max is the most SURBs a replier keeps per sender.
+	// Max is the most SURBs a replier keeps per sender (its newest).
+	// As a sender, a client keeps the reply keys of its newest
+	// Max + 2 × MaxRequest SURBs per recipient and forgets older ones, so
+	// that a recipient asking for SURBs again and again cannot make it
+	// hoard keys; a recipient that keeps more SURBs than that may find its
+	// oldest ones no longer answered.
 	Max int
 	// Request is how many a replier asks for at a time.
 	Request int
@@ -125,7 +140,26 @@ type SURBConfig struct {
 	RequestWait time.Duration
 	// KeyTTL is how long a sender keeps the keys to open replies.
 	KeyTTL time.Duration
+
+	// MaxSenders bounds the anonymous senders a replier keeps SURBs for,
+	// and MaxHeld the SURBs it keeps from all of them, in memory and in
+	// its data folder (at most one message's SURBs more, for a moment).
+	// Past either, the pools of the senders least recently heard from or
+	// replied to are dropped whole: their SURBs deleted, their waiting
+	// replies failed with ErrNoSURBs. Defaults DefaultMaxSURBSenders and
+	// DefaultMaxSURBsHeld; MaxHeld is at least Max.
+	MaxSenders int
+	MaxHeld    int
+	// Lifetime is how long a replier keeps a SURB it received before it
+	// throws it away unused: a SURB older than its sender's KeyTTL can
+	// no longer be opened. Default KeyTTL.
+	Lifetime time.Duration
 }
+
+// replyKeysPerTag bounds the reply keys a sender keeps for one recipient:
+// the SURBs the recipient keeps, and two of the largest batches it may ask
+// for on their way.
+func (s SURBConfig) replyKeysPerTag() int { return s.Max + 2*s.MaxRequest }
 
 func (c *Config) applyDefaults() error {
 	if c.DataDir == "" {
@@ -152,6 +186,7 @@ func (c *Config) applyDefaults() error {
 	def(&c.ConfirmInterval, DefaultConfirmInterval)
 	def(&c.SURBs.RequestWait, DefaultSURBRequestWait)
 	def(&c.SURBs.KeyTTL, DefaultReplyKeyTTL)
+	def(&c.SURBs.Lifetime, c.SURBs.KeyTTL)
 	defInt(&c.Window, DefaultWindow)
 	defInt(&c.MaxQueuedPackets, DefaultMaxQueuedPackets)
 	defInt(&c.InboxSize, DefaultInboxSize)
@@ -159,6 +194,8 @@ func (c *Config) applyDefaults() error {
 	defInt(&c.SURBs.Max, DefaultMaxSURBs)
 	defInt(&c.SURBs.Request, DefaultSURBRequest)
 	defInt(&c.SURBs.MaxRequest, DefaultMaxSURBRequest)
+	defInt(&c.SURBs.MaxSenders, DefaultMaxSURBSenders)
+	defInt(&c.SURBs.MaxHeld, max(DefaultMaxSURBsHeld, c.SURBs.Max))
 	if c.Rand == nil {
 		c.Rand = rand.Reader
 	}
@@ -167,7 +204,7 @@ func (c *Config) applyDefaults() error {
 		"Cover.LoopGap": c.Cover.LoopGap, "RetransmitBase": c.RetransmitBase,
 		"TopologyRefresh": c.TopologyRefresh, "MaxGapWait": c.MaxGapWait,
 		"ConfirmInterval": c.ConfirmInterval, "SURBs.RequestWait": c.SURBs.RequestWait,
-		"SURBs.KeyTTL": c.SURBs.KeyTTL,
+		"SURBs.KeyTTL": c.SURBs.KeyTTL, "SURBs.Lifetime": c.SURBs.Lifetime,
 	} {
 		if d < 0 {
 			return fmt.Errorf("client: Config.%s %v is negative", name, d)
@@ -177,6 +214,7 @@ func (c *Config) applyDefaults() error {
 		"Window": c.Window, "MaxQueuedPackets": c.MaxQueuedPackets, "InboxSize": c.InboxSize,
 		"SURBs.Min": c.SURBs.Min, "SURBs.Max": c.SURBs.Max, "SURBs.Request": c.SURBs.Request,
 		"SURBs.MaxRequest": c.SURBs.MaxRequest, "Workers": c.Workers,
+		"SURBs.MaxSenders": c.SURBs.MaxSenders, "SURBs.MaxHeld": c.SURBs.MaxHeld,
 	} {
 		if n < 0 {
 			return fmt.Errorf("client: Config.%s %d is negative", name, n)
@@ -184,6 +222,9 @@ func (c *Config) applyDefaults() error {
 	}
 	if c.SURBs.Min >= c.SURBs.Max {
 		return fmt.Errorf("client: Config.SURBs.Min %d must be below SURBs.Max %d", c.SURBs.Min, c.SURBs.Max)
+	}
+	if c.SURBs.MaxHeld < c.SURBs.Max {
+		return fmt.Errorf("client: Config.SURBs.MaxHeld %d must be at least SURBs.Max %d", c.SURBs.MaxHeld, c.SURBs.Max)
 	}
 	return nil
 }

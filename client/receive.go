@@ -131,7 +131,7 @@ func (c *Client) deliver(id uint64, kind gwproto.DeliverKind, payload []byte) {
 func (c *Client) decryptFragment(payload []byte) ([]byte, bool, error) {
 	if digest, ok := sphinx.ReplyDigest(payload); ok {
 		c.mu.Lock()
-		rk := c.replyKeys[digest]
+		rk := c.replyKeys.get(digest)
 		c.mu.Unlock()
 		if rk != nil {
 			frag, err := sphinx.OpenReply(nil, &rk.key, payload)
@@ -250,5 +250,6 @@ func (c *Client) expire(now time.Time) {
 	c.recvMu.Unlock()
 	c.toApp(nil, ready)
 	c.expireReplyKeys(now)
+	c.expireSURBs(now)
 	c.checkSURBRequests(now)
 }

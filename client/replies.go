@@ -1,6 +1,7 @@
 package client
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -31,6 +32,9 @@ const (
 	// urgentRetryDivisor: while replies wait, an unanswered request is
 	// asked again after RequestWait divided by this.
 	urgentRetryDivisor = 4
+	// seenSURBsPerHeld: the SURBs remembered against double adding are
+	// this many times SURBs.MaxHeld.
+	seenSURBsPerHeld = 4
 	// requestCopyWindow: a sender answers one request for SURBs from a
 	// recipient in this long, so that the copies of a request cost it one
 	// batch. (A real second request comes RequestWait/urgentRetryDivisor
@@ -50,41 +54,176 @@ type surbPool struct {
 	// asks ahead of need only when it is being drawn down steadily, so a
 	// one-off reply does not cost its sender a batch of SURBs.
 	used int
-
-	// seen remembers the SURBs the pool has taken in, held or used, so that a
-	// message delivered twice (say, again after a restart) does not add its
-	// SURBs twice: a SURB used twice is refused at its first hop.
-	seen      map[sphinx.ReplyKey]bool
-	seenOrder []sphinx.ReplyKey
+	// elem is the pool's place in Client.poolLRU.
+	elem *list.Element
 }
 
-// remember records s and reports whether the pool had not seen it before.
-// It keeps the last seenLimit SURBs.
-func (p *surbPool) remember(s *sphinx.SURB, seenLimit int) bool {
-	if p.seen == nil {
-		p.seen = map[sphinx.ReplyKey]bool{}
-	}
-	if p.seen[s.Key] {
-		return false
-	}
-	p.seen[s.Key] = true
-	p.seenOrder = append(p.seenOrder, s.Key)
-	if len(p.seenOrder) > seenLimit {
-		delete(p.seen, p.seenOrder[0])
-		p.seenOrder = p.seenOrder[1:]
-	}
-	return true
-}
+// idle reports whether the pool holds nothing and waits for nothing.
+func (p *surbPool) idle() bool { return len(p.surbs) == 0 && len(p.waiting) == 0 && !p.requesting }
 
-// pool returns the pool of tag, creating it. c.mu must be held (or the
-// client not yet started).
+// pool returns the pool of tag, creating it, and counts it as used now.
+// c.mu must be held (or the client not yet started).
 func (c *Client) pool(tag address.SenderTag) *surbPool {
 	p := c.pools[tag]
 	if p == nil {
 		p = &surbPool{tag: tag}
 		c.pools[tag] = p
+		p.elem = c.poolLRU.PushBack(p)
+		return p
 	}
+	c.poolLRU.MoveToBack(p.elem)
 	return p
+}
+
+// poolCleanup is what removing pools left to do outside c.mu: SURBs to
+// delete from the data folder and waiting replies to fail.
+type poolCleanup struct {
+	dbKeys  [][address.SenderTagSize + 8]byte
+	waiting []*pendingFragment
+	reason  string
+}
+
+// dropSURBsLocked removes the first n SURBs of p. c.mu must be held.
+func (c *Client) dropSURBsLocked(p *surbPool, n int, pc *poolCleanup) {
+	for _, s := range p.surbs[:n] {
+		pc.dbKeys = append(pc.dbKeys, s.dbKey)
+	}
+	clear(p.surbs[:n])
+	p.surbs = p.surbs[n:]
+	c.surbsHeld -= n
+}
+
+// removePoolLocked forgets p: its SURBs, its waiting replies, and the
+// stream its replies were numbered on. c.mu must be held.
+func (c *Client) removePoolLocked(p *surbPool, pc *poolCleanup) {
+	c.dropSURBsLocked(p, len(p.surbs), pc)
+	pc.waiting = append(pc.waiting, p.waiting...)
+	p.waiting = nil
+	c.poolLRU.Remove(p.elem)
+	delete(c.pools, p.tag)
+	delete(c.streams, replyStreamKey(p.tag))
+}
+
+// boundPoolsLocked removes the least recently used pools, but keep, until
+// the pools and the SURBs they hold are within SURBs.MaxSenders and
+// SURBs.MaxHeld. c.mu must be held.
+func (c *Client) boundPoolsLocked(keep *surbPool, pc *poolCleanup) {
+	for e := c.poolLRU.Front(); e != nil && (len(c.pools) > c.cfg.SURBs.MaxSenders || c.surbsHeld > c.cfg.SURBs.MaxHeld); {
+		p := e.Value.(*surbPool)
+		e = e.Next()
+		if p == keep {
+			continue
+		}
+		c.removePoolLocked(p, pc)
+		c.stats.poolsEvicted.Add(1)
+	}
+}
+
+// finish deletes the SURBs of pc from the data folder and fails its
+// waiting replies.
+func (c *Client) finishCleanup(pc *poolCleanup) {
+	if len(pc.dbKeys) > 0 {
+		if err := c.state.deleteSURBs(pc.dbKeys); err != nil {
+			c.log.Error().Err(err).Msg("deleting reply SURBs")
+		}
+	}
+	for _, pf := range pc.waiting {
+		c.fail(pf, fmt.Errorf("%w: %s", ErrNoSURBs, pc.reason))
+	}
+}
+
+// expireSURBs drops the SURBs received more than SURBs.Lifetime before
+// now, and the pools left with nothing to do.
+func (c *Client) expireSURBs(now time.Time) {
+	cutoff := now.Add(-c.cfg.SURBs.Lifetime)
+	pc := &poolCleanup{reason: "the sender's SURBs expired"}
+	c.mu.Lock()
+	for e := c.poolLRU.Front(); e != nil; {
+		p := e.Value.(*surbPool)
+		e = e.Next()
+		old := 0
+		for old < len(p.surbs) && p.surbs[old].received.Before(cutoff) {
+			old++
+		}
+		c.dropSURBsLocked(p, old, pc)
+		if p.idle() {
+			c.removePoolLocked(p, pc)
+		}
+	}
+	c.mu.Unlock()
+	c.finishCleanup(pc)
+}
+
+// seenSURBs remembers the last SURBs taken in, held or used, so that a
+// message delivered twice (say, again after a restart) does not add its
+// SURBs twice: a SURB used twice is refused at its first hop. It is bounded
+// for all senders together.
+type seenSURBs struct {
+	capacity int
+	keys     map[sphinx.ReplyKey]struct{}
+	ring     []sphinx.ReplyKey
+	next     int // where the next key goes once the ring is full
+}
+
+// add records k and reports whether it was not seen before.
+func (s *seenSURBs) add(k sphinx.ReplyKey) bool {
+	if s.keys == nil {
+		s.keys = make(map[sphinx.ReplyKey]struct{})
+	}
+	if _, ok := s.keys[k]; ok {
+		return false
+	}
+	if len(s.ring) < s.capacity {
+		s.ring = append(s.ring, k)
+	} else {
+		delete(s.keys, s.ring[s.next])
+		s.ring[s.next] = k
+		s.next = (s.next + 1) % s.capacity
+	}
+	s.keys[k] = struct{}{}
+	return true
+}
+
+// replyStreamKey names the stream of the replies to tag (see nextPos).
+func replyStreamKey(tag address.SenderTag) string { return "reply:" + string(tag[:]) }
+
+// loadSURBs loads the stored SURBs younger than SURBs.Lifetime into pools,
+// the pool with the newest SURB counting as the most recently used, within
+// the bounds; what it does not keep is deleted from the data folder.
+func (c *Client) loadSURBs() error {
+	stored, err := c.state.loadSURBs(time.Now().Add(-c.cfg.SURBs.Lifetime))
+	if err != nil {
+		return fmt.Errorf("client: loading SURBs: %w", err)
+	}
+	type loaded struct {
+		tag    address.SenderTag
+		surbs  []storedSURB
+		newest time.Time
+	}
+	order := make([]loaded, 0, len(stored))
+	for tag, list := range stored {
+		order = append(order, loaded{tag, list, list[len(list)-1].received})
+	}
+	slices.SortFunc(order, func(a, b loaded) int { return a.newest.Compare(b.newest) })
+	pc := &poolCleanup{}
+	for _, l := range order {
+		p := c.pool(l.tag)
+		p.surbs = l.surbs
+		c.surbsHeld += len(l.surbs)
+		for _, st := range l.surbs {
+			c.seen.add(st.surb.Key)
+		}
+		if extra := len(p.surbs) - c.cfg.SURBs.Max; extra > 0 {
+			c.dropSURBsLocked(p, extra, pc)
+		}
+		c.boundPoolsLocked(p, pc)
+	}
+	if len(pc.dbKeys) > 0 {
+		if err := c.state.deleteSURBs(pc.dbKeys); err != nil {
+			return fmt.Errorf("client: deleting SURBs beyond the bounds: %w", err)
+		}
+	}
+	return nil
 }
 
 // SURBCount is how many reply SURBs this client holds from the sender with
@@ -154,18 +293,24 @@ func (c *Client) makeSURBs(ctx context.Context, tag address.SenderTag, n int) ([
 	if err := c.state.saveReplyKeys(keys); err != nil {
 		return nil, fmt.Errorf("client: saving reply keys: %w", err)
 	}
+	var forgotten []replyDigest
 	c.mu.Lock()
 	for d, k := range keys {
-		c.replyKeys[d] = k
+		forgotten = append(forgotten, c.replyKeys.add(d, k)...)
 	}
 	c.mu.Unlock()
+	if len(forgotten) > 0 {
+		if err := c.state.deleteReplyKeys(forgotten); err != nil {
+			c.log.Error().Err(err).Msg("forgetting the oldest reply keys of a recipient")
+		}
+	}
 	return surbs, nil
 }
 
 // useReplyKey forgets a reply key once it has opened its reply.
 func (c *Client) useReplyKey(d [sphinx.ReplyDigestSize]byte) {
 	c.mu.Lock()
-	delete(c.replyKeys, d)
+	c.replyKeys.remove(d)
 	c.mu.Unlock()
 	if err := c.state.deleteReplyKeys([][sphinx.ReplyDigestSize]byte{d}); err != nil {
 		c.log.Error().Err(err).Msg("forgetting a reply key")
@@ -173,14 +318,8 @@ func (c *Client) useReplyKey(d [sphinx.ReplyDigestSize]byte) {
 }
 
 func (c *Client) expireReplyKeys(now time.Time) {
-	var old [][sphinx.ReplyDigestSize]byte
 	c.mu.Lock()
-	for d, k := range c.replyKeys {
-		if now.Sub(k.created) > c.cfg.SURBs.KeyTTL {
-			old = append(old, d)
-			delete(c.replyKeys, d)
-		}
-	}
+	old := c.replyKeys.expire(now.Add(-c.cfg.SURBs.KeyTTL))
 	c.mu.Unlock()
 	if len(old) > 0 {
 		if err := c.state.deleteReplyKeys(old); err != nil {
@@ -190,36 +329,37 @@ func (c *Client) expireReplyKeys(now time.Time) {
 }
 
 // addSURBs stores SURBs an anonymous sender sent and resumes the replies that
-// waited for them.
+// waited for them. The pool keeps its newest SURBs.Max; past SURBs.MaxSenders
+// pools or SURBs.MaxHeld SURBs, the least recently used pools go.
 func (c *Client) addSURBs(tag address.SenderTag, surbs []*sphinx.SURB) {
 	c.mu.Lock()
-	p := c.pool(tag)
 	fresh := surbs[:0:0]
 	for _, s := range surbs {
-		if p.remember(s, 4*c.cfg.SURBs.Max) {
+		if c.seen.add(s.Key) {
 			fresh = append(fresh, s)
 		}
 	}
 	c.mu.Unlock()
+	fresh = fresh[max(0, len(fresh)-c.cfg.SURBs.Max):]
 	stored, err := c.state.addSURBs(tag, fresh, time.Now())
 	if err != nil {
 		c.log.Error().Err(err).Msg("keeping reply SURBs")
 		return
 	}
+	pc := &poolCleanup{reason: "dropped to make room for other senders' SURBs"}
 	c.mu.Lock()
+	p := c.pool(tag) // again: it may have gone meanwhile
 	p.surbs = append(p.surbs, stored...)
-	var dropped [][address.SenderTagSize + 8]byte
-	for len(p.surbs) > c.cfg.SURBs.Max {
-		dropped = append(dropped, p.surbs[0].dbKey)
-		p.surbs = p.surbs[1:]
+	c.surbsHeld += len(stored)
+	if extra := len(p.surbs) - c.cfg.SURBs.Max; extra > 0 {
+		c.dropSURBsLocked(p, extra, pc)
 	}
+	c.boundPoolsLocked(p, pc)
 	p.requesting = false
 	waiting := p.waiting
 	p.waiting = nil
 	c.mu.Unlock()
-	if len(dropped) > 0 {
-		c.state.deleteSURBs(dropped)
-	}
+	c.finishCleanup(pc)
 	for _, pf := range waiting {
 		select {
 		case c.jobs <- pf:
@@ -244,7 +384,9 @@ func (c *Client) takeSURB(tag address.SenderTag, pf *pendingFragment) (*sphinx.S
 	}
 	if len(p.surbs) > keep {
 		s := p.surbs[0]
+		p.surbs[0] = storedSURB{}
 		p.surbs = p.surbs[1:]
+		c.surbsHeld--
 		p.used++
 		// Ask ahead while the pool is drawn down steadily, or when a burst
 		// of replies is about to leave only the reserve.
@@ -293,7 +435,9 @@ func (c *Client) requestSURBsLocked(p *surbPool) {
 		return
 	}
 	spent := slices.Clone(p.surbs[len(p.surbs)-n:])
+	clear(p.surbs[len(p.surbs)-n:])
 	p.surbs = p.surbs[:len(p.surbs)-n]
+	c.surbsHeld -= n
 	p.requesting = true
 	p.requestedAt = time.Now()
 	p.used = 0

@@ -186,7 +186,7 @@ func (c *Client) Reply(ctx context.Context, tag address.SenderTag, data []byte, 
 	if empty {
 		return nil, fmt.Errorf("%w for sender %s", ErrNoSURBs, tag)
 	}
-	pos, err := c.nextPos("reply:" + string(tag[:]))
+	pos, err := c.nextPos(replyStreamKey(tag))
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package client
 
 import (
 	"cmp"
+	"container/list"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -105,6 +106,7 @@ type replyKey struct {
 	key     sphinx.ReplyKey
 	tag     address.SenderTag
 	created time.Time
+	elem    *list.Element // in replyKeyring's list of the tag
 }
 
 func (s *state) saveReplyKeys(keys map[[sphinx.ReplyDigestSize]byte]*replyKey) error {
