@@ -60,31 +60,28 @@ func replyStreams(c *Client) int {
 func TestSenderTagFlood(t *testing.T) {
 	n := startTestNet(t, netOptions{})
 	vcfg := testConfig(t, n, 0)
-	const maxSenders, maxHeld = 6, 50
+	const maxSenders, maxHeld = 4, 30
 	vcfg.SURBs = SURBConfig{Min: 2, Max: 10, MaxSenders: maxSenders, MaxHeld: maxHeld}
 	victim := startClient(t, vcfg)
 	attacker := startClient(t, testConfig(t, n, 1))
 	regular := startClient(t, testConfig(t, n, 1))
 	ctx := timeout(t, 2*time.Minute)
 
-	const attacks = 40
+	const attacks = 24
 	var regularTag address.SenderTag
-	sent := 0
 	for i := range attacks {
 		freshTag(attacker, victim.Address())
 		if _, err := attacker.SendAnonymous(ctx, victim.Address(), fmt.Appendf(nil, "attack %d", i), 8); err != nil {
 			t.Fatal(err)
 		}
-		sent++
-		if i%4 == 0 {
+		if i%3 == 0 {
 			if _, err := regular.SendAnonymous(ctx, victim.Address(), fmt.Appendf(nil, "regular %d", i), 3); err != nil {
 				t.Fatal(err)
 			}
-			sent++
-		}
+			}
 		// The victim replies to every attacker message, as a provider
 		// does; its reply streams must not outlive the pools.
-		for range 1 + boolInt(i%4 == 0) {
+		for range 1 + boolInt(i%3 == 0) {
 			m := receive(t, ctx, victim)
 			if m.SenderTag == nil {
 				t.Fatalf("message %q without a sender tag", m.Data)
