@@ -54,6 +54,9 @@ const (
 //	mix_delay = "0s"            # 0: the network's advertised delay
 //	no_delay = false            # tests only: no mixing delays (also advertised by the embedded network)
 //	no_cover = false            # tests only: no cover traffic
+//	max_surb_senders = 4096     # requesters whose reply SURBs are kept
+//	max_surbs_held = 20000      # reply SURBs kept from all of them
+//	surb_lifetime = "24h"       # a reply SURB unused this long is dropped
 //
 //	[limits]
 //	max_concurrent = 32
@@ -107,6 +110,10 @@ type clientSection struct {
 	MixDelay time.Duration `toml:"mix_delay"`
 	NoDelay  bool          `toml:"no_delay"`
 	NoCover  bool          `toml:"no_cover"`
+	// What the provider keeps of its requesters' SURBs (client.SURBConfig).
+	MaxSURBSenders int           `toml:"max_surb_senders"`
+	MaxSURBsHeld   int           `toml:"max_surbs_held"`
+	SURBLifetime   time.Duration `toml:"surb_lifetime"`
 }
 
 type limitsSection struct {
@@ -194,6 +201,11 @@ func (c *fileConfig) hostConfig(directoryURL, pluginsDir string, log zerolog.Log
 			MixDelay: c.Client.MixDelay,
 			NoDelay:  c.Client.NoDelay,
 			Cover:    client.CoverConfig{Disabled: c.Client.NoCover},
+			SURBs: client.SURBConfig{
+				MaxSenders: c.Client.MaxSURBSenders,
+				MaxHeld:    c.Client.MaxSURBsHeld,
+				Lifetime:   c.Client.SURBLifetime,
+			},
 		},
 		Plugins: framework.PluginsConfig{Dir: pluginsDir, Paths: c.Provider.PluginPaths},
 		HTTP:    framework.HTTPConfig{Addr: c.HTTP.Listen},

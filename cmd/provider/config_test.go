@@ -50,6 +50,9 @@ gateways = 1
 [client]
 mix_delay = "5ms"
 no_cover = true
+max_surb_senders = 100
+max_surbs_held = 3000
+surb_lifetime = "1h"
 
 [limits]
 max_concurrent = 4
@@ -93,7 +96,8 @@ level = "debug"
 		t.Errorf("idempotence: %+v", h.Idempotence)
 	case h.DrainTimeout != 3*time.Second || h.DescriptorTTL != 2*time.Hour:
 		t.Errorf("times: %v %v", h.DrainTimeout, h.DescriptorTTL)
-	case h.Client.MixDelay != 5*time.Millisecond || !h.Client.NoDelay || !h.Client.Cover.Disabled:
+	case h.Client.MixDelay != 5*time.Millisecond || !h.Client.NoDelay || !h.Client.Cover.Disabled ||
+		h.Client.SURBs.MaxSenders != 100 || h.Client.SURBs.MaxHeld != 3000 || h.Client.SURBs.Lifetime != time.Hour:
 		t.Errorf("client: %+v", h.Client)
 	}
 	n := cfg.networkConfig(zerolog.Nop())
