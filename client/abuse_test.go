@@ -78,7 +78,7 @@ func TestSenderTagFlood(t *testing.T) {
 			if _, err := regular.SendAnonymous(ctx, victim.Address(), fmt.Appendf(nil, "regular %d", i), 3); err != nil {
 				t.Fatal(err)
 			}
-			}
+		}
 		// The victim replies to every attacker message, as a provider
 		// does; its reply streams must not outlive the pools.
 		for range 1 + boolInt(i%3 == 0) {
