@@ -53,8 +53,11 @@ type Service struct {
 // A handler that returns a *handlers.Error has its code and message reported
 // to the requester as they are (the code must be of the form described in
 // handlers, at most MaxErrorCodeLen bytes; the message is cut to
-// MaxErrorMessageLen); any other error is reported as
-// handlers.CodeHandlerFailed with the error's text. A handler that panics is
+// MaxErrorMessageLen). Any other error is logged (in the host's log, under
+// the plugin's name) and reported as handlers.CodeHandlerFailed with the
+// generic message "the handler failed" (handlers.CodeTimeout, "no reply in
+// time", for an expired deadline): its text may hold what a requester must
+// not learn. A handler that panics is
 // reported as handlers.CodeHandlerFailed and the plugin keeps serving; the
 // panic and its stack go to the host's log. Inside a handler,
 // zerolog.Ctx(ctx) returns a logger whose lines the host logs under the
@@ -113,9 +116,16 @@ func newGRPCServer(opts []grpc.ServerOption) *grpc.Server {
 	)...)
 }
 
-// DataDir returns the plugin's data folder (also its working directory),
-// which the host passes in the environment variable DataDirEnv. It fails if
-// the variable is unset, which means the program was not started by a host.
+// DataDir returns the path of the plugin's data folder (also its working
+// directory), which the host passes in the environment variable DataDirEnv,
+// and an error if the variable is unset, which means the program was not
+// started by a host:
+//
+//	dir, err := plugins.DataDir()
+//	if err != nil {
+//		fmt.Fprintln(os.Stderr, err)
+//		os.Exit(1)
+//	}
 func DataDir() (string, error) {
 	dir := os.Getenv(DataDirEnv)
 	if dir == "" {
@@ -191,7 +201,7 @@ func (s *server) handle(ctx context.Context, in *pluginpb.HandleRequest) *plugin
 		Data:      in.GetData(),
 	})
 	if err != nil {
-		return &pluginpb.HandleResponse{Error: wireError(err)}
+		return &pluginpb.HandleResponse{Error: wireError(ctx, err)}
 	}
 	if limit := s.maxReply.Load(); limit > 0 && uint64(len(reply)) > limit {
 		return &pluginpb.HandleResponse{Error: &pluginpb.Error{
@@ -202,19 +212,32 @@ func (s *server) handle(ctx context.Context, in *pluginpb.HandleRequest) *plugin
 	return &pluginpb.HandleResponse{Data: reply}
 }
 
-// wireError converts a handler's error to its wire form: an *handlers.Error
-// keeps its code and message, anything else becomes handler_failed with the
-// error's text (or timeout, for a deadline; see handlers.CodeOf).
-func wireError(err error) *pluginpb.Error {
-	code := handlers.CodeOf(err)
-	msg := err.Error()
+// Messages a requester gets for errors its plugin's author did not word for
+// it.
+const (
+	genericFailure = "the handler failed"
+	genericTimeout = "no reply in time"
+)
+
+// wireError converts a handler's error to what the requester is told. Only
+// a *handlers.Error, which the plugin's author words for the requester,
+// keeps its code and message. Any other error may say more than a
+// requester should learn (a path, a password, a database's name): its text
+// is logged, on the plugin's logger in ctx (the host's log, under the
+// plugin's name), and the requester gets handler_failed with a generic
+// message (timeout, for a deadline; see handlers.CodeOf).
+func wireError(ctx context.Context, err error) *pluginpb.Error {
 	var he *handlers.Error
 	if errors.As(err, &he) && he != nil && he.Code != "" {
-		msg = he.Message
+		if !validErrorCode(he.Code) {
+			zerolog.Ctx(ctx).Warn().Str("code", clip(he.Code, MaxErrorCodeLen)).Msg("handler returned an invalid error code; answered handler_failed")
+			return &pluginpb.Error{Code: handlers.CodeHandlerFailed, Message: "the handler returned an invalid error code"}
+		}
+		return &pluginpb.Error{Code: he.Code, Message: clip(he.Message, MaxErrorMessageLen)}
 	}
-	if !validErrorCode(code) {
-		msg = fmt.Sprintf("handler returned an invalid error code %q", clip(code, MaxErrorCodeLen))
-		code = handlers.CodeHandlerFailed
+	zerolog.Ctx(ctx).Warn().Err(err).Msg("handler failed; the requester is told only that it failed (return a *handlers.Error to tell it more)")
+	if handlers.CodeOf(err) == handlers.CodeTimeout {
+		return &pluginpb.Error{Code: handlers.CodeTimeout, Message: genericTimeout}
 	}
-	return &pluginpb.Error{Code: code, Message: clip(msg, MaxErrorMessageLen)}
+	return &pluginpb.Error{Code: handlers.CodeHandlerFailed, Message: genericFailure}
 }

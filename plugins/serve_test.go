@@ -1,8 +1,10 @@
 package plugins
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -137,7 +139,7 @@ func testServerOverLoopback(t *testing.T, unary bool) {
 	}
 	tests := []struct{ data, code, msg string }{
 		{"panic", handlers.CodeHandlerFailed, "handler panicked"},
-		{"plain", handlers.CodeHandlerFailed, "plain failure"},
+		{"plain", handlers.CodeHandlerFailed, "the handler failed"},
 		{"deadline", handlers.CodeTimeout, ""},
 		{"badcode", handlers.CodeHandlerFailed, "invalid error code"},
 		{"other", "not_found", "no other here"},
@@ -316,17 +318,29 @@ func TestDispatchFieldNumbers(t *testing.T) {
 	}
 }
 
+// TestWireErrorRoundTrip: a *handlers.Error crosses the boundary as it is;
+// any other error crosses as its code with a generic message, and its text
+// goes to the plugin's log only.
 func TestWireErrorRoundTrip(t *testing.T) {
-	for _, err := range []error{
-		handlers.Errorf(handlers.CodeBadRequest, "bad"),
-		&handlers.Error{Code: "not_found"},
-		errors.New("plain"),
-		context.DeadlineExceeded,
+	var logs bytes.Buffer
+	ctx := zerolog.New(&logs).WithContext(context.Background())
+	for _, c := range []struct {
+		err  error
+		want handlers.Error
+	}{
+		{handlers.Errorf(handlers.CodeBadRequest, "bad"), handlers.Error{Code: handlers.CodeBadRequest, Message: "bad"}},
+		{&handlers.Error{Code: "not_found"}, handlers.Error{Code: "not_found"}},
+		{fmt.Errorf("wrapped: %w", handlers.Errorf("not_found", "no key")), handlers.Error{Code: "not_found", Message: "no key"}},
+		{errors.New("dial db: password hunter2 refused"), handlers.Error{Code: handlers.CodeHandlerFailed, Message: "the handler failed"}},
+		{fmt.Errorf("query: %w", context.DeadlineExceeded), handlers.Error{Code: handlers.CodeTimeout, Message: "no reply in time"}},
+		{&handlers.Error{Code: "Bad-Code", Message: "hunter2"}, handlers.Error{Code: handlers.CodeHandlerFailed, Message: "the handler returned an invalid error code"}},
 	} {
-		back := fromWire(wireError(err))
-		if back.Code != handlers.CodeOf(err) {
-			t.Errorf("%v came back as %v", err, back)
+		if back := fromWire(wireError(ctx, c.err)); *back != c.want {
+			t.Errorf("%v came back as %+v, want %+v", c.err, back, c.want)
 		}
+	}
+	if !strings.Contains(logs.String(), "password hunter2 refused") {
+		t.Errorf("the plain error is not in the plugin's log:\n%s", logs.String())
 	}
 	if got := fromWire(&pluginpb.Error{Code: "", Message: "m"}); got.Code != handlers.CodeHandlerFailed {
 		t.Errorf("empty code came back as %v", got)

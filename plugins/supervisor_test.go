@@ -80,7 +80,7 @@ func TestSupervisorDispatch(t *testing.T) {
 
 func TestSupervisorErrorCodesCrossBoundary(t *testing.T) {
 	dir := pluginDir(t, map[string]string{"testplugin": binTest})
-	s, _ := startSupervisor(t, SupervisorConfig{Dir: dir, MaxReplySize: 1000})
+	s, logs := startSupervisor(t, SupervisorConfig{Dir: dir, MaxReplySize: 1000})
 	h := s.Handler()
 	for _, code := range []string{handlers.CodeBadRequest, handlers.CodeOverloaded, handlers.CodeTooLarge, handlers.CodeTimeout, "not_found"} {
 		_, err := send(h, "test", "error:"+code)
@@ -90,7 +90,7 @@ func TestSupervisorErrorCodesCrossBoundary(t *testing.T) {
 		}
 	}
 	tests := []struct{ data, code, msg string }{
-		{"plain-error", handlers.CodeHandlerFailed, "an ordinary failure"},
+		{"plain-error", handlers.CodeHandlerFailed, "handler_failed: the handler failed"},
 		{"error:Not-A-Code", handlers.CodeHandlerFailed, "invalid error code"},
 		{"big:1000", "", ""},
 		{"big:1001", handlers.CodeTooLarge, ""},
@@ -105,6 +105,19 @@ func TestSupervisorErrorCodesCrossBoundary(t *testing.T) {
 	if got, err := send(h, "test", "still alive"); err != nil || string(got) != "still alive" {
 		t.Errorf("after errors: %q, %v", got, err)
 	}
+	// A plain error's text never crosses to the requester; it is in the
+	// host's log, under the plugin's name, for the operator.
+	if _, err := send(h, "test", "plain-error"); err == nil || strings.Contains(err.Error(), "secret") {
+		t.Errorf("plain error reached the requester as %v", err)
+	}
+	waitFor(t, 10*time.Second, "the plain error's text in the host's log", func() bool {
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(line, "secret db password wrong") && strings.Contains(line, `"plugin":"testplugin"`) {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 func TestSupervisorPanicKeepsServing(t *testing.T) {

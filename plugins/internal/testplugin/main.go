@@ -65,7 +65,7 @@ func handle(ctx context.Context, req *handlers.Request) ([]byte, error) {
 	case strings.HasPrefix(s, "error:"):
 		return nil, &handlers.Error{Code: strings.TrimPrefix(s, "error:"), Message: "asked to fail"}
 	case s == "plain-error":
-		return nil, errors.New("an ordinary failure")
+		return nil, errors.New("opening the database: secret db password wrong")
 	case s == "pid":
 		return []byte(strconv.Itoa(os.Getpid())), nil
 	case s == "env":
