@@ -168,6 +168,10 @@ type PluginHealth struct {
 	Skipped  bool     `json:"skipped,omitempty"`
 	Restarts int      `json:"restarts"`
 	Services []string `json:"services"`
+	// Error says why a plugin is down or was skipped at start (its exit
+	// status and last words, for one that died before its handshake);
+	// empty while it is up.
+	Error string `json:"error,omitempty"`
 }
 
 // Health reports whether the provider can serve requests now. A plugin
@@ -186,7 +190,11 @@ func (h *Host) Health() Health {
 		if services == nil {
 			services = []string{}
 		}
-		out.Plugins = append(out.Plugins, PluginHealth{Name: p.Name, Up: p.Up, Skipped: p.Skipped, Restarts: p.Restarts, Services: services})
+		ph := PluginHealth{Name: p.Name, Up: p.Up, Skipped: p.Skipped, Restarts: p.Restarts, Services: services}
+		if !p.Up {
+			ph.Error = p.LastError
+		}
+		out.Plugins = append(out.Plugins, ph)
 		if !p.Up && !p.Skipped {
 			out.OK = false
 		}

@@ -19,13 +19,14 @@ import (
 // The plugin binaries the tests run, built once per test binary into a
 // temporary folder by buildPlugins.
 const (
-	binTest   = "testplugin"
-	binTestV2 = "testplugin-v2"
-	binMute   = "testplugin-mute"
-	binUnary  = "testplugin-unary"
-	binProcs1 = "testplugin-gomaxprocs1"
-	binEcho   = "echo"
-	binKV     = "kv"
+	binTest    = "testplugin"
+	binTestV2  = "testplugin-v2"
+	binMute    = "testplugin-mute"
+	binUnary   = "testplugin-unary"
+	binProcs1  = "testplugin-gomaxprocs1"
+	binBadName = "testplugin-badname"
+	binEcho    = "echo"
+	binKV      = "kv"
 )
 
 var built struct {
@@ -57,6 +58,7 @@ func buildPlugins(tb testing.TB) string {
 			{binMute, "./internal/testplugin", "-X main.variant=mute"},
 			{binUnary, "./internal/testplugin", "-X main.variant=unary"},
 			{binProcs1, "./internal/testplugin", "-X main.variant=gomaxprocs1"},
+			{binBadName, "./internal/testplugin", "-X main.variant=badname"},
 			{binEcho, "../examples/echo/plugin", ""},
 			{binKV, "../examples/kvstore/plugin", ""},
 		} {

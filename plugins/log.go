@@ -26,6 +26,22 @@ type lineLogger struct {
 	log     zerolog.Logger
 	buf     []byte
 	inPanic bool
+	recent  []string // the last lines logged, for Recent
+}
+
+// Bounds of what Recent keeps.
+const (
+	recentLines   = 3
+	recentLineLen = 300
+)
+
+// Recent returns the last lines logged (at most recentLines, each cut to
+// recentLineLen bytes), joined by " | ": what a plugin that died at start
+// said about why.
+func (l *lineLogger) Recent() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.recent, " | ")
 }
 
 var _ io.Writer = (*lineLogger)(nil)
@@ -82,6 +98,10 @@ func (l *lineLogger) emitLocked(b []byte) {
 		level = zerolog.ErrorLevel
 	}
 	l.log.WithLevel(level).Msg(line)
+	if len(l.recent) == recentLines {
+		l.recent = append(l.recent[:0], l.recent[1:]...)
+	}
+	l.recent = append(l.recent, clip(line, recentLineLen))
 }
 
 // consoleLevel recognises the level abbreviation zerolog's console writer

@@ -192,6 +192,41 @@ func (p *process) exitError() error {
 	return fmt.Errorf("plugins: %w", p.waitErr)
 }
 
+// exitWait bounds how long a failed start waits for the process to be
+// found dead, to tell its exit from other failures.
+const exitWait = time.Second
+
+// startFailure explains why the plugin's start failed with err, in the
+// plugin's own words when it died first: its exit status and the last
+// lines of its standard error (for example plugins.Serve's "invalid
+// service name"), rather than go-plugin's complaint about the missing
+// handshake line.
+func (p *process) startFailure(err error) error {
+	if herr := p.handshakeError(); herr != nil {
+		return herr
+	}
+	select {
+	case <-p.dead:
+	case <-time.After(exitWait):
+		return err
+	}
+	drained := make(chan struct{})
+	go func() { p.outputDone.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(pipeDrainGrace):
+	}
+	status := "exit status 0"
+	if p.waitErr != nil {
+		status = p.waitErr.Error()
+	}
+	said := p.stderrLog.Recent()
+	if said == "" {
+		return fmt.Errorf("plugins: the plugin exited before its handshake (%s) and wrote nothing on its standard error", status)
+	}
+	return fmt.Errorf("plugins: the plugin exited before its handshake (%s): %s", status, said)
+}
+
 // handshakeError returns why the plugin's handshake line was refused, if
 // it was.
 func (p *process) handshakeError() error {

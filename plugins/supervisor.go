@@ -596,8 +596,8 @@ func (p *managed) start(ctx context.Context) (_ *instance, err error) {
 
 	cp, err := connect(inst.client)
 	if err != nil {
-		if proc := inst.launched.Load(); proc != nil && proc.handshakeError() != nil {
-			return nil, proc.handshakeError()
+		if proc := inst.launched.Load(); proc != nil {
+			return nil, proc.startFailure(err)
 		}
 		return nil, err
 	}

@@ -387,7 +387,7 @@ func writeFile(t *testing.T, path, content string, mode os.FileMode) {
 }
 
 func TestSupervisorSkipsBadPlugins(t *testing.T) {
-	dir := pluginDir(t, map[string]string{"echo": binEcho, "wrongversion": binTestV2, "mute": binMute})
+	dir := pluginDir(t, map[string]string{"echo": binEcho, "wrongversion": binTestV2, "mute": binMute, "chatty": binBadName})
 	writeFile(t, filepath.Join(dir, "notexec"), "#!/bin/sh\nexit 0\n", 0o644)
 	writeFile(t, filepath.Join(dir, "notaplugin"), "#!/bin/sh\necho hello\nsleep 30\n", 0o755)
 	writeFile(t, filepath.Join(dir, "silent"), "#!/bin/sh\nexit 1\n", 0o755)
@@ -417,7 +417,8 @@ func TestSupervisorSkipsBadPlugins(t *testing.T) {
 	want := map[string]string{
 		"notexec":      "not executable",
 		"notaplugin":   "bad handshake line",
-		"silent":       "handshake",
+		"silent":       "the plugin exited before its handshake (exit status 1) and wrote nothing on its standard error",
+		"chatty":       `the plugin exited before its handshake (exit status 1): plugins: handlers: invalid service name "Chatty"`,
 		"hostile":      "bad handshake line",
 		"wrongversion": "plugin protocol version",
 		"mute":         "start took longer than 2s",
@@ -435,7 +436,7 @@ func TestSupervisorSkipsBadPlugins(t *testing.T) {
 			t.Errorf("plugin %s not reported in the log", st.Name)
 		}
 	}
-	if got := strings.Join(names, " "); got != "echo hostile mute notaplugin notexec silent wrongversion" {
+	if got := strings.Join(names, " "); got != "chatty echo hostile mute notaplugin notexec silent wrongversion" {
 		t.Errorf("Status lists %s; hidden files and folders must be ignored", got)
 	}
 }

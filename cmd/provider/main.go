@@ -40,6 +40,7 @@ import (
 	"github.com/peapod-mixnet/peapod/framework"
 	"github.com/peapod-mixnet/peapod/internal/cli"
 	"github.com/peapod-mixnet/peapod/localnet"
+	"github.com/peapod-mixnet/peapod/plugins"
 )
 
 // startTimeout bounds starting the embedded network and the host (which
@@ -154,16 +155,16 @@ func pluginsFolder(configured string, log zerolog.Logger) (string, error) {
 	return dir, nil
 }
 
-// printBanner tells the user where the provider is and how to try it.
+// printBanner tells the user where the provider is, what it serves, which
+// plugins it runs (and why any of them is not running), and how to try the
+// services it has.
 func printBanner(w io.Writer, h *framework.Host, cfg *fileConfig, directory string) {
 	endpoint := "http://" + h.HTTPAddr()
+	services := make(map[string]bool)
 	var names []string
 	for _, s := range h.Services() {
 		names = append(names, s.Name)
-	}
-	services := strings.Join(names, ", ")
-	if services == "" {
-		services = "(none: no plugins)"
+		services[s.Name] = true
 	}
 	keyNote := "the provider's own key"
 	if addr := h.Address(); string(h.Key()) == string(addr.Identity[:]) {
@@ -172,7 +173,7 @@ func printBanner(w io.Writer, h *framework.Host, cfg *fileConfig, directory stri
 	fmt.Fprintln(w, "peapod provider running")
 	fmt.Fprintf(w, "  address   %s\n", h.Address())
 	fmt.Fprintf(w, "  key       %s (%s)\n", address.EncodeKey(h.Key()), keyNote)
-	fmt.Fprintf(w, "  endpoint  %s\n", endpoint)
+	fmt.Fprintf(w, "  endpoint  %s (status page: %s/)\n", endpoint, endpoint)
 	switch {
 	case cfg.Provider.NymClient != "":
 		fmt.Fprintf(w, "  network   Nym, through the client at %s\n", cfg.Provider.NymClient)
@@ -185,18 +186,68 @@ func printBanner(w io.Writer, h *framework.Host, cfg *fileConfig, directory stri
 	default:
 		fmt.Fprintf(w, "  network   peapod, directory %s\n", directory)
 	}
-	fmt.Fprintf(w, "  services  %s\n", services)
+	printPlugins(w, h.Plugins())
+	if len(names) == 0 {
+		fmt.Fprintln(w, "  services  (none)")
+	} else {
+		fmt.Fprintf(w, "  services  %s\n", strings.Join(names, ", "))
+	}
 	if cfg.Provider.NymClient != "" {
 		fmt.Fprintln(w, "\nRequesters reach it through their own Nym client; its descriptor is at "+endpoint+"/.well-known/peapod.json")
 		return
 	}
+	if len(names) == 0 {
+		fmt.Fprintln(w, "\nNothing to try yet: put plugin executables in the plugins folder (`make build` builds the examples) and restart.")
+		fmt.Fprintln(w, "\nPress Ctrl-C to stop.")
+		return
+	}
 	clientBin := clientCommand()
 	fmt.Fprintln(w, "\nTry it:")
-	fmt.Fprintf(w, "  %s echo --provider %s hello\n", clientBin, endpoint)
-	fmt.Fprintf(w, "  %s kv --provider %s put greeting hello\n", clientBin, endpoint)
-	fmt.Fprintf(w, "Pinning the provider's key:\n  %s echo --provider %s --provider-key %s hello\n",
-		clientBin, endpoint, address.EncodeKey(h.Key()))
+	first := ""
+	for _, name := range names {
+		switch name {
+		case "echo":
+			fmt.Fprintf(w, "  %s echo --provider %s hello\n", clientBin, endpoint)
+		case "kv":
+			fmt.Fprintf(w, "  %s kv --provider %s put greeting hello\n", clientBin, endpoint)
+		default:
+			fmt.Fprintf(w, "  %s call --provider %s %s DATA\n", clientBin, endpoint, name)
+		}
+		if first == "" {
+			first = name
+		}
+	}
+	pinned := fmt.Sprintf("call --provider %s --provider-key %s %s DATA", endpoint, address.EncodeKey(h.Key()), first)
+	if services["echo"] {
+		pinned = fmt.Sprintf("echo --provider %s --provider-key %s hello", endpoint, address.EncodeKey(h.Key()))
+	}
+	fmt.Fprintf(w, "Pinning the provider's key:\n  %s %s\n", clientBin, pinned)
 	fmt.Fprintln(w, "\nPress Ctrl-C to stop.")
+}
+
+// printPlugins writes the banner's plugin lines: each plugin and its state,
+// with the reason for one that is not running.
+func printPlugins(w io.Writer, ps []plugins.PluginStatus) {
+	if len(ps) == 0 {
+		fmt.Fprintln(w, "  plugins   (none found)")
+		return
+	}
+	for i, p := range ps {
+		label := "plugins"
+		if i > 0 {
+			label = ""
+		}
+		state := "running"
+		switch {
+		case p.Skipped:
+			state = "NOT RUNNING: " + p.LastError
+		case !p.Up:
+			state = "down, restarting: " + p.LastError
+		case len(p.Services) > 0:
+			state = "running: " + strings.Join(p.Services, ", ")
+		}
+		fmt.Fprintf(w, "  %-9s %s (%s)\n", label, p.Name, state)
+	}
 }
 
 // clientCommand returns how to run the client binary that sits next to the

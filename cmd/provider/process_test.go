@@ -76,12 +76,80 @@ func binaries(t *testing.T) string {
 
 // providerProcess is a running provider binary and what its banner said.
 type providerProcess struct {
+	banner   string // everything printed up to "Press Ctrl-C"
 	cmd      *exec.Cmd
 	endpoint string
 	address  string
 	key      string
 	stderr   *lockedWriter
 	exited   chan error
+}
+
+// badPlugin builds the test plugin whose service name plugins.Serve
+// refuses ("Chatty"), alone in a new plugins folder with the echo example,
+// and returns the folder.
+func badPlugin(t *testing.T, bin string) string {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.Command("go", "build", "-buildvcs=false", "-ldflags", "-X main.variant=badname",
+		"-o", filepath.Join(dir, "chatty"), "../../plugins/internal/testplugin")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	echo, err := os.ReadFile(filepath.Join(bin, "plugins", "echo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "echo"), echo, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestProviderPluginFailsAtStart: a plugin that exits before its handshake
+// (plugins.Serve refused its service name) is reported with its own words
+// in the error log line, the banner and /healthz; the banner suggests only
+// the services that run.
+func TestProviderPluginFailsAtStart(t *testing.T) {
+	bin := binaries(t)
+	p := startProvider(t, bin, t.TempDir(), "--plugins", badPlugin(t, bin))
+	const cause = `the plugin exited before its handshake (exit status 1): plugins: handlers: invalid service name "Chatty"`
+	for _, want := range []string{
+		"  plugins   chatty (NOT RUNNING: plugins: " + cause + ")\n",
+		"            echo (running: echo)\n",
+		"  services  echo\n",
+		"echo --provider " + p.endpoint + " hello\n",
+	} {
+		if !strings.Contains(p.banner, want) {
+			t.Errorf("the banner does not say %q:\n%s", want, p.banner)
+		}
+	}
+	if strings.Contains(p.banner, " kv ") || strings.Contains(p.banner, "call --provider") {
+		t.Errorf("the banner suggests a service that is not loaded:\n%s", p.banner)
+	}
+	if !strings.Contains(p.stderr.String(), `"level":"error","plugin":"chatty"`) || !strings.Contains(p.stderr.String(), strings.ReplaceAll(cause, `"`, `\"`)) {
+		t.Errorf("no error line with the cause:\n%s", p.stderr)
+	}
+	resp, err := http.Get(p.endpoint + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var health struct {
+		OK      bool `json:"ok"`
+		Plugins []struct {
+			Name    string `json:"name"`
+			Skipped bool   `json:"skipped"`
+			Error   string `json:"error"`
+		} `json:"plugins"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&health); err != nil {
+		t.Fatal(err)
+	}
+	if !health.OK || len(health.Plugins) != 2 || health.Plugins[0].Name != "chatty" || !health.Plugins[0].Skipped ||
+		!strings.Contains(health.Plugins[0].Error, cause) || health.Plugins[1].Error != "" {
+		t.Errorf("/healthz: %+v", health)
+	}
 }
 
 // startProvider runs bin/provider on dataDir with free ports, and waits for
@@ -108,7 +176,8 @@ func startProvider(t *testing.T, bin, dataDir string, extra ...string) *provider
 	banner := make(chan error, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
+		for done := false; !done && sc.Scan(); {
+			p.banner += sc.Text() + "\n" // read by the test once the banner is complete
 			fields := strings.Fields(sc.Text())
 			if len(fields) >= 2 {
 				switch fields[0] {
@@ -121,6 +190,7 @@ func startProvider(t *testing.T, bin, dataDir string, extra ...string) *provider
 				}
 			}
 			if strings.HasPrefix(sc.Text(), "Press Ctrl-C") {
+				done = true
 				banner <- nil
 			}
 		}

@@ -188,8 +188,12 @@ func main() {
 		})
 		return
 	}
+	name := "test"
+	if variant == "badname" {
+		name = "Chatty" // refused by plugins.Serve: the plugin exits before the handshake
+	}
 	err := plugins.Serve(plugins.Service{
-		Name:        "test",
+		Name:        name,
 		Description: "behaves as the request data says",
 		Handler:     handlers.HandlerFunc(handle),
 	})
