@@ -239,6 +239,13 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	s.mu.Lock()
 	s.plugins = plugins
 	s.mu.Unlock()
+	if s.restarts != nil {
+		// Every plugin's counter exists from the start, at 0, so that a
+		// rate or an alert on it has a series before the first restart.
+		for _, p := range plugins {
+			s.restarts.WithLabelValues(p.name)
+		}
+	}
 
 	startCtx, cancel := context.WithCancel(s.ctx)
 	defer cancel()

@@ -150,6 +150,29 @@ func TestProviderPluginFailsAtStart(t *testing.T) {
 		!strings.Contains(health.Plugins[0].Error, cause) || health.Plugins[1].Error != "" {
 		t.Errorf("/healthz: %+v", health)
 	}
+	// Every plugin's restart counter is there from the start, at 0, so
+	// that an alert on it has a series before the first restart.
+	metrics := httpGet(t, p.endpoint+"/metrics")
+	for _, want := range []string{`peapod_plugin_restarts_total{plugin="echo"} 0`, `peapod_plugin_restarts_total{plugin="chatty"} 0`} {
+		if !strings.Contains(metrics, want+"\n") {
+			t.Errorf("/metrics has no %s", want)
+		}
+	}
+}
+
+// httpGet returns the body of a 200 answer to GET url.
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
+	}
+	return string(b)
 }
 
 // startProvider runs bin/provider on dataDir with free ports, and waits for
