@@ -1,0 +1,62 @@
+package capture
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+)
+
+func TestLearnSizes(t *testing.T) {
+	// overhead is added to every packet, as an encrypted link adds a tag
+	// and a length to each frame: the sizes move, the splitting holds.
+	for _, overhead := range []int{0, 18} {
+		data, ack := 2100+overhead, 400+overhead
+		var lens []int
+		for range 500 {
+			lens = append(lens, data)
+		}
+		for range 300 {
+			lens = append(lens, ack)
+		}
+		for range 50 {
+			lens = append(lens, 2*data, data+ack) // written together
+		}
+		lens = append(lens, 77, 1234) // a handshake, a stray
+		if got := LearnSizes(lens, 0.01); !slices.Equal(got, []int{ack, data}) {
+			t.Errorf("overhead %d: learnt sizes %v, want [%d %d]", overhead, got, ack, data)
+		}
+	}
+}
+
+func TestFramerFeed(t *testing.T) {
+	f := &Framer{Sizes: []int{400, 2100}}
+	var s stream
+	check := func(n int, want []int, wantUnframed int) {
+		t.Helper()
+		got, unframed := f.feed(&s, n)
+		if !slices.Equal(got, want) || unframed != wantUnframed {
+			t.Errorf("feed(%d) = %v, %d unframed; want %v, %d", n, got, unframed, want, wantUnframed)
+		}
+	}
+	check(2100, []int{0, 1}, 0)
+	check(4600, []int{1, 2}, 0)  // two data and an ack together
+	check(1000, nil, 0)          // part of a data packet
+	check(1100, []int{0, 1}, 0)  // its rest
+	check(77, nil, 0)            // a handshake: kept
+	check(2100, []int{0, 1}, 77) // a whole packet: the handshake was not one
+}
+
+func TestParseProcAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		"0100007F:1F90":                         "127.0.0.1:8080",
+		"0000000000000000FFFF00000100007F:0050": "127.0.0.1:80",
+	} {
+		got, err := parseProcAddr(in)
+		if err != nil || got != netip.MustParseAddrPort(want) {
+			t.Errorf("parseProcAddr(%q) = %v, %v; want %s", in, got, err, want)
+		}
+	}
+	if _, err := parseProcAddr("zz:1"); err == nil {
+		t.Error("bad hex accepted")
+	}
+}
