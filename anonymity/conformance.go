@@ -12,8 +12,9 @@ type ConformanceResult struct {
 	// packet entering an empty mixnode to the next data packet leaving it,
 	// when no other entered in between (so the pair is certain).
 	Samples []float64
-	// Mean is their mean, beside Want, the mean the senders chose.
-	Mean, Want time.Duration
+	// Mean and Median are their mean and median, beside Want, the mean
+	// the senders chose (whose exponential has median Want·ln 2).
+	Mean, Median, Want time.Duration
 	// KS is the one-sample Kolmogorov-Smirnov statistic of the samples
 	// against the exponential of mean Want, and KSP its p-value.
 	KS, KSP float64
@@ -65,6 +66,7 @@ func DelayConformance(t *Trace, want time.Duration, from, to time.Duration) Conf
 		return res
 	}
 	res.Mean = time.Duration(Mean(res.Samples) * float64(time.Second))
+	res.Median = time.Duration(Percentile(res.Samples, 50) * float64(time.Second))
 	mu := want.Seconds()
 	res.KS, res.KSP = KSOneSample(res.Samples, func(x float64) float64 {
 		if mu == 0 {

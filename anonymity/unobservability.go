@@ -16,10 +16,20 @@ type Window struct {
 }
 
 // UnobservabilityResult says how well the adversary tells a client's busy
-// windows from its idle ones by the data packets on its link.
+// windows from its idle ones by the data packets on its link, each way.
 type UnobservabilityResult struct {
-	// IdleRate and BusyRate are the client's packets per second in each
-	// kind of window.
+	// Send is what the packets the client sends show; Receive what those
+	// it receives show: a client whose cover packets are loops back to
+	// itself receives fewer of them while real messages take their place.
+	Send, Receive LinkObservation
+	// Idle and Busy count the windows.
+	Idle, Busy int
+}
+
+// LinkObservation is what one direction of a client's link shows.
+type LinkObservation struct {
+	// IdleRate and BusyRate are the data packets per second in each kind
+	// of window.
 	IdleRate, BusyRate float64
 	// KS is the two-sample Kolmogorov-Smirnov statistic between the gaps
 	// seen in idle and in busy windows, and KSP its p-value. A gap runs
@@ -31,42 +41,60 @@ type UnobservabilityResult struct {
 	// windows and tested on the odd ones, then the other way round); 0.5 is
 	// a coin's, 1 a certain distinction.
 	Accuracy float64
-	// Idle and Busy count the windows.
-	Idle, Busy int
 }
 
 // Unobservability measures whether the adversary can tell when the client
 // (an index into Trace.Nodes) sends real messages, from the data packets
-// on its links to its gateway during windows.
+// on its link to its gateway, each way, during windows.
 func Unobservability(t *Trace, client int, windows []Window) (UnobservabilityResult, error) {
+	var res UnobservabilityResult
 	if err := t.Validate(); err != nil {
-		return UnobservabilityResult{}, err
+		return res, err
 	}
 	if client < 0 || client >= len(t.Nodes) || t.Nodes[client].Role != RoleClient {
-		return UnobservabilityResult{}, fmt.Errorf("anonymity: node %d is not a client", client)
+		return res, fmt.Errorf("anonymity: node %d is not a client", client)
 	}
-	var times []time.Duration
-	for _, e := range t.Events {
-		if e.From == client && e.Class == ClassData && t.IsEntry(e) {
-			times = append(times, e.At)
-		}
-	}
-	var res UnobservabilityResult
-	var gaps [2][]float64
-	var dur [2]time.Duration
-	var sent [2]int
-	counts := make([]float64, len(windows))
-	labels := make([]bool, len(windows))
 	for i, w := range windows {
 		if w.To <= w.From {
 			return res, fmt.Errorf("anonymity: window %d ends at %v, before it starts at %v", i, w.To, w.From)
 		}
-		k := 0
 		if w.Busy {
-			k = 1
 			res.Busy++
 		} else {
 			res.Idle++
+		}
+	}
+	if res.Idle == 0 || res.Busy == 0 {
+		return res, errors.New("anonymity: need both idle and busy windows")
+	}
+	var sent, received []time.Duration
+	for _, e := range t.Events {
+		switch {
+		case e.Class != ClassData:
+		case e.From == client && t.IsEntry(e):
+			sent = append(sent, e.At)
+		case e.To == client && t.IsExit(e):
+			received = append(received, e.At)
+		}
+	}
+	res.Send = observe(sent, windows)
+	res.Receive = observe(received, windows)
+	return res, nil
+}
+
+// observe compares the packets at times (in order) in idle and busy
+// windows.
+func observe(times []time.Duration, windows []Window) LinkObservation {
+	var res LinkObservation
+	var gaps [2][]float64
+	var dur [2]time.Duration
+	var seen [2]int
+	counts := make([]float64, len(windows))
+	labels := make([]bool, len(windows))
+	for i, w := range windows {
+		k := 0
+		if w.Busy {
+			k = 1
 		}
 		lo, _ := slices.BinarySearch(times, w.From)
 		hi, _ := slices.BinarySearch(times, w.To)
@@ -77,18 +105,15 @@ func Unobservability(t *Trace, client int, windows []Window) (UnobservabilityRes
 		}
 		gaps[k] = append(gaps[k], (w.To - prev).Seconds())
 		dur[k] += w.To - w.From
-		sent[k] += hi - lo
+		seen[k] += hi - lo
 		counts[i] = float64(hi - lo)
 		labels[i] = w.Busy
 	}
-	if res.Idle == 0 || res.Busy == 0 {
-		return res, errors.New("anonymity: need both idle and busy windows")
-	}
-	res.IdleRate = float64(sent[0]) / dur[0].Seconds()
-	res.BusyRate = float64(sent[1]) / dur[1].Seconds()
+	res.IdleRate = float64(seen[0]) / dur[0].Seconds()
+	res.BusyRate = float64(seen[1]) / dur[1].Seconds()
 	res.KS, res.KSP = KSTwoSample(gaps[0], gaps[1])
 	res.Accuracy = crossValidate(counts, labels)
-	return res, nil
+	return res
 }
 
 // crossValidate trains a threshold classifier on the even-indexed samples

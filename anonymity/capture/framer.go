@@ -18,16 +18,20 @@ type Framer struct {
 }
 
 // LearnSizes returns the packet sizes of a kind of link from the lengths
-// of its segments: each length that makes up at least minShare of them,
-// unless it is a sum of smaller such lengths (packets written together).
+// of its segments: each length seen at least minCount times whose segments
+// carry at least minShare of the bytes, unless it is a sum of smaller such
+// lengths (packets written together). Shares of bytes, not of segments:
+// a link may carry many more small control frames than data packets.
 func LearnSizes(lengths []int, minShare float64) []int {
 	count := make(map[int]int)
+	total := 0
 	for _, l := range lengths {
 		count[l]++
+		total += l
 	}
 	var cands []int
 	for l, c := range count {
-		if float64(c) >= minShare*float64(len(lengths)) {
+		if c >= minCount && float64(c*l) >= minShare*float64(total) {
 			cands = append(cands, l)
 		}
 	}
@@ -75,6 +79,10 @@ func (f *Framer) split(n int) []int {
 	f.memo[n] = r
 	return r
 }
+
+// minCount is the fewest segments of one length that make it a packet
+// size.
+const minCount = 3
 
 // stream is the framer's state for one direction of one connection.
 type stream struct{ pending int }

@@ -60,3 +60,18 @@ func TestParseProcAddr(t *testing.T) {
 		t.Error("bad hex accepted")
 	}
 }
+
+// A link that carries many more small control frames than data packets
+// (a client's, confirming what it received) still has its data size.
+func TestLearnSizesFewDataPackets(t *testing.T) {
+	var lens []int
+	for range 1000 {
+		lens = append(lens, 41)
+	}
+	for range 40 {
+		lens = append(lens, 2400)
+	}
+	if got := LearnSizes(lens, 0.01); !slices.Equal(got, []int{41, 2400}) {
+		t.Errorf("learnt sizes %v, want [41 2400]", got)
+	}
+}

@@ -82,15 +82,18 @@ type TraceReport struct {
 	UnframedBytes int
 	// Events counts packets in the trace, DataEvents the data packets.
 	Events, DataEvents int
+	// DataByHop counts the data packets on each hop of a route, such as
+	// "gateway→mix1": with nothing lost, every hop carries about as many.
+	DataByHop map[string]int
 }
 
-// minSizeShare is the share of a link kind's segments a length needs to be
-// taken for a packet size.
-const minSizeShare = 0.01
+// minSizeShare is the share of a link kind's bytes that the segments of one
+// length need to carry for it to be taken for a packet size.
+const minSizeShare = 0.001
 
 // Trace turns segments into a trace whose times count from start.
 func (l *Links) Trace(segs []Segment, start time.Time) (*anonymity.Trace, TraceReport) {
-	rep := TraceReport{Segments: len(segs), Sizes: make(map[string][]int)}
+	rep := TraceReport{Segments: len(segs), Sizes: make(map[string][]int), DataByHop: make(map[string]int)}
 	tr := &anonymity.Trace{}
 	for _, e := range l.eps {
 		tr.Nodes = append(tr.Nodes, e.Node)
@@ -138,6 +141,7 @@ func (l *Links) Trace(segs []Segment, start time.Time) (*anonymity.Trace, TraceR
 			if i == len(f.Sizes)-1 {
 				class = anonymity.ClassData
 				rep.DataEvents += c
+				rep.DataByHop[hop(tr.Nodes[x.from], tr.Nodes[x.to])] += c
 			}
 			for range c {
 				tr.Events = append(tr.Events, anonymity.Event{At: at, From: x.from, To: x.to, Class: class})
@@ -161,8 +165,19 @@ func kind(from, to anonymity.Node) string {
 	return "node→node"
 }
 
+// hop names the hop of a route a link is.
+func hop(from, to anonymity.Node) string {
+	name := func(n anonymity.Node) string {
+		if n.Role == anonymity.RoleMixnode {
+			return fmt.Sprintf("mix%d", n.Layer)
+		}
+		return n.Role.String()
+	}
+	return name(from) + "→" + name(to)
+}
+
 // String summarises the report.
 func (r TraceReport) String() string {
-	return fmt.Sprintf("%d segments (%d between endpoints), %d packets (%d data), %d bytes unframed, sizes %v",
-		r.Segments, r.Linked, r.Events, r.DataEvents, r.UnframedBytes, r.Sizes)
+	return fmt.Sprintf("%d segments (%d between endpoints), %d packets (%d data), %d bytes unframed, sizes %v, data by hop %v",
+		r.Segments, r.Linked, r.Events, r.DataEvents, r.UnframedBytes, r.Sizes, r.DataByHop)
 }

@@ -5,6 +5,7 @@
 //	mixnet mixnode --listen ADDR --announce ADDR --layer N --directory URL --data DIR [--metrics ADDR] [--config FILE]
 //	mixnet gateway --listen ADDR --client-listen ADDR --directory URL --data DIR [--metrics ADDR] [--config FILE]
 //	mixnet local [--data ./.peapod/network] [--directory-addr 127.0.0.1:8090] [--mix-delay 15ms]
+//	mixnet measure [--short] [--clients 20] [--delays 0,5ms,15ms,50ms] [--cover on,off] [--doc docs/anonymity.md]
 //	mixnet --version
 //
 // Each subcommand reads an optional TOML file (--config; unknown keys and
@@ -33,6 +34,7 @@ var subcommands = map[string]struct {
 	"mixnode":   {runMixnode, "run a mixnode"},
 	"gateway":   {runGateway, "run a gateway, where clients attach to the mixnet"},
 	"local":     {runLocal, "run a whole network (directory, mixnodes, gateways) on loopback"},
+	"measure":   {runMeasure, "measure the anonymity a network of processes gives against a global passive adversary"},
 }
 
 func main() {
@@ -65,7 +67,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: mixnet <subcommand> [flags]")
 	fmt.Fprintln(w, "\nsubcommands:")
-	for _, name := range []string{"directory", "mixnode", "gateway", "local"} {
+	for _, name := range []string{"directory", "mixnode", "gateway", "local", "measure"} {
 		fmt.Fprintf(w, "  %-10s %s\n", name, subcommands[name].summary)
 	}
 	fmt.Fprintln(w, "\nRun 'mixnet <subcommand> -h' for its flags, 'mixnet --version' for the version.")

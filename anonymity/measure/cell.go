@@ -1,0 +1,293 @@
+package measure
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/peapod-mixnet/peapod/anonymity"
+	"github.com/peapod-mixnet/peapod/anonymity/capture"
+	"github.com/peapod-mixnet/peapod/internal/testnet"
+)
+
+// runner measures the cells of one network.
+type runner struct {
+	cfg  Config
+	net  *testnet.Network
+	logf func(string, ...any)
+}
+
+// cellProcesses are the processes a cell starts, and their trace nodes.
+type cellProcesses struct {
+	clients  []*testnet.Client
+	provider *testnet.Provider
+	eps      []capture.Endpoint
+	parties  []*party
+	provNode int // the provider's node index, -1 without one
+}
+
+func (cp *cellProcesses) stop() {
+	for _, p := range cp.parties {
+		if p != nil && p.ep != nil {
+			p.ep.Close()
+		}
+	}
+	for _, c := range cp.clients {
+		if c != nil {
+			c.Stop()
+		}
+	}
+	if cp.provider != nil {
+		cp.provider.Stop()
+	}
+}
+
+// start starts the cell's clients (in parallel, spread over the gateways)
+// and its provider, and connects to their APIs.
+func (r *runner) start(ctx context.Context, idx int, cell Cell) (*cellProcesses, error) {
+	cp := &cellProcesses{clients: make([]*testnet.Client, r.cfg.Clients), provNode: -1}
+	gws := r.net.Gateways()
+	errs := make([]error, r.cfg.Clients+1)
+	var wg sync.WaitGroup
+	for i := range r.cfg.Clients {
+		wg.Go(func() {
+			cp.clients[i], errs[i] = r.net.StartClient(ctx, fmt.Sprintf("c%d-%02d", idx, i), testnet.ClientOptions{
+				Gateway: gws[i%len(gws)].Identity(), Delays: cell.Delay > 0, MixDelay: cell.Delay, Cover: cell.Cover,
+			})
+		})
+	}
+	if !r.cfg.NoProvider {
+		wg.Go(func() {
+			cp.provider, errs[r.cfg.Clients] = r.net.StartProvider(ctx, fmt.Sprintf("p%d", idx),
+				testnet.ProviderOptions{Delays: cell.Delay > 0, Cover: cell.Cover})
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			cp.stop()
+			return nil, err
+		}
+	}
+	for i, c := range cp.clients {
+		cp.eps = append(cp.eps, capture.Endpoint{
+			Node: anonymity.Node{Name: fmt.Sprintf("client-%d", i), Role: anonymity.RoleClient},
+			PIDs: []int{c.PID()},
+		})
+		conn, err := c.Dial(ctx)
+		if err != nil {
+			cp.stop()
+			return nil, err
+		}
+		cp.parties = append(cp.parties, &party{node: i, addr: c.Address(), ep: &testnet.WSEndpoint{Conn: conn}})
+	}
+	if cp.provider != nil {
+		cp.provNode = len(cp.eps)
+		cp.eps = append(cp.eps, capture.Endpoint{
+			Node: anonymity.Node{Name: "provider", Role: anonymity.RoleClient},
+			PIDs: []int{cp.provider.PID()},
+		})
+	}
+	for _, g := range gws {
+		cp.eps = append(cp.eps, capture.Endpoint{
+			Node: anonymity.Node{Name: g.Name(), Role: anonymity.RoleGateway},
+			PIDs: []int{g.PID()}, Listen: []netip.AddrPort{g.Listen, g.ClientListen},
+		})
+	}
+	for _, m := range r.net.Mixnodes() {
+		cp.eps = append(cp.eps, capture.Endpoint{
+			Node: anonymity.Node{Name: m.Name(), Role: anonymity.RoleMixnode, Layer: m.Layer},
+			PIDs: []int{m.PID()}, Listen: []netip.AddrPort{m.Listen},
+		})
+	}
+	return cp, nil
+}
+
+// snapshotInterval is how often a cell reads which process owns which
+// socket while it captures.
+const snapshotInterval = 500 * time.Millisecond
+
+// cell measures one cell.
+func (r *runner) cell(ctx context.Context, idx int, cell Cell) (CellResult, error) {
+	res := CellResult{Cell: cell}
+	cp, err := r.start(ctx, idx, cell)
+	if err != nil {
+		return res, err
+	}
+	defer cp.stop()
+	seed := r.cfg.Seed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	rng := rand.New(rand.NewPCG(seed, uint64(idx)))
+	led := newLedger()
+	rctx, stopReceiving := context.WithCancel(ctx)
+	var recv sync.WaitGroup
+	recvErrs := make([]error, len(cp.parties))
+	for i, p := range cp.parties {
+		recv.Go(func() { recvErrs[i] = led.receive(rctx, p) })
+	}
+	defer func() { stopReceiving(); recv.Wait() }()
+
+	// Settle: cover streams running, connections between nodes open.
+	select {
+	case <-time.After(r.cfg.Warmup):
+	case <-ctx.Done():
+		return res, ctx.Err()
+	}
+	links := capture.NewLinks(cp.eps)
+	if err := links.Snapshot(); err != nil {
+		return res, err
+	}
+	capt, err := capture.Start(capture.Config{})
+	if err != nil {
+		return res, err
+	}
+	t0 := time.Now()
+	// Learn the owners of connections opened during the capture too.
+	snapCtx, stopSnapshots := context.WithCancel(ctx)
+	snapDone := make(chan struct{})
+	go func() {
+		defer close(snapDone)
+		t := time.NewTicker(snapshotInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				links.Snapshot()
+			case <-snapCtx.Done():
+				return
+			}
+		}
+	}()
+	windows := r.traffic(ctx, cp, led, rng, t0)
+	drain := r.cfg.Drain
+	if drain == 0 {
+		drain = 5*time.Second + 100*cell.Delay
+	}
+	led.await(ctx, time.Now().Add(drain), led.allReceived)
+	probeFrom, probeTo := time.Since(t0), time.Duration(0)
+	if !cell.Cover {
+		r.probe(ctx, cp, led, drain)
+		probeTo = time.Since(t0)
+	}
+	stopSnapshots()
+	<-snapDone
+	links.Snapshot()
+	segs, stats, err := capt.Stop()
+	if err != nil {
+		return res, err
+	}
+	res.Elapsed, res.Capture = time.Since(t0), stats
+	for i, err := range recvErrs {
+		if err != nil {
+			return res, fmt.Errorf("receiving at client %d: %w", i, err)
+		}
+	}
+	tr, rep := links.Trace(segs, t0)
+	res.Trace = rep
+	r.logf("cell %v: trace %v; capture %+v", cell, rep, stats)
+	msgs := led.snapshot()
+	targets := findTargets(tr, msgs, t0, &res)
+	res.Senders = len(tr.Senders())
+	if res.Entropy, err = anonymity.SenderEntropy(tr, targets); err != nil {
+		return res, err
+	}
+	if res.Timing, err = anonymity.TimingAttack(tr, targets, anonymity.TimingModel{MeanDelay: cell.Delay}); err != nil {
+		return res, err
+	}
+	if res.Unobs, err = anonymity.Unobservability(tr, 0, windows); err != nil {
+		r.logf("cell %v: unobservability: %v", cell, err)
+	}
+	if !cell.Cover && cell.Delay > 0 {
+		c := anonymity.DelayConformance(tr, cell.Delay, probeFrom, probeTo)
+		res.Conformance = &c
+	}
+	return res, nil
+}
+
+// traffic runs the traffic phase and returns the watched client's windows,
+// from t0.
+func (r *runner) traffic(ctx context.Context, cp *cellProcesses, led *ledger, rng *rand.Rand, t0 time.Time) []anonymity.Window {
+	// As many busy windows as idle ones, in a random order.
+	var windows []anonymity.Window
+	for at := time.Duration(0); at+r.cfg.Window <= r.cfg.Duration; at += r.cfg.Window {
+		windows = append(windows, anonymity.Window{From: at, To: at + r.cfg.Window, Busy: len(windows)%2 == 1})
+	}
+	rng.Shuffle(len(windows), func(i, j int) { windows[i].Busy, windows[j].Busy = windows[j].Busy, windows[i].Busy })
+	var wg sync.WaitGroup
+	for i, p := range cp.parties {
+		// Each sender gets its own generator, so that they share nothing.
+		prng := rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64()))
+		var schedule []time.Duration
+		if i == 0 {
+			for _, w := range windows {
+				if w.Busy {
+					schedule = append(schedule, poisson(prng, r.cfg.BusyRate, w.From, w.To)...)
+				}
+			}
+		} else {
+			schedule = poisson(prng, r.cfg.Rate, 0, r.cfg.Duration)
+		}
+		wg.Go(func() {
+			for n, at := range schedule {
+				select {
+				case <-time.After(time.Until(t0.Add(at))):
+				case <-ctx.Done():
+					return
+				}
+				id := fmt.Sprintf("m%d-%d", i, n)
+				if cp.provNode >= 0 && prng.Float64() < r.cfg.ProviderShare {
+					if err := led.request(ctx, p, cp.provNode, cp.provider.Address(), id); err != nil {
+						r.logf("client %d: request: %v", i, err)
+					}
+					continue
+				}
+				to := prng.IntN(len(cp.parties) - 1)
+				if to >= i {
+					to++
+				}
+				if err := led.send(ctx, p, cp.parties[to], id, false); err != nil {
+					r.logf("client %d: send: %v", i, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return windows
+}
+
+// poisson returns the times of a Poisson stream of rate a second in
+// [from, to).
+func poisson(rng *rand.Rand, rate float64, from, to time.Duration) []time.Duration {
+	var out []time.Duration
+	if rate <= 0 {
+		return nil
+	}
+	for t := from; ; {
+		t += time.Duration(rng.ExpFloat64() / rate * float64(time.Second))
+		if t >= to {
+			return out
+		}
+		out = append(out, t)
+	}
+}
+
+// probe sends the probe messages, one at a time, from client 1 to client
+// 2, each when the last has arrived (or its wait ran out).
+func (r *runner) probe(ctx context.Context, cp *cellProcesses, led *ledger, wait time.Duration) {
+	from, to := cp.parties[1], cp.parties[2]
+	for i := range r.cfg.Probes {
+		id := fmt.Sprintf("probe-%d", i)
+		if err := led.send(ctx, from, to, id, true); err != nil {
+			r.logf("probe: %v", err)
+			return
+		}
+		if !led.await(ctx, time.Now().Add(wait), func() bool { return led.isReceived(id) }) {
+			r.logf("probe %d did not arrive within %v", i, wait)
+		}
+	}
+}

@@ -1,0 +1,115 @@
+package measure
+
+import (
+	"context"
+	"encoding/xml"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/peapod-mixnet/peapod/anonymity/capture"
+	"github.com/peapod-mixnet/peapod/internal/testnet"
+)
+
+// shortConfig is the short mode `make test` runs: few clients, a few
+// seconds a cell.
+func shortConfig(t *testing.T, grid []Cell) Config {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs a network of processes")
+	}
+	if err := capture.Available(); err != nil {
+		t.Skipf("cannot capture here: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	bin, err := testnet.Build(ctx, testnet.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	return Config{
+		Bin: bin, Dir: t.TempDir(), Grid: grid,
+		Clients: 6, Duration: 6 * time.Second, Window: 500 * time.Millisecond,
+		Probes: 30, Warmup: time.Second, Seed: 1,
+		Logf: func(format string, args ...any) {
+			t.Logf("[%6.2fs] %s", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
+		},
+	}
+}
+
+// TestMeasureShort is the short mode of `mixnet measure`: six clients and a
+// provider, three cells of a few seconds. Without delays or cover the
+// adversary must follow every message; with the default delay and cover it
+// must lose most of them; the probes must find the delays the clients
+// chose; and the capture must see every data packet on every hop.
+func TestMeasureShort(t *testing.T) {
+	zero := Cell{0, false}
+	noCover := Cell{15 * time.Millisecond, false}
+	cfg := shortConfig(t, []Cell{zero, noCover, DefaultCell})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Cells) != 3 {
+		t.Fatalf("%d cells measured, want 3", len(res.Cells))
+	}
+	for _, c := range res.Cells {
+		if c.Sent < 20 || c.Delivered < c.Sent*9/10 || c.Targets < c.Delivered*8/10 {
+			t.Errorf("%v: %d messages sent, %d delivered, %d found in the trace", c.Cell, c.Sent, c.Delivered, c.Targets)
+		}
+		if c.Senders != cfg.Clients+1 {
+			t.Errorf("%v: %d senders in the trace, want %d clients and the provider", c.Cell, c.Senders, cfg.Clients)
+		}
+		// Every data packet crosses every hop once: the capture missed
+		// none (a link it could not name would show as a short hop).
+		h := c.Trace.DataByHop
+		in := h["client→gateway"]
+		for _, k := range []string{"gateway→mix1", "mix1→mix2", "mix2→mix3", "mix3→gateway", "gateway→client"} {
+			if d := h[k] - in; d > in/20+5 || -d > in/20+5 {
+				t.Errorf("%v: %d data packets on hop %s, %d entered", c.Cell, h[k], k, in)
+			}
+		}
+		if c.Capture.Drops > 0 {
+			t.Errorf("%v: the capture dropped %d packets", c.Cell, c.Capture.Drops)
+		}
+	}
+	// The machine may be busy with other work (the network's processes
+	// then stall and packets overlap in the nodes even without delays), so
+	// the bounds compare rather than demand perfection.
+	z, nc, def := res.Cells[0], res.Cells[1], res.Cells[2]
+	if best, _ := z.BestAttack(); z.Entropy.Mean > 1 || best < 0.6 {
+		t.Errorf("no delay, no cover: entropy %.2f bits, best attack %.2f; want the adversary to follow most messages", z.Entropy.Mean, best)
+	}
+	if nc.Unobs.Send.Accuracy < 0.8 {
+		t.Errorf("no cover: idle and busy told apart with accuracy %.2f only; the idle client is silent", nc.Unobs.Send.Accuracy)
+	}
+	if def.Entropy.Mean < z.Entropy.Mean+1 || def.Timing.Success > z.Timing.Success/2 {
+		t.Errorf("defaults: entropy %.2f bits and timing attack %.2f, against %.2f and %.2f without delay or cover; want far more anonymity",
+			def.Entropy.Mean, def.Timing.Success, z.Entropy.Mean, z.Timing.Success)
+	}
+	k := nc.Conformance
+	if k == nil || len(k.Samples) < cfg.Probes*2 {
+		t.Fatalf("probes without cover: conformance %+v, want about 3 samples a probe", k)
+	}
+	// A node that ignored the delays would give a KS statistic near 1, one
+	// that doubled them about 0.4.
+	if k.KS > 0.25 {
+		t.Errorf("applied delays: median %v, KS %.3f against the exponential of 15 ms; want them to conform", k.Median, k.KS)
+	}
+
+	// The report renders: the table has every cell, and the chart is SVG.
+	sec := Section(res, "mixnet measure --short", "anonymity.svg")
+	for _, want := range []string{"| 0s | off |", "| 15ms | off |", "| 15ms | on |", "**Target, at the defaults"} {
+		if !strings.Contains(sec, want) {
+			t.Errorf("the report lacks %q:\n%s", want, sec)
+		}
+	}
+	if err := xml.Unmarshal(Chart(res), new(struct{ XMLName xml.Name })); err != nil {
+		t.Errorf("the chart is not XML: %v", err)
+	}
+	t.Logf("report:\n%s", sec)
+}

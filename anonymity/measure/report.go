@@ -1,0 +1,174 @@
+package measure
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/peapod-mixnet/peapod/anonymity"
+)
+
+// Markers of the section of docs/anonymity.md the measurement writes; the
+// text around them is written by hand.
+const (
+	BeginMarker = "<!-- anonymity:begin -->"
+	EndMarker   = "<!-- anonymity:end -->"
+)
+
+// DefaultCell is the cell of peapod's defaults: the client's default mean
+// delay of 15 ms per hop, with cover traffic.
+var DefaultCell = Cell{Delay: 15 * time.Millisecond, Cover: true}
+
+// Section renders the results as the Markdown of the generated section:
+// the command, the tables, the chart and the verdict on the target.
+func Section(res *Result, command, chart string) string {
+	var b strings.Builder
+	cfg := res.Config
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	p("Measured %s on this machine (%d cores shared with the network) in %v, with:\n\n",
+		res.Started.UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), res.Elapsed.Round(time.Second))
+	p("```sh\n%s\n```\n\n", command)
+	provider := "and a provider (echo plugin) that a share of %.0f%% of the messages go to as requests, answered on SURBs"
+	if cfg.NoProvider {
+		provider = "and no provider%.0s"
+	}
+	p("%d clients (`client run` processes, spread over %d gateways; 2 mixnodes per layer) "+provider+
+		"; each client but one sends %.3g real one-packet messages a second (Poisson); the watched client is busy "+
+		"(%.3g a second) or idle in random windows of %v; %v of traffic per cell; %d probes in cells without cover.\n\n",
+		cfg.Clients, 2, cfg.ProviderShare*100, cfg.Rate, cfg.BusyRate, cfg.Window, cfg.Duration, cfg.Probes)
+
+	p("### Sender anonymity and linkability\n\n")
+	p("| mean delay/hop | cover | latency median (p95) | senders N | log2 N | entropy mean | entropy 5th pct | log2 N − mean | tracking attack | timing attack | random guess | best ÷ random | targets (ambiguous) |\n")
+	p("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, c := range res.Cells {
+		best, _ := c.BestAttack()
+		p("| %v | %s | %s (%s) | %d | %.2f | %.2f | %.2f | %.2f | %.3f | %.3f | %.3f | %.1f× | %d (%d) |\n",
+			c.Delay, onOff(c.Cover), ms(c.Latency), ms(c.P95), c.Senders, c.Entropy.Max, c.Entropy.Mean, c.Entropy.P5,
+			c.Entropy.Max-c.Entropy.Mean, c.Entropy.Success, c.Timing.Success, c.Timing.Random,
+			best/c.Timing.Random, c.Targets, c.Ambiguous)
+	}
+	p("\n![Sender entropy and attack success against latency](%s)\n\n", chart)
+	p("%s\n\n", verdict(res))
+
+	p("### Unobservability of sending (the watched client's link, each way)\n\n")
+	p("| mean delay/hop | cover | direction | data packets/s idle | busy | KS statistic (p) | classifier accuracy | windows idle/busy |\n")
+	p("|---|---|---|---|---|---|---|---|\n")
+	for _, c := range res.Cells {
+		u := c.Unobs
+		for _, d := range []struct {
+			name string
+			o    anonymity.LinkObservation
+		}{{"client → gateway", u.Send}, {"gateway → client", u.Receive}} {
+			p("| %v | %s | %s | %.1f | %.1f | %.3f (%s) | %.2f | %d/%d |\n", c.Delay, onOff(c.Cover), d.name,
+				d.o.IdleRate, d.o.BusyRate, d.o.KS, pval(d.o.KSP), d.o.Accuracy, u.Idle, u.Busy)
+		}
+	}
+	p("\n### Per-hop delay conformance (probes, cover off)\n\n")
+	p("| mean delay/hop chosen | samples | mean applied | median applied (exponential: %.0f%% of the mean) | KS statistic vs exponential (p) | gateway pass-through (median) |\n", 100*math.Ln2)
+	p("|---|---|---|---|---|---|\n")
+	for _, c := range res.Cells {
+		if k := c.Conformance; k != nil {
+			p("| %v | %d | %s | %s | %.3f (%s) | %s |\n", k.Want, len(k.Samples), ms(k.Mean), ms(k.Median), k.KS, pval(k.KSP), ms(k.Processing))
+		}
+	}
+	p("\n### What the capture saw\n\n")
+	p("| mean delay/hop | cover | segments (between endpoints) | packets (data) | data packets per hop: c→gw, gw→L1, L1→L2, L2→L3, L3→gw, gw→c | unframed bytes | orphans | capture drops | capture CPU | packet sizes learnt (bytes) |\n")
+	p("|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, c := range res.Cells {
+		cpu := 0.0
+		if c.Elapsed > 0 {
+			cpu = 100 * c.Capture.CPU.Seconds() / c.Elapsed.Seconds()
+		}
+		h := c.Trace.DataByHop
+		p("| %v | %s | %d (%d) | %d (%d) | %d, %d, %d, %d, %d, %d | %d | %d | %d | %.1f%% of a core | %s |\n", c.Delay, onOff(c.Cover),
+			c.Trace.Segments, c.Trace.Linked, c.Trace.Events, c.Trace.DataEvents,
+			h["client→gateway"], h["gateway→mix1"], h["mix1→mix2"], h["mix2→mix3"], h["mix3→gateway"], h["gateway→client"],
+			c.Trace.UnframedBytes, c.Entropy.Orphans, c.Capture.Drops, cpu, sizes(c.Trace.Sizes))
+	}
+	if res.LoadAvg != "" {
+		p("\nLoad average of the machine when the measurement started (other work on it shares the cores): %s.\n", res.LoadAvg)
+	}
+	return b.String()
+}
+
+// verdict states the target for the default cell in numbers: mean sender
+// entropy within 1 bit of log2(N), and the best attack no better than 2× a
+// random guess.
+func verdict(res *Result) string {
+	for _, c := range res.Cells {
+		if c.Cell != DefaultCell {
+			continue
+		}
+		gap := c.Entropy.Max - c.Entropy.Mean
+		best, name := c.BestAttack()
+		ratio := best / c.Timing.Random
+		var s []string
+		if gap <= 1 {
+			s = append(s, fmt.Sprintf("mean sender entropy %.2f bits is within 1 bit of log2(N) = %.2f (%.2f below): target met", c.Entropy.Mean, c.Entropy.Max, gap))
+		} else {
+			s = append(s, fmt.Sprintf("mean sender entropy %.2f bits is %.2f bits below log2(N) = %.2f: target missed by %.2f bits", c.Entropy.Mean, gap, c.Entropy.Max, gap-1))
+		}
+		if ratio <= 2 {
+			s = append(s, fmt.Sprintf("the best attack (%s) names the sender %.1f%% of the time, %.2f× a random guess (%.1f%%): target met", name, 100*best, ratio, 100*c.Timing.Random))
+		} else {
+			s = append(s, fmt.Sprintf("the best attack (%s) names the sender %.1f%% of the time, %.2f× a random guess (%.1f%%): the target of 2× missed by a factor of %.2f", name, 100*best, ratio, 100*c.Timing.Random, ratio/2))
+		}
+		return fmt.Sprintf("**Target, at the defaults (%v):** %s.", DefaultCell, strings.Join(s, "; "))
+	}
+	return "**Target:** the default cell (15 ms/hop, cover on) was not measured in this run."
+}
+
+// UpdateDoc replaces the generated section of the Markdown file at path
+// (between BeginMarker and EndMarker) with section, or appends it with
+// the markers when the file has none.
+func UpdateDoc(path, section string) error {
+	old, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("measure: %w", err)
+	}
+	block := BeginMarker + "\n" + section + EndMarker
+	var out []byte
+	i, j := bytes.Index(old, []byte(BeginMarker)), bytes.Index(old, []byte(EndMarker))
+	switch {
+	case i >= 0 && j > i:
+		out = append(append(append([]byte{}, old[:i]...), block...), old[j+len(EndMarker):]...)
+	case i >= 0 || j >= 0:
+		return fmt.Errorf("measure: %s has one marker of the generated section but not the other", path)
+	default:
+		out = append(append(old, '\n'), block+"\n"...)
+	}
+	return os.WriteFile(path, out, 0o644)
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+func ms(d time.Duration) string {
+	return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+}
+
+func pval(p float64) string {
+	if p < 0.001 {
+		return "p < 0.001"
+	}
+	return fmt.Sprintf("p = %.3f", p)
+}
+
+func sizes(m map[string][]int) string {
+	var parts []string
+	for _, k := range []string{"client→gateway", "node→node", "gateway→client"} {
+		if v, ok := m[k]; ok {
+			parts = append(parts, fmt.Sprintf("%s %v", k, v))
+		}
+	}
+	return strings.Join(parts, "; ")
+}

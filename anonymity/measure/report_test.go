@@ -1,0 +1,67 @@
+package measure
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/peapod-mixnet/peapod/anonymity"
+)
+
+func TestUpdateDoc(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "anonymity.md")
+	if err := os.WriteFile(path, []byte("# Title\n\nprose\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := UpdateDoc(path, "first\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, append(mustRead(t, path), "more prose\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := UpdateDoc(path, "second\n"); err != nil {
+		t.Fatal(err)
+	}
+	got := string(mustRead(t, path))
+	want := "# Title\n\nprose\n\n" + BeginMarker + "\nsecond\n" + EndMarker + "\nmore prose\n"
+	if got != want {
+		t.Errorf("document:\n%s\nwant:\n%s", got, want)
+	}
+	if err := os.WriteFile(path, []byte(BeginMarker+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := UpdateDoc(path, "x"); err == nil {
+		t.Error("a document with one marker accepted")
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// The verdict states the target in numbers, met or missed.
+func TestVerdict(t *testing.T) {
+	cell := func(mean, success float64) *Result {
+		return &Result{Cells: []CellResult{{
+			Cell:    DefaultCell,
+			Entropy: anonymity.EntropyResult{Max: 4.39, Mean: mean, Success: success},
+			Timing:  anonymity.TimingResult{Random: 1.0 / 21, Success: 0.02},
+		}}}
+	}
+	if v := verdict(cell(4.0, 0.05)); !strings.Contains(v, "0.39 below): target met") || !strings.Contains(v, "1.05× a random guess (4.8%): target met") {
+		t.Errorf("met: %s", v)
+	}
+	if v := verdict(cell(2.89, 0.2)); !strings.Contains(v, "target missed by 0.50 bits") || !strings.Contains(v, "the target of 2× missed by a factor of 2.10") {
+		t.Errorf("missed: %s", v)
+	}
+	if v := verdict(&Result{Cells: []CellResult{{Cell: Cell{Delay: time.Millisecond}}}}); !strings.Contains(v, "not measured") {
+		t.Errorf("absent: %s", v)
+	}
+}

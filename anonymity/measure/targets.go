@@ -1,0 +1,69 @@
+package measure
+
+import (
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/peapod-mixnet/peapod/anonymity"
+)
+
+// matchWindow is how long before its recipient's API handed a message
+// over its last packet may have reached the recipient: the client's own
+// work (decrypting, reassembling, writing to the API) on a busy machine.
+const matchWindow = 250 * time.Millisecond
+
+// ambiguity is how close before a target another data packet to the same
+// recipient makes the target ambiguous: the message may have come in that
+// packet, and the later one be, say, a cover loop that arrived while the
+// client was handing the message over (which takes about a millisecond).
+const ambiguity = 10 * time.Millisecond
+
+// findTargets finds in the trace the delivery of each real message of the
+// traffic phase: the last data packet from a gateway to its recipient
+// before the recipient's API handed it over. It fills res's message
+// counts and latencies.
+func findTargets(tr *anonymity.Trace, msgs map[string]message, t0 time.Time, res *CellResult) []anonymity.Target {
+	exits := make(map[int][]int) // recipient node → its data exit events, in time order
+	for i, e := range tr.Events {
+		if e.Class == anonymity.ClassData && tr.IsExit(e) {
+			exits[e.To] = append(exits[e.To], i)
+		}
+	}
+	ids := make([]string, 0, len(msgs))
+	for id := range msgs {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids) // a stable order of targets
+	var targets []anonymity.Target
+	var latencies []float64
+	for _, id := range ids {
+		m := msgs[id]
+		if m.probe {
+			continue
+		}
+		res.Sent++
+		if m.received.IsZero() {
+			continue
+		}
+		res.Delivered++
+		latencies = append(latencies, m.received.Sub(m.sent).Seconds())
+		at := m.received.Sub(t0)
+		ev := exits[m.to]
+		// The last exit at or before at.
+		j := sort.Search(len(ev), func(k int) bool { return tr.Events[ev[k]].At > at }) - 1
+		if j < 0 || at-tr.Events[ev[j]].At > matchWindow {
+			continue
+		}
+		if j > 0 && tr.Events[ev[j]].At-tr.Events[ev[j-1]].At <= ambiguity {
+			res.Ambiguous++
+		}
+		targets = append(targets, anonymity.Target{Event: ev[j], Sender: m.from})
+	}
+	res.Targets = len(targets)
+	if len(latencies) > 0 {
+		res.Latency = time.Duration(anonymity.Percentile(latencies, 50) * float64(time.Second))
+		res.P95 = time.Duration(anonymity.Percentile(latencies, 95) * float64(time.Second))
+	}
+	return targets
+}
