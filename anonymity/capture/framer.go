@@ -1,83 +1,113 @@
 package capture
 
-import (
-	"slices"
-	"sort"
-)
+import "sort"
 
 // Framer splits the byte stream of one kind of link into packets, knowing
 // the packet sizes of that kind: the lengths an observer sees again and
 // again. A segment carries whole packets, several when the sender wrote
-// them together, or, rarely, part of one; the framer keeps the bytes that
-// do not yet add up to whole packets until they do.
+// them together, or part of a burst that TCP cut anywhere; the framer keeps
+// the bytes that do not yet add up to whole packets until they do.
 type Framer struct {
 	// Sizes are the packet sizes, ascending; the largest is the data
 	// packet.
 	Sizes []int
-	memo  map[int][]int
+
+	// best[v] is the fewest packets of the sizes but the largest that add
+	// up to v (-1: none), for v up to len(best)-1, and from[v] the size
+	// index used last; built on first use.
+	best, from []int
 }
 
+// MaxPacketSize bounds the packet sizes LearnSizes takes: a longer segment
+// is several packets or part of a burst. peapod's data packets (Nym's
+// regular size) are about 2.4 KB on every link.
+const MaxPacketSize = 8 << 10
+
+// maxCoalesced is the most packets LearnSizes expects in one write: a
+// frequent length that is a sum of at most this many smaller sizes is
+// taken for packets written together, not for a size of its own.
+const maxCoalesced = 8
+
 // LearnSizes returns the packet sizes of a kind of link from the lengths
-// of its segments: each length seen at least minCount times whose segments
-// carry at least minShare of the bytes, unless it is a sum of smaller such
-// lengths (packets written together). Shares of bytes, not of segments:
-// a link may carry many more small control frames than data packets.
+// of its segments: each length up to MaxPacketSize seen at least minCount
+// times and in at least minShare of the segments, unless it is a sum of at
+// most maxCoalesced smaller such lengths (packets written together).
 func LearnSizes(lengths []int, minShare float64) []int {
 	count := make(map[int]int)
-	total := 0
 	for _, l := range lengths {
 		count[l]++
-		total += l
 	}
 	var cands []int
 	for l, c := range count {
-		if c >= minCount && float64(c*l) >= minShare*float64(total) {
+		if l <= MaxPacketSize && c >= minCount && float64(c) >= minShare*float64(len(lengths)) {
 			cands = append(cands, l)
 		}
 	}
 	sort.Ints(cands)
-	f := &Framer{}
+	var sizes []int
 	for _, l := range cands {
-		if f.split(l) == nil {
-			f.Sizes = append(f.Sizes, l)
-			f.memo = nil
+		if !sumOf(l, sizes, maxCoalesced) {
+			sizes = append(sizes, l)
 		}
 	}
-	return f.Sizes
+	return sizes
+}
+
+// sumOf reports whether n is a sum of at most k of sizes (repeats
+// allowed).
+func sumOf(n int, sizes []int, k int) bool {
+	if n == 0 {
+		return true
+	}
+	if k == 0 {
+		return false
+	}
+	for _, s := range sizes {
+		if s <= n && sumOf(n-s, sizes, k-1) {
+			return true
+		}
+	}
+	return false
 }
 
 // split returns how many packets of each size (indexed like Sizes) add up
-// to n, with the fewest packets, or nil when none do.
+// to n, with as many data packets as can be, or nil when none do.
 func (f *Framer) split(n int) []int {
 	if len(f.Sizes) == 0 || n <= 0 {
 		return nil
 	}
-	if f.memo == nil {
-		f.memo = make(map[int][]int)
-	}
-	if r, ok := f.memo[n]; ok {
-		return r
-	}
-	// best[v] = fewest packets summing to v, from[v] = the size index used.
-	best := make([]int, n+1)
-	from := make([]int, n+1)
-	for v := 1; v <= n; v++ {
-		best[v] = -1
-		for i, s := range f.Sizes {
-			if s <= v && best[v-s] >= 0 && (best[v] < 0 || best[v-s]+1 < best[v]) {
-				best[v], from[v] = best[v-s]+1, i
+	data := f.Sizes[len(f.Sizes)-1]
+	small := f.Sizes[:len(f.Sizes)-1]
+	if f.best == nil {
+		// Small packets between data packets: up to about 16 data packets'
+		// worth.
+		limit := 16 * data
+		f.best, f.from = make([]int, limit+1), make([]int, limit+1)
+		for v := 1; v <= limit; v++ {
+			f.best[v] = -1
+			for i, s := range small {
+				if s <= v && f.best[v-s] >= 0 && (f.best[v] < 0 || f.best[v-s]+1 < f.best[v]) {
+					f.best[v], f.from[v] = f.best[v-s]+1, i
+				}
 			}
 		}
 	}
-	var r []int
-	if best[n] >= 0 {
-		r = make([]int, len(f.Sizes))
-		for v := n; v > 0; v -= f.Sizes[from[v]] {
-			r[from[v]]++
+	for k := n / data; k >= 0; k-- {
+		r := n - k*data
+		if r >= len(f.best) {
+			break
 		}
+		if f.best[r] < 0 {
+			continue
+		}
+		counts := make([]int, len(f.Sizes))
+		counts[len(counts)-1] = k
+		for v := r; v > 0; v -= small[f.from[v]] {
+			counts[f.from[v]]++
+		}
+		return counts
 	}
-	f.memo[n] = r
-	return r
+	return nil
 }
 
 // minCount is the fewest segments of one length that make it a packet
@@ -87,9 +117,10 @@ const minCount = 3
 // stream is the framer's state for one direction of one connection.
 type stream struct{ pending int }
 
-// maxPendingPackets bounds the bytes a stream keeps while waiting for a
-// packet's end, in data packets; beyond it they are dropped as unframed.
-const maxPendingPackets = 4
+// maxPending bounds the bytes a stream keeps while waiting for a packet's
+// end (a loopback segment carries up to 64 KiB); beyond it they are
+// dropped as unframed.
+const maxPending = 256 << 10
 
 // feed takes a segment of n bytes and returns the packets it completes
 // (counts per size) and the bytes given up as unframed.
@@ -103,7 +134,7 @@ func (f *Framer) feed(s *stream, n int) (counts []int, unframed int) {
 		return c, unframed
 	}
 	s.pending += n
-	if len(f.Sizes) == 0 || s.pending > maxPendingPackets*slices.Max(f.Sizes) {
+	if len(f.Sizes) == 0 || s.pending > maxPending {
 		unframed, s.pending = s.pending, 0
 	}
 	return nil, unframed

@@ -71,7 +71,41 @@ func TestLearnSizesFewDataPackets(t *testing.T) {
 	for range 40 {
 		lens = append(lens, 2400)
 	}
-	if got := LearnSizes(lens, 0.01); !slices.Equal(got, []int{41, 2400}) {
+	if got := LearnSizes(lens, 0.002); !slices.Equal(got, []int{41, 2400}) {
 		t.Errorf("learnt sizes %v, want [41 2400]", got)
+	}
+}
+
+// Tiny control frames do not make the data size a "sum" of them, and a
+// frequent long segment (TCP cutting a burst at a buffer boundary) is no
+// packet size.
+func TestLearnSizesTinyFramesAndBursts(t *testing.T) {
+	var lens []int
+	for range 3000 {
+		lens = append(lens, 33, 41)
+	}
+	for range 130 {
+		lens = append(lens, 2470)
+	}
+	for range 50 {
+		lens = append(lens, 32768)
+	}
+	if got := LearnSizes(lens, 0.002); !slices.Equal(got, []int{33, 41, 2470}) {
+		t.Errorf("learnt sizes %v, want [33 41 2470]", got)
+	}
+}
+
+// A burst cut by TCP into a 32 KiB segment and the rest: the framer waits
+// for the rest and then counts every packet.
+func TestFramerBurst(t *testing.T) {
+	f := &Framer{Sizes: []int{390, 2417}}
+	var s stream
+	total := 20*2417 + 3*390
+	if c, u := f.feed(&s, 32768); c != nil || u != 0 {
+		t.Fatalf("first part: %v, %d unframed; want it kept", c, u)
+	}
+	c, u := f.feed(&s, total-32768)
+	if !slices.Equal(c, []int{3, 20}) || u != 0 {
+		t.Errorf("burst: %v, %d unframed; want [3 20], 0", c, u)
 	}
 }

@@ -87,9 +87,10 @@ type TraceReport struct {
 	DataByHop map[string]int
 }
 
-// minSizeShare is the share of a link kind's bytes that the segments of one
-// length need to carry for it to be taken for a packet size.
-const minSizeShare = 0.001
+// minSizeShare is the share of a link kind's segments that one length needs
+// to be taken for a packet size: data packets can be a few percent of a
+// client's segments when it sends little and confirms often.
+const minSizeShare = 0.002
 
 // Trace turns segments into a trace whose times count from start.
 func (l *Links) Trace(segs []Segment, start time.Time) (*anonymity.Trace, TraceReport) {
