@@ -191,12 +191,25 @@ func (r *runner) cell(ctx context.Context, idx int, cell Cell) (CellResult, erro
 	res.Trace = rep
 	r.logf("cell %v: trace %v; capture %+v", cell, rep, stats)
 	msgs := led.snapshot()
-	targets := findTargets(tr, msgs, t0, &res)
+	targets, clear := findTargets(tr, msgs, t0, &res)
 	res.Senders = len(tr.Senders())
 	if res.Entropy, err = anonymity.SenderEntropy(tr, targets); err != nil {
 		return res, err
 	}
-	if res.Timing, err = anonymity.TimingAttack(tr, targets, anonymity.TimingModel{MeanDelay: cell.Delay}); err != nil {
+	var clearTargets []anonymity.Target
+	right := 0
+	for i, tg := range targets {
+		if clear[i] {
+			clearTargets = append(clearTargets, tg)
+			if res.Entropy.Correct[i] {
+				right++
+			}
+		}
+	}
+	if len(clearTargets) > 0 {
+		res.Tracking = float64(right) / float64(len(clearTargets))
+	}
+	if res.Timing, err = anonymity.TimingAttack(tr, clearTargets, anonymity.TimingModel{MeanDelay: cell.Delay}); err != nil {
 		return res, err
 	}
 	if res.Unobs, err = anonymity.Unobservability(tr, 0, windows); err != nil {

@@ -179,16 +179,26 @@ type CellResult struct {
 	Senders int
 	// Sent and Delivered count the real messages (replies included) of the
 	// traffic phase; Targets those whose delivery was found in the trace,
-	// and Ambiguous those of them with another data packet to the same
-	// recipient less than 10 ms before (the message may have come in that
-	// one).
-	Sent, Delivered, Targets, Ambiguous int
+	// and Clear those of them with no other data packet to the same
+	// recipient in the 10 ms before (else the message may have come in that
+	// one, and the target be a cover loop that arrived while the client
+	// handed the message over). The entropy is over every target; the
+	// attacks' success rates over the clear ones, so that a mismatched
+	// target never counts as the adversary's failure.
+	Sent, Delivered, Targets, Clear int
+	// Handover and HandoverP99 are the median and 99th percentile of the
+	// time from a target to its recipient's API handing the message over.
+	Handover, HandoverP99 time.Duration
 	// Latency is the median and P95 the 95th percentile of the real
 	// messages' time from the sender's API to the recipient's.
 	Latency, P95 time.Duration
-	Entropy      anonymity.EntropyResult
-	Timing       anonymity.TimingResult
-	Unobs        anonymity.UnobservabilityResult
+	// Entropy is over every target; Tracking is the share of clear
+	// targets whose most likely sender by the entropy's distribution is
+	// right. Timing is the timing attack on the clear targets.
+	Entropy  anonymity.EntropyResult
+	Tracking float64
+	Timing   anonymity.TimingResult
+	Unobs    anonymity.UnobservabilityResult
 	// Conformance is measured in cells without cover and with a delay.
 	Conformance *anonymity.ConformanceResult
 	Capture     capture.Stats
@@ -200,10 +210,10 @@ type CellResult struct {
 // BestAttack is the higher of the two attacks' success rates, and its
 // name.
 func (r *CellResult) BestAttack() (float64, string) {
-	if r.Timing.Success > r.Entropy.Success {
+	if r.Timing.Success > r.Tracking {
 		return r.Timing.Success, "timing"
 	}
-	return r.Entropy.Success, "tracking"
+	return r.Tracking, "tracking"
 }
 
 // Result is a whole measurement.
@@ -248,9 +258,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		if err != nil {
 			return res, fmt.Errorf("measure: cell %v: %w", cell, err)
 		}
-		logf("cell %v: %d senders, entropy mean %.2f p5 %.2f of %.2f bits; tracking %.3f, timing %.3f, random %.3f; %d of %d targets",
-			cell, cr.Senders, cr.Entropy.Mean, cr.Entropy.P5, cr.Entropy.Max, cr.Entropy.Success, cr.Timing.Success,
-			cr.Timing.Random, cr.Targets, cr.Delivered)
+		logf("cell %v: %d senders, entropy mean %.2f p5 %.2f of %.2f bits; tracking %.3f, timing %.3f, random %.3f; %d targets (%d clear) of %d messages",
+			cell, cr.Senders, cr.Entropy.Mean, cr.Entropy.P5, cr.Entropy.Max, cr.Tracking, cr.Timing.Success,
+			cr.Timing.Random, cr.Targets, cr.Clear, cr.Delivered)
 		res.Cells = append(res.Cells, cr)
 	}
 	if bad := net.UnexpectedExits(); len(bad) > 0 {

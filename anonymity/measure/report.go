@@ -43,14 +43,14 @@ func Section(res *Result, command, chart string) string {
 		cfg.Clients, 2, cfg.ProviderShare*100, cfg.Rate, cfg.BusyRate, cfg.Window, cfg.Duration, cfg.Probes)
 
 	p("### Sender anonymity and linkability\n\n")
-	p("| mean delay/hop | cover | latency median (p95) | senders N | log2 N | entropy mean | entropy 5th pct | log2 N − mean | tracking attack | timing attack | random guess | best ÷ random | targets (ambiguous) |\n")
+	p("| mean delay/hop | cover | latency median (p95) | senders N | log2 N | entropy mean | entropy 5th pct | log2 N − mean | tracking attack | timing attack | random guess | best ÷ random | targets (clear) |\n")
 	p("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range res.Cells {
 		best, _ := c.BestAttack()
 		p("| %v | %s | %s (%s) | %d | %.2f | %.2f | %.2f | %.2f | %.3f | %.3f | %.3f | %.1f× | %d (%d) |\n",
 			c.Delay, onOff(c.Cover), ms(c.Latency), ms(c.P95), c.Senders, c.Entropy.Max, c.Entropy.Mean, c.Entropy.P5,
-			c.Entropy.Max-c.Entropy.Mean, c.Entropy.Success, c.Timing.Success, c.Timing.Random,
-			best/c.Timing.Random, c.Targets, c.Ambiguous)
+			c.Entropy.Max-c.Entropy.Mean, c.Tracking, c.Timing.Success, c.Timing.Random,
+			best/c.Timing.Random, c.Targets, c.Clear)
 	}
 	p("\n![Sender entropy and attack success against latency](%s)\n\n", chart)
 	p("%s\n\n", verdict(res))
@@ -77,18 +77,18 @@ func Section(res *Result, command, chart string) string {
 		}
 	}
 	p("\n### What the capture saw\n\n")
-	p("| mean delay/hop | cover | segments (between endpoints) | packets (data) | data packets per hop: c→gw, gw→L1, L1→L2, L2→L3, L3→gw, gw→c | unframed bytes | orphans | capture drops | capture CPU | packet sizes learnt (bytes) |\n")
-	p("|---|---|---|---|---|---|---|---|---|---|\n")
+	p("| mean delay/hop | cover | segments (between endpoints) | packets (data) | data packets per hop: c→gw, gw→L1, L1→L2, L2→L3, L3→gw, gw→c | unframed bytes | orphans | capture drops | capture CPU | handover median (p99) | packet sizes learnt (bytes) |\n")
+	p("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range res.Cells {
 		cpu := 0.0
 		if c.Elapsed > 0 {
 			cpu = 100 * c.Capture.CPU.Seconds() / c.Elapsed.Seconds()
 		}
 		h := c.Trace.DataByHop
-		p("| %v | %s | %d (%d) | %d (%d) | %d, %d, %d, %d, %d, %d | %d | %d | %d | %.1f%% of a core | %s |\n", c.Delay, onOff(c.Cover),
+		p("| %v | %s | %d (%d) | %d (%d) | %d, %d, %d, %d, %d, %d | %d | %d | %d | %.1f%% of a core | %s (%s) | %s |\n", c.Delay, onOff(c.Cover),
 			c.Trace.Segments, c.Trace.Linked, c.Trace.Events, c.Trace.DataEvents,
 			h["client→gateway"], h["gateway→mix1"], h["mix1→mix2"], h["mix2→mix3"], h["mix3→gateway"], h["gateway→client"],
-			c.Trace.UnframedBytes, c.Entropy.Orphans, c.Capture.Drops, cpu, sizes(c.Trace.Sizes))
+			c.Trace.UnframedBytes, c.Entropy.Orphans, c.Capture.Drops, cpu, ms(c.Handover), ms(c.HandoverP99), sizes(c.Trace.Sizes))
 	}
 	if res.LoadAvg != "" {
 		p("\nLoad average of the machine when the measurement started (other work on it shares the cores): %s.\n", res.LoadAvg)

@@ -50,9 +50,10 @@ func mustRead(t *testing.T, path string) []byte {
 func TestVerdict(t *testing.T) {
 	cell := func(mean, success float64) *Result {
 		return &Result{Cells: []CellResult{{
-			Cell:    DefaultCell,
-			Entropy: anonymity.EntropyResult{Max: 4.39, Mean: mean, Success: success},
-			Timing:  anonymity.TimingResult{Random: 1.0 / 21, Success: 0.02},
+			Cell:     DefaultCell,
+			Tracking: success,
+			Entropy:  anonymity.EntropyResult{Max: 4.39, Mean: mean},
+			Timing:   anonymity.TimingResult{Random: 1.0 / 21, Success: 0.02},
 		}}}
 	}
 	if v := verdict(cell(4.0, 0.05)); !strings.Contains(v, "0.39 below): target met") || !strings.Contains(v, "1.05× a random guess (4.8%): target met") {
