@@ -3,6 +3,7 @@ package anonymity
 import (
 	"fmt"
 	"math"
+	"time"
 )
 
 // EntropyResult is the sender anonymity of a set of delivered messages.
@@ -224,4 +225,54 @@ func (p *pool) leave() ([]float64, bool) {
 	copy(out, p.mean)
 	p.n--
 	return out, false
+}
+
+// MixOccupancy is the mean number of data packets inside a mixnode, over
+// the mixnodes and the span of the trace (from its first event to its
+// last): λ/μ in the Loopix paper's terms, the arrival rate at a node times
+// the mean time a packet stays, which the paper wants at 2 or more.
+func MixOccupancy(t *Trace) float64 {
+	if len(t.Events) < 2 {
+		return 0
+	}
+	inside := make(map[int]int)
+	since := make(map[int]time.Duration)
+	area := make(map[int]float64) // packet-seconds per mixnode
+	step := func(node int, at time.Duration, d int) {
+		area[node] += float64(inside[node]) * (at - since[node]).Seconds()
+		since[node] = at
+		inside[node] = max(0, inside[node]+d)
+	}
+	start := t.Events[0].At
+	mixes := 0
+	for i, n := range t.Nodes {
+		if n.Role == RoleMixnode {
+			mixes++
+			since[i] = start
+		}
+	}
+	if mixes == 0 {
+		return 0
+	}
+	for _, e := range t.Events {
+		if e.Class != ClassData {
+			continue
+		}
+		if t.Nodes[e.From].Role == RoleMixnode {
+			step(e.From, e.At, -1)
+		}
+		if t.Nodes[e.To].Role == RoleMixnode {
+			step(e.To, e.At, +1)
+		}
+	}
+	end := t.Events[len(t.Events)-1].At
+	var total float64
+	for node := range since {
+		step(node, end, 0)
+		total += area[node]
+	}
+	if end <= start {
+		return 0
+	}
+	return total / float64(mixes) / (end - start).Seconds()
 }

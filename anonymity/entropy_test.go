@@ -162,3 +162,17 @@ func TestEntropy(t *testing.T) {
 		}
 	}
 }
+
+// Three mixnodes (one per layer), each holding every packet 10 ms, with a
+// packet entering every 5 ms: two inside each on average (Little's law).
+func TestMixOccupancy(t *testing.T) {
+	s := newSynthNet(2, 1, 1)
+	rng := rand.New(rand.NewPCG(5, 6))
+	for i := range 2000 {
+		s.send(i%2, (i+1)%2, time.Duration(i)*5*time.Millisecond, []time.Duration{10 * time.Millisecond, 10 * time.Millisecond, 10 * time.Millisecond}, 0, rng)
+	}
+	s.trace.Sort()
+	if got := MixOccupancy(&s.trace); math.Abs(got-2) > 0.02 {
+		t.Errorf("occupancy %.3f, want 2", got)
+	}
+}

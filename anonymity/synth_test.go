@@ -69,13 +69,20 @@ func (s *synthNet) send(sender, recipient int, t time.Duration, delays []time.Du
 // targets sorts the trace and finds each packet's delivery event.
 func (s *synthNet) targets(ps []synthPacket) []Target {
 	s.trace.Sort()
+	type key struct {
+		at time.Duration
+		to int
+	}
+	exits := make(map[key]int)
+	for i, e := range s.trace.Events {
+		if s.trace.IsExit(e) {
+			exits[key{e.At, e.To}] = i
+		}
+	}
 	var out []Target
 	for _, p := range ps {
-		for i, e := range s.trace.Events {
-			if e.At == p.exitAt && e.To == p.recipient && s.trace.IsExit(e) {
-				out = append(out, Target{Event: i, Sender: p.sender})
-				break
-			}
+		if i, ok := exits[key{p.exitAt, p.recipient}]; ok {
+			out = append(out, Target{Event: i, Sender: p.sender})
 		}
 	}
 	return out

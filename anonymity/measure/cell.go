@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/peapod-mixnet/peapod/anonymity"
 	"github.com/peapod-mixnet/peapod/anonymity/capture"
 	"github.com/peapod-mixnet/peapod/internal/testnet"
+	"github.com/peapod-mixnet/peapod/mixnode"
 )
 
 // runner measures the cells of one network.
@@ -146,7 +148,9 @@ func (r *runner) cell(ctx context.Context, idx int, cell Cell) (CellResult, erro
 	if err != nil {
 		return res, err
 	}
+	drops0 := r.mixDrops(ctx)
 	t0 := time.Now()
+	cpu0 := r.net.CPU()
 	// Learn the owners of connections opened during the capture too.
 	snapCtx, stopSnapshots := context.WithCancel(ctx)
 	snapDone := make(chan struct{})
@@ -182,6 +186,13 @@ func (r *runner) cell(ctx context.Context, idx int, cell Cell) (CellResult, erro
 		return res, err
 	}
 	res.Elapsed, res.Capture = time.Since(t0), stats
+	res.NetworkCPU = r.net.CPU() - cpu0
+	res.MixDrops = make(map[string]int)
+	for reason, n := range r.mixDrops(ctx) {
+		if d := int(n - drops0[reason]); d > 0 {
+			res.MixDrops[reason] = d
+		}
+	}
 	for i, err := range recvErrs {
 		if err != nil {
 			return res, fmt.Errorf("receiving at client %d: %w", i, err)
@@ -193,6 +204,13 @@ func (r *runner) cell(ctx context.Context, idx int, cell Cell) (CellResult, erro
 	msgs := led.snapshot()
 	targets, clear := findTargets(tr, msgs, t0, &res)
 	res.Senders = len(tr.Senders())
+	traffic := &anonymity.Trace{Nodes: tr.Nodes}
+	for _, e := range tr.Events {
+		if e.At < r.cfg.Duration {
+			traffic.Events = append(traffic.Events, e)
+		}
+	}
+	res.Occupancy = anonymity.MixOccupancy(traffic)
 	if res.Entropy, err = anonymity.SenderEntropy(tr, targets); err != nil {
 		return res, err
 	}
@@ -211,6 +229,11 @@ func (r *runner) cell(ctx context.Context, idx int, cell Cell) (CellResult, erro
 	}
 	if res.Timing, err = anonymity.TimingAttack(tr, clearTargets, anonymity.TimingModel{MeanDelay: cell.Delay}); err != nil {
 		return res, err
+	}
+	if err := saveTrace(filepath.Join(r.cfg.Dir, fmt.Sprintf("cell-%d.trace.gob", idx)), SavedTrace{
+		Cell: cell, Trace: tr, Targets: targets, Clear: clear, Windows: windows,
+	}); err != nil {
+		r.logf("cell %v: %v", cell, err)
 	}
 	if res.Unobs, err = anonymity.Unobservability(tr, 0, windows); err != nil {
 		r.logf("cell %v: unobservability: %v", cell, err)
@@ -303,4 +326,19 @@ func (r *runner) probe(ctx context.Context, cp *cellProcesses, led *ledger, wait
 			r.logf("probe %d did not arrive within %v", i, wait)
 		}
 	}
+}
+
+// mixDrops sums, by reason, the packets the mixnodes have dropped so far
+// (their packets_dropped_total metric); a node that does not answer counts
+// nothing.
+func (r *runner) mixDrops(ctx context.Context) map[string]float64 {
+	out := make(map[string]float64)
+	for _, m := range r.net.Mixnodes() {
+		for _, reason := range mixnode.DropReasons {
+			if v, err := m.Metric(ctx, "packets_dropped_total", "reason", string(reason)); err == nil {
+				out[string(reason)] += v
+			}
+		}
+	}
+	return out
 }

@@ -189,6 +189,9 @@ type CellResult struct {
 	// Handover and HandoverP99 are the median and 99th percentile of the
 	// time from a target to its recipient's API handing the message over.
 	Handover, HandoverP99 time.Duration
+	// Occupancy is the mean number of data packets inside a mixnode during
+	// the traffic phase (λ/μ in the Loopix paper).
+	Occupancy float64
 	// Latency is the median and P95 the 95th percentile of the real
 	// messages' time from the sender's API to the recipient's.
 	Latency, P95 time.Duration
@@ -201,10 +204,15 @@ type CellResult struct {
 	Unobs    anonymity.UnobservabilityResult
 	// Conformance is measured in cells without cover and with a delay.
 	Conformance *anonymity.ConformanceResult
-	Capture     capture.Stats
-	Trace       capture.TraceReport
-	// Elapsed is the length of the capture.
-	Elapsed time.Duration
+	// MixDrops counts, by reason, the packets the mixnodes dropped during
+	// the capture (from their metrics: the harness's view, not the
+	// adversary's).
+	MixDrops map[string]int
+	Capture  capture.Stats
+	Trace    capture.TraceReport
+	// Elapsed is the length of the capture, and NetworkCPU the CPU time the
+	// network's processes (nodes, clients, provider) used in it.
+	Elapsed, NetworkCPU time.Duration
 }
 
 // BestAttack is the higher of the two attacks' success rates, and its

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,12 +44,12 @@ func Section(res *Result, command, chart string) string {
 		cfg.Clients, 2, cfg.ProviderShare*100, cfg.Rate, cfg.BusyRate, cfg.Window, cfg.Duration, cfg.Probes)
 
 	p("### Sender anonymity and linkability\n\n")
-	p("| mean delay/hop | cover | latency median (p95) | senders N | log2 N | entropy mean | entropy 5th pct | log2 N − mean | tracking attack | timing attack | random guess | best ÷ random | targets (clear) |\n")
-	p("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	p("| mean delay/hop | cover | latency median (p95) | packets inside a mixnode (λ/μ) | senders N | log2 N | entropy mean | entropy 5th pct | log2 N − mean | tracking attack | timing attack | random guess | best ÷ random | targets (clear) |\n")
+	p("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range res.Cells {
 		best, _ := c.BestAttack()
-		p("| %v | %s | %s (%s) | %d | %.2f | %.2f | %.2f | %.2f | %.3f | %.3f | %.3f | %.1f× | %d (%d) |\n",
-			c.Delay, onOff(c.Cover), ms(c.Latency), ms(c.P95), c.Senders, c.Entropy.Max, c.Entropy.Mean, c.Entropy.P5,
+		p("| %v | %s | %s (%s) | %.2f | %d | %.2f | %.2f | %.2f | %.2f | %.3f | %.3f | %.3f | %.1f× | %d (%d) |\n",
+			c.Delay, onOff(c.Cover), ms(c.Latency), ms(c.P95), c.Occupancy, c.Senders, c.Entropy.Max, c.Entropy.Mean, c.Entropy.P5,
 			c.Entropy.Max-c.Entropy.Mean, c.Tracking, c.Timing.Success, c.Timing.Random,
 			best/c.Timing.Random, c.Targets, c.Clear)
 	}
@@ -77,18 +78,19 @@ func Section(res *Result, command, chart string) string {
 		}
 	}
 	p("\n### What the capture saw\n\n")
-	p("| mean delay/hop | cover | segments (between endpoints) | packets (data) | data packets per hop: c→gw, gw→L1, L1→L2, L2→L3, L3→gw, gw→c | unframed bytes | orphans | capture drops | capture CPU | handover median (p99) | packet sizes learnt (bytes) |\n")
-	p("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	p("| mean delay/hop | cover | segments (between endpoints) | packets (data) | data packets per hop: c→gw, gw→L1, L1→L2, L2→L3, L3→gw, gw→c | unframed bytes | orphans | mixnode drops | capture drops | capture CPU | network CPU | handover median (p99) | packet sizes learnt (bytes) |\n")
+	p("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range res.Cells {
-		cpu := 0.0
+		cpu, netCPU := 0.0, 0.0
 		if c.Elapsed > 0 {
 			cpu = 100 * c.Capture.CPU.Seconds() / c.Elapsed.Seconds()
+			netCPU = c.NetworkCPU.Seconds() / c.Elapsed.Seconds()
 		}
 		h := c.Trace.DataByHop
-		p("| %v | %s | %d (%d) | %d (%d) | %d, %d, %d, %d, %d, %d | %d | %d | %d | %.1f%% of a core | %s (%s) | %s |\n", c.Delay, onOff(c.Cover),
+		p("| %v | %s | %d (%d) | %d (%d) | %d, %d, %d, %d, %d, %d | %d | %d | %s | %d | %.1f%% of a core | %.2f cores | %s (%s) | %s |\n", c.Delay, onOff(c.Cover),
 			c.Trace.Segments, c.Trace.Linked, c.Trace.Events, c.Trace.DataEvents,
 			h["client→gateway"], h["gateway→mix1"], h["mix1→mix2"], h["mix2→mix3"], h["mix3→gateway"], h["gateway→client"],
-			c.Trace.UnframedBytes, c.Entropy.Orphans, c.Capture.Drops, cpu, ms(c.Handover), ms(c.HandoverP99), sizes(c.Trace.Sizes))
+			c.Trace.UnframedBytes, c.Entropy.Orphans, drops(c.MixDrops), c.Capture.Drops, cpu, netCPU, ms(c.Handover), ms(c.HandoverP99), sizes(c.Trace.Sizes))
 	}
 	if res.LoadAvg != "" {
 		p("\nLoad average of the machine when the measurement started (other work on it shares the cores): %s.\n", res.LoadAvg)
@@ -143,6 +145,19 @@ func UpdateDoc(path, section string) error {
 		out = append(append(old, '\n'), block+"\n"...)
 	}
 	return os.WriteFile(path, out, 0o644)
+}
+
+// drops lists the mixnodes' drops by reason, "0" for none.
+func drops(m map[string]int) string {
+	var parts []string
+	for reason, n := range m {
+		parts = append(parts, fmt.Sprintf("%d %s", n, reason))
+	}
+	if len(parts) == 0 {
+		return "0"
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ", ")
 }
 
 func onOff(b bool) string {

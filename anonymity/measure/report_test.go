@@ -3,6 +3,7 @@ package measure
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -64,5 +65,35 @@ func TestVerdict(t *testing.T) {
 	}
 	if v := verdict(&Result{Cells: []CellResult{{Cell: Cell{Delay: time.Millisecond}}}}); !strings.Contains(v, "not measured") {
 		t.Errorf("absent: %s", v)
+	}
+}
+
+func TestSaveLoadTrace(t *testing.T) {
+	want := SavedTrace{
+		Cell: DefaultCell,
+		Trace: &anonymity.Trace{
+			Nodes:  []anonymity.Node{{Name: "c", Role: anonymity.RoleClient}, {Name: "m", Role: anonymity.RoleMixnode, Layer: 2}},
+			Events: []anonymity.Event{{At: 5, From: 0, To: 1, Class: anonymity.ClassOther}},
+		},
+		Targets: []anonymity.Target{{Event: 0, Sender: 0}},
+		Clear:   []bool{true},
+		Windows: []anonymity.Window{{From: 1, To: 2, Busy: true}},
+	}
+	path := filepath.Join(t.TempDir(), "cell.trace.gob")
+	if err := saveTrace(path, want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadTrace(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(*got, want) {
+		t.Errorf("loaded %+v, want %+v", *got, want)
+	}
+	if err := os.WriteFile(path, []byte("not gzip"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadTrace(path); err == nil {
+		t.Error("a damaged file loaded")
 	}
 }
