@@ -71,7 +71,8 @@ func sumOf(n int, sizes []int, k int) bool {
 }
 
 // split returns how many packets of each size (indexed like Sizes) add up
-// to n, with as many data packets as can be, or nil when none do.
+// to n, with as many data packets as can be (but at most maxCoalesced small
+// ones to a data packet), or nil when none do.
 func (f *Framer) split(n int) []int {
 	if len(f.Sizes) == 0 || n <= 0 {
 		return nil
@@ -97,7 +98,10 @@ func (f *Framer) split(n int) []int {
 		if r >= len(f.best) {
 			break
 		}
-		if f.best[r] < 0 {
+		// Small frames come a few to a data packet (its ack, a
+		// confirmation); a run of many small ones is not taken for a data
+		// packet, whatever their sum.
+		if f.best[r] < 0 || (k > 0 && f.best[r] > maxCoalesced*k) {
 			continue
 		}
 		counts := make([]int, len(f.Sizes))

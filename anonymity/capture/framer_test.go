@@ -109,3 +109,17 @@ func TestFramerBurst(t *testing.T) {
 		t.Errorf("burst: %v, %d unframed; want [3 20], 0", c, u)
 	}
 }
+
+// Small frames whose sizes can add up to anything (acks of 27 and 49
+// bytes) written in a long run are not taken for a data packet.
+func TestFramerRunOfSmallFrames(t *testing.T) {
+	f := &Framer{Sizes: []int{27, 49, 1673}}
+	var s stream
+	n := 60*49 + 3*27
+	if c, u := f.feed(&s, n); !slices.Equal(c, []int{3, 60, 0}) || u != 0 {
+		t.Errorf("60 acks of 49 bytes and 3 of 27: %v, %d unframed; want [3 60 0]", c, u)
+	}
+	if c, _ := f.feed(&s, 1673+49); !slices.Equal(c, []int{0, 1, 1}) {
+		t.Errorf("a data packet and an ack: %v, want [0 1 1]", c)
+	}
+}
