@@ -54,20 +54,18 @@ func LearnSizes(lengths []int, minShare float64) []int {
 }
 
 // sumOf reports whether n is a sum of at most k of sizes (repeats
-// allowed).
+// allowed): whether the fewest such packets adding up to n are at most k.
 func sumOf(n int, sizes []int, k int) bool {
-	if n == 0 {
-		return true
-	}
-	if k == 0 {
-		return false
-	}
-	for _, s := range sizes {
-		if s <= n && sumOf(n-s, sizes, k-1) {
-			return true
+	fewest := make([]int, n+1) // -1: no sum
+	for v := 1; v <= n; v++ {
+		fewest[v] = -1
+		for _, s := range sizes {
+			if s <= v && fewest[v-s] >= 0 && (fewest[v] < 0 || fewest[v-s]+1 < fewest[v]) {
+				fewest[v] = fewest[v-s] + 1
+			}
 		}
 	}
-	return false
+	return fewest[n] >= 0 && fewest[n] <= k
 }
 
 // split returns how many packets of each size (indexed like Sizes) add up

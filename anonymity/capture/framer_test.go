@@ -123,3 +123,21 @@ func TestFramerRunOfSmallFrames(t *testing.T) {
 		t.Errorf("a data packet and an ack: %v, want [0 1 1]", c)
 	}
 }
+
+// Many small sizes do not make learning slow (a search over sums of up to
+// eight of ten sizes would take 10⁸ steps).
+func TestLearnSizesManySmall(t *testing.T) {
+	var lens []int
+	for s := 33; s <= 105; s += 8 {
+		for range 100 {
+			lens = append(lens, s)
+		}
+	}
+	for range 100 {
+		lens = append(lens, 2470)
+	}
+	got := LearnSizes(lens, 0.002)
+	if len(got) != 11 || got[10] != 2470 {
+		t.Errorf("learnt sizes %v, want the ten small ones and 2470", got)
+	}
+}

@@ -14,12 +14,16 @@ import (
 	"github.com/peapod-mixnet/peapod/anonymity"
 )
 
-// Markers of the section of docs/anonymity.md the measurement writes; the
-// text around them is written by hand.
-const (
-	BeginMarker = "<!-- anonymity:begin -->"
-	EndMarker   = "<!-- anonymity:end -->"
-)
+// Markers returns the lines that open and close a generated section of
+// docs/anonymity.md: "<!-- anonymity:begin -->" and "<!-- anonymity:end -->"
+// for the unnamed one, "<!-- anonymity:NAME:begin -->" and so on for
+// another. The text around them is written by hand.
+func Markers(name string) (begin, end string) {
+	if name != "" {
+		name += ":"
+	}
+	return "<!-- anonymity:" + name + "begin -->", "<!-- anonymity:" + name + "end -->"
+}
 
 // DefaultCell is the cell of peapod's defaults: the client's default mean
 // delay of 15 ms per hop, with cover traffic.
@@ -44,14 +48,23 @@ func Section(res *Result, command, chart string) string {
 		cfg.Clients, 2, cfg.ProviderShare*100, cfg.Rate, cfg.BusyRate, cfg.Window, cfg.Duration, cfg.Probes)
 
 	p("### Sender anonymity and linkability\n\n")
+	incomplete := false
 	p("| mean delay/hop | cover | latency median (p95) | packets inside a mixnode (λ/μ) | senders N | log2 N | entropy mean | entropy 5th pct | log2 N − mean | tracking attack | timing attack | random guess | best ÷ random | targets (clear) |\n")
 	p("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range res.Cells {
 		best, _ := c.BestAttack()
-		p("| %v | %s | %s (%s) | %.2f | %d | %.2f | %.2f | %.2f | %.2f | %.3f | %.3f | %.3f | %.1f× | %d (%d) |\n",
-			c.Delay, onOff(c.Cover), ms(c.Latency), ms(c.P95), c.Occupancy, c.Senders, c.Entropy.Max, c.Entropy.Mean, c.Entropy.P5,
+		delay := c.Delay.String()
+		if c.Capture.Drops > 0 {
+			delay += " ⚠"
+			incomplete = true
+		}
+		p("| %s | %s | %s (%s) | %.2f | %d | %.2f | %.2f | %.2f | %.2f | %.3f | %.3f | %.3f | %.1f× | %d (%d) |\n",
+			delay, onOff(c.Cover), ms(c.Latency), ms(c.P95), c.Occupancy, c.Senders, c.Entropy.Max, c.Entropy.Mean, c.Entropy.P5,
 			c.Entropy.Max-c.Entropy.Mean, c.Tracking, c.Timing.Success, c.Timing.Random,
 			best/c.Timing.Random, c.Targets, c.Clear)
+	}
+	if incomplete {
+		p("\n⚠ The capture's queue overflowed in this cell (the kernel dropped some of the capture's copies: see \"capture drops\" below), so the adversary missed packets and its figures there are not to be trusted.\n")
 	}
 	p("\n![Sender entropy and attack success against latency](%s)\n\n", chart)
 	p("%s\n\n", verdict(res))
@@ -120,27 +133,35 @@ func verdict(res *Result) string {
 		} else {
 			s = append(s, fmt.Sprintf("the best attack (%s) names the sender %.1f%% of the time, %.2f× a random guess (%.1f%%): the target of 2× missed by a factor of %.2f", name, 100*best, ratio, 100*c.Timing.Random, ratio/2))
 		}
-		return fmt.Sprintf("**Target, at the defaults (%v):** %s.", DefaultCell, strings.Join(s, "; "))
+		out := fmt.Sprintf("**Target, at the defaults (%v):** %s.", DefaultCell, strings.Join(s, "; "))
+		if n := c.MixDrops["queue_full"] + c.MixDrops["delay_queue_full"] + c.MixDrops["outbound_queue_full"]; n > 0 || c.Latency > time.Second {
+			out += fmt.Sprintf(" **But the network was saturated in this cell:** a message took %s (median) for %v of mean delay over 3 hops, "+
+				"the mixnodes dropped %d packets for full queues, and the network's processes used %.2f of the machine's %d cores; "+
+				"the anonymity comes from seconds of queueing, not from the chosen delays.",
+				ms(c.Latency), 3*c.Delay, n, c.NetworkCPU.Seconds()/max(c.Elapsed.Seconds(), 1e-9), runtime.NumCPU())
+		}
+		return out
 	}
 	return "**Target:** the default cell (15 ms/hop, cover on) was not measured in this run."
 }
 
-// UpdateDoc replaces the generated section of the Markdown file at path
-// (between BeginMarker and EndMarker) with section, or appends it with
-// the markers when the file has none.
-func UpdateDoc(path, section string) error {
+// UpdateDoc replaces the generated section name of the Markdown file at
+// path (between its Markers) with section, or appends it with the markers
+// when the file has none.
+func UpdateDoc(path, name, section string) error {
 	old, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("measure: %w", err)
 	}
-	block := BeginMarker + "\n" + section + EndMarker
+	begin, end := Markers(name)
+	block := begin + "\n" + section + end
 	var out []byte
-	i, j := bytes.Index(old, []byte(BeginMarker)), bytes.Index(old, []byte(EndMarker))
+	i, j := bytes.Index(old, []byte(begin)), bytes.Index(old, []byte(end))
 	switch {
 	case i >= 0 && j > i:
-		out = append(append(append([]byte{}, old[:i]...), block...), old[j+len(EndMarker):]...)
+		out = append(append(append([]byte{}, old[:i]...), block...), old[j+len(end):]...)
 	case i >= 0 || j >= 0:
-		return fmt.Errorf("measure: %s has one marker of the generated section but not the other", path)
+		return fmt.Errorf("measure: %s has one marker of the generated section %q but not the other", path, name)
 	default:
 		out = append(append(old, '\n'), block+"\n"...)
 	}

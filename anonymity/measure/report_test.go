@@ -16,24 +16,28 @@ func TestUpdateDoc(t *testing.T) {
 	if err := os.WriteFile(path, []byte("# Title\n\nprose\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := UpdateDoc(path, "first\n"); err != nil {
+	if err := UpdateDoc(path, "", "first\n"); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(path, append(mustRead(t, path), "more prose\n"...), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := UpdateDoc(path, "second\n"); err != nil {
+	if err := UpdateDoc(path, "", "second\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := UpdateDoc(path, "light", "other\n"); err != nil {
 		t.Fatal(err)
 	}
 	got := string(mustRead(t, path))
-	want := "# Title\n\nprose\n\n" + BeginMarker + "\nsecond\n" + EndMarker + "\nmore prose\n"
+	want := "# Title\n\nprose\n\n<!-- anonymity:begin -->\nsecond\n<!-- anonymity:end -->\nmore prose\n" +
+		"\n<!-- anonymity:light:begin -->\nother\n<!-- anonymity:light:end -->\n"
 	if got != want {
 		t.Errorf("document:\n%s\nwant:\n%s", got, want)
 	}
-	if err := os.WriteFile(path, []byte(BeginMarker+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte("<!-- anonymity:begin -->\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := UpdateDoc(path, "x"); err == nil {
+	if err := UpdateDoc(path, "", "x"); err == nil {
 		t.Error("a document with one marker accepted")
 	}
 }

@@ -29,6 +29,7 @@ type measureSection struct {
 	Dir           string        `toml:"dir"`
 	Doc           string        `toml:"doc"`
 	Chart         string        `toml:"chart"`
+	Section       string        `toml:"section"`
 	Write         bool          `toml:"write"`
 	Short         bool          `toml:"short"`
 	Clients       int           `toml:"clients"`
@@ -63,6 +64,7 @@ func bindMeasureFlags(fs *flag.FlagSet, c *measureFile) {
 	fs.StringVar(&m.Dir, "dir", m.Dir, "`folder` for the network's data and logs (default: a temporary folder, removed at the end)")
 	fs.StringVar(&m.Doc, "doc", m.Doc, "Markdown `file` whose generated section gets the results")
 	fs.StringVar(&m.Chart, "chart", m.Chart, "SVG `file` for the chart")
+	fs.StringVar(&m.Section, "section", m.Section, "`name` of the generated section of -doc to replace (\"\": the main one)")
 	fs.BoolVar(&m.Write, "write", m.Write, "write the results into -doc and -chart (false: print the section only)")
 	fs.BoolVar(&m.Short, "short", m.Short, "the short mode of `make test`: 6 clients, 6 s a cell, 3 cells (no delay and 15ms without cover, 15ms with)")
 	fs.IntVar(&m.Clients, "clients", m.Clients, "number of clients (`client run` processes)")
@@ -132,7 +134,7 @@ func runMeasure(args []string, stdout, stderr io.Writer) int {
 		log.Error().Err(err).Msg("writing the chart")
 		return cli.ExitError
 	}
-	if err := measure.UpdateDoc(m.Doc, section); err != nil {
+	if err := measure.UpdateDoc(m.Doc, m.Section, section); err != nil {
 		log.Error().Err(err).Msg("writing the results")
 		return cli.ExitError
 	}
