@@ -20,23 +20,27 @@ type Endpoint struct {
 }
 
 // Links names the endpoints of captured segments and turns them into an
-// anonymity.Trace. Call Snapshot while the network runs (after its
+// anonymity.Trace: each end of a segment is the endpoint whose process owns
+// the socket with those local and remote addresses, or the one listening
+// at that address. Call Snapshot while the network runs (after its
 // connections are open, and again later: connections may be re-opened) so
 // that it learns which process owns each socket. Its methods are safe for
 // concurrent use.
 type Links struct {
 	eps []Endpoint
 
+	listen map[netip.AddrPort]int // listening address → endpoint index
+
 	mu     sync.Mutex
-	owners map[netip.AddrPort]int // local address → endpoint index
+	owners map[[2]netip.AddrPort]int // (local, remote) of a socket → endpoint index
 }
 
 // NewLinks returns Links for the endpoints.
 func NewLinks(eps []Endpoint) *Links {
-	l := &Links{eps: eps, owners: make(map[netip.AddrPort]int)}
+	l := &Links{eps: eps, listen: make(map[netip.AddrPort]int), owners: make(map[[2]netip.AddrPort]int)}
 	for i, e := range eps {
 		for _, a := range e.Listen {
-			l.owners[a] = i
+			l.listen[a] = i
 		}
 	}
 	return l
@@ -61,11 +65,19 @@ func (l *Links) Snapshot() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for a, pid := range owners {
-		if _, listening := l.owners[a]; !listening {
-			l.owners[a] = pidEP[pid]
-		}
+		l.owners[a] = pidEP[pid]
 	}
 	return nil
+}
+
+// ownerLocked names the endpoint at local of the connection between local
+// and remote: the owner of that socket, or the node listening at local.
+func (l *Links) ownerLocked(local, remote netip.AddrPort) (int, bool) {
+	if i, ok := l.owners[[2]netip.AddrPort{local, remote}]; ok {
+		return i, true
+	}
+	i, ok := l.listen[local]
+	return i, ok
 }
 
 // TraceReport says how the segments became a trace.
@@ -107,8 +119,8 @@ func (l *Links) Trace(segs []Segment, start time.Time) (*anonymity.Trace, TraceR
 	byKind := make(map[string][]int)
 	l.mu.Lock()
 	for _, s := range segs {
-		from, okF := l.owners[s.Src]
-		to, okT := l.owners[s.Dst]
+		from, okF := l.ownerLocked(s.Src, s.Dst)
+		to, okT := l.ownerLocked(s.Dst, s.Src)
 		if !okF || !okT || from == to {
 			rep.Unlinked++
 			continue

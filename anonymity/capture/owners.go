@@ -12,9 +12,12 @@ import (
 	"strings"
 )
 
-// socketOwners maps the local address of every TCP socket that one of
-// pids has open to that pid, from /proc/net/tcp{,6} and /proc/<pid>/fd.
-func socketOwners(pids []int) (map[netip.AddrPort]int, error) {
+// socketOwners maps every TCP socket that one of pids has open, by its
+// local and remote addresses, to that pid, from /proc/net/tcp{,6} and
+// /proc/<pid>/fd. Both addresses: Linux gives two connections to different
+// destinations the same local port when it can, so a port alone does not
+// name a socket.
+func socketOwners(pids []int) (map[[2]netip.AddrPort]int, error) {
 	inodePID := make(map[uint64]int)
 	for _, pid := range pids {
 		dir := fmt.Sprintf("/proc/%d/fd", pid)
@@ -34,7 +37,7 @@ func socketOwners(pids []int) (map[netip.AddrPort]int, error) {
 			}
 		}
 	}
-	out := make(map[netip.AddrPort]int)
+	out := make(map[[2]netip.AddrPort]int)
 	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
 		socks, err := readProcNetTCP(f)
 		if err != nil {
@@ -45,7 +48,7 @@ func socketOwners(pids []int) (map[netip.AddrPort]int, error) {
 		}
 		for _, s := range socks {
 			if pid, ok := inodePID[s.inode]; ok {
-				out[s.local] = pid
+				out[[2]netip.AddrPort{s.local, s.remote}] = pid
 			}
 		}
 	}
@@ -53,12 +56,12 @@ func socketOwners(pids []int) (map[netip.AddrPort]int, error) {
 }
 
 type procSocket struct {
-	local netip.AddrPort
-	inode uint64
+	local, remote netip.AddrPort
+	inode         uint64
 }
 
-// readProcNetTCP reads the local address and inode of each socket listed
-// in a /proc/net/tcp-format file.
+// readProcNetTCP reads the local and remote addresses and the inode of each
+// socket listed in a /proc/net/tcp-format file.
 func readProcNetTCP(path string) ([]procSocket, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -77,11 +80,15 @@ func readProcNetTCP(path string) ([]procSocket, error) {
 		if err != nil {
 			continue
 		}
+		remote, err := parseProcAddr(fields[2])
+		if err != nil {
+			continue
+		}
 		ino, err := strconv.ParseUint(fields[9], 10, 64)
 		if err != nil {
 			continue
 		}
-		out = append(out, procSocket{local: local, inode: ino})
+		out = append(out, procSocket{local: local, remote: remote, inode: ino})
 	}
 	return out, sc.Err()
 }
