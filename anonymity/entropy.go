@@ -57,7 +57,7 @@ func SenderEntropy(t *Trace, targets []Target) (EntropyResult, error) {
 	for i, s := range senders {
 		pos[s] = i
 	}
-	want := make(map[int]int, len(targets)) // event index → target index
+	want := make(map[int][]int, len(targets)) // event index → target indices
 	for i, tg := range targets {
 		if tg.Event < 0 || tg.Event >= len(t.Events) {
 			return res, fmt.Errorf("anonymity: target %d names event %d of %d", i, tg.Event, len(t.Events))
@@ -65,7 +65,7 @@ func SenderEntropy(t *Trace, targets []Target) (EntropyResult, error) {
 		if e := t.Events[tg.Event]; e.Class != ClassData || !t.IsExit(e) {
 			return res, fmt.Errorf("anonymity: target %d (event %d) is not a data packet from a gateway to a client", i, tg.Event)
 		}
-		want[tg.Event] = i
+		want[tg.Event] = append(want[tg.Event], i)
 	}
 	dists := make([][]float64, len(targets))
 
@@ -95,7 +95,7 @@ func SenderEntropy(t *Trace, targets []Target) (EntropyResult, error) {
 				res.Orphans++
 			}
 		}
-		if ti, ok := want[i]; ok {
+		for _, ti := range want[i] {
 			dists[ti] = carried
 		}
 		if next, ok := nextHop(t.Nodes[e.From], t.Nodes[e.To]); ok {

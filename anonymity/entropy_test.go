@@ -43,6 +43,14 @@ func TestSenderEntropyIdealMix(t *testing.T) {
 	if res.Orphans != 0 {
 		t.Errorf("%d orphans in a complete trace", res.Orphans)
 	}
+	// Two targets naming one delivery get the same distribution.
+	twice, err := SenderEntropy(&s.trace, []Target{tg[0], tg[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if twice.Bits[0] != 3 || twice.Bits[1] != 3 {
+		t.Errorf("one delivery named twice: %v bits, want 3 and 3", twice.Bits)
+	}
 }
 
 // A hand-computed Poisson mix: A and B enter layer 1, one leaves (1 bit),

@@ -182,7 +182,8 @@ type CellResult struct {
 	// and Clear those of them with no other data packet to the same
 	// recipient in the 10 ms before (else the message may have come in that
 	// one, and the target be a cover loop that arrived while the client
-	// handed the message over). The entropy is over every target; the
+	// handed the message over) and no other message matched to the same
+	// packet. The entropy is over every target; the
 	// attacks' success rates over the clear ones, so that a mismatched
 	// target never counts as the adversary's failure.
 	Sent, Delivered, Targets, Clear int

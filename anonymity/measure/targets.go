@@ -66,6 +66,18 @@ func findTargets(tr *anonymity.Trace, msgs map[string]message, t0 time.Time, res
 		targets = append(targets, anonymity.Target{Event: ev[j], Sender: m.from})
 		clear = append(clear, isClear)
 	}
+	// A packet carries one message: when two messages name the same
+	// delivery, at least one is wrong, so neither is clear.
+	uses := make(map[int]int)
+	for _, tg := range targets {
+		uses[tg.Event]++
+	}
+	for i, tg := range targets {
+		if uses[tg.Event] > 1 && clear[i] {
+			clear[i] = false
+			res.Clear--
+		}
+	}
 	res.Targets = len(targets)
 	if len(handovers) > 0 {
 		res.Handover = time.Duration(anonymity.Percentile(handovers, 50) * float64(time.Second))
