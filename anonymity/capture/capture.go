@@ -53,6 +53,9 @@ type Stats struct {
 type Config struct {
 	// Interface is the interface to watch. Default "lo".
 	Interface string
-	// Buffer is the socket's receive buffer in bytes. Default 64 MiB.
+	// Buffer is the socket's receive buffer in bytes: what the kernel
+	// queues for the capture while its thread waits for a core. Default
+	// 512 MiB (the kernel charges each queued packet its whole buffer, a few
+	// KiB, so this is some 10⁵ packets: several seconds of a busy network).
 	Buffer int
 }

@@ -47,7 +47,7 @@ func Start(cfg Config) (*Capture, error) {
 		cfg.Interface = "lo"
 	}
 	if cfg.Buffer == 0 {
-		cfg.Buffer = 64 << 20
+		cfg.Buffer = 512 << 20
 	}
 	ifi, err := net.InterfaceByName(cfg.Interface)
 	if err != nil {

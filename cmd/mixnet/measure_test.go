@@ -1,0 +1,66 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/peapod-mixnet/peapod/anonymity/measure"
+)
+
+// fakeBin makes a folder with the files `mixnet measure` looks for.
+func fakeBin(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, name := range []string{"mixnet", "client"} {
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestMeasureConfigGrid(t *testing.T) {
+	m := defaultMeasureFile().Measure
+	m.Bin = fakeBin(t)
+	m.Delays, m.Cover = "0, 5ms,50ms", "off"
+	c, err := measureConfig(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []measure.Cell{{Delay: 0}, {Delay: 5 * time.Millisecond}, {Delay: 50 * time.Millisecond}}
+	if len(c.Grid) != len(want) {
+		t.Fatalf("grid %v, want %v", c.Grid, want)
+	}
+	for i := range want {
+		if c.Grid[i] != want[i] {
+			t.Errorf("cell %d: %v, want %v", i, c.Grid[i], want[i])
+		}
+	}
+	if c.Bin.Provider != "" {
+		t.Errorf("provider %q found in a folder without one", c.Bin.Provider)
+	}
+
+	m.Short = true
+	if c, err = measureConfig(m); err != nil || c.Clients != 6 || len(c.Grid) != 3 || c.Grid[2] != measure.DefaultCell {
+		t.Errorf("--short: %d clients, grid %v, %v; want 6 clients and 3 cells ending at the defaults", c.Clients, c.Grid, err)
+	}
+}
+
+func TestMeasureConfigRejects(t *testing.T) {
+	for name, change := range map[string]func(*measureSection){
+		"cover":    func(m *measureSection) { m.Cover = "sometimes" },
+		"delay":    func(m *measureSection) { m.Delays = "15" },
+		"negative": func(m *measureSection) { m.Delays = "-5ms" },
+		"no bin":   func(m *measureSection) { m.Bin = t.TempDir() },
+	} {
+		m := defaultMeasureFile().Measure
+		m.Bin = fakeBin(t)
+		change(&m)
+		if _, err := measureConfig(m); err == nil || !strings.Contains(err.Error(), "mixnet measure") {
+			t.Errorf("%s: err %v, want a mixnet measure error", name, err)
+		}
+	}
+}
