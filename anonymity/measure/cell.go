@@ -115,11 +115,45 @@ const snapshotInterval = 500 * time.Millisecond
 // cell measures one cell.
 func (r *runner) cell(ctx context.Context, idx int, cell Cell) (CellResult, error) {
 	res := CellResult{Cell: cell}
+	// The capture starts before the cell's clients do, so that no packet
+	// of theirs is inside the network unseen when the traffic starts.
+	capt, err := capture.Start(capture.Config{})
+	if err != nil {
+		return res, err
+	}
+	capturing := true
+	defer func() {
+		if capturing {
+			capt.Stop()
+		}
+	}()
 	cp, err := r.start(ctx, idx, cell)
 	if err != nil {
 		return res, err
 	}
 	defer cp.stop()
+	links := capture.NewLinks(cp.eps)
+	if err := links.Snapshot(); err != nil {
+		return res, err
+	}
+	// Learn the owners of connections opened later too.
+	snapCtx, stopSnapshots := context.WithCancel(ctx)
+	snapDone := make(chan struct{})
+	go func() {
+		defer close(snapDone)
+		t := time.NewTicker(snapshotInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				links.Snapshot()
+			case <-snapCtx.Done():
+				return
+			}
+		}
+	}()
+	defer func() { stopSnapshots(); <-snapDone }()
+
 	seed := r.cfg.Seed
 	if seed == 0 {
 		seed = rand.Uint64()
@@ -140,33 +174,9 @@ func (r *runner) cell(ctx context.Context, idx int, cell Cell) (CellResult, erro
 	case <-ctx.Done():
 		return res, ctx.Err()
 	}
-	links := capture.NewLinks(cp.eps)
-	if err := links.Snapshot(); err != nil {
-		return res, err
-	}
-	capt, err := capture.Start(capture.Config{})
-	if err != nil {
-		return res, err
-	}
 	drops0 := r.mixDrops(ctx)
 	t0 := time.Now()
 	cpu0 := r.net.CPU()
-	// Learn the owners of connections opened during the capture too.
-	snapCtx, stopSnapshots := context.WithCancel(ctx)
-	snapDone := make(chan struct{})
-	go func() {
-		defer close(snapDone)
-		t := time.NewTicker(snapshotInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				links.Snapshot()
-			case <-snapCtx.Done():
-				return
-			}
-		}
-	}()
 	windows := r.traffic(ctx, cp, led, rng, t0)
 	drain := r.cfg.Drain
 	if drain == 0 {
@@ -178,10 +188,9 @@ func (r *runner) cell(ctx context.Context, idx int, cell Cell) (CellResult, erro
 		r.probe(ctx, cp, led, drain)
 		probeTo = time.Since(t0)
 	}
-	stopSnapshots()
-	<-snapDone
 	links.Snapshot()
 	segs, stats, err := capt.Stop()
+	capturing = false
 	if err != nil {
 		return res, err
 	}
@@ -198,6 +207,7 @@ func (r *runner) cell(ctx context.Context, idx int, cell Cell) (CellResult, erro
 			return res, fmt.Errorf("receiving at client %d: %w", i, err)
 		}
 	}
+	// Times count from the start of the traffic: the warm-up is before 0.
 	tr, rep := links.Trace(segs, t0)
 	res.Trace = rep
 	r.logf("cell %v: trace %v; capture %+v", cell, rep, stats)
@@ -206,7 +216,7 @@ func (r *runner) cell(ctx context.Context, idx int, cell Cell) (CellResult, erro
 	res.Senders = len(tr.Senders())
 	traffic := &anonymity.Trace{Nodes: tr.Nodes}
 	for _, e := range tr.Events {
-		if e.At < r.cfg.Duration {
+		if e.At >= 0 && e.At < r.cfg.Duration {
 			traffic.Events = append(traffic.Events, e)
 		}
 	}

@@ -7,8 +7,8 @@
 //
 // Each cell starts fresh clients (Config.Clients `client run` processes,
 // spread over the gateways, and a provider with the echo plugin) with the
-// cell's delay and cover flags, waits for them to settle, and then, while
-// the capture runs:
+// cell's delay and cover flags while the capture runs, waits for them to
+// settle (Config.Warmup), and then:
 //
 //   - every client but the first sends real one-packet messages as a
 //     Poisson stream of Config.Rate a second, each to another client or,
@@ -211,7 +211,8 @@ type CellResult struct {
 	MixDrops map[string]int
 	Capture  capture.Stats
 	Trace    capture.TraceReport
-	// Elapsed is the length of the capture, and NetworkCPU the CPU time the
+	// Elapsed is the time from the start of the traffic to the end of the
+	// capture (the capture starts with the warm-up, before), and NetworkCPU the CPU time the
 	// network's processes (nodes, clients, provider) used in it.
 	Elapsed, NetworkCPU time.Duration
 }
