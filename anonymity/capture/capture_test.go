@@ -9,23 +9,7 @@ import (
 // A capture sees the segments of a loopback connection with their true
 // payload lengths and endpoints, once each, in order.
 func TestCaptureLoopback(t *testing.T) {
-	if err := Available(); err != nil {
-		t.Skip(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	got := make(chan int, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		n, _ := io.Copy(io.Discard, c)
-		got <- int(n)
-	}()
+	ln, got := sink(t)
 	capt, err := Start(Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +26,9 @@ func TestCaptureLoopback(t *testing.T) {
 		}
 	}
 	c.Close()
-	<-got
+	if n := <-got; n != 6000 {
+		t.Fatalf("the listener read %d bytes, want 6000", n)
+	}
 	segs, st, err := capt.Stop()
 	if err != nil {
 		t.Fatal(err)
@@ -76,4 +62,33 @@ func TestParseSegmentRejects(t *testing.T) {
 			t.Errorf("%s: parsed", name)
 		}
 	}
+}
+
+// sink skips t when no capture can run here, and otherwise listens on
+// loopback, reads every connection to its end and sends the number of bytes
+// each carried on the channel.
+func sink(t *testing.T) (net.Listener, <-chan int) {
+	t.Helper()
+	if err := Available(); err != nil {
+		t.Skip(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	got := make(chan int, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				n, _ := io.Copy(io.Discard, c)
+				got <- int(n)
+			}()
+		}
+	}()
+	return ln, got
 }

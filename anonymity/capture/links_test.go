@@ -40,23 +40,7 @@ func TestHelperProcess(t *testing.T) {
 // (as a real observer would by its IP address), and the listener by its
 // port.
 func TestLinksNameProcesses(t *testing.T) {
-	if err := Available(); err != nil {
-		t.Skip(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go io.Copy(io.Discard, c)
-		}
-	}()
+	ln, _ := sink(t)
 	capt, err := Start(Config{})
 	if err != nil {
 		t.Fatal(err)
