@@ -43,7 +43,14 @@ type EntropyResult struct {
 // the next to leave, so a leaving packet takes the pool's mean, and the
 // mean of those that stay is unchanged; an arriving packet is averaged in.
 // This is the estimator of the Loopix paper's simulator.
-func SenderEntropy(t *Trace, targets []Target) (EntropyResult, error) {
+//
+// A packet the adversary saw enter a node and never leave (the node dropped
+// it, or it was lost) would stay in the pool's count for good and dilute
+// every later packet's distribution. With exponential delays of mean μ a
+// packet inside for maxStay ≫ μ is gone all but certainly, so the pool
+// forgets its oldest entry once it is older than maxStay (its leaving
+// changes no mean); zero never forgets.
+func SenderEntropy(t *Trace, targets []Target, maxStay time.Duration) (EntropyResult, error) {
 	if err := t.Validate(); err != nil {
 		return EntropyResult{}, err
 	}
@@ -90,7 +97,7 @@ func SenderEntropy(t *Trace, targets []Target) (EntropyResult, error) {
 			carried = oneHot
 		} else {
 			var orphan bool
-			carried, orphan = get(poolKey{e.From, hopKind(t.Nodes[e.To])}).leave()
+			carried, orphan = get(poolKey{e.From, hopKind(t.Nodes[e.To])}).leave(e.At, maxStay)
 			if orphan {
 				res.Orphans++
 			}
@@ -99,7 +106,7 @@ func SenderEntropy(t *Trace, targets []Target) (EntropyResult, error) {
 			dists[ti] = carried
 		}
 		if next, ok := nextHop(t.Nodes[e.From], t.Nodes[e.To]); ok {
-			get(poolKey{e.To, next}).enter(carried)
+			get(poolKey{e.To, next}).enter(carried, e.At, maxStay)
 		}
 	}
 
@@ -192,10 +199,27 @@ type pool struct {
 	n    int       // packets inside
 	mean []float64 // their mean sender distribution
 	seen bool      // whether mean was ever set
+	// entered are the arrival times of the packets inside, oldest first
+	// (which one leaves is unknown; the oldest is forgotten first).
+	entered []time.Duration
+}
+
+// expire forgets the packets that entered more than maxStay before now.
+func (p *pool) expire(now, maxStay time.Duration) {
+	if maxStay <= 0 {
+		return
+	}
+	k := 0
+	for k < len(p.entered) && now-p.entered[k] > maxStay {
+		k++
+	}
+	p.entered = p.entered[k:]
+	p.n -= k
 }
 
 // enter averages v into the pool.
-func (p *pool) enter(v []float64) {
+func (p *pool) enter(v []float64, now, maxStay time.Duration) {
+	p.expire(now, maxStay)
 	if p.n == 0 {
 		copy(p.mean, v)
 	} else {
@@ -205,12 +229,14 @@ func (p *pool) enter(v []float64) {
 		}
 	}
 	p.n++
+	p.entered = append(p.entered, now)
 	p.seen = true
 }
 
 // leave returns the distribution of a packet leaving the pool, and whether
 // the pool looked empty.
-func (p *pool) leave() ([]float64, bool) {
+func (p *pool) leave(now, maxStay time.Duration) ([]float64, bool) {
+	p.expire(now, maxStay)
 	out := make([]float64, len(p.mean))
 	if p.n == 0 {
 		if p.seen {
@@ -224,6 +250,7 @@ func (p *pool) leave() ([]float64, bool) {
 	}
 	copy(out, p.mean)
 	p.n--
+	p.entered = p.entered[1:]
 	return out, false
 }
 

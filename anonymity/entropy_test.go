@@ -25,7 +25,7 @@ func TestSenderEntropyIdealMix(t *testing.T) {
 	if len(tg) != n {
 		t.Fatalf("found %d targets, want %d", len(tg), n)
 	}
-	res, err := SenderEntropy(&s.trace, tg)
+	res, err := SenderEntropy(&s.trace, tg, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func TestSenderEntropyIdealMix(t *testing.T) {
 		t.Errorf("%d orphans in a complete trace", res.Orphans)
 	}
 	// Two targets naming one delivery get the same distribution.
-	twice, err := SenderEntropy(&s.trace, []Target{tg[0], tg[0]})
+	twice, err := SenderEntropy(&s.trace, []Target{tg[0], tg[0]}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestSenderEntropyHandComputed(t *testing.T) {
 			exits = append(exits, i)
 		}
 	}
-	res, err := SenderEntropy(&s.trace, []Target{{exits[0], s.clients[0]}, {exits[1], s.clients[2]}})
+	res, err := SenderEntropy(&s.trace, []Target{{exits[0], s.clients[0]}, {exits[1], s.clients[2]}}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestSenderEntropyDelayFree(t *testing.T) {
 	s := newSynthNet(10, 2, 2)
 	ps := s.poissonRun(0.5, 60*time.Second, 0, 50*time.Microsecond, 7)
 	tg := s.targets(ps)
-	res, err := SenderEntropy(&s.trace, tg)
+	res, err := SenderEntropy(&s.trace, tg, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestSenderEntropyWellMixed(t *testing.T) {
 	s := newSynthNet(16, 2, 2)
 	ps := s.poissonRun(20, 20*time.Second, 100*time.Millisecond, 50*time.Microsecond, 9)
 	tg := s.targets(ps)
-	res, err := SenderEntropy(&s.trace, tg)
+	res, err := SenderEntropy(&s.trace, tg, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,14 +142,14 @@ func TestSenderEntropyRejectsBadTargets(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	ps := []synthPacket{s.send(0, 1, 0, []time.Duration{0, 0, 0}, time.Microsecond, rng)}
 	s.targets(ps)
-	if _, err := SenderEntropy(&s.trace, []Target{{Event: 0, Sender: 0}}); err == nil {
+	if _, err := SenderEntropy(&s.trace, []Target{{Event: 0, Sender: 0}}, 0); err == nil {
 		t.Error("an entry packet accepted as a target")
 	}
-	if _, err := SenderEntropy(&s.trace, []Target{{Event: 99, Sender: 0}}); err == nil {
+	if _, err := SenderEntropy(&s.trace, []Target{{Event: 99, Sender: 0}}, 0); err == nil {
 		t.Error("an event out of range accepted as a target")
 	}
 	bad := Trace{Nodes: s.trace.Nodes, Events: []Event{{At: 2}, {At: 1}}}
-	if _, err := SenderEntropy(&bad, nil); err == nil {
+	if _, err := SenderEntropy(&bad, nil, 0); err == nil {
 		t.Error("events out of order accepted")
 	}
 }
@@ -182,5 +182,43 @@ func TestMixOccupancy(t *testing.T) {
 	s.trace.Sort()
 	if got := MixOccupancy(&s.trace); math.Abs(got-2) > 0.02 {
 		t.Errorf("occupancy %.3f, want 2", got)
+	}
+}
+
+// A mixnode that drops some packets leaves them in the adversary's count
+// for good: every later packet's distribution is diluted by them, unless
+// the pool forgets packets inside for far longer than the delays.
+func TestSenderEntropyForgetsDroppedPackets(t *testing.T) {
+	s := newSynthNet(10, 2, 2)
+	ps := s.poissonRun(0.5, 120*time.Second, 0, 50*time.Microsecond, 17)
+	tg := s.targets(ps)
+	// Layer 1 drops one packet in 20: add the arrivals of packets that
+	// never leave.
+	rng := rand.New(rand.NewPCG(8, 9))
+	for i, n := 0, len(s.trace.Events); i < n; i++ {
+		e := s.trace.Events[i]
+		if s.trace.IsEntry(e) && rng.IntN(20) == 0 {
+			s.trace.Events = append(s.trace.Events,
+				Event{At: e.At + 10*time.Microsecond, From: e.From, To: e.To},
+				Event{At: e.At + 20*time.Microsecond, From: e.To, To: s.layers[0][rng.IntN(2)]})
+		}
+	}
+	tg = s.targets(ps) // the events moved
+	diluted, err := SenderEntropy(&s.trace, tg, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forgetting, err := SenderEntropy(&s.trace, tg, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diluted.Mean < 1 {
+		t.Errorf("never forgetting: mean %.2f bits; the dropped packets should dilute it", diluted.Mean)
+	}
+	// Within a second of a drop the next packets still meet the dropped
+	// one: a little entropy remains.
+	if forgetting.Mean > diluted.Mean/3 || forgetting.Success < 0.95 {
+		t.Errorf("forgetting after 1 s: mean %.2f bits (%.2f never forgetting), success %.2f; want the delay-free network followed",
+			forgetting.Mean, diluted.Mean, forgetting.Success)
 	}
 }

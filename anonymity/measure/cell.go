@@ -108,6 +108,11 @@ func (r *runner) start(ctx context.Context, idx int, cell Cell) (*cellProcesses,
 	return cp, nil
 }
 
+// maxStay is how long the adversary's pools count a packet that has not
+// been seen to leave: far longer than the delays (a node that held a
+// packet for 100 mean delays, or 2 s, has dropped it).
+func maxStay(delay time.Duration) time.Duration { return max(2*time.Second, 100*delay) }
+
 // snapshotInterval is how often a cell reads which process owns which
 // socket while it captures.
 const snapshotInterval = 500 * time.Millisecond
@@ -221,7 +226,7 @@ func (r *runner) cell(ctx context.Context, idx int, cell Cell) (CellResult, erro
 		}
 	}
 	res.Occupancy = anonymity.MixOccupancy(traffic)
-	if res.Entropy, err = anonymity.SenderEntropy(tr, targets); err != nil {
+	if res.Entropy, err = anonymity.SenderEntropy(tr, targets, maxStay(cell.Delay)); err != nil {
 		return res, err
 	}
 	var clearTargets []anonymity.Target
