@@ -136,6 +136,7 @@ func (r *runner) cell(ctx context.Context, idx int, cell Cell) (CellResult, erro
 	if err != nil {
 		return res, err
 	}
+	defer r.quiesce(ctx) // runs after cp.stop: the next cell starts on an empty network
 	defer cp.stop()
 	links := capture.NewLinks(cp.eps)
 	if err := links.Snapshot(); err != nil {
@@ -356,4 +357,31 @@ func (r *runner) mixDrops(ctx context.Context) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// quiesceTimeout bounds the wait for the mixnodes to empty between cells.
+const quiesceTimeout = time.Minute
+
+// quiesce waits until no mixnode holds a packet (the sum of their
+// queue_depth metrics is 0: a saturated cell can leave seconds of queued
+// packets, which would be cover for the next cell), or quiesceTimeout.
+// The metrics signal nothing, so it polls them.
+func (r *runner) quiesce(ctx context.Context) {
+	deadline := time.Now().Add(quiesceTimeout)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		var inside float64
+		for _, m := range r.net.Mixnodes() {
+			if v, err := m.Metric(ctx, "queue_depth"); err == nil {
+				inside += v
+			}
+		}
+		if inside == 0 {
+			return
+		}
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+	r.logf("the mixnodes still held packets %v after the cell", quiesceTimeout)
 }
