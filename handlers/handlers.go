@@ -54,10 +54,12 @@ type Request struct {
 // caller (the handler must not modify it afterwards); a nil or empty reply is
 // valid. The reply may be req.Data itself or share its memory (an echo
 // service returns req.Data), so a caller must be done with the reply before
-// it reuses the request's buffer. On failure it returns an error, ideally an [*Error] whose code tells
-// the requester what went wrong; any other error is reported to the requester
-// as [CodeHandlerFailed] (see [CodeOf]). Error messages may be shown to the
-// requester and written to logs, so they should not contain secrets.
+// it reuses the request's buffer. On failure it returns an error. Only an
+// [*Error] reaches the requester with its code and message, so word those
+// for the requester and keep secrets out of them. Any other error stays in
+// the provider: its text is logged and the requester is told only
+// [CodeHandlerFailed], "the handler failed" ([CodeTimeout] for an expired
+// deadline; see [CodeOf]), in process and in a plugin alike.
 type Handler interface {
 	Handle(ctx context.Context, req *Request) ([]byte, error)
 }

@@ -2,18 +2,32 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"unicode/utf8"
 
 	"github.com/peapod-mixnet/peapod/examples/kvstore/kv"
 
 	"github.com/peapod-mixnet/peapod/internal/cli"
 )
 
-const kvUsage = "usage: client kv [--provider URL] [--provider-key KEY] put KEY VALUE | get KEY | delete KEY | list [PREFIX]"
+const kvUsage = `usage: client kv [flags] OPERATION
 
-// runKV is `client kv [--provider URL] put KEY VALUE | get KEY | delete KEY
-// | list [PREFIX]`: one request to the provider's "kv" service (the
+Operations on the provider's kv service (the kvstore example):
+  put KEY VALUE    store VALUE under KEY; prints ok
+  put KEY @FILE    store the contents of FILE (UTF-8 text, up to 64 KiB)
+  put KEY -        store what standard input holds
+  get KEY          print the value of KEY (not_found, exit status 1, if none)
+  delete KEY       delete KEY; prints ok
+  list [PREFIX]    print the keys, one a line, that start with PREFIX
+
+Flags may go before or after the operation. A key or value that starts
+with - goes after --: client kv put -- KEY -5.`
+
+// runKV is `client kv [--provider URL] put KEY VALUE|@FILE|- | get KEY |
+// delete KEY | list [PREFIX]`: one request to the provider's "kv" service (the
 // kvstore example), sent anonymously through the mixnet. It prints "ok"
 // for put and delete, the value for get, and the keys, one per line, for
 // list. When the provider answers with an error (such as not_found), it
@@ -22,18 +36,22 @@ func runKV(args []string, stdout, stderr io.Writer) int {
 	cfg := defaultClientFile("warn")
 	var f providerFlags
 	cmd := command("kv", stdout, stderr)
+	cmd.Usage = kvUsage
 	rest, log, status, ok := setupProvider(cmd, args, &cfg, &f)
 	if !ok {
 		return status
 	}
-	req, err := kvRequest(rest)
+	req, err := kvRequest(rest, os.Stdin)
 	if err != nil {
-		return cmd.Status(err)
+		return cmd.Status(cmd.Errorf("%v", err))
 	}
 	data, err := req.Marshal()
+	if err == nil {
+		// The service's own rules (sizes, UTF-8), checked before sending.
+		_, err = kv.ParseRequest(data)
+	}
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return cli.ExitError
+		return cmd.Status(cmd.Errorf("%v", err))
 	}
 	ctx, stop := cli.SignalContext(log, nil)
 	defer stop()
@@ -48,16 +66,25 @@ func runKV(args []string, stdout, stderr io.Writer) int {
 	return cli.ExitOK
 }
 
-// kvRequest builds the request of the command-line arguments.
-func kvRequest(args []string) (*kv.Request, error) {
+// kvRequest builds the request of the command-line arguments; the value
+// of put may be @FILE or - (stdin).
+func kvRequest(args []string, stdin io.Reader) (*kv.Request, error) {
 	if len(args) == 0 {
-		return nil, fmt.Errorf(kvUsage)
+		return nil, errors.New("no operation: put, get, delete or list (client kv -h)")
 	}
 	op, rest := args[0], args[1:]
 	var req kv.Request
 	switch {
 	case op == kv.OpPut && len(rest) == 2:
-		req = kv.Request{Op: op, Key: &rest[0], Value: &rest[1]}
+		b, err := readData(rest[1], stdin)
+		if err != nil {
+			return nil, err
+		}
+		if !utf8.Valid(b) {
+			return nil, fmt.Errorf("the value from %s is not UTF-8 text, which the kv service stores", rest[1])
+		}
+		value := string(b)
+		req = kv.Request{Op: op, Key: &rest[0], Value: &value}
 	case (op == kv.OpGet || op == kv.OpDelete) && len(rest) == 1:
 		req = kv.Request{Op: op, Key: &rest[0]}
 	case op == kv.OpList && len(rest) <= 1:
@@ -65,8 +92,10 @@ func kvRequest(args []string) (*kv.Request, error) {
 		if len(rest) == 1 {
 			req.Prefix = &rest[0]
 		}
+	case op == kv.OpPut || op == kv.OpGet || op == kv.OpDelete || op == kv.OpList:
+		return nil, fmt.Errorf("wrong arguments for %s (client kv -h)", op)
 	default:
-		return nil, fmt.Errorf(kvUsage)
+		return nil, fmt.Errorf("unknown operation %q: put, get, delete or list (client kv -h)", op)
 	}
 	return &req, nil
 }

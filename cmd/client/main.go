@@ -6,7 +6,8 @@
 //	client send    --to ADDRESS [--anonymous [--reply-surbs N]] [--wait D] [--replies N] [--via ws://127.0.0.1:1977] [MESSAGE]
 //	client address [--data DIR]
 //	client echo    [--provider URL] [--provider-key KEY] [--known-providers FILE] [--data DIR] MESSAGE
-//	client kv      [--provider URL] [--provider-key KEY] [--known-providers FILE] [--data DIR] put KEY VALUE | get KEY | delete KEY | list [PREFIX]
+//	client kv      [--provider URL] [--provider-key KEY] [--known-providers FILE] [--data DIR] put KEY VALUE|@FILE|- | get KEY | delete KEY | list [PREFIX]
+//	client call    [--provider URL] [--provider-key KEY] [--known-providers FILE] [--data DIR] SERVICE [DATA | @FILE | -]
 //
 // init creates the client's keys in its data folder (default
 // ./.peapod/client), registers with a gateway and prints the address. run
@@ -16,11 +17,12 @@
 // delivered and prints the replies that come back; it runs its own client
 // from the data folder, or with --via goes through a running client's
 // WebSocket API. address prints the address without touching the network.
-// echo and kv are the example requesters of a provider (cmd/provider): they
+// echo, kv and call are the requesters of a provider (cmd/provider): they
 // fetch and verify the provider's signed descriptor from its HTTP endpoint
 // (default http://127.0.0.1:8080), run a client on the provider's network
 // (a temporary one unless --data is given), send one request anonymously
-// with reply SURBs, and print the reply, or the provider's error code and
+// with reply SURBs, and print the reply (call: to any service, its data
+// given as an argument, @FILE or - for stdin), or the provider's error code and
 // message with exit status 1. Without --provider-key they trust the
 // provider's key on first use: they print it, remember it in
 // known_providers.json in the data folder (./.peapod/client for a
@@ -60,6 +62,7 @@ var subcommands = map[string]subcommand{
 	"address": {runAddress, "print the client's address (no network needed)"},
 	"echo":    {runEcho, "send a message to a provider's echo service and print the reply"},
 	"kv":      {runKV, "put, get, delete or list keys in a provider's kv service"},
+	"call":    {runCall, "send DATA, a file or stdin to any service of a provider and print the reply"},
 }
 
 func main() {

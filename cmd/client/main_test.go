@@ -147,7 +147,21 @@ func TestUsageErrors(t *testing.T) {
 			t.Errorf("%q: nothing printed", args)
 		}
 	}
+	// A bare number where a duration belongs would be nanoseconds: refused,
+	// with the form to write.
 	var out bytes.Buffer
+	bare := writeFile(t, "[websocket]\nping_interval = 30\n")
+	if code := run([]string{"run", "--config", bare}, io.Discard, &out); code != cli.ExitUsage ||
+		!strings.Contains(out.String(), `websocket.ping_interval = 30: a duration needs a unit and quotes, such as ping_interval = "30s"`) {
+		t.Errorf("a bare-number duration: exit %d: %s", code, out.String())
+	}
+	for _, args := range [][]string{{"call"}, {"call", "echo", "a", "b"}, {"call", "echo", "@/nonexistent/file"}, {"kv", "put", "k"}, {"kv", "fly"}} {
+		out.Reset()
+		if code := run(args, io.Discard, &out); code != cli.ExitUsage || !strings.Contains(out.String(), "client "+args[0]+": ") {
+			t.Errorf("%q: exit %d: %s", args, code, out.String())
+		}
+	}
+	out.Reset()
 	if code := run([]string{"send", "-h"}, io.Discard, &out); code != cli.ExitOK || !strings.Contains(out.String(), "-via") {
 		t.Errorf("send -h: exit %d:\n%s", code, out.String())
 	}
@@ -155,7 +169,7 @@ func TestUsageErrors(t *testing.T) {
 	if code := run([]string{"help"}, &out, io.Discard); code != cli.ExitOK {
 		t.Errorf("help: exit %d", code)
 	}
-	for _, name := range []string{"init", "run", "send", "address"} {
+	for _, name := range []string{"init", "run", "send", "address", "call"} {
 		if !strings.Contains(out.String(), name) {
 			t.Errorf("usage does not list %s:\n%s", name, out.String())
 		}

@@ -286,10 +286,17 @@ func (l *lockedWriter) String() string {
 // exit status.
 func runClient(t *testing.T, bin string, args ...string) (string, string, int) {
 	t.Helper()
+	return runClientIn(t, bin, "", args...)
+}
+
+// runClientIn is runClient with stdin as the client's standard input.
+func runClientIn(t *testing.T, bin, stdin string, args ...string) (string, string, int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), processTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, "client"), args...)
 	cmd.Dir = t.TempDir()
+	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -347,7 +354,35 @@ func TestProviderProcess(t *testing.T) {
 	request(t, bin, p, "greeting\n", "kv", "list", "gr")
 	request(t, bin, p, "hello\n", "echo", "--provider-key", p.key, "hello")
 
-	_, stderr, code := runClient(t, bin, "kv", "--provider", p.endpoint, "--no-delay", "--no-cover", "get", "missing")
+	// client call: any service, its data as an argument, @FILE or stdin;
+	// flags after the operation work too.
+	file := filepath.Join(t.TempDir(), "note.txt")
+	if err := os.WriteFile(file, []byte("from a file\nwith two lines\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	request(t, bin, p, "raw data", "call", "echo", "raw data")
+	request(t, bin, p, "from a file\nwith two lines\n", "call", "echo", "@"+file)
+	request(t, bin, p, `{"value":"hi there"}`, "call", "kv", `{"op":"get","key":"greeting"}`)
+	request(t, bin, p, "ok\n", "kv", "put", "note", "@"+file)
+	for _, args := range [][]string{
+		{"call", "echo", "-", "--provider", p.endpoint, "--no-delay", "--no-cover"},
+		{"kv", "put", "piped", "-", "--provider", p.endpoint, "--no-delay", "--no-cover"},
+	} {
+		stdout, stderr, code := runClientIn(t, bin, "through a pipe", args...)
+		if want := map[string]string{"call": "through a pipe", "kv": "ok\n"}[args[0]]; code != 0 || stdout != want {
+			t.Errorf("client %v with stdin: status %d, stdout %q (want %q)\n%s", args, code, stdout, want, stderr)
+		}
+	}
+	stdout, stderr, code := runClient(t, bin, "kv", "get", "note", "--provider", p.endpoint, "--no-delay", "--no-cover")
+	if code != 0 || stdout != "from a file\nwith two lines\n\n" {
+		t.Errorf("kv get with the flags after the operation: status %d, stdout %q\n%s", code, stdout, stderr)
+	}
+	_, stderr, code = runClient(t, bin, "call", "--provider", p.endpoint, "--no-delay", "--no-cover", "nosuch", "x")
+	if code != 1 || !strings.Contains(stderr, `offers no service "nosuch"`) {
+		t.Errorf("call of a missing service: status %d, stderr %q", code, stderr)
+	}
+
+	_, stderr, code = runClient(t, bin, "kv", "--provider", p.endpoint, "--no-delay", "--no-cover", "get", "missing")
 	if code != 1 || !strings.Contains(stderr, "not_found") {
 		t.Errorf("kv get of a missing key: status %d, stderr %q", code, stderr)
 	}

@@ -20,14 +20,14 @@ func NewLogger(name string, w io.Writer, level string) (zerolog.Logger, error) {
 		return zerolog.Logger{}, fmt.Errorf("%s: unknown log level %q (trace, debug, info, warn or error)", name, level)
 	}
 	zerolog.DurationFieldFormat = zerolog.DurationFormatString
-	if isTerminal(w) {
+	if IsTerminal(w) {
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
 	}
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
 }
 
-// isTerminal reports whether w is a character device, such as a terminal.
-func isTerminal(w io.Writer) bool {
+// IsTerminal reports whether w is a character device, such as a terminal.
+func IsTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false
