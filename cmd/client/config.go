@@ -21,26 +21,9 @@ const (
 	defaultDataDir   = "./.peapod/client"
 )
 
-// clientFile is the TOML file every subcommand reads with --config:
-//
-//	[client]
-//	directory = "http://127.0.0.1:8090"
-//	data = "./.peapod/client"
-//	gateway = ""        # base58 identity; empty keeps the one registered with
-//	mix_delay = "0s"    # 0 takes the network's advertised delay
-//	no_delay = false    # tests only: no mixing delays
-//	no_cover = false    # tests only: no cover traffic
-//
-//	[websocket]          # client run
-//	listen = "127.0.0.1:1977"
-//	max_frame_size = 16777216
-//	max_connections = 64
-//	ping_interval = "30s"
-//	slow_timeout = "10s"
-//	allow_origin = []   # web origins whose pages may connect, e.g. ["http://localhost:5173"]
-//
-//	[log]
-//	level = "info"
+// clientFile is the TOML file every subcommand reads with --config;
+// examples/config/client.toml lists every key with its default
+// (TestExampleConfig keeps it so).
 type clientFile struct {
 	Client    clientSection    `toml:"client"`
 	WebSocket webSocketSection `toml:"websocket"`

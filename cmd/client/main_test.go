@@ -14,6 +14,7 @@ import (
 
 	"github.com/peapod-mixnet/peapod/client"
 	"github.com/peapod-mixnet/peapod/internal/cli"
+	"github.com/peapod-mixnet/peapod/internal/cli/clitest"
 )
 
 // nymExample is the address used throughout Nym's tests.
@@ -113,6 +114,24 @@ level = "debug"
 	_, err := cli.Parse(command("run", io.Discard, io.Discard), []string{"--config", path}, &cfg, bindRun)
 	if err == nil || !strings.Contains(err.Error(), "unknown keys: client.directroy, websocket.heartbeat, logging") {
 		t.Fatalf("error %v does not name the unknown keys", err)
+	}
+}
+
+// exampleConfig is the example file shipped for users.
+const exampleConfig = "../../examples/config/client.toml"
+
+// TestExampleConfig: examples/config/client.toml has every key, with the
+// command's defaults, and client run accepts it (TestProcesses runs it
+// with the file).
+func TestExampleConfig(t *testing.T) {
+	var file clientFile
+	clitest.CheckExample(t, exampleConfig, &file, defaultClientFile("info"))
+	cfg := defaultClientFile("info")
+	if _, err := cli.Parse(command("run", io.Discard, io.Discard), []string{"--config", exampleConfig}, &cfg, bindRun); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.check(); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -73,8 +73,13 @@ func TestProcesses(t *testing.T) {
 		t.Fatalf("address after init: %+v, want %s", r, addrX)
 	}
 
-	// run serves the WebSocket API.
-	runX := startCmd(t, bin, append([]string{"run", "--data", dataX, "--ws", "127.0.0.1:0", "--log-level", "info",
+	// run serves the WebSocket API; it starts from the example file, as a
+	// user would, and the flags win.
+	example, err := filepath.Abs(exampleConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runX := startCmd(t, bin, append([]string{"run", "--config", example, "--data", dataX, "--ws", "127.0.0.1:0", "--log-level", "info",
 		"--allow-origin", "http://localhost:5173"}, fast...)...)
 	wsURL := runX.field(t, "client running", "websocket")
 

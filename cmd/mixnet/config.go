@@ -7,6 +7,19 @@ import (
 	"github.com/peapod-mixnet/peapod/internal/cli"
 )
 
+// mixnetFile is the TOML file of the node subcommands (--config): one
+// section per subcommand, and [log] for all of them. Each subcommand reads
+// its own section and [log], and ignores the others', so one file may
+// configure every subcommand (examples/config/mixnet.toml); unknown keys
+// are refused in every section. (`mixnet measure` has a file of its own.)
+type mixnetFile struct {
+	Directory directorySection `toml:"directory"`
+	Mixnode   mixnodeSection   `toml:"mixnode"`
+	Gateway   gatewaySection   `toml:"gateway"`
+	Local     localSection     `toml:"local"`
+	Log       logSection       `toml:"log"`
+}
+
 // logSection is the [log] section every subcommand's file may have.
 type logSection struct {
 	// Level is one of trace, debug, info, warn, error.

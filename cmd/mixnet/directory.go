@@ -10,13 +10,7 @@ import (
 	"github.com/peapod-mixnet/peapod/internal/cli"
 )
 
-// directoryFile is the TOML file of `mixnet directory`.
-type directoryFile struct {
-	Directory directorySection `toml:"directory"`
-	Log       logSection       `toml:"log"`
-}
-
-// directorySection is its [directory] section.
+// directorySection is the [directory] section of `mixnet directory`.
 type directorySection struct {
 	// Listen is the ip:port of the HTTP server.
 	Listen string `toml:"listen"`
@@ -30,14 +24,14 @@ type directorySection struct {
 	MaxClockSkew time.Duration `toml:"max_clock_skew"`
 }
 
-func defaultDirectoryFile() directoryFile {
-	return directoryFile{
+func defaultDirectoryFile() mixnetFile {
+	return mixnetFile{
 		Directory: directorySection{Listen: "127.0.0.1:8090", TTL: directory.DefaultTTL},
 		Log:       defaultLog(),
 	}
 }
 
-func bindDirectoryFlags(fs *flag.FlagSet, c *directoryFile) {
+func bindDirectoryFlags(fs *flag.FlagSet, c *mixnetFile) {
 	d := &c.Directory
 	fs.StringVar(&d.Listen, "listen", d.Listen, "`ip:port` of the HTTP server")
 	fs.StringVar(&d.Data, "data", d.Data, "`folder` of the database (required)")

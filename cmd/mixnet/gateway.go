@@ -10,13 +10,7 @@ import (
 	"github.com/peapod-mixnet/peapod/internal/cli"
 )
 
-// gatewayFile is the TOML file of `mixnet gateway`.
-type gatewayFile struct {
-	Gateway gatewaySection `toml:"gateway"`
-	Log     logSection     `toml:"log"`
-}
-
-// gatewaySection is its [gateway] section; each key maps to the field of
+// gatewaySection is the [gateway] section of `mixnet gateway`; each key maps to the field of
 // gateway.Config documented there, and zero means that field's default.
 type gatewaySection struct {
 	Listen           string        `toml:"listen"`
@@ -43,8 +37,8 @@ type gatewaySection struct {
 	ReplaySave       time.Duration `toml:"replay_save_interval"`
 }
 
-func defaultGatewayFile() gatewayFile {
-	return gatewayFile{
+func defaultGatewayFile() mixnetFile {
+	return mixnetFile{
 		Gateway: gatewaySection{
 			Listen:       gateway.DefaultMixListenAddr,
 			ClientListen: gateway.DefaultClientListenAddr,
@@ -53,7 +47,7 @@ func defaultGatewayFile() gatewayFile {
 	}
 }
 
-func bindGatewayFlags(fs *flag.FlagSet, c *gatewayFile) {
+func bindGatewayFlags(fs *flag.FlagSet, c *mixnetFile) {
 	g := &c.Gateway
 	fs.StringVar(&g.Listen, "listen", g.Listen, "`ip:port` where mixnodes deliver packets")
 	fs.StringVar(&g.ClientListen, "client-listen", g.ClientListen, "`ip:port` of the clients' WebSocket listener")

@@ -11,13 +11,7 @@ import (
 	"github.com/peapod-mixnet/peapod/localnet"
 )
 
-// localFile is the TOML file of `mixnet local`.
-type localFile struct {
-	Local localSection `toml:"local"`
-	Log   logSection   `toml:"log"`
-}
-
-// localSection is its [local] section; each key maps to the field of
+// localSection is the [local] section of `mixnet local`; each key maps to the field of
 // localnet.Config documented there.
 type localSection struct {
 	Data             string        `toml:"data"`
@@ -33,8 +27,8 @@ const defaultMixDelay = 15 * time.Millisecond
 // localStartTimeout bounds the start of the whole network.
 const localStartTimeout = time.Minute
 
-func defaultLocalFile() localFile {
-	return localFile{
+func defaultLocalFile() mixnetFile {
+	return mixnetFile{
 		Local: localSection{
 			Data:             "./.peapod/network",
 			DirectoryAddr:    localnet.DefaultDirectoryAddr,
@@ -46,7 +40,7 @@ func defaultLocalFile() localFile {
 	}
 }
 
-func bindLocalFlags(fs *flag.FlagSet, c *localFile) {
+func bindLocalFlags(fs *flag.FlagSet, c *mixnetFile) {
 	l := &c.Local
 	fs.StringVar(&l.Data, "data", l.Data, "`folder` of every node's keys and databases")
 	fs.StringVar(&l.DirectoryAddr, "directory-addr", l.DirectoryAddr, "loopback `ip:port` of the directory")

@@ -10,7 +10,8 @@
 //
 // Each subcommand reads an optional TOML file (--config; unknown keys and
 // durations without a unit are refused) and then its flags, which override
-// the file; `mixnet <subcommand> -h` lists them, and
+// the file; `mixnet <subcommand> -h` lists them. One file serves every node
+// subcommand, each reading its own section and [log]:
 // examples/config/mixnet.toml shows every key. The first SIGINT or SIGTERM
 // shuts the process down gracefully; a second one exits at once. Logs go
 // to stderr, as JSON lines, or human-readable when stderr is a terminal.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/peapod-mixnet/peapod/directory"
 	"github.com/peapod-mixnet/peapod/internal/cli"
+	"github.com/peapod-mixnet/peapod/internal/cli/clitest"
 )
 
 func writeFile(t *testing.T, content string) string {
@@ -124,6 +125,47 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+// exampleConfig is the example file shipped for operators.
+const exampleConfig = "../../examples/config/mixnet.toml"
+
+// TestExampleConfig: examples/config/mixnet.toml has every key of every
+// node subcommand, with the commands' defaults, and each subcommand reads
+// it (its own section); TestProcesses runs a directory and a mixnode with
+// it.
+func TestExampleConfig(t *testing.T) {
+	var file mixnetFile
+	clitest.CheckExample(t, exampleConfig, &file, mixnetFile{
+		Directory: defaultDirectoryFile().Directory,
+		Mixnode:   defaultMixnodeFile().Mixnode,
+		Gateway:   defaultGatewayFile().Gateway,
+		Local:     defaultLocalFile().Local,
+		Log:       defaultLog(),
+	})
+	for name, parse := range map[string]func() (mixnetFile, error){
+		"directory": func() (mixnetFile, error) {
+			c := defaultDirectoryFile()
+			return c, parseConfig(command("directory", io.Discard, io.Discard), []string{"--config", exampleConfig}, &c, bindDirectoryFlags)
+		},
+		"mixnode": func() (mixnetFile, error) {
+			c := defaultMixnodeFile()
+			return c, parseConfig(command("mixnode", io.Discard, io.Discard), []string{"--config", exampleConfig}, &c, bindMixnodeFlags)
+		},
+		"gateway": func() (mixnetFile, error) {
+			c := defaultGatewayFile()
+			return c, parseConfig(command("gateway", io.Discard, io.Discard), []string{"--config", exampleConfig}, &c, bindGatewayFlags)
+		},
+		"local": func() (mixnetFile, error) {
+			c := defaultLocalFile()
+			return c, parseConfig(command("local", io.Discard, io.Discard), []string{"--config", exampleConfig}, &c, bindLocalFlags)
+		},
+	} {
+		c, err := parse()
+		if err != nil || c != file {
+			t.Errorf("mixnet %s reads the example as %+v, %v", name, c, err)
+		}
+	}
+}
+
 // TestProcesses builds the binary and runs a directory and a mixnode as real
 // processes: the mixnode registers, and on SIGTERM both exit cleanly, the
 // mixnode deregistered first.
@@ -137,11 +179,16 @@ func TestProcesses(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 
-	dir := start(t, bin, "directory", "--listen", "127.0.0.1:0", "--data", t.TempDir())
+	// Both start from the example file, as an operator would; the flags win.
+	example, err := filepath.Abs(exampleConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := start(t, bin, "directory", "--config", example, "--listen", "127.0.0.1:0", "--data", t.TempDir())
 	addr := dir.field(t, "directory listening", "addr")
 	client := &directory.Client{BaseURL: "http://" + addr}
 
-	node := start(t, bin, "mixnode", "--listen", "127.0.0.1:0", "--layer", "2",
+	node := start(t, bin, "mixnode", "--config", example, "--listen", "127.0.0.1:0", "--layer", "2",
 		"--directory", client.BaseURL, "--data", t.TempDir(), "--replay-capacity", "10000")
 	identity := node.field(t, "mixnode started", "identity")
 

@@ -10,13 +10,7 @@ import (
 	"github.com/peapod-mixnet/peapod/mixnode"
 )
 
-// mixnodeFile is the TOML file of `mixnet mixnode`.
-type mixnodeFile struct {
-	Mixnode mixnodeSection `toml:"mixnode"`
-	Log     logSection     `toml:"log"`
-}
-
-// mixnodeSection is its [mixnode] section; each key maps to the field of
+// mixnodeSection is the [mixnode] section of `mixnet mixnode`; each key maps to the field of
 // mixnode.Config documented there, and zero means that field's default.
 type mixnodeSection struct {
 	Listen          string        `toml:"listen"`
@@ -37,11 +31,11 @@ type mixnodeSection struct {
 	OutboundQueue   int           `toml:"outbound_queue"`
 }
 
-func defaultMixnodeFile() mixnodeFile {
-	return mixnodeFile{Mixnode: mixnodeSection{Listen: mixnode.DefaultListenAddr}, Log: defaultLog()}
+func defaultMixnodeFile() mixnetFile {
+	return mixnetFile{Mixnode: mixnodeSection{Listen: mixnode.DefaultListenAddr}, Log: defaultLog()}
 }
 
-func bindMixnodeFlags(fs *flag.FlagSet, c *mixnodeFile) {
+func bindMixnodeFlags(fs *flag.FlagSet, c *mixnetFile) {
 	m := &c.Mixnode
 	fs.StringVar(&m.Listen, "listen", m.Listen, "`ip:port` where the node accepts packets")
 	fs.StringVar(&m.Announce, "announce", m.Announce, "`ip:port` published in the directory (default: the listening address)")

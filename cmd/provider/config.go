@@ -31,50 +31,8 @@ const (
 
 // fileConfig is the TOML file read with --config. Every key is optional;
 // flags given on the command line override the file.
-//
-//	[provider]
-//	data = "./.peapod"          # state: DATA/provider (keys, plugin data), DATA/network (embedded network)
-//	plugins = ""                # default: the "plugins" folder next to the provider binary
-//	plugin_paths = []           # further plugin executables
-//	directory = ""              # join this peapod network instead of starting one
-//	nym_client = ""             # or serve through this Nym native client, e.g. "ws://127.0.0.1:1977"
-//	drain_timeout = "10s"
-//	descriptor_ttl = "24h"
-//
-//	[http]
-//	listen = "127.0.0.1:8080"
-//
-//	[network]                   # the embedded network, when neither directory nor nym_client is set
-//	directory_listen = "127.0.0.1:8090"
-//	mix_delay = "15ms"          # advertised mean delay per hop
-//	mixnodes_per_layer = 2
-//	gateways = 2
-//
-//	[client]                    # the provider's embedded client
-//	mix_delay = "0s"            # 0: the network's advertised delay
-//	no_delay = false            # tests only: no mixing delays (also advertised by the embedded network)
-//	no_cover = false            # tests only: no cover traffic
-//	max_surb_senders = 4096     # requesters whose reply SURBs are kept
-//	max_surbs_held = 20000      # reply SURBs kept from all of them
-//	surb_lifetime = "24h"       # a reply SURB unused this long is dropped
-//
-//	[limits]
-//	max_concurrent = 32
-//	queue_size = 256
-//	request_timeout = "10s"
-//	max_request_size = 262144
-//	max_reply_size = 1048576
-//	reply_timeout = "30s"
-//
-//	[idempotence]
-//	window = "10m"
-//	max_entries = 10000
-//	max_bytes = 67108864
-//	max_entries_per_requester = 1000
-//	max_bytes_per_requester = 6710886
-//
-//	[log]
-//	level = "info"
+// examples/config/provider.toml lists every key with its default
+// (TestExampleConfig keeps it so).
 type fileConfig struct {
 	Provider    providerSection    `toml:"provider"`
 	HTTP        httpSection        `toml:"http"`
@@ -104,6 +62,10 @@ type networkSection struct {
 	MixDelay         time.Duration `toml:"mix_delay"`
 	MixnodesPerLayer int           `toml:"mixnodes_per_layer"`
 	Gateways         int           `toml:"gateways"`
+	// LogLevel is the least level of the embedded network's log lines
+	// (its nodes start, connect and disconnect at info level, which would
+	// bury the provider's own lines); it cannot go below [log] level.
+	LogLevel string `toml:"log_level"`
 }
 
 type clientSection struct {
@@ -143,7 +105,7 @@ func defaultConfig() fileConfig {
 	return fileConfig{
 		Provider: providerSection{Data: defaultDataDir},
 		HTTP:     httpSection{Listen: framework.DefaultHTTPAddr},
-		Network:  networkSection{DirectoryListen: localnet.DefaultDirectoryAddr, MixDelay: defaultMixDelay},
+		Network:  networkSection{DirectoryListen: localnet.DefaultDirectoryAddr, MixDelay: defaultMixDelay, LogLevel: "warn"},
 		Log:      logSection{Level: "info"},
 	}
 }
@@ -167,6 +129,7 @@ func bind(fs *flag.FlagSet, c *fileConfig) {
 	fs.IntVar(&c.Limits.MaxReplySize, "max-reply", c.Limits.MaxReplySize, "largest reply payload, `bytes` (default 1048576)")
 	fs.DurationVar(&c.Idempotence.Window, "idempotence-window", c.Idempotence.Window, "how long a reply is kept for repeated requests (default 10m)")
 	fs.StringVar(&c.Log.Level, "log-level", c.Log.Level, "log `level`: trace, debug, info, warn or error")
+	fs.StringVar(&c.Network.LogLevel, "network-log-level", c.Network.LogLevel, "log `level` of the embedded network's nodes")
 }
 
 // check validates what the library does not.
@@ -183,7 +146,18 @@ func (c *fileConfig) check() error {
 	case c.Network.MixnodesPerLayer < 0 || c.Network.Gateways < 0:
 		return errors.New("provider: [network] mixnodes_per_layer and gateways must not be negative")
 	}
+	if _, err := zerolog.ParseLevel(c.Network.LogLevel); err != nil || c.Network.LogLevel == "" {
+		return fmt.Errorf("provider: unknown --network-log-level %q (trace, debug, info, warn or error)", c.Network.LogLevel)
+	}
 	return nil
+}
+
+// networkLogger returns the logger of the embedded network: log's lines,
+// marked as the network's, from the level of [network] log_level (checked)
+// or log's own level, whichever is higher.
+func (c *fileConfig) networkLogger(log zerolog.Logger) zerolog.Logger {
+	lvl, _ := zerolog.ParseLevel(c.Network.LogLevel)
+	return log.With().Str("component", "network").Logger().Level(max(lvl, log.GetLevel()))
 }
 
 // embedded reports whether the provider starts its own network.

@@ -12,7 +12,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/peapod-mixnet/peapod/framework"
 	"github.com/peapod-mixnet/peapod/internal/cli"
+	"github.com/peapod-mixnet/peapod/internal/cli/clitest"
 )
 
 // quietCommand is the provider's command line with its output discarded.
@@ -161,5 +163,27 @@ func TestConfigErrors(t *testing.T) {
 		if err == nil {
 			t.Errorf("%v accepted", args)
 		}
+	}
+}
+
+// exampleConfig is the example file shipped for operators.
+const exampleConfig = "../../examples/config/provider.toml"
+
+// TestExampleConfig: examples/config/provider.toml has every key, with the
+// command's defaults, and the provider accepts it (the command's checks
+// and the host's, with the library's defaults applied);
+// TestProviderProcess runs the binary with it.
+func TestExampleConfig(t *testing.T) {
+	var file fileConfig
+	clitest.CheckExample(t, exampleConfig, &file, defaultConfig())
+	cfg := defaultConfig()
+	if err := parseArgs(quietCommand, []string{"--config", exampleConfig, "--data", t.TempDir()}, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.check(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := framework.New(cfg.hostConfig("http://127.0.0.1:1", "", zerolog.Nop())); err != nil {
+		t.Fatalf("the host refuses the example: %v", err)
 	}
 }

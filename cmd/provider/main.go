@@ -98,7 +98,7 @@ func serve(ctx context.Context, cfg *fileConfig, stdout io.Writer, log zerolog.L
 	directory := cfg.Provider.Directory
 	var network *localnet.Network
 	if cfg.embedded() {
-		network, err = localnet.Start(startCtx, cfg.networkConfig(log.With().Str("component", "network").Logger()))
+		network, err = localnet.Start(startCtx, cfg.networkConfig(cfg.networkLogger(log)))
 		if err != nil {
 			return fmt.Errorf("provider: starting the local network: %w", err)
 		}

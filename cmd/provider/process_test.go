@@ -330,7 +330,12 @@ func request(t *testing.T, bin string, p *providerProcess, want string, args ...
 func TestProviderProcess(t *testing.T) {
 	bin := binaries(t)
 	dataDir := t.TempDir()
-	p := startProvider(t, bin, dataDir)
+	// The example file as an operator starts from it; the flags win.
+	example, err := filepath.Abs(exampleConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startProvider(t, bin, dataDir, "--config", example)
 
 	resp, err := http.Get(p.endpoint + "/address")
 	if err != nil {
@@ -390,6 +395,18 @@ func TestProviderProcess(t *testing.T) {
 	_, stderr, code = runClient(t, bin, "echo", "--provider", p.endpoint, "--provider-key", wrongKey, "--no-delay", "--no-cover", "x")
 	if code != 1 || !strings.Contains(stderr, "pinned") {
 		t.Errorf("echo with a wrong key pin: status %d, stderr %q", code, stderr)
+	}
+
+	// The embedded network logs at warn: its nodes' start-up and their
+	// clients' comings and goings do not bury the provider's lines.
+	for _, line := range strings.Split(p.stderr.String(), "\n") {
+		if strings.Contains(line, `"component":"network"`) && strings.Contains(line, `"level":"info"`) {
+			t.Errorf("an info line of the embedded network: %s", line)
+			break
+		}
+	}
+	if !strings.Contains(p.stderr.String(), `"service":"kv","code":"ok"`) {
+		t.Errorf("the provider's own request lines are missing:\n%s", p.stderr)
 	}
 
 	// A graceful stop, then a restart on the same data.
