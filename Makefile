@@ -23,18 +23,20 @@ LDFLAGS := -X github.com/peapod-mixnet/peapod/internal/cli.stampedVersion=$(VERS
 ## build: every binary into bin/, the example plugins into bin/plugins/
 build:
 	@mkdir -p $(BIN)/plugins
-	@if ls cmd/*/main.go >/dev/null 2>&1; then $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...; fi
+	@echo "building $(BIN)/mixnet, $(BIN)/provider, $(BIN)/client (the first build takes a minute or two; later ones seconds)"
+	@$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 	@for p in examples/*/plugin; do \
 		if [ -f $$p/main.go ]; then \
 			name=$$(basename $$(dirname $$p)); \
+			echo "building $(BIN)/plugins/$$name"; \
 			$(GO) build -o $(BIN)/plugins/$$name ./$$p || exit 1; \
 		fi; \
 	done
 
 ## run: build everything and start the provider host on an embedded local mixnet
 run: build
-	@if [ -x $(BIN)/provider ]; then exec $(BIN)/provider; \
-	else echo "built so far:"; ls -1 $(BIN) $(BIN)/plugins; fi
+	@echo "starting $(BIN)/provider: a local mixnet and the provider, in one process (Ctrl-C stops it)"
+	@exec $(BIN)/provider
 
 ## test: vet, formatting, the SDKs' unit tests and every Go test under the
 ## race detector (with the SDKs' integration tests, which PEAPOD_SDK_TESTS=1

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -405,8 +406,9 @@ func TestProviderProcess(t *testing.T) {
 			break
 		}
 	}
-	if !strings.Contains(p.stderr.String(), `"service":"kv","code":"ok"`) {
-		t.Errorf("the provider's own request lines are missing:\n%s", p.stderr)
+	// Its own request lines are there, and their durations carry a unit.
+	if !regexp.MustCompile(`"service":"kv","code":"ok","duration":"[0-9.]+(µs|ms|s)"`).MatchString(p.stderr.String()) {
+		t.Errorf("no request line of the kv service with a duration in units:\n%s", p.stderr)
 	}
 
 	// A graceful stop, then a restart on the same data.
