@@ -114,8 +114,11 @@ type Client struct {
 	orderDirty bool
 	orderSaved map[[streamIDSize]byte]uint64 // what state.db holds
 	inbox      chan *inboxItem
-	inboxKey   uint64 // the last key given to an inbox item
-	releaseSeq uint64 // the last release order given
+	inboxBytes int           // data of the items held by order or in inbox
+	inboxRoom  chan struct{} // closed and replaced when inboxBytes goes down
+	inboxFull  atomic.Bool   // deliver waits for inboxRoom
+	inboxKey   uint64        // the last key given to an inbox item
+	releaseSeq uint64        // the last release order given
 }
 
 // counters are the client's statistics.
@@ -141,8 +144,22 @@ type Stats struct {
 	// SURBSendersEvicted counts the senders whose SURBs were dropped to
 	// keep within SURBs.MaxSenders and SURBs.MaxHeld.
 	SURBSendersEvicted uint64
-	Reconnects         uint64
-	Connected          bool
+	// InboxBytes is the data of the messages received and not yet taken
+	// (bounded by Config.InboxBytes); IncompleteBytes what is held for
+	// messages not complete yet (bounded by Config.MaxIncompleteBytes).
+	InboxBytes      int
+	IncompleteBytes int
+	// InboxFull is true while the client reads nothing from its gateway
+	// because the messages not yet taken hold Config.InboxBytes.
+	InboxFull bool
+	// IncompleteDropped counts incomplete messages dropped to keep within
+	// MaxIncompleteBytes, or after ten minutes without a new fragment;
+	// TooLong those dropped because their fragments made them longer than
+	// MaxMessageSize allows.
+	IncompleteDropped uint64
+	TooLong           uint64
+	Reconnects        uint64
+	Connected         bool
 }
 
 // New loads or creates the client's keys and state in cfg.DataDir. Call Start
@@ -179,10 +196,14 @@ func New(cfg Config) (*Client, error) {
 		lanes:      map[uint64]int{},
 		tagTargets: map[address.SenderTag]address.Address{},
 		pools:      map[address.SenderTag]*surbPool{},
-		reasm:      fragment.NewReassembler(fragment.Config{}),
-		seen:       seenSURBs{capacity: seenSURBsPerHeld * cfg.SURBs.MaxHeld},
-		order:      ordering.New[*inboxItem](ordering.Config{MaxGapWait: cfg.MaxGapWait}),
-		topoKick:   make(chan struct{}, 1),
+		reasm: fragment.NewReassembler(fragment.Config{
+			MaxPendingBytes: cfg.MaxIncompleteBytes,
+			MaxMessageLen:   cfg.MaxMessageSize + maxFraming,
+		}),
+		inboxRoom: make(chan struct{}),
+		seen:      seenSURBs{capacity: seenSURBsPerHeld * cfg.SURBs.MaxHeld},
+		order:     ordering.New[*inboxItem](ordering.Config{MaxGapWait: cfg.MaxGapWait}),
+		topoKick:  make(chan struct{}, 1),
 	}
 	c.link = newLink(c)
 	if err := c.loadState(); err != nil {
@@ -236,6 +257,7 @@ func (c *Client) loadState() error {
 	}
 	var released, held []*inboxItem
 	for _, it := range items {
+		c.inboxBytes += len(it.msg.Data)
 		c.inboxKey = max(c.inboxKey, it.key)
 		c.releaseSeq = max(c.releaseSeq, it.released)
 		if it.released != 0 {
@@ -389,6 +411,9 @@ func (c *Client) Stats() Stats {
 	inFlight := len(c.pending)
 	surbs, senders := c.surbsHeld, len(c.pools)
 	c.mu.Unlock()
+	c.recvMu.Lock()
+	inboxBytes, reasm := c.inboxBytes, c.reasm.Stats()
+	c.recvMu.Unlock()
 	return Stats{
 		PacketsSent:        c.stats.packetsSent.Load(),
 		CoverSent:          c.stats.coverSent.Load(),
@@ -403,6 +428,11 @@ func (c *Client) Stats() Stats {
 		SURBsHeld:          surbs,
 		SURBSenders:        senders,
 		SURBSendersEvicted: c.stats.poolsEvicted.Load(),
+		InboxBytes:         inboxBytes,
+		IncompleteBytes:    reasm.PendingBytes,
+		InboxFull:          c.inboxFull.Load(),
+		IncompleteDropped:  reasm.DroppedForMemory + reasm.Expired,
+		TooLong:            reasm.TooLong,
 		Reconnects:         uint64(c.link.reconnect.Load()),
 		Connected:          c.Connected(),
 	}

@@ -26,6 +26,21 @@ const (
 	DefaultSURBRequestWait  = 20 * time.Second
 )
 
+// Bounds on what a client takes from the mixnet, where anyone who knows its
+// address can send it anything.
+const (
+	// DefaultMaxMessageSize is the largest message data sent or received:
+	// 16 MiB, the largest request frame of the WebSocket API
+	// (nymapi.DefaultMaxFrameSize).
+	DefaultMaxMessageSize = 16 << 20
+	// DefaultMaxIncompleteBytes bounds the memory held for messages whose
+	// fragments have not all arrived: four of the largest messages.
+	DefaultMaxIncompleteBytes = 64 << 20
+	// DefaultInboxBytes bounds the data of the messages received and not
+	// yet taken by Receive.
+	DefaultInboxBytes = 128 << 20
+)
+
 // Nym's reply SURB policy (reference §4).
 const (
 	DefaultMinSURBs       = 10  // ask for more below this
@@ -79,6 +94,28 @@ type Config struct {
 	// when it is full the client stops reading from its gateway, which keeps
 	// the rest. Default DefaultInboxSize.
 	InboxSize int
+	// InboxBytes bounds the same messages by the bytes of their data, those
+	// that wait for an earlier message of their sender (MaxGapWait)
+	// included: while they hold InboxBytes or more, the client reads nothing
+	// from its gateway. The message that crosses the bound is kept, so the
+	// most held is InboxBytes plus one message. Default DefaultInboxBytes.
+	InboxBytes int
+	// MaxMessageSize bounds the data of a message, both ways: Send,
+	// SendAnonymous and Reply refuse a larger one, and a message from the
+	// mixnet is dropped as soon as its fragments name more fragments than
+	// a message of that size takes (however few of them arrived), or when
+	// its data is larger. Its sender's gateway has acknowledged the
+	// fragments, so a sender with a larger bound than its recipient loses
+	// such messages. Default DefaultMaxMessageSize.
+	MaxMessageSize int
+	// MaxIncompleteBytes bounds the memory held for messages whose
+	// fragments have not all arrived (fragments, and a fixed estimate of
+	// the bookkeeping per set of up to 255). When a fragment takes it past
+	// the bound, the messages that have gone longest without a new
+	// fragment are dropped, and are lost: their fragments were
+	// acknowledged. At least twice MaxMessageSize. Default
+	// DefaultMaxIncompleteBytes.
+	MaxIncompleteBytes int
 	// RetransmitBase is the constant term of the retransmission timeout:
 	// (sum of the packet's delays + sum of its ack's delays) × 1.5 +
 	// RetransmitBase. Default 1.5 s, Nym's.
@@ -190,6 +227,9 @@ func (c *Config) applyDefaults() error {
 	defInt(&c.Window, DefaultWindow)
 	defInt(&c.MaxQueuedPackets, DefaultMaxQueuedPackets)
 	defInt(&c.InboxSize, DefaultInboxSize)
+	defInt(&c.InboxBytes, DefaultInboxBytes)
+	defInt(&c.MaxMessageSize, DefaultMaxMessageSize)
+	defInt(&c.MaxIncompleteBytes, max(DefaultMaxIncompleteBytes, 2*c.MaxMessageSize))
 	defInt(&c.SURBs.Min, DefaultMinSURBs)
 	defInt(&c.SURBs.Max, DefaultMaxSURBs)
 	defInt(&c.SURBs.Request, DefaultSURBRequest)
@@ -215,6 +255,7 @@ func (c *Config) applyDefaults() error {
 		"SURBs.Min": c.SURBs.Min, "SURBs.Max": c.SURBs.Max, "SURBs.Request": c.SURBs.Request,
 		"SURBs.MaxRequest": c.SURBs.MaxRequest, "Workers": c.Workers,
 		"SURBs.MaxSenders": c.SURBs.MaxSenders, "SURBs.MaxHeld": c.SURBs.MaxHeld,
+		"InboxBytes": c.InboxBytes, "MaxMessageSize": c.MaxMessageSize, "MaxIncompleteBytes": c.MaxIncompleteBytes,
 	} {
 		if n < 0 {
 			return fmt.Errorf("client: Config.%s %d is negative", name, n)
@@ -222,6 +263,12 @@ func (c *Config) applyDefaults() error {
 	}
 	if c.SURBs.Min >= c.SURBs.Max {
 		return fmt.Errorf("client: Config.SURBs.Min %d must be below SURBs.Max %d", c.SURBs.Min, c.SURBs.Max)
+	}
+	if c.MaxMessageSize > maxMessageSize {
+		return fmt.Errorf("client: Config.MaxMessageSize %d is above %d", c.MaxMessageSize, maxMessageSize)
+	}
+	if c.MaxIncompleteBytes < 2*c.MaxMessageSize {
+		return fmt.Errorf("client: Config.MaxIncompleteBytes %d must be at least twice MaxMessageSize %d", c.MaxIncompleteBytes, c.MaxMessageSize)
 	}
 	if c.SURBs.MaxHeld < c.SURBs.Max {
 		return fmt.Errorf("client: Config.SURBs.MaxHeld %d must be at least SURBs.Max %d", c.SURBs.MaxHeld, c.SURBs.Max)

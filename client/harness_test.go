@@ -24,6 +24,8 @@ type netOptions struct {
 	dropRate float64 // on the first layer-2 mixnode
 	// dropEverywhere is a drop rate on every mixnode: no route avoids it.
 	dropEverywhere float64
+	// configureGateway, when set, changes a gateway's configuration.
+	configureGateway func(index int, cfg *gateway.Config)
 }
 
 func startTestNet(t testing.TB, opts netOptions) *testNet {
@@ -37,6 +39,7 @@ func startTestNet(t testing.TB, opts netOptions) *testNet {
 				cfg.DropRate = max(cfg.DropRate, opts.dropRate)
 			}
 		},
+		ConfigureGateway: opts.configureGateway,
 	}
 	net, err := localnet.Start(context.Background(), cfg)
 	if err != nil {

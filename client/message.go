@@ -38,6 +38,12 @@ const (
 
 	// maxSURBsInMessage bounds the count field of a message we accept.
 	maxSURBsInMessage = 1000
+
+	// maxFraming is the most a message adds to its data: a repliable
+	// message with maxSURBsInMessage SURBs.
+	maxFraming = 2 + address.SenderTagSize + 4 + maxSURBsInMessage*surbSize + streamIDSize + seqSize
+	// maxMessageSize bounds Config.MaxMessageSize far from overflow.
+	maxMessageSize = 1 << 40
 )
 
 var errMessage = errors.New("client: malformed message")

@@ -59,9 +59,35 @@ func (c *Client) ReceiveKept(ctx context.Context) (Message, error) {
 			return Message{}, ErrClosed
 		}
 	}
+	c.recvMu.Lock()
+	c.inboxBytes -= len(it.msg.Data)
+	close(c.inboxRoom)
+	c.inboxRoom = make(chan struct{})
+	c.recvMu.Unlock()
 	m := it.msg
 	m.key = it.key
 	return m, nil
+}
+
+// waitInboxRoom waits while the messages received and not yet taken hold
+// Config.InboxBytes or more. It reports false when the client closes first.
+func (c *Client) waitInboxRoom() bool {
+	for {
+		c.recvMu.Lock()
+		if c.inboxBytes < c.cfg.InboxBytes {
+			c.recvMu.Unlock()
+			return true
+		}
+		room := c.inboxRoom
+		c.inboxFull.Store(true)
+		c.recvMu.Unlock()
+		select {
+		case <-room:
+			c.inboxFull.Store(false)
+		case <-c.closed():
+			return false
+		}
+	}
 }
 
 // Forget removes a message returned by ReceiveKept from the data folder,
@@ -85,8 +111,12 @@ func (c *Client) closed() <-chan struct{} {
 
 // deliver handles what the gateway delivered: an ack or a data packet. It
 // runs on the link's read goroutine, one delivery at a time; when the app
-// does not keep up, it blocks, and the gateway holds the rest.
+// does not keep up (Config.InboxSize, Config.InboxBytes), it blocks, and
+// the gateway holds the rest.
 func (c *Client) deliver(id uint64, kind gwproto.DeliverKind, payload []byte) {
+	if kind != gwproto.KindAck && !c.waitInboxRoom() {
+		return // closing; unconfirmed, so the gateway delivers it again
+	}
 	defer c.link.confirm(id)
 	if kind == gwproto.KindAck {
 		fid, err := parseAck(c.keys.ackKey, payload)
@@ -153,6 +183,11 @@ func (c *Client) handleMessage(raw []byte, viaReply bool) {
 		c.log.Debug().Err(err).Msg("dropping a malformed message")
 		return
 	}
+	if len(m.data) > c.cfg.MaxMessageSize {
+		c.stats.badMessages.Add(1)
+		c.log.Debug().Int("bytes", len(m.data)).Int("max", c.cfg.MaxMessageSize).Msg("dropping a message larger than MaxMessageSize")
+		return
+	}
 	switch {
 	case m.kind == kindPlain:
 		c.ordered(m.pos, Message{Data: m.data})
@@ -185,6 +220,9 @@ func (c *Client) ordered(pos streamPos, m Message) {
 	before := c.order.Stats().Duplicates
 	ready := c.order.Push(time.Now(), pos.stream, pos.seq, it)
 	duplicate := c.order.Stats().Duplicates != before
+	if !duplicate {
+		c.inboxBytes += len(m.Data)
+	}
 	c.orderDirty = true
 	c.recvMu.Unlock()
 	if duplicate {

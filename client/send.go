@@ -133,7 +133,7 @@ func applyOptions(opts []SendOption) sendOptions {
 // queue is full); the Delivery reports when the message has arrived at the
 // recipient's gateway.
 func (c *Client) Send(ctx context.Context, to address.Address, data []byte, opts ...SendOption) (*Delivery, error) {
-	if err := c.checkOpen(); err != nil {
+	if err := c.checkSend(data); err != nil {
 		return nil, err
 	}
 	pos, err := c.nextPos("to:" + string(to.AppendBinary(nil)))
@@ -147,7 +147,7 @@ func (c *Client) Send(ctx context.Context, to address.Address, data []byte, opts
 // client's sender tag for that recipient, so that it can reply (Reply)
 // without learning who asked.
 func (c *Client) SendAnonymous(ctx context.Context, to address.Address, data []byte, surbs int, opts ...SendOption) (*Delivery, error) {
-	if err := c.checkOpen(); err != nil {
+	if err := c.checkSend(data); err != nil {
 		return nil, err
 	}
 	if surbs < 0 || surbs > maxSURBsInMessage {
@@ -176,7 +176,7 @@ func (c *Client) SendAnonymous(ctx context.Context, to address.Address, data []b
 // gave. When SURBs run low the client asks the sender for more; when none
 // are left and none come, the Delivery fails with ErrNoSURBs.
 func (c *Client) Reply(ctx context.Context, tag address.SenderTag, data []byte, opts ...SendOption) (*Delivery, error) {
-	if err := c.checkOpen(); err != nil {
+	if err := c.checkSend(data); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
@@ -207,12 +207,17 @@ func (c *Client) CloseLane(lane uint64) {
 	c.mu.Unlock()
 }
 
-func (c *Client) checkOpen() error {
+// checkSend refuses a send on a client that is not running, or of more
+// than Config.MaxMessageSize bytes.
+func (c *Client) checkSend(data []byte) error {
 	if !c.started.Load() {
 		return errors.New("client: not started")
 	}
 	if c.ctx.Err() != nil {
 		return ErrClosed
+	}
+	if len(data) > c.cfg.MaxMessageSize {
+		return fmt.Errorf("client: a message of %d bytes, more than the %d a recipient takes (Config.MaxMessageSize)", len(data), c.cfg.MaxMessageSize)
 	}
 	return nil
 }
@@ -247,6 +252,12 @@ func (c *Client) submit(ctx context.Context, t target, msg []byte, lane uint64) 
 			break
 		}
 	}
+	return c.queueFragments(ctx, t, frags, lane)
+}
+
+// queueFragments queues a message's fragments for t and returns the
+// Delivery that follows them.
+func (c *Client) queueFragments(ctx context.Context, t target, frags []fragment.Fragment, lane uint64) (*Delivery, error) {
 	d := newDelivery(len(frags))
 	pfs := make([]*pendingFragment, len(frags))
 	c.mu.Lock()

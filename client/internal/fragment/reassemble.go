@@ -16,6 +16,10 @@ const (
 	// DefaultRememberCompleted is how many set ids of delivered messages are
 	// remembered to recognise late duplicates.
 	DefaultRememberCompleted = 1 << 14
+	// DefaultMaxMessageLen is the longest message rebuilt: half of
+	// DefaultMaxPendingBytes, so that one message in progress cannot take
+	// all of it.
+	DefaultMaxMessageLen = DefaultMaxPendingBytes / 2
 )
 
 // Memory accounting: what a pending set costs beyond its payload bytes.
@@ -36,10 +40,18 @@ type Config struct {
 	// Timeout is how long an incomplete message may go without a new
 	// fragment before Expire drops it. Default DefaultTimeout.
 	Timeout time.Duration
-	// RememberCompleted is how many set ids of delivered messages are
-	// remembered, so that a late duplicate of a delivered message is ignored
-	// instead of starting a new set. Default DefaultRememberCompleted.
+	// RememberCompleted is how many set ids of delivered (or refused)
+	// messages are remembered, so that a late duplicate of a delivered
+	// message is ignored instead of starting a new set. Default DefaultRememberCompleted.
 	RememberCompleted int
+	// MaxMessageLen is the longest message rebuilt, in bytes (the message
+	// without its padding). The fragment count of a message follows from
+	// its length, so a message is known to be too long as soon as the
+	// totals and links of its fragments name more fragments than a message
+	// of MaxMessageLen takes: Add then drops what it holds of the message,
+	// returns an error, and ignores its sets' later fragments as it does
+	// those of a delivered message. Default DefaultMaxMessageLen.
+	MaxMessageLen int
 }
 
 func (c Config) withDefaults() Config {
@@ -52,6 +64,10 @@ func (c Config) withDefaults() Config {
 	if c.RememberCompleted <= 0 {
 		c.RememberCompleted = DefaultRememberCompleted
 	}
+	if c.MaxMessageLen <= 0 {
+		c.MaxMessageLen = DefaultMaxMessageLen
+	}
+	c.MaxMessageLen = min(c.MaxMessageLen, maxMessageLen)
 	return c
 }
 
@@ -65,11 +81,14 @@ type Stats struct {
 	// Delivered counts messages returned by Add.
 	Delivered uint64
 	// Duplicates counts fragments ignored because they were already held or
-	// belong to a delivered message.
+	// belong to a delivered or refused message.
 	Duplicates uint64
 	// Rejected counts fragments Add refused with an error, and completed
 	// messages whose padding was malformed.
 	Rejected uint64
+	// TooLong counts messages dropped because their fragments named more
+	// fragments than a message of MaxMessageLen takes (also in Rejected).
+	TooLong uint64
 	// DroppedForMemory counts incomplete messages dropped to respect
 	// MaxPendingBytes.
 	DroppedForMemory uint64
@@ -97,6 +116,9 @@ type Reassembler struct {
 	messages       int
 	done           idRing
 	stats          Stats
+	// maxFragments is the fragment count of a message of MaxMessageLen at
+	// wire length maxFragmentsWire, for the last wire length asked about.
+	maxFragments, maxFragmentsWire int
 }
 
 // pendingSet holds the fragments received so far of one set.
@@ -156,14 +178,26 @@ func NewReassembler(cfg Config) *Reassembler {
 // MinCapacity..MaxCapacity, or that contradicts what earlier fragments said:
 // a different total or wire length for its set or message, a different copy
 // of a fragment already held, or a link that the named set disputes. It
-// also returns an error when a completed message's padding is malformed;
-// that message is dropped.
+// also returns an error when a completed message's padding is malformed, or
+// when f makes its message longer than Config.MaxMessageLen; that message
+// is dropped.
 func (r *Reassembler) Add(now time.Time, f Fragment) (message []byte, complete bool, err error) {
 	if err := r.check(f); err != nil {
 		r.stats.Rejected++
 		return nil, false, err
 	}
 	if r.done.contains(f.SetID) {
+		r.stats.Duplicates++
+		return nil, false, nil
+	}
+	if r.done.contains(f.PreviousSetID) || r.done.contains(f.NextSetID) {
+		// The next or previous set of a message delivered or refused: the
+		// rest of a message that was too long.
+		if s := r.sets[f.SetID]; s != nil {
+			r.refuse(s.msg)
+		} else {
+			r.done.add(f.SetID)
+		}
 		r.stats.Duplicates++
 		return nil, false, nil
 	}
@@ -178,6 +212,14 @@ func (r *Reassembler) Add(now time.Time, f Fragment) (message []byte, complete b
 	r.insert(now, s, f)
 
 	m := s.msg
+	if limit := r.fragmentLimit(m.wireLen); m.fragments > limit {
+		sets := len(m.sets)
+		r.refuse(m)
+		r.stats.Rejected++
+		r.stats.TooLong++
+		return nil, false, fmt.Errorf("fragment: set %d: its message has at least %d fragments in %d sets, more than the %d of a message of %d bytes",
+			f.SetID, m.fragments, sets, limit, r.cfg.MaxMessageLen)
+	}
 	if m.ready() {
 		msg, err := r.deliver(m)
 		if err != nil {
@@ -372,6 +414,26 @@ func (r *Reassembler) deliver(m *pendingMessage) ([]byte, error) {
 	}
 	r.drop(m)
 	return unpad(padded, fragments, wireLen)
+}
+
+// fragmentLimit returns how many fragments of wire length wire a message
+// of Config.MaxMessageLen bytes takes: the most a message may have.
+func (r *Reassembler) fragmentLimit(wire int) int {
+	if wire != r.maxFragmentsWire {
+		l, _ := newLayout(wire) // check has refused wire lengths outside the range
+		r.maxFragments, r.maxFragmentsWire = l.fragments(r.cfg.MaxMessageLen+PaddingOverhead), wire
+	}
+	return r.maxFragments
+}
+
+// refuse drops a pending message that is too long, and remembers its sets
+// with those of delivered messages, so that their later fragments are
+// ignored rather than start the message again.
+func (r *Reassembler) refuse(m *pendingMessage) {
+	for _, s := range m.sets {
+		r.done.add(s.id)
+	}
+	r.drop(m)
 }
 
 // drop forgets a pending message and its sets.

@@ -3,6 +3,7 @@ package fragment
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -240,6 +241,66 @@ func TestReassemblerMemoryBound(t *testing.T) {
 	}
 	if st := r.Stats(); st.DroppedForMemory == 0 || st.PendingBytes > cfg.MaxPendingBytes {
 		t.Fatalf("big message: %+v", st)
+	}
+}
+
+// A message whose fragments name more fragments than a message of
+// MaxMessageLen takes is dropped as soon as they do (a set's total, or the
+// sets its links join), whatever order its fragments come in; its other
+// fragments are then ignored and nothing of it is held.
+func TestReassemblerMessageLength(t *testing.T) {
+	const capacity = 100 // 93 payload bytes a fragment
+	for _, tc := range []struct {
+		name           string
+		maxLen         int
+		okLen, longLen int
+		reverse        bool
+	}{
+		// 3 fragments carry 250 bytes and the marker; 280 bytes take 4.
+		{name: "one set", maxLen: 250, okLen: 250, longLen: 280},
+		// A chain of three sets (600 fragments) against a limit of about
+		// 300: refused when the second set joins the first.
+		{name: "chain", maxLen: 300 * 93, okLen: 300 * 93, longLen: 600 * 93},
+		{name: "chain, last set first", maxLen: 300 * 93, okLen: 300 * 93, longLen: 600 * 93, reverse: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewReassembler(Config{MaxMessageLen: tc.maxLen})
+			ok, okFrags := splitN(t, 40, tc.okLen, capacity)
+			var got []byte
+			for _, f := range okFrags {
+				if m, complete := mustAdd(t, r, t0, f); complete {
+					got = m
+				}
+			}
+			if !bytes.Equal(got, ok) {
+				t.Fatalf("a message of MaxMessageLen bytes did not come out whole (%d bytes)", len(got))
+			}
+			_, long := splitN(t, 41, tc.longLen, capacity)
+			if tc.reverse {
+				slices.Reverse(long)
+			}
+			errs := 0
+			for _, f := range long {
+				_, complete, err := r.Add(t0, f)
+				if complete {
+					t.Fatal("a message longer than MaxMessageLen came out")
+				}
+				if err != nil {
+					errs++
+					if !strings.Contains(err.Error(), "more than the") {
+						t.Fatalf("error %q does not say the message is too long", err)
+					}
+				}
+				checkInvariants(t, r)
+			}
+			st := r.Stats()
+			if errs != 1 || st.TooLong != 1 || st.Rejected != 1 {
+				t.Fatalf("%d errors, stats %+v; want one refusal", errs, st)
+			}
+			if st.PendingSets != 0 || st.PendingBytes != 0 {
+				t.Fatalf("after the whole long message: %d sets, %d bytes pending; want none", st.PendingSets, st.PendingBytes)
+			}
+		})
 	}
 }
 
