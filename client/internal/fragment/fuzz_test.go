@@ -116,15 +116,18 @@ const fuzzFakeIDs = 4
 // FuzzReassemblerAdd feeds a Reassembler real fragments of known messages,
 // arbitrary fragments (whose links may name the real sets) and expiries.
 // Properties: no panic; the bookkeeping stays consistent and within
-// MaxPendingBytes; a real fragment is never refused; a delivered real
-// message is exactly the message sent.
+// MaxPendingBytes; a real fragment is never refused (the longest real
+// message is MaxMessageLen long); a delivered real message is exactly the
+// message sent.
 func FuzzReassemblerAdd(f *testing.F) {
 	msgs, realIDs := newFuzzMessages(f)
 	f.Add([]byte{0, 0, 1, 0, 2, 1, 1, 0})
 	f.Add([]byte{2, 1, 3, 2, 1, 40, 7, 2, 1, 3, 3, 0, 40, 8, 3, 200})
 	f.Add(bytes.Repeat([]byte{1, 7, 13}, 300))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r := NewReassembler(Config{MaxPendingBytes: 1 << 16, Timeout: 10 * time.Second, RememberCompleted: 8})
+		// The longest real message is exactly as long as a message may be,
+		// so arbitrary fragments meet the limit and real ones never do.
+		r := NewReassembler(Config{MaxPendingBytes: 1 << 16, Timeout: 10 * time.Second, RememberCompleted: 8, MaxMessageLen: 4000})
 		now := t0
 		next := func() byte {
 			if len(data) == 0 {
