@@ -529,6 +529,8 @@ func TestStoreQuotas(t *testing.T) {
 	for range 5 {
 		mix.next(t) // one ack for each stored message
 	}
+	// The sink can read the last ack before the gateway counts it.
+	waitStats(t, g, "5 acks counted", func(s Stats) bool { return s.AcksSent >= 5 })
 	if s := g.Stats(); s.AcksSent != 5 {
 		t.Fatalf("%d acks sent, want 5 (none for the refused messages)", s.AcksSent)
 	}

@@ -190,7 +190,9 @@ func TestBadInput(t *testing.T) {
 			{"bad recipient", websocket.BinaryMessage, badRecipientSend(), wsapi.KindMalformedRequest},
 			{"random", websocket.BinaryMessage, append([]byte{0x00}, randomBytes(200)...), wsapi.KindMalformedRequest},
 			{"malformed JSON", websocket.TextMessage, []byte(`{"type":"send",`), wsapi.KindMalformedRequest},
-			{"unknown JSON type", websocket.TextMessage, []byte(`{"type":"launch"}`), wsapi.KindUnknownRequest},
+			// Nym's client answers an unknown JSON type as malformed (serde's
+			// "unknown variant").
+			{"unknown JSON type", websocket.TextMessage, []byte(`{"type":"launch"}`), wsapi.KindMalformedRequest},
 			{"JSON bad recipient", websocket.TextMessage, []byte(`{"type":"send","message":"x","recipient":"nope","connectionId":null}`), wsapi.KindMalformedRequest},
 		}
 		for _, c := range cases {
@@ -250,9 +252,8 @@ func TestBadInput(t *testing.T) {
 	t.Run("envelope", func(t *testing.T) {
 		w := newWorkload()
 		r := newRequester(t, ctx, n, "client-bad", p, w.tr, ClientOptions{})
-		// Bodies the provider does not read an id from (it refuses one over
-		// its size limit before parsing it): the reply carries no id, so
-		// each goes alone and is matched by order.
+		// Bodies the provider does not read an id from: the reply carries
+		// no id, so each goes alone and is matched by order.
 		for i, c := range []struct {
 			body []byte
 			code string
@@ -261,7 +262,6 @@ func TestBadInput(t *testing.T) {
 			{[]byte{0xff, 0xfe, 0x00}, "bad_request"},
 			{[]byte(`{"v":1,"id":"` + strings.Repeat("i", 65) + `","service":"echo","data":""}`), "bad_request"},
 			{[]byte(`{"v":1,"id":"junk","service":"echo","data":""} x`), "bad_request"},
-			{tooLargeRequest("too-large"), "too_large"},
 		} {
 			id := fmt.Sprintf("unparsable-%d", i)
 			w.tr.Sent("") // the reply's id is empty
@@ -279,7 +279,9 @@ func TestBadInput(t *testing.T) {
 			r.Forget("")
 			w.tr.Forget("")
 		}
-		// Requests with a readable id get their error under that id.
+		// Requests with a readable id get their error under that id (one
+		// over the size limit too: the provider reads its id from its
+		// first bytes).
 		for id, c := range map[string]struct {
 			body []byte
 			code string
@@ -289,6 +291,7 @@ func TestBadInput(t *testing.T) {
 			"no-service":  {[]byte(`{"v":1,"id":"no-service","data":""}`), "bad_request"},
 			"unknown-svc": {[]byte(`{"v":1,"id":"unknown-svc","service":"nope","data":""}`), "unknown_service"},
 			"kv-bad-op":   {[]byte(`{"v":1,"id":"kv-bad-op","service":"kv","data":"eyJvcCI6Inp6eiJ9"}`), "bad_request"},
+			"too-large":   {tooLargeRequest("too-large"), "too_large"},
 		} {
 			w.expect[id] = expectation{codes: []string{c.code}}
 			if err := r.RequestRaw(ctx, id, c.body); err != nil {
