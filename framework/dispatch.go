@@ -225,8 +225,10 @@ func (h *Host) sendReply(tag address.SenderTag, reply []byte) {
 
 // count records a request's outcome and latency.
 func (h *Host) count(service, code string, arrived time.Time) {
-	h.metrics.requests.WithLabelValues(service, outcomeLabel(code)).Inc()
-	h.metrics.duration.WithLabelValues(service).Observe(h.cfg.Now().Sub(arrived).Seconds())
+	outcome, now := outcomeLabel(code), h.cfg.Now()
+	h.metrics.requests.WithLabelValues(service, outcome).Inc()
+	h.metrics.duration.WithLabelValues(service).Observe(now.Sub(arrived).Seconds())
+	h.outcomes.add(now, outcome)
 }
 
 // serviceLabel returns name if the provider offers that service, else a

@@ -78,6 +78,8 @@ type Host struct {
 	cache      *replyCache
 	registry   *prometheus.Registry
 	metrics    *metrics
+	outcomes   outcomeCounts // for the status page
+	created    time.Time     // when New made the Host
 	network    descriptor.Network
 
 	providerKey ed25519.PrivateKey
@@ -129,8 +131,9 @@ func New(cfg Config) (*Host, error) {
 		return nil, fmt.Errorf("framework: data folder: %w", err)
 	}
 	h := &Host{
-		cfg: cfg,
-		log: cfg.Logger,
+		cfg:     cfg,
+		created: cfg.Now(),
+		log:     cfg.Logger,
 		cache: newReplyCache(cacheLimits{
 			window:     cfg.Idempotence.Window,
 			maxEntries: cfg.Idempotence.MaxEntries, maxBytes: cfg.Idempotence.MaxBytes,

@@ -32,11 +32,13 @@ const (
 	PathMetrics    = "/metrics"
 )
 
-// Handler returns the HTTP endpoint's handler: GET /address,
-// GET /.well-known/peapod.json, GET /healthz and GET /metrics. The Host
-// serves it on Config.HTTP.Addr; it is exposed for mounting elsewhere.
+// Handler returns the HTTP endpoint's handler: GET / (the status page, for
+// people), GET /address, GET /.well-known/peapod.json, GET /healthz and
+// GET /metrics. The Host serves it on Config.HTTP.Addr; it is exposed for
+// mounting elsewhere.
 func (h *Host) Handler() http.Handler {
 	r := chi.NewRouter()
+	r.Get(PathStatus, h.serveStatus)
 	r.Get(PathAddress, h.serveAddress)
 	r.Get(PathDescriptor, h.serveDescriptor)
 	r.Get(PathHealth, h.serveHealth)

@@ -10,21 +10,9 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-)
 
-// chromiumFlags are the flags of every headless Chromium a test starts: no
-// sandbox (tests run as root), and nothing that reaches outside this
-// machine (QUIC, background networking, component updates, sync).
-var chromiumFlags = []chromedp.ExecAllocatorOption{
-	chromedp.Headless,
-	chromedp.NoSandbox,
-	chromedp.DisableGPU,
-	chromedp.NoFirstRun,
-	chromedp.Flag("disable-quic", true),
-	chromedp.Flag("disable-background-networking", true),
-	chromedp.Flag("disable-component-update", true),
-	chromedp.Flag("disable-sync", true),
-}
+	"github.com/peapod-mixnet/peapod/internal/browsertest"
+)
 
 // testBrowser runs the TypeScript SDK's browser example
 // (sdk/typescript/example, served by its tiny static server) in headless
@@ -32,10 +20,7 @@ var chromiumFlags = []chromedp.ExecAllocatorOption{
 // `client run` started with --allow-origin for the page's origin, and puts,
 // gets, lists and deletes a key through the mixnet.
 func testBrowser(t *testing.T, ctx context.Context, e *sdkEnv, n *Network, providerURL string) {
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		e.missing(t, "no chromium on PATH")
-	}
+	tab := browsertest.Tab(t, ctx)
 	help, _ := exec.CommandContext(ctx, n.cfg.Bin.Client, "run", "-h").CombinedOutput()
 	if !strings.Contains(string(help), "allow-origin") {
 		t.Skip("client run has no --allow-origin yet (the experience issue adds it); a web page cannot connect without it")
@@ -68,12 +53,7 @@ func testBrowser(t *testing.T, ctx context.Context, e *sdkEnv, n *Network, provi
 	q := url.Values{"provider": {providerURL}, "ws": {c.WS}, "run": {"demo"}}
 	page.RawQuery = q.Encode()
 
-	opts := append([]chromedp.ExecAllocatorOption{chromedp.ExecPath(chromium), chromedp.UserDataDir(t.TempDir())}, chromiumFlags...)
-	actx, cancel := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancel()
-	bctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	bctx, cancel = context.WithTimeout(bctx, 2*time.Minute)
+	bctx, cancel := context.WithTimeout(tab, 2*time.Minute)
 	defer cancel()
 	// The page sets #status's data-state to ok or error when the demo ends.
 	const ended = `document.getElementById("status").dataset.state !== "idle" &&

@@ -1,0 +1,57 @@
+package framework
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/peapod-mixnet/peapod/handlers"
+)
+
+// TestOutcomeCounts: recent counts cover the last recentMinutes minutes and
+// forget older ones, even when a slot is reused; totals keep everything;
+// concurrent adds are all counted.
+func TestOutcomeCounts(t *testing.T) {
+	var c outcomeCounts
+	t0 := time.Unix(1_800_000_000, 0)
+	c.add(t0, outcomeOK)
+	c.add(t0.Add(30*time.Second), handlers.CodeTimeout)
+	c.add(t0.Add(3*time.Minute), outcomeOK)
+	c.add(t0, "some_code_of_a_service") // counted as other
+
+	recent, total := c.read(t0.Add(3 * time.Minute))
+	if want := [len(outcomes)]uint64{2, 0, 0, 0, 1, 0, 0, 1}; recent != want || total != want {
+		t.Fatalf("after 3 minutes: recent %v, total %v, want both %v", recent, total, want)
+	}
+	// Ten minutes after t0's minute, its requests are no longer recent.
+	later := t0.Add(recentMinutes * time.Minute)
+	recent, _ = c.read(later)
+	if want := [len(outcomes)]uint64{1}; recent != want {
+		t.Fatalf("after %d minutes: recent %v, want %v", recentMinutes, recent, want)
+	}
+	// t0's slot is reused for a new minute: its old counts are gone.
+	c.add(later, handlers.CodeOverloaded)
+	recent, total = c.read(later)
+	if want := [len(outcomes)]uint64{1, 0, 0, 0, 0, 1}; recent != want {
+		t.Fatalf("after reuse: recent %v, want %v", recent, want)
+	}
+	if want := [len(outcomes)]uint64{2, 0, 0, 0, 1, 1, 0, 1}; total != want {
+		t.Fatalf("total %v, want %v", total, want)
+	}
+
+	var wg sync.WaitGroup
+	var d outcomeCounts
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range 1000 {
+				d.add(t0.Add(time.Duration(k)*time.Millisecond*100), outcomeOK)
+			}
+		}()
+	}
+	wg.Wait()
+	if recent, total := d.read(t0.Add(100 * time.Second)); recent[0] != 8000 || total[0] != 8000 {
+		t.Fatalf("concurrent adds: recent %d, total %d, want 8000", recent[0], total[0])
+	}
+}
