@@ -68,7 +68,7 @@ func TestStatusPage(t *testing.T) {
 		t.Errorf("Content-Security-Policy %q", csp)
 	}
 	for _, tag := range []string{"style", "script"} {
-		m := regexp.MustCompile(`(?s)<` + tag + `>(.*?)</` + tag + `>`).FindAllStringSubmatch(body, -1)
+		m := regexp.MustCompile(`(?s)<`+tag+`>(.*?)</`+tag+`>`).FindAllStringSubmatch(body, -1)
 		if len(m) != 1 || !strings.Contains(csp, tag+"-src "+cspHash(m[0][1])) {
 			t.Errorf("the page's %s is not the one its policy admits (%d found)", tag, len(m))
 		}
