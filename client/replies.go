@@ -389,9 +389,13 @@ func (c *Client) takeSURB(tag address.SenderTag, pf *pendingFragment) (*sphinx.S
 		c.surbsHeld--
 		p.used++
 		// Ask ahead while the pool is drawn down steadily, or when a burst
-		// of replies is about to leave only the reserve.
+		// of replies is about to leave only the reserve. A burst asks while
+		// the request's copies still leave the whole reserve, so that under
+		// loss the request can be repeated reserve/requestCopies times
+		// before the pool is empty (with 40% loss per path, four copies all
+		// lost is a burst failing one time in 40; eight, one in 1500).
 		steady := len(p.surbs) < c.cfg.SURBs.Min && p.used >= c.cfg.SURBs.Min
-		burst := len(p.surbs) <= reserve && p.used >= reserve
+		burst := len(p.surbs) <= reserve+requestCopies && p.used >= requestCopies
 		if (steady || burst) && !p.requesting {
 			c.requestSURBsLocked(p)
 		}
