@@ -141,11 +141,20 @@ func (c *conn) push(f outFrame) bool {
 
 // respond queues the answer to a request that came in frame type text.
 func (c *conn) respond(r wsapi.Response, text bool) bool {
-	f := outFrame{resp: r, form: formBinary}
+	f := outFrame{resp: r, form: formBinary, size: answerSize(r)}
 	if text {
 		f.form = formText
 	}
 	return c.push(f)
+}
+
+// answerSize is what an answer counts against its connection's byte bound:
+// the text of an error; the other answers are a few bytes.
+func answerSize(r wsapi.Response) int {
+	if e, ok := r.(wsapi.Error); ok {
+		return len(e.Message)
+	}
+	return 0
 }
 
 // readLoop reads and serves requests until the connection fails or closes.

@@ -75,13 +75,18 @@
 // and answered with an Error (kind "malformed request"); the connection
 // stays usable.
 //
-// Each connection has a bounded outgoing queue (Config.QueueFrames frames,
-// Config.QueueBytes bytes of data). When a queue is full, new messages wait
-// for room rather than being dropped; a connection that takes nothing from
-// its full queue, or whose write blocks, for Config.SlowTimeout (10 s) is
-// closed with a log line, and the others carry on. While one queue is full,
-// delivery to every connection pauses (for at most about that long), so
-// that no connection misses a message.
+// Each connection has a bounded outgoing queue, in two shares bounded apart,
+// each by Config.QueueFrames frames and Config.QueueBytes bytes: answers to
+// its requests (the bytes are those of error texts, which repeat at most 64
+// bytes of a request) and messages from the mixnet (the bytes are their
+// data). When a share is full, what goes in it waits for room rather than
+// being dropped; a connection that takes nothing from its full queue, or
+// whose write blocks, for Config.SlowTimeout (10 s) is closed with a log
+// line, and the others carry on. An application that sends requests and
+// reads nothing fills only its answers' share, which holds back its own
+// requests; the messages still reach the other connections. While one
+// connection's messages' share is full, delivery to every connection pauses
+// (for at most about SlowTimeout), so that no connection misses a message.
 //
 // The server sends a WebSocket ping every Config.PingInterval (30 s), the
 // heartbeat Nym issue #1832 asked for; any WebSocket library answers it

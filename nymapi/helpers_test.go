@@ -235,6 +235,16 @@ type testServer struct {
 // tests choose it explicitly.
 func startServer(t testing.TB, cfg Config) *testServer {
 	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startServerOn(t, cfg, ln)
+}
+
+// startServerOn is startServer on ln.
+func startServerOn(t testing.TB, cfg Config, ln net.Listener) *testServer {
+	t.Helper()
 	fake := newFakeBackend(t)
 	logs := &logBuffer{}
 	cfg.Backend = fake
@@ -243,10 +253,6 @@ func startServer(t testing.TB, cfg Config) *testServer {
 		cfg.FormatWait = -1
 	}
 	s := New(cfg)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()
 	t.Cleanup(func() {

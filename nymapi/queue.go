@@ -14,7 +14,8 @@ type outFrame struct {
 	// the connection's frame type at the time of writing (messages received
 	// from the mixnet, failures reported later).
 	form form
-	// size counts against the queue's byte bound: the message data.
+	// size counts against the queue's byte bound: the message data, or
+	// the text of an error.
 	size int
 	// msg is set on a message from the backend: the writer reports it
 	// written, and every holder of the frame lets go of it (see outMessage).
@@ -30,20 +31,41 @@ const (
 	timedOut            // the queue is full and the writer took nothing for too long
 )
 
+// isMessage reports whether f is a message from the backend, rather than
+// an answer to a request or a failure reported later.
+func (f outFrame) isMessage() bool { return f.msg != nil }
+
 // outQueue is a connection's bounded outgoing queue. Many goroutines push;
-// one, the connection's writer, pops.
+// one, the connection's writer, pops, in the order pushed.
+//
+// Answers (to the connection's requests, and failures reported later) and
+// messages from the backend are bounded apart, each by maxFrames and
+// maxBytes: an application that sends requests and reads nothing fills
+// only its answers' share, which holds back its own requests, and the
+// messages that every connection gets still find room (the broadcast
+// waits for a connection whose messages' share is full).
 type outQueue struct {
 	maxFrames, maxBytes int
 
 	mu       sync.Mutex
 	frames   []outFrame
-	head     int // frames[head:] are queued
-	bytes    int
+	head     int         // frames[head:] are queued
+	held     [2]occupied // answers, messages
 	closed   bool
 	progress time.Time     // when the writer last took a frame, or got work in an empty queue
 	space    chan struct{} // closed and replaced when a frame leaves or the queue closes
 
 	avail chan struct{} // holds a token while frames are queued
+}
+
+// occupied is what one kind of frame holds of a queue.
+type occupied struct{ frames, bytes int }
+
+func (q *outQueue) share(f outFrame) *occupied {
+	if f.isMessage() {
+		return &q.held[1]
+	}
+	return &q.held[0]
 }
 
 func newOutQueue(maxFrames, maxBytes int) *outQueue {
@@ -55,10 +77,10 @@ func newOutQueue(maxFrames, maxBytes int) *outQueue {
 	}
 }
 
-// push queues f, waiting while the queue is full, until the writer has
-// taken nothing for patience while it had frames to take: only then is the
-// queue stuck. A frame larger than the byte bound
-// goes in when the queue is empty.
+// push queues f, waiting while its kind's share is full, until the writer
+// has taken nothing for patience while it had frames to take: only then is
+// the queue stuck. A frame larger than the byte bound goes in when its
+// kind's share is empty.
 func (q *outQueue) push(f outFrame, patience time.Duration) pushResult {
 	var timer *time.Timer
 	defer func() {
@@ -72,13 +94,14 @@ func (q *outQueue) push(f outFrame, patience time.Duration) pushResult {
 			q.mu.Unlock()
 			return rejected
 		}
-		n := len(q.frames) - q.head
-		if n < q.maxFrames && (n == 0 || q.bytes+f.size <= q.maxBytes) {
-			if n == 0 {
+		sh := q.share(f)
+		if sh.frames < q.maxFrames && (sh.frames == 0 || sh.bytes+f.size <= q.maxBytes) {
+			if len(q.frames) == q.head {
 				q.progress = time.Now() // the writer has work from now on
 			}
 			q.frames = append(q.frames, f)
-			q.bytes += f.size
+			sh.frames++
+			sh.bytes += f.size
 			q.mu.Unlock()
 			select {
 			case q.avail <- struct{}{}:
@@ -119,7 +142,9 @@ func (q *outQueue) pop() (outFrame, bool) {
 	} else if q.head > len(q.frames)/2 && q.head >= 64 {
 		q.frames, q.head = append(q.frames[:0], q.frames[q.head:]...), 0
 	}
-	q.bytes -= f.size
+	sh := q.share(f)
+	sh.frames--
+	sh.bytes -= f.size
 	q.progress = time.Now()
 	close(q.space)
 	q.space = make(chan struct{})
@@ -136,7 +161,7 @@ func (q *outQueue) close() {
 	}
 	q.closed = true
 	dropped := q.frames[q.head:]
-	q.frames, q.head, q.bytes = nil, 0, 0
+	q.frames, q.head, q.held = nil, 0, [2]occupied{}
 	close(q.space)
 	q.mu.Unlock()
 	for _, f := range dropped {

@@ -87,7 +87,7 @@ func (c *conn) watch(what string, d *client.Delivery) {
 			return
 		}
 		resp := wsapi.Error{Kind: wsapi.KindOther, Message: what + " failed: " + err.Error()}
-		if c.ctx.Err() == nil && c.push(outFrame{resp: resp}) {
+		if c.ctx.Err() == nil && c.push(outFrame{resp: resp, size: answerSize(resp)}) {
 			c.log.Debug().Err(err).Str("request", what).Msg("delivery failed; told the application")
 			return
 		}

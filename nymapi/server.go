@@ -65,9 +65,10 @@ type Config struct {
 	// MaxConnections bounds the connections open at once; more are refused
 	// with HTTP 503. Default DefaultMaxConnections.
 	MaxConnections int
-	// QueueFrames and QueueBytes bound a connection's outgoing queue (the
-	// bytes are those of message data). Default DefaultQueueFrames and
-	// DefaultQueueBytes.
+	// QueueFrames and QueueBytes bound each of the two shares of a
+	// connection's outgoing queue: answers to its requests (the bytes are
+	// those of error texts) and messages from the mixnet (the bytes are
+	// their data). Default DefaultQueueFrames and DefaultQueueBytes.
 	QueueFrames int
 	QueueBytes  int
 	// SlowTimeout is how long a connection may take nothing from its full

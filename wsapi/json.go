@@ -273,7 +273,7 @@ func ParseJSONRequest(b []byte) (Request, error) {
 	// serde_json's words, as Nym's client answers (its variants only: the
 	// two of peapod's extensions are not listed).
 	return nil, protocolErrorf(KindMalformedRequest, "unknown variant `%s`, expected one of `%s`, `%s`, `%s`, `%s` at %s",
-		typ, jsonSend, jsonSendAnonymous, jsonReply, jsonSelfAddress, obj.typePosition(b))
+		clip(typ), jsonSend, jsonSendAnonymous, jsonReply, jsonSelfAddress, obj.typePosition(b))
 }
 
 // ParseJSONResponse reads a response from the JSON of a text frame, with the
@@ -338,7 +338,7 @@ func ParseJSONResponse(b []byte) (Response, error) {
 		return splitErrorMessage(msg), nil
 	}
 	return nil, protocolErrorf(KindUnknownResponse, "unknown variant %q, expected one of %q, %q, %q, %q",
-		typ, jsonReceived, jsonSelfAddress, jsonLaneQueueLength, jsonError)
+		clip(typ), jsonReceived, jsonSelfAddress, jsonLaneQueueLength, jsonError)
 }
 
 // splitErrorMessage undoes Error.appendJSON.
@@ -397,7 +397,7 @@ func readJSONObject(b []byte, malformed ErrorKind) (jsonObject, string, error) {
 			return obj, "", obj.errorf("invalid JSON: object key is not a string")
 		}
 		if _, dup := obj.fields[key]; dup {
-			return obj, "", obj.errorf("duplicate field %q", key)
+			return obj, "", obj.errorf("duplicate field %q", clip(key))
 		}
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
@@ -476,7 +476,7 @@ func (o jsonObject) parseUint(name string, raw json.RawMessage, bits int) (uint6
 	v, err := strconv.ParseUint(string(raw), 10, bits)
 	if err != nil {
 		if errors.Is(err, strconv.ErrRange) {
-			return 0, o.errorf("field `%s`: %s out of range for u%d", name, raw, bits)
+			return 0, o.errorf("field `%s`: %s out of range for u%d", name, clip(string(raw)), bits)
 		}
 		return 0, o.errorf("field `%s`: invalid value, expected u%d", name, bits)
 	}

@@ -3,6 +3,7 @@ package wsapi
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestJSONRequestGolden(t *testing.T) {
@@ -315,5 +316,32 @@ func TestMarshalNil(t *testing.T) {
 	}
 	if _, err := MarshalJSONResponse(nil); err == nil {
 		t.Error("MarshalJSONResponse(nil) succeeded")
+	}
+}
+
+// An error repeats at most maxEcho bytes of a value from the request (cut
+// at a character boundary), so that its answer stays small however large
+// the request.
+func TestJSONErrorsClipEchoedValues(t *testing.T) {
+	long := strings.Repeat("é", 10<<10) // two bytes a character
+	cases := map[string]string{
+		"unknown type":    `{"type":"` + long + `"}`,
+		"duplicate field": `{"type":"selfAddress","` + long + `":1,"` + long + `":2}`,
+		"out of range":    `{"type":"send","message":"x","recipient":"` + nymExample + `","connectionId":` + strings.Repeat("9", 20<<10) + `}`,
+	}
+	for name, req := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := ParseJSONRequest([]byte(req))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			msg := err.Error()
+			if len(msg) > 512 {
+				t.Fatalf("error of %d bytes for a request of %d: %.200s", len(msg), len(req), msg)
+			}
+			if !strings.Contains(msg, " bytes)") || !utf8.ValidString(msg) {
+				t.Fatalf("error does not say the value was cut, or cuts a character: %s", msg)
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package wsapi
 
 import (
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/peapod-mixnet/peapod/address"
 )
@@ -200,6 +201,24 @@ func (e *ProtocolError) Error() string {
 // Response returns the Error response a server sends back for e.
 func (e *ProtocolError) Response() Error {
 	return Error{Kind: e.Kind, Message: e.Detail}
+}
+
+// maxEcho is the most of a peer's value an error message repeats; the
+// rest is cut, so that an answer to a request stays small however large
+// the request.
+const maxEcho = 64
+
+// clip shortens a value an error message repeats to maxEcho bytes (at a
+// character boundary), saying how long it was.
+func clip(s string) string {
+	if len(s) <= maxEcho {
+		return s
+	}
+	cut := maxEcho
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d bytes)", s[:cut], len(s))
 }
 
 func protocolErrorf(kind ErrorKind, format string, args ...any) *ProtocolError {
