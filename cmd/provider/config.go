@@ -236,6 +236,7 @@ func parseArgs(cmd cli.Command, args []string, cfg *fileConfig) error {
 
 // usage is what `provider -h` prints before the flags.
 const usage = `usage: provider [flags]
+       provider new-plugin NAME   (writes a new plugin's Go module; new-plugin -h)
 
 With no flags: a local peapod network in this process, the plugins next to the
 binary, and the HTTP endpoint on 127.0.0.1:8080, with state under ./.peapod.

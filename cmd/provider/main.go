@@ -4,6 +4,7 @@
 //
 //	provider [--config FILE] [--data DIR] [--http ADDR] [--plugins DIR]
 //	         [--directory URL | --nym-client URL] [limits and timeouts]
+//	provider new-plugin [--dir DIR] [--module PATH] [--peapod DIR] NAME
 //
 // With no flags it is the whole demo in one process: a local peapod network
 // on loopback ports (directory on 127.0.0.1:8090, mixnodes, gateways, real
@@ -22,6 +23,9 @@
 // plugins, the transport, then the embedded network); a second one exits at
 // once. Every flag has a key in the TOML file (--config; unknown keys are
 // refused); `provider -h` lists them, and docs/provider.md describes them.
+//
+// `provider new-plugin NAME` writes the Go module of a new handler plugin
+// (a service that greets, and its tests) to start from; see docs/plugins.md.
 package main
 
 import (
@@ -54,6 +58,9 @@ func main() {
 // run parses the command line, runs the provider until a signal, and
 // returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "new-plugin" {
+		return newPlugin(args[1:], stdout, stderr)
+	}
 	cmd := cli.Command{Name: "provider", Usage: usage, Stdout: stdout, Stderr: stderr}
 	cfg := defaultConfig()
 	err := parseArgs(cmd, args, &cfg)
