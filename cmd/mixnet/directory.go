@@ -22,6 +22,9 @@ type directorySection struct {
 	MaxNodes int `toml:"max_nodes"`
 	// MaxClockSkew bounds the age of a signed request (0: the default).
 	MaxClockSkew time.Duration `toml:"max_clock_skew"`
+	// MixDelay is the mean per-hop delay advertised to senders with the
+	// topology (0: none, and each client uses its own default).
+	MixDelay time.Duration `toml:"mix_delay"`
 }
 
 func defaultDirectoryFile() mixnetFile {
@@ -38,6 +41,7 @@ func bindDirectoryFlags(fs *flag.FlagSet, c *mixnetFile) {
 	fs.DurationVar(&d.TTL, "ttl", d.TTL, "how long a node stays listed without refreshing")
 	fs.IntVar(&d.MaxNodes, "max-nodes", d.MaxNodes, "most node identities tracked (0: the default)")
 	fs.DurationVar(&d.MaxClockSkew, "max-clock-skew", d.MaxClockSkew, "largest accepted clock difference of a signed request (0: the default)")
+	fs.DurationVar(&d.MixDelay, "mix-delay", d.MixDelay, "mean per-hop delay advertised to senders (0: none; each client uses its own default, 15ms)")
 	c.Log.flags(fs)
 }
 
@@ -57,6 +61,7 @@ func runDirectory(args []string, stdout, stderr io.Writer) int {
 		TTL:          cfg.Directory.TTL,
 		MaxNodes:     cfg.Directory.MaxNodes,
 		MaxClockSkew: cfg.Directory.MaxClockSkew,
+		Params:       advertised(cfg.Directory.MixDelay),
 		Logger:       log,
 	})
 	if err != nil {
@@ -90,4 +95,13 @@ func runDirectory(args []string, stdout, stderr io.Writer) int {
 	}
 	log.Info().Msg("directory stopped")
 	return cli.ExitOK
+}
+
+// advertised returns the network parameters a directory publishes with
+// the topology: the mean per-hop delay, unless it is 0.
+func advertised(mixDelay time.Duration) *directory.Params {
+	if mixDelay == 0 {
+		return nil
+	}
+	return &directory.Params{MeanMixDelay: int64(mixDelay)}
 }

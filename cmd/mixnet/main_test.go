@@ -167,8 +167,9 @@ func TestExampleConfig(t *testing.T) {
 }
 
 // TestProcesses builds the binary and runs a directory and a mixnode as real
-// processes: the mixnode registers, and on SIGTERM both exit cleanly, the
-// mixnode deregistered first.
+// processes: the directory advertises its --mix-delay, the mixnode
+// registers, and on SIGTERM both exit cleanly, the mixnode deregistered
+// first.
 func TestProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
@@ -184,7 +185,7 @@ func TestProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := start(t, bin, "directory", "--config", example, "--listen", "127.0.0.1:0", "--data", t.TempDir())
+	dir := start(t, bin, "directory", "--config", example, "--listen", "127.0.0.1:0", "--data", t.TempDir(), "--mix-delay", "40ms")
 	addr := dir.field(t, "directory listening", "addr")
 	client := &directory.Client{BaseURL: "http://" + addr}
 
@@ -197,6 +198,9 @@ func TestProcesses(t *testing.T) {
 		topo, err := client.Topology(context.Background())
 		if err != nil {
 			t.Fatal(err)
+		}
+		if topo.Params == nil || time.Duration(topo.Params.MeanMixDelay) != 40*time.Millisecond {
+			t.Fatalf("the directory advertises %+v, want a mean delay of 40ms", topo.Params)
 		}
 		if len(topo.Mixnodes) == 1 {
 			if m := topo.Mixnodes[0]; m.Identity != identity || m.Layer != 2 {
