@@ -11,7 +11,7 @@ FUZZMINIMIZE ?= 10x
 BENCH     ?= .
 BENCHTIME ?= 1s
 
-.PHONY: all build run test vet fmt-check tidy-check bench fuzz proto soak anonymity clean sdk-deps sdk-node-deps sdk-python-deps chromium sdk-test
+.PHONY: all build run test vet fmt-check tidy-check bench fuzz proto soak anonymity clean sdk-deps sdk-node-deps sdk-python-deps chromium systemd-analyze sdk-test
 
 all: build
 
@@ -41,7 +41,7 @@ run: build
 ## test: vet, formatting, the SDKs' unit tests and every Go test under the
 ## race detector (with the SDKs' integration tests, which PEAPOD_SDK_TESTS=1
 ## makes fail rather than skip when a dependency is missing)
-test: tidy-check vet fmt-check build sdk-deps sdk-test
+test: tidy-check vet fmt-check build sdk-deps systemd-analyze sdk-test
 	PEAPOD_SDK_TESTS=1 $(GO) test -race -timeout 40m $(PKGS)
 
 ## sdk-deps: what the SDKs' tests need, installed only when missing: the
@@ -71,6 +71,13 @@ chromium:
 	@command -v chromium >/dev/null || { \
 		echo "installing Debian's chromium (for the headless browser tests)"; \
 		$(APT_GET) update -qq && $(APT_GET) install -y -qq chromium >/dev/null; }
+
+## systemd-analyze: Debian's systemd, whose systemd-analyze verify checks the
+## units under deploy/systemd (deploy.TestSystemdUnits)
+systemd-analyze:
+	@command -v systemd-analyze >/dev/null || { \
+		echo "installing Debian's systemd (systemd-analyze checks the units under deploy/)"; \
+		$(APT_GET) update -qq && $(APT_GET) install -y -qq systemd >/dev/null; }
 
 ## sdk-test: the SDKs' unit tests (the integration tests run under go test,
 ## in internal/testnet, against a network of processes)
