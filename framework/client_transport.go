@@ -146,8 +146,11 @@ func (t *ClientTransport) Reply(ctx context.Context, tag address.SenderTag, data
 	return nil
 }
 
-// SURBsHeld is how many reply SURBs the client holds, from every sender.
-func (t *ClientTransport) SURBsHeld() int { return t.c.Stats().SURBsHeld }
+// SURBStats is what the client holds of its senders' reply SURBs.
+func (t *ClientTransport) SURBStats() SURBStats {
+	st := t.c.Stats()
+	return SURBStats{Held: st.SURBsHeld, Senders: st.SURBSenders, SendersEvicted: st.SURBSendersEvicted}
+}
 
 // Close waits up to FlushTimeout for replies in flight to be delivered,
 // then closes the client.

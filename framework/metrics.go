@@ -100,7 +100,15 @@ func newMetrics(reg *prometheus.Registry, h *Host) *metrics {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "peapod_provider_surbs_held",
 			Help: "Reply SURBs held for the requesters heard from recently.",
-		}, func() float64 { return float64(sc.SURBsHeld()) }))
+		}, func() float64 { return float64(sc.SURBStats().Held) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "peapod_provider_surb_senders",
+				Help: "Requesters (sender tags) whose reply SURBs are held.",
+			}, func() float64 { return float64(sc.SURBStats().Senders) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "peapod_provider_surb_senders_evicted_total",
+				Help: "Requesters whose reply SURBs were dropped whole to stay within max_surb_senders and max_surbs_held, least recently heard from first.",
+			}, func() float64 { return float64(sc.SURBStats().SendersEvicted) }))
 	}
 	return m
 }

@@ -81,9 +81,20 @@ type AddressSigner interface {
 }
 
 // SURBCounter is implemented by a Transport that knows how many reply SURBs
-// it holds; the Host exports the figure as a metric.
+// it holds; the Host exports the figures as metrics.
 type SURBCounter interface {
-	// SURBsHeld returns the number of reply SURBs held for the senders the
-	// transport has heard from recently.
-	SURBsHeld() int
+	// SURBStats returns what the transport holds of its requesters' reply
+	// SURBs.
+	SURBStats() SURBStats
+}
+
+// SURBStats is what a transport holds of its requesters' reply SURBs,
+// within the bounds of client.SURBConfig.
+type SURBStats struct {
+	// Held is the SURBs held for the requesters heard from recently, and
+	// Senders the requesters (sender tags) they came from.
+	Held, Senders int
+	// SendersEvicted counts the requesters whose SURBs were dropped whole
+	// to stay within the bounds.
+	SendersEvicted uint64
 }

@@ -5,7 +5,9 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -16,7 +18,10 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	bolt "go.etcd.io/bbolt"
 
+	"github.com/peapod-mixnet/peapod/address"
+	"github.com/peapod-mixnet/peapod/client"
 	"github.com/peapod-mixnet/peapod/internal/gwproto"
 )
 
@@ -220,4 +225,115 @@ func TestGatewayRegistrationFlood(t *testing.T) {
 	if err := in.waitCount(ctx, len(msgs)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestProviderSenderTagFlood: a flood of requests, each from a fresh
+// sender tag (here a fresh client, which is what a tag costs) with 50
+// SURBs, leaves the provider process holding at most max_surb_senders
+// requesters' SURBs and max_surbs_held SURBs, in memory (its /metrics) and
+// in its data folder; a regular requester writing between the attack
+// messages keeps its SURBs and gets every reply.
+func TestProviderSenderTagFlood(t *testing.T) {
+	t.Parallel()
+	const maxSenders, maxHeld, attackers, attackSURBs = 4, 200, 12, 50
+	n := startNet(t, Config{})
+	ctx := ctxFor(t, 3*time.Minute)
+	conf := filepath.Join(t.TempDir(), "provider.toml")
+	err := os.WriteFile(conf, fmt.Appendf(nil, "[client]\nmax_surb_senders = %d\nmax_surbs_held = %d\n", maxSenders, maxHeld), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startProvider(t, ctx, n, ProviderOptions{Args: []string{"--config", conf}})
+	tr := NewTracker()
+	regular := newRequester(t, ctx, n, "regular", p, tr, ClientOptions{})
+
+	within := func(when string) {
+		t.Helper()
+		held, err1 := p.Metric(ctx, "peapod_provider_surbs_held")
+		senders, err2 := p.Metric(ctx, "peapod_provider_surb_senders")
+		if err := errors.Join(err1, err2); err != nil {
+			t.Fatal(err)
+		}
+		if held > maxHeld || senders > maxSenders {
+			t.Fatalf("%s: the provider holds %v SURBs of %v requesters; bounds %d and %d", when, held, senders, maxHeld, maxSenders)
+		}
+	}
+	for i := range attackers {
+		cfg := client.Config{DataDir: filepath.Join(t.TempDir(), fmt.Sprintf("attacker-%d", i)), DirectoryURL: n.DirectoryURL(),
+			NoDelay: true, Cover: client.CoverConfig{Disabled: true}}
+		c, err := client.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if err := c.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		attacker := NewRequester(&LibEndpoint{Client: c}, p.Address(), NewTracker(), RequesterOptions{SURBs: attackSURBs})
+		rep, err := attacker.Call(ctx, fmt.Sprintf("attack-%d", i), "echo", []byte("x"))
+		if err != nil || rep.Err != nil {
+			t.Fatalf("attack request %d: %v %v", i, err, rep)
+		}
+		attacker.Close()
+		within(fmt.Sprintf("after attacker %d", i))
+		if i%2 == 1 {
+			id := fmt.Sprintf("regular-%d", i)
+			if rep, err := regular.Call(ctx, id, "echo", []byte(id)); err != nil || rep.Err != nil || string(rep.Data) != id {
+				t.Fatalf("the regular requester during the flood: %v %+v", err, rep)
+			}
+			within(fmt.Sprintf("after the regular request %d", i))
+		}
+	}
+	if v, err := p.Metric(ctx, "peapod_provider_surb_senders_evicted_total"); err != nil || v < attackers+1-maxSenders {
+		t.Errorf("requesters evicted: %v (%v), want at least %d", v, err, attackers+1-maxSenders)
+	}
+
+	// On disk too: count the SURBs in the provider's client state.
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	surbs, tags := storedSURBs(t, p.Data)
+	if surbs > maxHeld || tags > maxSenders {
+		t.Errorf("the provider's data folder holds %d SURBs of %d requesters; bounds %d and %d", surbs, tags, maxHeld, maxSenders)
+	}
+	if tags == 0 {
+		t.Error("no SURBs on disk at all: the regular requester's should be there")
+	}
+}
+
+// storedSURBs counts the reply SURBs in the client state (state.db, bucket
+// "surbs", keys sender tag ‖ sequence) under dir, and their sender tags.
+func storedSURBs(t *testing.T, dir string) (surbs, tags int) {
+	t.Helper()
+	var dbs []string
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.Name() == "state.db" {
+			dbs = append(dbs, path)
+		}
+		return nil
+	})
+	if len(dbs) != 1 {
+		t.Fatalf("client states under %s: %v, want one", dir, dbs)
+	}
+	db, err := bolt.Open(dbs[0], 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	seen := map[string]bool{}
+	err = db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("surbs"))
+		if b == nil {
+			return errors.New("no surbs bucket")
+		}
+		return b.ForEach(func(k, _ []byte) error {
+			surbs++
+			seen[string(k[:address.SenderTagSize])] = true
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return surbs, len(seen)
 }
