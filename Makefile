@@ -11,7 +11,7 @@ FUZZMINIMIZE ?= 10x
 BENCH     ?= .
 BENCHTIME ?= 1s
 
-.PHONY: all build run test vet fmt-check tidy-check bench fuzz proto soak anonymity clean sdk-deps sdk-node-deps sdk-python-deps chromium systemd-analyze sdk-test
+.PHONY: all build run test vet fmt-check tidy-check bench fuzz proto soak anonymity clean sdk-deps sdk-node-deps sdk-python-deps chromium systemd-analyze python-plugin-deps sdk-test
 
 all: build
 
@@ -41,7 +41,7 @@ run: build
 ## test: vet, formatting, the SDKs' unit tests and every Go test under the
 ## race detector (with the SDKs' integration tests, which PEAPOD_SDK_TESTS=1
 ## makes fail rather than skip when a dependency is missing)
-test: tidy-check vet fmt-check build sdk-deps systemd-analyze sdk-test
+test: tidy-check vet fmt-check build sdk-deps systemd-analyze python-plugin-deps sdk-test
 	PEAPOD_SDK_TESTS=1 $(GO) test -race -timeout 40m $(PKGS)
 
 ## sdk-deps: what the SDKs' tests need, installed only when missing: the
@@ -71,6 +71,14 @@ chromium:
 	@command -v chromium >/dev/null || { \
 		echo "installing Debian's chromium (for the headless browser tests)"; \
 		$(APT_GET) update -qq && $(APT_GET) install -y -qq chromium >/dev/null; }
+
+## python-plugin-deps: what the Python plugin example and its tests need
+## (plugins.TestPythonPlugin): Debian's python3-grpcio and python3-protobuf,
+## and protoc (protobuf-compiler), with which the test checks its stubs
+python-plugin-deps:
+	@{ $(SDK_PYTHON) -c 'import grpc, google.protobuf' 2>/dev/null && command -v protoc >/dev/null; } || { \
+		echo "installing Debian's python3-grpcio, python3-protobuf and protobuf-compiler (the Python plugin example)"; \
+		$(APT_GET) update -qq && $(APT_GET) install -y -qq python3-grpcio python3-protobuf protobuf-compiler >/dev/null; }
 
 ## systemd-analyze: Debian's systemd, whose systemd-analyze verify checks the
 ## units under deploy/systemd (deploy.TestSystemdUnits)
@@ -130,7 +138,8 @@ fuzz:
 		done; \
 	done
 
-## proto: regenerate plugins/proto's Go code (needs protoc: Debian's protobuf-compiler)
+## proto: regenerate plugins/proto's Go code and the Python example's
+## handler_pb2.py (needs protoc: Debian's protobuf-compiler)
 proto:
 	@command -v protoc >/dev/null || { echo "proto: protoc not found; install it with: apt-get install protobuf-compiler"; exit 1; }
 	GOBIN=$(abspath $(BIN))/tools $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$$($(GO) list -m -f '{{.Version}}' google.golang.org/protobuf)
@@ -139,6 +148,7 @@ proto:
 		--go_out=plugins/proto --go_opt=paths=source_relative \
 		--go-grpc_out=plugins/proto --go-grpc_opt=paths=source_relative \
 		plugins/proto/handler.proto
+	protoc --proto_path=plugins/proto --python_out=examples/upper-python plugins/proto/handler.proto
 
 clean:
 	rm -rf $(BIN)
