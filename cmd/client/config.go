@@ -39,6 +39,10 @@ type clientSection struct {
 	MixDelay  time.Duration `toml:"mix_delay"`
 	NoDelay   bool          `toml:"no_delay"`
 	NoCover   bool          `toml:"no_cover"`
+	// Cover traffic's mean gaps (client.CoverConfig); zero takes the
+	// defaults, Nym's.
+	CoverMainGap time.Duration `toml:"cover_main_gap"`
+	CoverLoopGap time.Duration `toml:"cover_loop_gap"`
 }
 
 // webSocketSection configures the WebSocket API; zero values take nymapi's
@@ -82,6 +86,8 @@ func bindTuning(fs *flag.FlagSet, c *clientFile) {
 	fs.DurationVar(&c.Client.MixDelay, "mix-delay", c.Client.MixDelay, "mean delay per hop of the packets sent (0: the network's advertised delay)")
 	fs.BoolVar(&c.Client.NoDelay, "no-delay", c.Client.NoDelay, "send without mixing delays (test networks only: it removes the mixing)")
 	fs.BoolVar(&c.Client.NoCover, "no-cover", c.Client.NoCover, "send no cover traffic (test networks only)")
+	fs.DurationVar(&c.Client.CoverMainGap, "cover-main-gap", c.Client.CoverMainGap, "mean gap of the main Poisson stream, which sends a real packet when one is queued and cover otherwise (0: 20ms, Nym's)")
+	fs.DurationVar(&c.Client.CoverLoopGap, "cover-loop-gap", c.Client.CoverLoopGap, "mean gap of the loop cover stream (0: 200ms, Nym's)")
 }
 
 // check validates the values every subcommand uses.
@@ -93,6 +99,8 @@ func (c *clientFile) check() error {
 		return errors.New("client: --directory must not be empty")
 	case c.Client.MixDelay < 0:
 		return fmt.Errorf("client: --mix-delay %v is negative", c.Client.MixDelay)
+	case c.Client.CoverMainGap < 0 || c.Client.CoverLoopGap < 0:
+		return fmt.Errorf("client: --cover-main-gap %v or --cover-loop-gap %v is negative", c.Client.CoverMainGap, c.Client.CoverLoopGap)
 	}
 	for _, o := range c.WebSocket.AllowOrigin {
 		if _, err := nymapi.ParseOrigin(o); err != nil {
@@ -110,7 +118,7 @@ func (s clientSection) clientConfig(log zerolog.Logger) client.Config {
 		Gateway:      s.Gateway,
 		MixDelay:     s.MixDelay,
 		NoDelay:      s.NoDelay,
-		Cover:        client.CoverConfig{Disabled: s.NoCover},
+		Cover:        client.CoverConfig{Disabled: s.NoCover, MainGap: s.CoverMainGap, LoopGap: s.CoverLoopGap},
 		Logger:       log,
 	}
 }

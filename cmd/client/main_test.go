@@ -43,6 +43,8 @@ directory = "http://127.0.0.1:9999"
 data = "/from/file"
 mix_delay = "5ms"
 no_cover = true
+cover_main_gap = "100ms"
+cover_loop_gap = "1s"
 
 [websocket]
 listen = "127.0.0.1:2000"
@@ -54,7 +56,7 @@ allow_origin = ["http://localhost:5173", "https://app.example"]
 level = "debug"
 `)
 	cfg := defaultClientFile("info")
-	p, err := cli.Parse(command("run", io.Discard, io.Discard), []string{"--config", path, "--data", "/from/flag", "--no-delay", "--ws=127.0.0.1:3000"}, &cfg, bindRun)
+	p, err := cli.Parse(command("run", io.Discard, io.Discard), []string{"--config", path, "--data", "/from/flag", "--no-delay", "--ws=127.0.0.1:3000", "--cover-loop-gap", "2s"}, &cfg, bindRun)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +74,8 @@ level = "debug"
 
 	// The file's values reach the client's and the server's configurations.
 	cc := c.clientConfig(zerolog.Nop())
-	if cc.DataDir != "/from/flag" || cc.DirectoryURL != c.Directory || !cc.NoDelay || !cc.Cover.Disabled || cc.MixDelay != 5*time.Millisecond {
+	if cc.DataDir != "/from/flag" || cc.DirectoryURL != c.Directory || !cc.NoDelay || !cc.Cover.Disabled || cc.MixDelay != 5*time.Millisecond ||
+		cc.Cover.MainGap != 100*time.Millisecond || cc.Cover.LoopGap != 2*time.Second {
 		t.Fatalf("client config %+v", cc)
 	}
 	sc := w.serverConfig(nil, zerolog.Nop())
@@ -144,6 +147,7 @@ func TestUsageErrors(t *testing.T) {
 		{"run", "stray"},
 		{"run", "--log-level", "loud"},
 		{"run", "--mix-delay", "-1s"},
+		{"run", "--cover-main-gap", "-20ms"},
 		{"run", "--data", ""},
 		{"run", "--allow-origin", "localhost:5173"},
 		{"run", "--allow-origin", "http://localhost:5173/app"},

@@ -72,6 +72,9 @@ type clientSection struct {
 	MixDelay time.Duration `toml:"mix_delay"`
 	NoDelay  bool          `toml:"no_delay"`
 	NoCover  bool          `toml:"no_cover"`
+	// Cover traffic's mean gaps (client.CoverConfig); zero takes Nym's.
+	CoverMainGap time.Duration `toml:"cover_main_gap"`
+	CoverLoopGap time.Duration `toml:"cover_loop_gap"`
 	// What the provider keeps of its requesters' SURBs (client.SURBConfig).
 	MaxSURBSenders int           `toml:"max_surb_senders"`
 	MaxSURBsHeld   int           `toml:"max_surbs_held"`
@@ -143,6 +146,8 @@ func (c *fileConfig) check() error {
 		return fmt.Errorf("provider: --mix-delay %v is negative", c.Network.MixDelay)
 	case c.Client.MixDelay < 0:
 		return fmt.Errorf("provider: [client] mix_delay %v is negative", c.Client.MixDelay)
+	case c.Client.CoverMainGap < 0 || c.Client.CoverLoopGap < 0:
+		return errors.New("provider: [client] cover_main_gap and cover_loop_gap must not be negative")
 	case c.Network.MixnodesPerLayer < 0 || c.Network.Gateways < 0:
 		return errors.New("provider: [network] mixnodes_per_layer and gateways must not be negative")
 	}
@@ -174,7 +179,7 @@ func (c *fileConfig) hostConfig(directoryURL, pluginsDir string, log zerolog.Log
 		Client: client.Config{
 			MixDelay: c.Client.MixDelay,
 			NoDelay:  c.Client.NoDelay,
-			Cover:    client.CoverConfig{Disabled: c.Client.NoCover},
+			Cover:    client.CoverConfig{Disabled: c.Client.NoCover, MainGap: c.Client.CoverMainGap, LoopGap: c.Client.CoverLoopGap},
 			SURBs: client.SURBConfig{
 				MaxSenders: c.Client.MaxSURBSenders,
 				MaxHeld:    c.Client.MaxSURBsHeld,

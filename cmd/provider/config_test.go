@@ -52,6 +52,8 @@ gateways = 1
 [client]
 mix_delay = "5ms"
 no_cover = true
+cover_main_gap = "100ms"
+cover_loop_gap = "1s"
 max_surb_senders = 100
 max_surbs_held = 3000
 surb_lifetime = "1h"
@@ -99,6 +101,7 @@ level = "debug"
 	case h.DrainTimeout != 3*time.Second || h.DescriptorTTL != 2*time.Hour:
 		t.Errorf("times: %v %v", h.DrainTimeout, h.DescriptorTTL)
 	case h.Client.MixDelay != 5*time.Millisecond || !h.Client.NoDelay || !h.Client.Cover.Disabled ||
+		h.Client.Cover.MainGap != 100*time.Millisecond || h.Client.Cover.LoopGap != time.Second ||
 		h.Client.SURBs.MaxSenders != 100 || h.Client.SURBs.MaxHeld != 3000 || h.Client.SURBs.Lifetime != time.Hour:
 		t.Errorf("client: %+v", h.Client)
 	}
@@ -163,6 +166,14 @@ func TestConfigErrors(t *testing.T) {
 		if err == nil {
 			t.Errorf("%v accepted", args)
 		}
+	}
+	cfg = defaultConfig()
+	negative := writeConfig(t, "[client]\ncover_loop_gap = \"-1s\"\n")
+	if err := parseArgs(quietCommand, []string{"--config", negative}, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.check(); err == nil || !strings.Contains(err.Error(), "cover_loop_gap") {
+		t.Errorf("a negative cover gap: %v", err)
 	}
 }
 
