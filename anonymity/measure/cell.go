@@ -2,15 +2,22 @@ package measure
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/peapod-mixnet/peapod/anonymity"
 	"github.com/peapod-mixnet/peapod/anonymity/capture"
+	"github.com/peapod-mixnet/peapod/client"
+	"github.com/peapod-mixnet/peapod/directory"
 	"github.com/peapod-mixnet/peapod/internal/testnet"
 	"github.com/peapod-mixnet/peapod/mixnode"
 )
@@ -47,24 +54,46 @@ func (cp *cellProcesses) stop() {
 	}
 }
 
-// start starts the cell's clients (in parallel, spread over the gateways)
-// and its provider, and connects to their APIs.
-func (r *runner) start(ctx context.Context, idx int, cell Cell) (*cellProcesses, error) {
+// name names a process of a cell's run: prefix, the run's number (unique
+// over the measurement, so that a cell run again starts fresh clients)
+// and the client's number, none when it is negative.
+func name(prefix string, run, i int) string {
+	if i < 0 {
+		return fmt.Sprintf("%s%d", prefix, run)
+	}
+	return fmt.Sprintf("%s%d-%02d", prefix, run, i)
+}
+
+// start starts the clients of a cell's run (in parallel, spread over the
+// gateways) and its provider, and connects to their APIs.
+func (r *runner) start(ctx context.Context, run int, cell Cell) (*cellProcesses, error) {
 	cp := &cellProcesses{clients: make([]*testnet.Client, r.cfg.Clients), provNode: -1}
 	gws := r.net.Gateways()
+	delay := r.cfg.scaled(cell.Delay)
+	var coverArgs []string
+	if cell.Cover && r.cfg.TimeScale != 1 {
+		coverArgs = []string{"--cover-main-gap", r.cfg.scaled(client.DefaultCoverMainGap).String(),
+			"--cover-loop-gap", r.cfg.scaled(client.DefaultCoverLoopGap).String()}
+	}
+	// The provider takes its client's delay and cover gaps from its file.
+	provConfig := filepath.Join(r.cfg.Dir, fmt.Sprintf("%s.toml", name("p", run, -1)))
+	if err := os.WriteFile(provConfig, []byte(fmt.Sprintf("[client]\nmix_delay = %q\ncover_main_gap = %q\ncover_loop_gap = %q\n",
+		delay, r.cfg.scaled(client.DefaultCoverMainGap), r.cfg.scaled(client.DefaultCoverLoopGap))), 0o600); err != nil {
+		return nil, err
+	}
 	errs := make([]error, r.cfg.Clients+1)
 	var wg sync.WaitGroup
 	for i := range r.cfg.Clients {
 		wg.Go(func() {
-			cp.clients[i], errs[i] = r.net.StartClient(ctx, fmt.Sprintf("c%d-%02d", idx, i), testnet.ClientOptions{
-				Gateway: gws[i%len(gws)].Identity(), Delays: cell.Delay > 0, MixDelay: cell.Delay, Cover: cell.Cover,
+			cp.clients[i], errs[i] = r.net.StartClient(ctx, name("c", run, i), testnet.ClientOptions{
+				Gateway: gws[i%len(gws)].Identity(), Delays: delay > 0, MixDelay: delay, Cover: cell.Cover, Args: coverArgs,
 			})
 		})
 	}
 	if !r.cfg.NoProvider {
 		wg.Go(func() {
-			cp.provider, errs[r.cfg.Clients] = r.net.StartProvider(ctx, fmt.Sprintf("p%d", idx),
-				testnet.ProviderOptions{Delays: cell.Delay > 0, Cover: cell.Cover})
+			cp.provider, errs[r.cfg.Clients] = r.net.StartProvider(ctx, name("p", run, -1),
+				testnet.ProviderOptions{Delays: delay > 0, Cover: cell.Cover, Args: []string{"--config", provConfig}})
 		})
 	}
 	wg.Wait()
@@ -117,9 +146,11 @@ func maxStay(delay time.Duration) time.Duration { return max(2*time.Second, 100*
 // socket while it captures.
 const snapshotInterval = 500 * time.Millisecond
 
-// cell measures one cell.
-func (r *runner) cell(ctx context.Context, idx int, cell Cell) (CellResult, error) {
+// cell measures one cell, the idx-th of the grid, in the measurement's
+// run-th run of a cell.
+func (r *runner) cell(ctx context.Context, idx, run int, cell Cell) (CellResult, error) {
 	res := CellResult{Cell: cell}
+	delay := r.cfg.scaled(cell.Delay)
 	// The capture starts before the cell's clients do, so that no packet
 	// of theirs is inside the network unseen when the traffic starts.
 	capt, err := capture.Start(capture.Config{})
@@ -132,7 +163,11 @@ func (r *runner) cell(ctx context.Context, idx int, cell Cell) (CellResult, erro
 			capt.Stop()
 		}
 	}()
-	cp, err := r.start(ctx, idx, cell)
+	cp, err := r.start(ctx, run, cell)
+	if err != nil {
+		return res, err
+	}
+	topoBefore, err := r.topologyPrint(ctx)
 	if err != nil {
 		return res, err
 	}
@@ -186,7 +221,7 @@ func (r *runner) cell(ctx context.Context, idx int, cell Cell) (CellResult, erro
 	windows := r.traffic(ctx, cp, led, rng, t0)
 	drain := r.cfg.Drain
 	if drain == 0 {
-		drain = 5*time.Second + 100*cell.Delay
+		drain = 5*time.Second + 100*delay
 	}
 	led.await(ctx, time.Now().Add(drain), led.allReceived)
 	probeFrom, probeTo := time.Since(t0), time.Duration(0)
@@ -199,6 +234,15 @@ func (r *runner) cell(ctx context.Context, idx int, cell Cell) (CellResult, erro
 	capturing = false
 	if err != nil {
 		return res, err
+	}
+	// A cell whose network changed (a node's key rotated, an epoch began,
+	// a node left) measured a mixture of two networks: it is run again.
+	topoAfter, err := r.topologyPrint(ctx)
+	if err != nil {
+		return res, err
+	}
+	if topoAfter != topoBefore {
+		return res, fmt.Errorf("%w: before %s, after %s", errTopologyChanged, topoBefore, topoAfter)
 	}
 	res.Elapsed, res.Capture = time.Since(t0), stats
 	res.NetworkCPU = r.net.CPU() - cpu0
@@ -222,12 +266,12 @@ func (r *runner) cell(ctx context.Context, idx int, cell Cell) (CellResult, erro
 	res.Senders = len(tr.Senders())
 	traffic := &anonymity.Trace{Nodes: tr.Nodes}
 	for _, e := range tr.Events {
-		if e.At >= 0 && e.At < r.cfg.Duration {
+		if e.At >= 0 && e.At < r.cfg.scaled(r.cfg.Duration) {
 			traffic.Events = append(traffic.Events, e)
 		}
 	}
 	res.Occupancy = anonymity.MixOccupancy(traffic)
-	if res.Entropy, err = anonymity.SenderEntropy(tr, targets, maxStay(cell.Delay)); err != nil {
+	if res.Entropy, err = anonymity.SenderEntropy(tr, targets, maxStay(delay)); err != nil {
 		return res, err
 	}
 	var clearTargets []anonymity.Target
@@ -243,7 +287,7 @@ func (r *runner) cell(ctx context.Context, idx int, cell Cell) (CellResult, erro
 	if len(clearTargets) > 0 {
 		res.Tracking = float64(right) / float64(len(clearTargets))
 	}
-	if res.Timing, err = anonymity.TimingAttack(tr, clearTargets, anonymity.TimingModel{MeanDelay: cell.Delay}); err != nil {
+	if res.Timing, err = anonymity.TimingAttack(tr, clearTargets, anonymity.TimingModel{MeanDelay: delay}); err != nil {
 		return res, err
 	}
 	if err := saveTrace(filepath.Join(r.cfg.Dir, fmt.Sprintf("cell-%d.trace.gob", idx)), SavedTrace{
@@ -255,7 +299,7 @@ func (r *runner) cell(ctx context.Context, idx int, cell Cell) (CellResult, erro
 		r.logf("cell %v: unobservability: %v", cell, err)
 	}
 	if !cell.Cover && cell.Delay > 0 {
-		c := anonymity.DelayConformance(tr, cell.Delay, probeFrom, probeTo)
+		c := anonymity.DelayConformance(tr, delay, probeFrom, probeTo)
 		res.Conformance = &c
 	}
 	return res, nil
@@ -265,9 +309,11 @@ func (r *runner) cell(ctx context.Context, idx int, cell Cell) (CellResult, erro
 // from t0.
 func (r *runner) traffic(ctx context.Context, cp *cellProcesses, led *ledger, rng *rand.Rand, t0 time.Time) []anonymity.Window {
 	// As many busy windows as idle ones, in a random order.
+	window, duration := r.cfg.scaled(r.cfg.Window), r.cfg.scaled(r.cfg.Duration)
+	rate, busyRate := r.cfg.Rate/r.cfg.TimeScale, r.cfg.BusyRate/r.cfg.TimeScale
 	var windows []anonymity.Window
-	for at := time.Duration(0); at+r.cfg.Window <= r.cfg.Duration; at += r.cfg.Window {
-		windows = append(windows, anonymity.Window{From: at, To: at + r.cfg.Window, Busy: len(windows)%2 == 1})
+	for at := time.Duration(0); at+window <= duration; at += window {
+		windows = append(windows, anonymity.Window{From: at, To: at + window, Busy: len(windows)%2 == 1})
 	}
 	rng.Shuffle(len(windows), func(i, j int) { windows[i].Busy, windows[j].Busy = windows[j].Busy, windows[i].Busy })
 	var wg sync.WaitGroup
@@ -278,11 +324,11 @@ func (r *runner) traffic(ctx context.Context, cp *cellProcesses, led *ledger, rn
 		if i == 0 {
 			for _, w := range windows {
 				if w.Busy {
-					schedule = append(schedule, poisson(prng, r.cfg.BusyRate, w.From, w.To)...)
+					schedule = append(schedule, poisson(prng, busyRate, w.From, w.To)...)
 				}
 			}
 		} else {
-			schedule = poisson(prng, r.cfg.Rate, 0, r.cfg.Duration)
+			schedule = poisson(prng, rate, 0, duration)
 		}
 		wg.Go(func() {
 			for n, at := range schedule {
@@ -357,6 +403,26 @@ func (r *runner) mixDrops(ctx context.Context) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// errTopologyChanged reports that the directory's topology changed while a
+// cell ran.
+var errTopologyChanged = errors.New("the topology changed during the cell")
+
+// topologyPrint returns the directory's topology in a canonical form (its
+// nodes sorted by identity), so that two reads differ only when the
+// network changed: a node joined, left or moved, a key was rotated or
+// announced, an epoch began (once the topology carries epochs), the
+// advertised parameters changed.
+func (r *runner) topologyPrint(ctx context.Context) (string, error) {
+	t, err := r.net.Topology(ctx)
+	if err != nil {
+		return "", fmt.Errorf("reading the topology: %w", err)
+	}
+	slices.SortFunc(t.Mixnodes, func(a, b directory.Mixnode) int { return strings.Compare(a.Identity, b.Identity) })
+	slices.SortFunc(t.Gateways, func(a, b directory.Gateway) int { return strings.Compare(a.Identity, b.Identity) })
+	b, err := json.Marshal(t)
+	return string(b), err
 }
 
 // quiesceTimeout bounds the wait for the mixnodes to empty between cells.

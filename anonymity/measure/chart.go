@@ -28,7 +28,7 @@ func Chart(res *Result) []byte {
 	maxLat, maxBits, maxN := 1.0, 1.0, 0
 	random := 0.0
 	for _, c := range res.Cells {
-		maxLat = max(maxLat, c.Latency.Seconds()*1000)
+		maxLat = max(maxLat, res.unscaled(c.Latency).Seconds()*1000)
 		maxBits = max(maxBits, c.Entropy.Max)
 		maxN = max(maxN, c.Senders)
 		random = max(random, c.Timing.Random)
@@ -85,11 +85,11 @@ func Chart(res *Result) []byte {
 			}
 			var pts []string
 			for _, c := range cells {
-				pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(c.Latency.Seconds()*1000), y(pn.value(c))))
+				pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(res.unscaled(c.Latency).Seconds()*1000), y(pn.value(c))))
 			}
 			p(`<polyline points="%s" fill="none" stroke="%s" stroke-width="2"%s/>`+"\n", strings.Join(pts, " "), color, dash)
 			for _, c := range cells {
-				cx, cy := x(c.Latency.Seconds()*1000), y(pn.value(c))
+				cx, cy := x(res.unscaled(c.Latency).Seconds()*1000), y(pn.value(c))
 				p(`<circle cx="%.1f" cy="%.1f" r="3.5" fill="%s"/>`+"\n", cx, cy, color)
 				p(`<text x="%.1f" y="%.1f" fill="%s" font-size="10">%v</text>`+"\n", cx+5, cy-5, color, c.Delay)
 			}

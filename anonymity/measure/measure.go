@@ -113,6 +113,18 @@ type Config struct {
 	// Drain bounds the wait for the last messages; zero: 5 s plus 100
 	// mean delays.
 	Drain time.Duration
+	// TimeScale stretches the network's time: every mean delay and cover
+	// gap is multiplied by it, and the real messages' rates, the watched
+	// client's windows and the traffic's duration scaled to match, so that
+	// the network carries 1/TimeScale of the load per second and every
+	// product of a rate and a delay (the packets inside a mix, λ/μ; the
+	// cover packets per real one) is what it is at scale 1. The Loopix
+	// model's anonymity depends on those products only; what does not
+	// scale is the nodes' processing time, which then weighs less against
+	// the delays (in the adversary's favour). It lets a machine too small
+	// for a grid's load measure it without saturating; the report divides
+	// latencies and multiplies packet rates back. Default 1.
+	TimeScale float64
 	// Seed seeds the traffic's random choices; zero draws one.
 	Seed uint64
 	// MixnodeArgs adds flags to every mixnode's command line (for
@@ -152,11 +164,16 @@ func (c *Config) applyDefaults() error {
 	if c.Probes == 0 {
 		c.Probes = DefaultProbes
 	}
+	if c.TimeScale == 0 {
+		c.TimeScale = 1
+	}
 	switch {
 	case c.Clients < 3:
 		return fmt.Errorf("measure: Config.Clients %d: need at least 3 (a watched client, a prober and a recipient)", c.Clients)
 	case c.Rate < 0 || c.BusyRate < 0 || c.ProviderShare < 0 || c.ProviderShare > 1:
 		return errors.New("measure: Config.Rate, BusyRate or ProviderShare out of range")
+	case c.TimeScale < 1 || c.TimeScale > 100:
+		return fmt.Errorf("measure: Config.TimeScale %g: want 1 to 100", c.TimeScale)
 	case c.Duration < 2*c.Window:
 		return fmt.Errorf("measure: Config.Duration %v is shorter than two windows of %v", c.Duration, c.Window)
 	}
@@ -169,6 +186,12 @@ func (c *Config) applyDefaults() error {
 		c.NoProvider = true
 	}
 	return nil
+}
+
+// scaled returns d stretched by the time scale: the network's time of a
+// duration d at scale 1.
+func (c *Config) scaled(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * c.TimeScale)
 }
 
 // CellResult is what one cell measured.
@@ -194,7 +217,9 @@ type CellResult struct {
 	// the traffic phase (λ/μ in the Loopix paper).
 	Occupancy float64
 	// Latency is the median and P95 the 95th percentile of the real
-	// messages' time from the sender's API to the recipient's.
+	// messages' time from the sender's API to the recipient's, as
+	// measured (in the network's time: Config.TimeScale times longer than
+	// at scale 1).
 	Latency, P95 time.Duration
 	// Entropy is over every target; Tracking is the share of clear
 	// targets whose most likely sender by the entropy's distribution is
@@ -235,7 +260,14 @@ type Result struct {
 	Elapsed time.Duration
 	// LoadAvg is /proc/loadavg's first three fields at the start.
 	LoadAvg string
+	// Reruns counts the cells measured again because the network's
+	// topology changed while they ran (an epoch or a key rotation).
+	Reruns int
 }
+
+// cellAttempts is how many times a cell is run before a topology that
+// keeps changing fails the measurement.
+const cellAttempts = 3
 
 // Run starts the network, measures every cell and stops the network.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
@@ -262,9 +294,20 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	defer net.Close()
 	r := &runner{cfg: cfg, net: net, logf: logf}
+	run := 0
 	for i, cell := range cfg.Grid {
 		logf("cell %d of %d: %v", i+1, len(cfg.Grid), cell)
-		cr, err := r.cell(ctx, i, cell)
+		var cr CellResult
+		for attempt := 1; ; attempt++ {
+			cr, err = r.cell(ctx, i, run, cell)
+			run++
+			if errors.Is(err, errTopologyChanged) && attempt < cellAttempts {
+				logf("cell %v: %v; measuring it again", cell, err)
+				res.Reruns++
+				continue
+			}
+			break
+		}
 		if err != nil {
 			return res, fmt.Errorf("measure: cell %v: %w", cell, err)
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/peapod-mixnet/peapod/anonymity"
+	"github.com/peapod-mixnet/peapod/client"
 )
 
 // Markers returns the lines that open and close a generated section of
@@ -46,6 +47,15 @@ func Section(res *Result, command, chart string) string {
 		"; each client but one sends %.3g real one-packet messages a second (Poisson); the watched client is busy "+
 		"(%.3g a second) or idle in random windows of %v; %v of traffic per cell; %d probes in cells without cover.\n\n",
 		cfg.Clients, 2, cfg.ProviderShare*100, cfg.Rate, cfg.BusyRate, cfg.Window, cfg.Duration, cfg.Probes)
+	if k := cfg.TimeScale; k > 1 {
+		p("**Time scale %g.** The network ran %g times slower than these figures say: every mean delay and cover gap "+
+			"×%g (15 ms a hop ran as %v, cover packets every %v and loops every %v on average), every message rate ÷%g "+
+			"and the traffic %v a cell, so that the machine carried 1/%g of the load while every product of a rate and a "+
+			"delay stayed as at scale 1 (the packets inside a mixnode, the cover packets per real one). The latencies "+
+			"and packet rates below are divided and multiplied back; the processing times (handover, pass-through) are as measured.\n\n",
+			k, k, k, cfg.scaled(15*time.Millisecond), cfg.scaled(client.DefaultCoverMainGap), cfg.scaled(client.DefaultCoverLoopGap),
+			k, cfg.scaled(cfg.Duration), k)
+	}
 
 	p("### Sender anonymity and linkability\n\n")
 	incomplete := false
@@ -59,7 +69,7 @@ func Section(res *Result, command, chart string) string {
 			incomplete = true
 		}
 		p("| %s | %s | %s (%s) | %.2f | %d | %.2f | %.2f | %.2f | %.2f | %.3f | %.3f | %.3f | %.1f× | %d (%d) |\n",
-			delay, onOff(c.Cover), ms(c.Latency), ms(c.P95), c.Occupancy, c.Senders, c.Entropy.Max, c.Entropy.Mean, c.Entropy.P5,
+			delay, onOff(c.Cover), ms(res.unscaled(c.Latency)), ms(res.unscaled(c.P95)), c.Occupancy, c.Senders, c.Entropy.Max, c.Entropy.Mean, c.Entropy.P5,
 			c.Entropy.Max-c.Entropy.Mean, c.Tracking, c.Timing.Success, c.Timing.Random,
 			best/c.Timing.Random, c.Targets, c.Clear)
 	}
@@ -79,7 +89,7 @@ func Section(res *Result, command, chart string) string {
 			o    anonymity.LinkObservation
 		}{{"client → gateway", u.Send}, {"gateway → client", u.Receive}} {
 			p("| %v | %s | %s | %.1f | %.1f | %.3f (%s) | %.2f | %d/%d |\n", c.Delay, onOff(c.Cover), d.name,
-				d.o.IdleRate, d.o.BusyRate, d.o.KS, pval(d.o.KSP), d.o.Accuracy, u.Idle, u.Busy)
+				d.o.IdleRate*cfg.TimeScale, d.o.BusyRate*cfg.TimeScale, d.o.KS, pval(d.o.KSP), d.o.Accuracy, u.Idle, u.Busy)
 		}
 	}
 	p("\n### Per-hop delay conformance (probes, cover off)\n\n")
@@ -87,7 +97,11 @@ func Section(res *Result, command, chart string) string {
 	p("|---|---|---|---|---|---|\n")
 	for _, c := range res.Cells {
 		if k := c.Conformance; k != nil {
-			p("| %v | %d | %s | %s | %.3f (%s) | %s |\n", k.Want, len(k.Samples), ms(k.Mean), ms(k.Median), k.KS, pval(k.KSP), ms(k.Processing))
+			want := k.Want.String()
+			if cfg.TimeScale > 1 {
+				want = fmt.Sprintf("%v (×%g: %v)", c.Delay, cfg.TimeScale, k.Want)
+			}
+			p("| %s | %d | %s | %s | %.3f (%s) | %s |\n", want, len(k.Samples), ms(k.Mean), ms(k.Median), k.KS, pval(k.KSP), ms(k.Processing))
 		}
 	}
 	p("\n### What the capture saw\n\n")
@@ -104,6 +118,9 @@ func Section(res *Result, command, chart string) string {
 			c.Trace.Segments, c.Trace.Linked, c.Trace.Events, c.Trace.DataEvents,
 			h["client→gateway"], h["gateway→mix1"], h["mix1→mix2"], h["mix2→mix3"], h["mix3→gateway"], h["gateway→client"],
 			c.Trace.UnframedBytes, c.Entropy.Orphans, drops(c.MixDrops), c.Capture.Drops, cpu, netCPU, ms(c.Handover), ms(c.HandoverP99), sizes(c.Trace.Sizes))
+	}
+	if res.Reruns > 0 {
+		p("\n%d cell runs were discarded and run again because the directory's topology changed while they ran (an epoch began or a key rotated).\n", res.Reruns)
 	}
 	if res.LoadAvg != "" {
 		p("\nLoad average of the machine when the measurement started (other work on it shares the cores): %s.\n", res.LoadAvg)
@@ -134,15 +151,24 @@ func verdict(res *Result) string {
 			s = append(s, fmt.Sprintf("the best attack (%s) names the sender %.1f%% of the time, %.2f× a random guess (%.1f%%): the target of 2× missed by a factor of %.2f", name, 100*best, ratio, 100*c.Timing.Random, ratio/2))
 		}
 		out := fmt.Sprintf("**Target, at the defaults (%v):** %s.", DefaultCell, strings.Join(s, "; "))
-		if n := c.MixDrops["queue_full"] + c.MixDrops["delay_queue_full"] + c.MixDrops["outbound_queue_full"]; n > 0 || c.Latency > time.Second {
+		if n := c.MixDrops["queue_full"] + c.MixDrops["delay_queue_full"] + c.MixDrops["outbound_queue_full"]; n > 0 || res.unscaled(c.Latency) > time.Second {
 			out += fmt.Sprintf(" **But the network was saturated in this cell:** a message took %s (median) for %v of mean delay over 3 hops, "+
 				"the mixnodes dropped %d packets for full queues, and the network's processes used %.2f of the machine's %d cores; "+
 				"the anonymity comes from seconds of queueing, not from the chosen delays.",
-				ms(c.Latency), 3*c.Delay, n, c.NetworkCPU.Seconds()/max(c.Elapsed.Seconds(), 1e-9), runtime.NumCPU())
+				ms(res.unscaled(c.Latency)), 3*c.Delay, n, c.NetworkCPU.Seconds()/max(c.Elapsed.Seconds(), 1e-9), runtime.NumCPU())
 		}
 		return out
 	}
 	return "**Target:** the default cell (15 ms/hop, cover on) was not measured in this run."
+}
+
+// unscaled returns a duration measured in the network's time as at time
+// scale 1.
+func (res *Result) unscaled(d time.Duration) time.Duration {
+	if res.Config.TimeScale <= 0 {
+		return d
+	}
+	return time.Duration(float64(d) / res.Config.TimeScale)
 }
 
 // UpdateDoc replaces the generated section name of the Markdown file at

@@ -25,10 +25,13 @@ func fakeBin(t *testing.T) string {
 func TestMeasureConfigGrid(t *testing.T) {
 	m := defaultMeasureFile().Measure
 	m.Bin = fakeBin(t)
-	m.Delays, m.Cover = "0, 5ms,50ms", "off"
+	m.Delays, m.Cover, m.TimeScale = "0, 5ms,50ms", "off", 4
 	c, err := measureConfig(m)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if c.TimeScale != 4 {
+		t.Errorf("time scale %g, want 4", c.TimeScale)
 	}
 	want := []measure.Cell{{Delay: 0}, {Delay: 5 * time.Millisecond}, {Delay: 50 * time.Millisecond}}
 	if len(c.Grid) != len(want) {
@@ -55,6 +58,7 @@ func TestMeasureConfigRejects(t *testing.T) {
 		"delay":    func(m *measureSection) { m.Delays = "15" },
 		"negative": func(m *measureSection) { m.Delays = "-5ms" },
 		"no bin":   func(m *measureSection) { m.Bin = t.TempDir() },
+		"scale":    func(m *measureSection) { m.TimeScale = 0.5 },
 	} {
 		m := defaultMeasureFile().Measure
 		m.Bin = fakeBin(t)
