@@ -122,9 +122,13 @@ soak:
 ## anonymity: measure what a global passive adversary learns from a process
 ## network of 20 clients over delays 0, 5, 15, 50 ms and cover on/off, and
 ## write docs/anonymity.md and docs/anonymity.svg (needs root for the packet
-## capture; ANONFLAGS tunes it, e.g. ANONFLAGS="--clients 10 --duration 10s";
-## `make test` runs its short mode, anonymity/measure.TestMeasureShort)
-ANONFLAGS ?=
+## capture; about 25 minutes). At Nym's cover rates 20 clients need more than
+## 2 cores, so the network runs 5 times slower (--time-scale 5: delays and
+## cover gaps x5, rates /5), which keeps every rate x delay product; on a
+## larger machine ANONFLAGS="--time-scale 1" runs it as is. ANONFLAGS tunes it,
+## e.g. ANONFLAGS="--clients 10 --duration 10s"; `make test` runs its short
+## mode, anonymity/measure.TestMeasureShort)
+ANONFLAGS ?= --time-scale 5
 anonymity: build
 	$(BIN)/mixnet measure $(ANONFLAGS)
 

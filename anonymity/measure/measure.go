@@ -83,6 +83,16 @@ func DefaultGrid() []Cell {
 	return g
 }
 
+// UseShortMode turns c into the short mode that `make test` runs
+// (TestMeasureShort) and `mixnet measure --short`: 6 clients, 4 s of
+// traffic a cell at time scale 2, and three cells: no delay and no cover
+// (the adversary must follow nearly every message), 15 ms without cover,
+// and the defaults.
+func (c *Config) UseShortMode() {
+	c.Clients, c.Duration, c.Window, c.Probes, c.Warmup, c.TimeScale = 6, 4*time.Second, 500*time.Millisecond, 30, time.Second, 2
+	c.Grid = []Cell{{Delay: 0}, {Delay: 15 * time.Millisecond}, DefaultCell}
+}
+
 // Config configures a measurement. Zero values take the defaults.
 type Config struct {
 	// Bin are the programs; Dir the folder of every process's data and

@@ -9,12 +9,13 @@ import (
 	"time"
 
 	"github.com/peapod-mixnet/peapod/anonymity/capture"
+	"github.com/peapod-mixnet/peapod/client"
 	"github.com/peapod-mixnet/peapod/internal/testnet"
 )
 
 // shortConfig is the short mode `make test` runs: few clients, a few
 // seconds a cell.
-func shortConfig(t *testing.T, grid []Cell) Config {
+func shortConfig(t *testing.T) Config {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("runs a network of processes")
@@ -29,14 +30,14 @@ func shortConfig(t *testing.T, grid []Cell) Config {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	return Config{
-		Bin: bin, Dir: t.TempDir(), Grid: grid,
-		Clients: 6, Duration: 6 * time.Second, Window: 500 * time.Millisecond,
-		Probes: 30, Warmup: time.Second, Seed: 1,
+	cfg := Config{
+		Bin: bin, Dir: t.TempDir(), Seed: 1,
 		Logf: func(format string, args ...any) {
 			t.Logf("[%6.2fs] %s", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 		},
 	}
+	cfg.UseShortMode()
+	return cfg
 }
 
 // TestMeasureShort is the short mode of `mixnet measure`: six clients and a
@@ -45,9 +46,7 @@ func shortConfig(t *testing.T, grid []Cell) Config {
 // must lose most of them; the probes must find the delays the clients
 // chose; and the capture must see every data packet on every hop.
 func TestMeasureShort(t *testing.T) {
-	zero := Cell{0, false}
-	noCover := Cell{15 * time.Millisecond, false}
-	cfg := shortConfig(t, []Cell{zero, noCover, DefaultCell})
+	cfg := shortConfig(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	res, err := Run(ctx, cfg)
@@ -84,8 +83,16 @@ func TestMeasureShort(t *testing.T) {
 	if best, _ := z.BestAttack(); z.Entropy.Mean > 1 || best < 0.6 {
 		t.Errorf("no delay, no cover: entropy %.2f bits, best attack %.2f; want the adversary to follow most messages", z.Entropy.Mean, best)
 	}
-	if nc.Unobs.Send.Accuracy < 0.8 {
-		t.Errorf("no cover: idle and busy told apart with accuracy %.2f only; the idle client is silent", nc.Unobs.Send.Accuracy)
+	// Without cover an idle client sends little: nothing at all without
+	// delays (with them, some packets of a busy window leave in the next
+	// one), so a count of its packets tells idle from busy.
+	if z.Unobs.Send.Accuracy < 0.8 {
+		t.Errorf("no delay, no cover: idle and busy told apart with accuracy %.2f only; the idle client is silent", z.Unobs.Send.Accuracy)
+	}
+	for _, c := range []CellResult{z, nc} {
+		if u := c.Unobs.Send; u.IdleRate > u.BusyRate/2 {
+			t.Errorf("%v: the watched client sent %.1f data packets a second idle and %.1f busy; without cover idle is quieter", c.Cell, u.IdleRate, u.BusyRate)
+		}
 	}
 	if def.Entropy.Mean < z.Entropy.Mean+1 || def.Timing.Success > z.Timing.Success/2 {
 		t.Errorf("defaults: entropy %.2f bits and timing attack %.2f, against %.2f and %.2f without delay or cover; want far more anonymity",
@@ -98,7 +105,17 @@ func TestMeasureShort(t *testing.T) {
 	// A node that ignored the delays would give a KS statistic near 1, one
 	// that doubled them about 0.4.
 	if k.KS > 0.25 {
-		t.Errorf("applied delays: median %v, KS %.3f against the exponential of 15 ms; want them to conform", k.Median, k.KS)
+		t.Errorf("applied delays: median %v, KS %.3f against the exponential of %v; want them to conform", k.Median, k.KS, k.Want)
+	}
+	if k.Want != cfg.scaled(nc.Delay) {
+		t.Errorf("the probes' delays were measured against %v, want %v: the time scale was not applied", k.Want, cfg.scaled(nc.Delay))
+	}
+	// At time scale 2 the watched client's cover streams run at half
+	// Nym's rates: 27.5 packets a second, 55 once the report multiplies
+	// back (a stream at Nym's own rate would read 110).
+	want := float64(time.Second/client.DefaultCoverMainGap + time.Second/client.DefaultCoverLoopGap)
+	if idle := def.Unobs.Send.IdleRate * cfg.TimeScale; idle < want/2 || idle > want*1.5 {
+		t.Errorf("defaults: the idle client sent %.1f data packets a second at scale 1, want about %.0f", idle, want)
 	}
 
 	// The report renders: the table has every cell, and the chart is SVG.

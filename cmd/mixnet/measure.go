@@ -67,7 +67,7 @@ func bindMeasureFlags(fs *flag.FlagSet, c *measureFile) {
 	fs.StringVar(&m.Chart, "chart", m.Chart, "SVG `file` for the chart")
 	fs.StringVar(&m.Section, "section", m.Section, "`name` of the generated section of -doc to replace (\"\": the main one)")
 	fs.BoolVar(&m.Write, "write", m.Write, "write the results into -doc and -chart (false: print the section only)")
-	fs.BoolVar(&m.Short, "short", m.Short, "the short mode of `make test`: 6 clients, 6 s a cell, 3 cells (no delay and 15ms without cover, 15ms with)")
+	fs.BoolVar(&m.Short, "short", m.Short, "the short mode of `make test`: 6 clients, 4 s a cell at time scale 2, 3 cells (no delay and 15ms without cover, 15ms with)")
 	fs.IntVar(&m.Clients, "clients", m.Clients, "number of clients (`client run` processes)")
 	fs.StringVar(&m.Delays, "delays", m.Delays, "comma-separated mean delays per hop of the grid (0: --no-delay)")
 	fs.StringVar(&m.Cover, "cover", m.Cover, "cover traffic settings of the grid: on, off or on,off")
@@ -160,8 +160,7 @@ func measureConfig(m measureSection) (measure.Config, error) {
 		return c, fmt.Errorf("mixnet measure: --time-scale %g: want 1 to 100", m.TimeScale)
 	}
 	if m.Short {
-		c.Clients, c.Duration, c.Window, c.Probes, c.Warmup = 6, 6*time.Second, 500*time.Millisecond, 30, time.Second
-		c.Grid = []measure.Cell{{Delay: 0}, {Delay: 15 * time.Millisecond}, measure.DefaultCell}
+		c.UseShortMode()
 		return c, nil
 	}
 	var covers []bool
