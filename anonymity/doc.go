@@ -23,6 +23,9 @@
 //     matches each delivered packet to the entry packet whose time before
 //     it is the most likely under the delay the senders chose, and its
 //     success rate beside a random guess's.
+//   - [OrderAttack] (order.go): follows every packet on the assumption
+//     that nodes forward in the order of arrival, which they do without
+//     delays; the pool estimator's exponential model leaves this out.
 //   - [Unobservability] (unobservability.go): whether the adversary can
 //     tell when a client sends real messages: the Kolmogorov-Smirnov
 //     statistic between its inter-packet times idle and busy, and the

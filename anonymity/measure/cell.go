@@ -290,6 +290,9 @@ func (r *runner) cell(ctx context.Context, idx, run int, cell Cell) (CellResult,
 	if res.Timing, err = anonymity.TimingAttack(tr, clearTargets, anonymity.TimingModel{MeanDelay: delay}); err != nil {
 		return res, err
 	}
+	if res.Order, err = anonymity.OrderAttack(tr, clearTargets, maxStay(delay)); err != nil {
+		return res, err
+	}
 	if err := saveTrace(filepath.Join(r.cfg.Dir, fmt.Sprintf("cell-%d.trace.gob", idx)), SavedTrace{
 		Cell: cell, Trace: tr, Targets: targets, Clear: clear, Windows: windows,
 	}); err != nil {

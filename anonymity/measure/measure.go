@@ -233,10 +233,12 @@ type CellResult struct {
 	Latency, P95 time.Duration
 	// Entropy is over every target; Tracking is the share of clear
 	// targets whose most likely sender by the entropy's distribution is
-	// right. Timing is the timing attack on the clear targets.
+	// right. Timing is the timing attack and Order the order attack on
+	// the clear targets.
 	Entropy  anonymity.EntropyResult
 	Tracking float64
 	Timing   anonymity.TimingResult
+	Order    anonymity.OrderResult
 	Unobs    anonymity.UnobservabilityResult
 	// Conformance is measured in cells without cover and with a delay.
 	Conformance *anonymity.ConformanceResult
@@ -252,13 +254,16 @@ type CellResult struct {
 	Elapsed, NetworkCPU time.Duration
 }
 
-// BestAttack is the higher of the two attacks' success rates, and its
-// name.
+// BestAttack is the highest of the attacks' success rates, and its name.
 func (r *CellResult) BestAttack() (float64, string) {
-	if r.Timing.Success > r.Tracking {
-		return r.Timing.Success, "timing"
+	best, name := r.Tracking, "tracking"
+	if r.Timing.Success > best {
+		best, name = r.Timing.Success, "timing"
 	}
-	return r.Tracking, "tracking"
+	if r.Order.Success > best {
+		best, name = r.Order.Success, "order"
+	}
+	return best, name
 }
 
 // Result is a whole measurement.

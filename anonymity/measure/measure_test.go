@@ -94,9 +94,13 @@ func TestMeasureShort(t *testing.T) {
 			t.Errorf("%v: the watched client sent %.1f data packets a second idle and %.1f busy; without cover idle is quieter", c.Cell, u.IdleRate, u.BusyRate)
 		}
 	}
-	if def.Entropy.Mean < z.Entropy.Mean+1 || def.Timing.Success > z.Timing.Success/2 {
-		t.Errorf("defaults: entropy %.2f bits and timing attack %.2f, against %.2f and %.2f without delay or cover; want far more anonymity",
-			def.Entropy.Mean, def.Timing.Success, z.Entropy.Mean, z.Timing.Success)
+	if z.Order.Success < 0.9 {
+		t.Errorf("no delay, no cover: the order attack named %.2f of the senders; want nearly all (nodes are queues then)", z.Order.Success)
+	}
+	zBest, _ := z.BestAttack()
+	if defBest, name := def.BestAttack(); def.Entropy.Mean < z.Entropy.Mean+1 || defBest > zBest/2 {
+		t.Errorf("defaults: entropy %.2f bits and best attack (%s) %.2f, against %.2f and %.2f without delay or cover; want far more anonymity",
+			def.Entropy.Mean, name, defBest, z.Entropy.Mean, zBest)
 	}
 	k := nc.Conformance
 	if k == nil || len(k.Samples) < cfg.Probes*2 {
@@ -120,7 +124,7 @@ func TestMeasureShort(t *testing.T) {
 
 	// The report renders: the table has every cell, and the chart is SVG.
 	sec := Section(res, "mixnet measure --short", "anonymity.svg")
-	for _, want := range []string{"| 0s | off |", "| 15ms | off |", "| 15ms | on |", "**Target, at the defaults"} {
+	for _, want := range []string{"| 0s | off |", "| 15ms | off |", "| 15ms | on |", "**Target, at the defaults", "order attack"} {
 		if !strings.Contains(sec, want) {
 			t.Errorf("the report lacks %q:\n%s", want, sec)
 		}

@@ -59,8 +59,8 @@ func Section(res *Result, command, chart string) string {
 
 	p("### Sender anonymity and linkability\n\n")
 	incomplete := false
-	p("| mean delay/hop | cover | latency median (p95) | packets inside a mixnode (λ/μ) | senders N | log2 N | entropy mean | entropy 5th pct | log2 N − mean | tracking attack | timing attack | random guess | best ÷ random | targets (clear) |\n")
-	p("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	p("| mean delay/hop | cover | latency median (p95) | packets inside a mixnode (λ/μ) | senders N | log2 N | entropy mean | entropy 5th pct | log2 N − mean | tracking attack | timing attack | order attack | random guess | best ÷ random | targets (clear) |\n")
+	p("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range res.Cells {
 		best, _ := c.BestAttack()
 		delay := c.Delay.String()
@@ -68,9 +68,9 @@ func Section(res *Result, command, chart string) string {
 			delay += " ⚠"
 			incomplete = true
 		}
-		p("| %s | %s | %s (%s) | %.2f | %d | %.2f | %.2f | %.2f | %.2f | %.3f | %.3f | %.3f | %.1f× | %d (%d) |\n",
+		p("| %s | %s | %s (%s) | %.2f | %d | %.2f | %.2f | %.2f | %.2f | %.3f | %.3f | %.3f | %.3f | %.1f× | %d (%d) |\n",
 			delay, onOff(c.Cover), ms(res.unscaled(c.Latency)), ms(res.unscaled(c.P95)), c.Occupancy, c.Senders, c.Entropy.Max, c.Entropy.Mean, c.Entropy.P5,
-			c.Entropy.Max-c.Entropy.Mean, c.Tracking, c.Timing.Success, c.Timing.Random,
+			c.Entropy.Max-c.Entropy.Mean, c.Tracking, c.Timing.Success, c.Order.Success, c.Timing.Random,
 			best/c.Timing.Random, c.Targets, c.Clear)
 	}
 	if incomplete {
