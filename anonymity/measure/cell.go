@@ -422,9 +422,17 @@ func (r *runner) topologyPrint(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("reading the topology: %w", err)
 	}
-	slices.SortFunc(t.Mixnodes, func(a, b directory.Mixnode) int { return strings.Compare(a.Identity, b.Identity) })
-	slices.SortFunc(t.Gateways, func(a, b directory.Gateway) int { return strings.Compare(a.Identity, b.Identity) })
-	b, err := json.Marshal(t)
+	return canonicalTopology(t)
+}
+
+// canonicalTopology is t as JSON with its nodes sorted by identity.
+func canonicalTopology(t *directory.Topology) (string, error) {
+	c := *t
+	c.Mixnodes = slices.Clone(t.Mixnodes)
+	c.Gateways = slices.Clone(t.Gateways)
+	slices.SortFunc(c.Mixnodes, func(a, b directory.Mixnode) int { return strings.Compare(a.Identity, b.Identity) })
+	slices.SortFunc(c.Gateways, func(a, b directory.Gateway) int { return strings.Compare(a.Identity, b.Identity) })
+	b, err := json.Marshal(c)
 	return string(b), err
 }
 

@@ -1,0 +1,38 @@
+package measure
+
+import (
+	"testing"
+
+	"github.com/peapod-mixnet/peapod/directory"
+)
+
+// TestCanonicalTopology: the order the directory lists nodes in does not
+// matter; a rotated key, a node gone or new parameters do.
+func TestCanonicalTopology(t *testing.T) {
+	a := directory.Mixnode{Layer: 1, Address: "127.0.0.1:1", Identity: "A", SphinxKey: "ka"}
+	b := directory.Mixnode{Layer: 2, Address: "127.0.0.1:2", Identity: "B", SphinxKey: "kb"}
+	g := directory.Gateway{Address: "127.0.0.1:3", Identity: "G", SphinxKey: "kg"}
+	canon := func(tp directory.Topology) string {
+		t.Helper()
+		s, err := canonicalTopology(&tp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	base := canon(directory.Topology{Mixnodes: []directory.Mixnode{a, b}, Gateways: []directory.Gateway{g}})
+	if got := canon(directory.Topology{Mixnodes: []directory.Mixnode{b, a}, Gateways: []directory.Gateway{g}}); got != base {
+		t.Errorf("the same nodes in another order print differently:\n%s\n%s", base, got)
+	}
+	rotated := a
+	rotated.SphinxKey = "ka2"
+	for name, tp := range map[string]directory.Topology{
+		"rotated key": {Mixnodes: []directory.Mixnode{rotated, b}, Gateways: []directory.Gateway{g}},
+		"node gone":   {Mixnodes: []directory.Mixnode{a}, Gateways: []directory.Gateway{g}},
+		"parameters":  {Mixnodes: []directory.Mixnode{a, b}, Gateways: []directory.Gateway{g}, Params: &directory.Params{MeanMixDelay: 1}},
+	} {
+		if canon(tp) == base {
+			t.Errorf("%s: prints as the topology before", name)
+		}
+	}
+}
