@@ -1,6 +1,7 @@
 package framework
 
 import (
+	"container/heap"
 	"container/list"
 	"sync"
 
@@ -31,6 +32,7 @@ type fairQueue struct {
 	ready  *sync.Cond // signalled when a request is queued or the queue closes
 	lanes  map[address.SenderTag]*lane
 	turn   list.List // of *lane with requests, in serving order
+	byLen  laneHeap  // the same lanes, the one to push out of first
 	size   int
 	closed bool
 
@@ -43,6 +45,36 @@ type lane struct {
 	seq  uint64 // the requester's seniority (cacheSender.seq)
 	jobs []*job // oldest first
 	elem *list.Element
+	hidx int // in fairQueue.byLen
+}
+
+// laneHeap orders lanes by how soon they lose a request to an arrival at a
+// full queue: the longest first, and among as long the newest requester's
+// (the largest seq). It implements heap.Interface.
+type laneHeap []*lane
+
+func (h laneHeap) Len() int { return len(h) }
+func (h laneHeap) Less(i, j int) bool {
+	if len(h[i].jobs) != len(h[j].jobs) {
+		return len(h[i].jobs) > len(h[j].jobs)
+	}
+	return h[i].seq > h[j].seq
+}
+func (h laneHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].hidx, h[j].hidx = i, j
+}
+func (h *laneHeap) Push(x any) {
+	l := x.(*lane)
+	l.hidx = len(*h)
+	*h = append(*h, l)
+}
+func (h *laneHeap) Pop() any {
+	old := *h
+	l := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return l
 }
 
 func newFairQueue(max int) *fairQueue {
@@ -75,16 +107,16 @@ func (q *fairQueue) push(j *job) (ok bool, out *job) {
 		victim.jobs = victim.jobs[:len(victim.jobs)-1]
 		q.size--
 		q.pushedOut++
-		if len(victim.jobs) == 0 {
-			q.dropLocked(victim)
-		}
+		q.shortenedLocked(victim)
 	}
 	if l == nil {
 		l = &lane{tag: j.tag, seq: j.seq()}
 		q.lanes[j.tag] = l
 		l.elem = q.turn.PushBack(l)
+		heap.Push(&q.byLen, l)
 	}
 	l.jobs = append(l.jobs, j)
+	heap.Fix(&q.byLen, l.hidx)
 	q.size++
 	q.ready.Signal()
 	return true, out
@@ -93,18 +125,21 @@ func (q *fairQueue) push(j *job) (ok bool, out *job) {
 // longestLocked returns the lane to push out of: the longest, and among
 // the longest the newest requester's. q.mu is held.
 func (q *fairQueue) longestLocked() *lane {
-	var best *lane
-	for _, l := range q.lanes {
-		if best == nil || len(l.jobs) > len(best.jobs) || (len(l.jobs) == len(best.jobs) && l.seq > best.seq) {
-			best = l
-		}
+	if len(q.byLen) == 0 {
+		return nil
 	}
-	return best
+	return q.byLen[0]
 }
 
-// dropLocked removes an empty lane. q.mu is held.
-func (q *fairQueue) dropLocked(l *lane) {
+// shortenedLocked records that l lost a request: an empty lane goes. q.mu
+// is held.
+func (q *fairQueue) shortenedLocked(l *lane) {
+	if len(l.jobs) > 0 {
+		heap.Fix(&q.byLen, l.hidx)
+		return
+	}
 	q.turn.Remove(l.elem)
+	heap.Remove(&q.byLen, l.hidx)
 	delete(q.lanes, l.tag)
 }
 
@@ -124,11 +159,10 @@ func (q *fairQueue) pop() (*job, bool) {
 	l.jobs[0] = nil
 	l.jobs = l.jobs[1:]
 	q.size--
-	if len(l.jobs) == 0 {
-		q.dropLocked(l)
-	} else {
+	if len(l.jobs) > 0 {
 		q.turn.MoveToBack(l.elem)
 	}
+	q.shortenedLocked(l)
 	return j, true
 }
 

@@ -2,6 +2,7 @@ package framework
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/peapod-mixnet/peapod/address"
@@ -103,5 +104,104 @@ func TestFairQueueClose(t *testing.T) {
 	}
 	if _, ok := q.pop(); ok {
 		t.Fatal("pop of a closed, empty queue succeeded")
+	}
+}
+
+// BenchmarkFairQueue measures the fair queue against its baseline, the
+// buffered channel of 256 it replaced (first come, first served): a
+// request queued and taken, from one requester and from 256 in turn; and
+// the flood's path, a request refused by a full queue, which for the fair
+// queue means looking at every lane (here 256, the most a queue of 256
+// holds: a flooder spread over as many tags).
+func BenchmarkFairQueue(b *testing.B) {
+	const size = 256
+	tags := make([]address.SenderTag, size)
+	jobs := make([]*job, size)
+	for i := range tags {
+		tags[i] = newTag(b)
+		jobs[i] = testJob(tags[i], uint64(i+1), fmt.Sprint(i))
+	}
+	b.Run("baseline-channel/queue-take", func(b *testing.B) {
+		ch := make(chan *job, size)
+		for i := 0; b.Loop(); i++ {
+			ch <- jobs[i%size]
+			<-ch
+		}
+	})
+	b.Run("baseline-channel/refused", func(b *testing.B) {
+		ch := make(chan *job, size)
+		for _, j := range jobs {
+			ch <- j
+		}
+		late := testJob(newTag(b), size+1, "late")
+		for b.Loop() {
+			select {
+			case ch <- late:
+				b.Fatal("queued in a full channel")
+			default:
+			}
+		}
+	})
+	b.Run("fair/one-requester/queue-take", func(b *testing.B) {
+		q := newFairQueue(size)
+		for b.Loop() {
+			q.push(jobs[0])
+			q.pop()
+		}
+	})
+	b.Run("fair/256-requesters/queue-take", func(b *testing.B) {
+		q := newFairQueue(size)
+		for _, j := range jobs[:size/2] {
+			q.push(j)
+		}
+		for i := 0; b.Loop(); i++ {
+			q.push(jobs[(size/2+i)%size])
+			q.pop()
+		}
+	})
+	b.Run("fair/256-requesters/refused", func(b *testing.B) {
+		q := newFairQueue(size)
+		for _, j := range jobs {
+			q.push(j)
+		}
+		late := testJob(newTag(b), size+1, "late")
+		for b.Loop() {
+			if ok, _ := q.push(late); ok {
+				b.Fatal("a new requester pushed out one seen before it")
+			}
+		}
+	})
+}
+
+// The lane a full queue pushes out of, kept in a heap, is the one a scan
+// of every lane finds (the longest, among as long the newest requester's),
+// through random pushes, push-outs and pops.
+func TestFairQueueLongestMatchesScan(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	tags := make([]address.SenderTag, 12)
+	for i := range tags {
+		tags[i] = newTag(t)
+	}
+	q := newFairQueue(20)
+	for step := range 5000 {
+		if rng.IntN(3) == 0 && q.len() > 0 {
+			q.pop()
+		} else {
+			i := rng.IntN(len(tags))
+			q.push(testJob(tags[i], uint64(i+1), fmt.Sprint(step)))
+		}
+		q.mu.Lock()
+		var want *lane
+		for _, l := range q.lanes {
+			if want == nil || len(l.jobs) > len(want.jobs) || (len(l.jobs) == len(want.jobs) && l.seq > want.seq) {
+				want = l
+			}
+		}
+		got := q.longestLocked()
+		n := len(q.byLen)
+		q.mu.Unlock()
+		if got != want || n != len(q.lanes) {
+			t.Fatalf("step %d: heap gives %v, the scan %v (%d lanes in the heap, %d in all)", step, got, want, n, len(q.lanes))
+		}
 	}
 }
