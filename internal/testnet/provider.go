@@ -22,6 +22,8 @@ type ProviderOptions struct {
 	Plugins string
 	// Args are more flags (for example "--queue", "8").
 	Args []string
+	// Env is added to its environment (for example SSL_CERT_FILE).
+	Env []string
 }
 
 // Provider is a `provider` process joined to the network, with its HTTP
@@ -61,7 +63,7 @@ func (n *Network) StartProvider(ctx context.Context, name string, opts ProviderO
 		args = append(args, "--no-cover")
 	}
 	args = append(args, opts.Args...)
-	proc, err := NewProcess(ProcessConfig{Name: name, Path: n.cfg.Bin.Provider, Args: args, LogDir: n.logDir,
+	proc, err := NewProcess(ProcessConfig{Name: name, Path: n.cfg.Bin.Provider, Args: args, Env: opts.Env, LogDir: n.logDir,
 		Ready: "provider started", Logf: n.cfg.Logf})
 	if err != nil {
 		return nil, err
