@@ -182,8 +182,11 @@ func measureConfig(m measureSection) (measure.Config, error) {
 				d, err = 0, nil
 			}
 		}
-		if err != nil || d < 0 {
-			return c, fmt.Errorf("mixnet measure: --delays: %q is not a duration", s)
+		switch {
+		case err != nil:
+			return c, fmt.Errorf("mixnet measure: --delays: %q is not a duration (write a unit, e.g. 15ms; 0 alone for no delay)", s)
+		case d < 0:
+			return c, fmt.Errorf("mixnet measure: --delays: %q is negative", s)
 		}
 		for _, cover := range covers {
 			c.Grid = append(c.Grid, measure.Cell{Delay: d, Cover: cover})

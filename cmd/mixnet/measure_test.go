@@ -53,18 +53,21 @@ func TestMeasureConfigGrid(t *testing.T) {
 }
 
 func TestMeasureConfigRejects(t *testing.T) {
-	for name, change := range map[string]func(*measureSection){
-		"cover":    func(m *measureSection) { m.Cover = "sometimes" },
-		"delay":    func(m *measureSection) { m.Delays = "15" },
-		"negative": func(m *measureSection) { m.Delays = "-5ms" },
-		"no bin":   func(m *measureSection) { m.Bin = t.TempDir() },
-		"scale":    func(m *measureSection) { m.TimeScale = 0.5 },
+	for name, tc := range map[string]struct {
+		change func(*measureSection)
+		says   string // what the message must name
+	}{
+		"cover":    {func(m *measureSection) { m.Cover = "sometimes" }, `--cover "sometimes"`},
+		"delay":    {func(m *measureSection) { m.Delays = "15" }, `"15" is not a duration`},
+		"negative": {func(m *measureSection) { m.Delays = "-5ms" }, `"-5ms" is negative`},
+		"no bin":   {func(m *measureSection) { m.Bin = t.TempDir() }, "mixnet measure"},
+		"scale":    {func(m *measureSection) { m.TimeScale = 0.5 }, "--time-scale 0.5"},
 	} {
 		m := defaultMeasureFile().Measure
 		m.Bin = fakeBin(t)
-		change(&m)
-		if _, err := measureConfig(m); err == nil || !strings.Contains(err.Error(), "mixnet measure") {
-			t.Errorf("%s: err %v, want a mixnet measure error", name, err)
+		tc.change(&m)
+		if _, err := measureConfig(m); err == nil || !strings.Contains(err.Error(), "mixnet measure") || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("%s: err %v, want a mixnet measure error saying %s", name, err, tc.says)
 		}
 	}
 }
