@@ -83,13 +83,16 @@ size = 7
 	}
 }
 
-// TestLoadBareDuration: a number where a duration belongs is refused with
-// the form to write; numbers elsewhere and quoted durations are fine.
+// TestLoadBareDuration: a number, or a string that is not a duration, where
+// a duration belongs is refused with the form to write; numbers elsewhere
+// and quoted durations are fine.
 func TestLoadBareDuration(t *testing.T) {
 	for _, c := range []struct{ content, want string }{
 		{"[server]\ntimeout = 5\n", `server.timeout = 5: a duration needs a unit and quotes, such as timeout = "5s"`},
 		{"[server]\ntimeout = 2.5\n", `server.timeout = 2.5: a duration needs a unit and quotes, such as timeout = "2.5s"`},
 		{"[untagged]\nwait = 10\n", `untagged.wait = 10: a duration needs a unit and quotes, such as wait = "10s"`},
+		{"[server]\ntimeout = \"5\"\n", `server.timeout = "5" is not a duration: write a number and a unit (ns, us, ms, s, m, h), such as timeout = "90s"`},
+		{"[server]\ntimeout = \"soon\"\n", `server.timeout = "soon" is not a duration`},
 	} {
 		var cfg testFile
 		err := Load("test", writeFile(t, c.content), &cfg)

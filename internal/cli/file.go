@@ -13,8 +13,9 @@ import (
 // fields carry `toml` tags. It refuses keys v does not have, naming them
 // all, and a number where v holds a time.Duration: BurntSushi/toml would
 // read `request_timeout = 5` as 5 nanoseconds, so the message shows the
-// form to write instead (`request_timeout = "5s"`). Errors start with
-// name and the path.
+// form to write instead (`request_timeout = "5s"`), as does a string that
+// is not a duration (`"5"`, `"ten seconds"`). Errors start with name and
+// the path.
 func Load(name, path string, v any) error {
 	// First as a plain document, to find numbers where durations belong
 	// before the decoder turns them into nanoseconds (or refuses a float
@@ -25,10 +26,19 @@ func Load(name, path string, v any) error {
 		return fmt.Errorf("%s: config %s: %w", name, path, err)
 	}
 	for _, key := range md.Keys() {
-		if t := md.Type(key...); (t == "Integer" || t == "Float") && fieldType(reflect.TypeOf(v), key) == durationType {
-			n, last := lookup(raw, key), key[len(key)-1]
+		if fieldType(reflect.TypeOf(v), key) != durationType {
+			continue
+		}
+		value, last := lookup(raw, key), key[len(key)-1]
+		switch t := md.Type(key...); {
+		case t == "Integer" || t == "Float":
 			return fmt.Errorf("%s: config %s: %s = %v: a duration needs a unit and quotes, such as %s = \"%vs\" or \"%vms\" "+
-				"(a bare number would be read as nanoseconds)", name, path, key, n, last, n, n)
+				"(a bare number would be read as nanoseconds)", name, path, key, value, last, value, value)
+		case t == "String":
+			if _, err := time.ParseDuration(value.(string)); err != nil {
+				return fmt.Errorf("%s: config %s: %s = %q is not a duration: write a number and a unit (ns, us, ms, s, m, h), such as %s = \"90s\" or \"1m30s\"",
+					name, path, key, value, last)
+			}
 		}
 	}
 	if md, err = toml.DecodeFile(path, v); err != nil {
