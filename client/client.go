@@ -124,7 +124,7 @@ type Client struct {
 // counters are the client's statistics.
 type counters struct {
 	packetsSent, coverSent, retransmits, acks, received, undecryptable, badMessages atomic.Uint64
-	delivered, duplicates, poolsEvicted                                             atomic.Uint64
+	delivered, duplicates, poolsEvicted, surbRequests                               atomic.Uint64
 }
 
 // Stats is a snapshot of the client's counters.
@@ -144,6 +144,9 @@ type Stats struct {
 	// SURBSendersEvicted counts the senders whose SURBs were dropped to
 	// keep within SURBs.MaxSenders and SURBs.MaxHeld.
 	SURBSendersEvicted uint64
+	// SURBRequests counts the requests for more SURBs this client sent to
+	// anonymous senders (each attempt once, however many copies it took).
+	SURBRequests uint64
 	// InboxBytes is the data of the messages received and not yet taken
 	// (bounded by Config.InboxBytes); IncompleteBytes what is held for
 	// messages not complete yet (bounded by Config.MaxIncompleteBytes).
@@ -428,6 +431,7 @@ func (c *Client) Stats() Stats {
 		SURBsHeld:          surbs,
 		SURBSenders:        senders,
 		SURBSendersEvicted: c.stats.poolsEvicted.Load(),
+		SURBRequests:       c.stats.surbRequests.Load(),
 		InboxBytes:         inboxBytes,
 		IncompleteBytes:    reasm.PendingBytes,
 		InboxFull:          c.inboxFull.Load(),

@@ -446,3 +446,34 @@ func TestSURBTopUpUnderLoss(t *testing.T) {
 		t.Error("nothing was retransmitted: the loss did not happen")
 	}
 }
+
+// A long reply on a few SURBs asks for enough SURBs for all of its fragments
+// at once, as Nym's reply controller sizes a request by its pending queue:
+// one request (and a retry or two if the answer is slow), not one per batch
+// of SURBs.Request.
+func TestLongReplyAsksOnce(t *testing.T) {
+	n := startTestNet(t, netOptions{})
+	a := startClient(t, testConfig(t, n, 0))
+	b := startClient(t, testConfig(t, n, 1))
+	ctx := timeout(t, 2*time.Minute)
+	if _, err := a.SendAnonymous(ctx, b.Address(), []byte("send me a lot"), 5); err != nil {
+		t.Fatal(err)
+	}
+	q := receive(t, ctx, b)
+	long := bytes.Repeat([]byte("long reply "), 100*FragmentCapacity/11)
+	frags := len(long)/FragmentCapacity + 1
+	d, err := b.Reply(ctx, *q.SenderTag, long)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m := receive(t, ctx, a); !bytes.Equal(m.Data, long) {
+		t.Fatalf("got %d bytes, want the %d-byte reply", len(m.Data), len(long))
+	}
+	perBatch := b.cfg.SURBs.Request
+	if got := b.Stats().SURBRequests; got > 3 || frags <= 4*perBatch {
+		t.Fatalf("%d requests for SURBs for a reply of %d fragments (a request per batch of %d would be %d)", got, frags, perBatch, frags/perBatch)
+	}
+}

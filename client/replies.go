@@ -40,6 +40,10 @@ const (
 	// batch. (A real second request comes RequestWait/urgentRetryDivisor
 	// later at the soonest, or after the answer to the first.)
 	requestCopyWindow = time.Second
+	// requestRetryMin: a replier asks again no sooner than this after its
+	// last request, so that the retry reaches the sender outside the copy
+	// window of any answer it sent before that request.
+	requestRetryMin = requestCopyWindow + requestCopyWindow/4
 )
 
 // surbPool holds the SURBs one anonymous sender gave this client, and the
@@ -54,8 +58,25 @@ type surbPool struct {
 	// asks ahead of need only when it is being drawn down steadily, so a
 	// one-off reply does not cost its sender a batch of SURBs.
 	used int
+	// queued counts the reply fragments on their way to their first SURB
+	// (queued, not yet sent or waiting): a request asks for enough for
+	// them too, so that one long reply costs one request, not one per
+	// batch.
+	queued int
 	// elem is the pool's place in Client.poolLRU.
 	elem *list.Element
+}
+
+// unqueueForSURBLocked takes pf out of its pool's queued count once it
+// reaches the pool or is dropped before. c.mu must be held.
+func (c *Client) unqueueForSURBLocked(pf *pendingFragment) {
+	if !pf.queuedForSURB {
+		return
+	}
+	pf.queuedForSURB = false
+	if p := c.pools[*pf.target.reply]; p != nil && p.queued > 0 {
+		p.queued--
+	}
 }
 
 // idle reports whether the pool holds nothing and waits for nothing.
@@ -376,6 +397,7 @@ func (c *Client) addSURBs(tag address.SenderTag, surbs []*sphinx.SURB) {
 // ErrNoSURBs only when the pool is empty and no request is under way.
 func (c *Client) takeSURB(tag address.SenderTag, pf *pendingFragment) (*sphinx.SURB, bool) {
 	c.mu.Lock()
+	c.unqueueForSURBLocked(pf)
 	p := c.pool(tag)
 	reserve := c.surbReserve()
 	keep := 1
@@ -445,8 +467,10 @@ func (c *Client) requestSURBsLocked(p *surbPool) {
 	p.requesting = true
 	p.requestedAt = time.Now()
 	p.used = 0
-	amount := uint32(min(c.cfg.SURBs.Request+len(p.waiting), c.cfg.SURBs.MaxRequest))
+	amount := uint32(min(c.cfg.SURBs.Request+len(p.waiting)+p.queued, c.cfg.SURBs.MaxRequest))
 	tag := p.tag
+	c.stats.surbRequests.Add(1)
+	c.log.Debug().Str("sender", tag.String()).Uint32("amount", amount).Int("copies", n).Int("left", len(p.surbs)).Int("waiting", len(p.waiting)).Int("queued", p.queued).Msg("asking for reply SURBs")
 	c.spawn(func() {
 		keys := make([][address.SenderTagSize + 8]byte, len(spent))
 		for i, s := range spent {
@@ -463,7 +487,8 @@ func (c *Client) requestSURBsLocked(p *surbPool) {
 }
 
 // checkSURBRequests asks again when a request went unanswered (after
-// RequestWait, or a quarter of it while replies wait), and fails the waiting
+// RequestWait, or a quarter of it while replies wait, never sooner than
+// requestRetryMin), and fails the waiting
 // replies when RequestWait has passed with nothing left to ask with.
 func (c *Client) checkSURBRequests(now time.Time) {
 	type failure struct {
@@ -482,6 +507,10 @@ func (c *Client) checkSURBRequests(now time.Time) {
 		if len(p.waiting) > 0 {
 			retry /= urgentRetryDivisor
 		}
+		// The sender takes a request that comes within requestCopyWindow
+		// of its last answer for a copy of the one it answered; asking
+		// again sooner would spend SURBs on requests it ignores.
+		retry = max(retry, requestRetryMin)
 		switch {
 		case len(p.surbs) > 0 && waited >= retry:
 			p.requesting = false
@@ -520,8 +549,10 @@ func (c *Client) answerSURBRequest(requester address.Address, amount uint32) {
 		return
 	}
 	if copyOf {
-		return // another copy of a request answered a moment ago
+		c.log.Debug().Uint32("amount", amount).Msg("ignoring a SURB request: taken for a copy of one answered less than requestCopyWindow ago")
+		return
 	}
+	c.log.Debug().Uint32("amount", amount).Msg("answering a SURB request")
 	n := min(int(amount), c.cfg.SURBs.MaxRequest)
 	c.spawn(func() {
 		surbs, err := c.makeSURBs(c.ctx, tag, n)

@@ -96,9 +96,12 @@ type pendingFragment struct {
 	attempts int
 	inFlight bool // holds a window token
 	done     bool
-	timer    *time.Timer
-	route    []string           // mixnodes of the last attempt
-	firstHop sphinx.NodeAddress // of the last attempt
+	// queuedForSURB: a reply fragment counted in its pool's queued until
+	// it first asks the pool for a SURB.
+	queuedForSURB bool
+	timer         *time.Timer
+	route         []string           // mixnodes of the last attempt
+	firstHop      sphinx.NodeAddress // of the last attempt
 }
 
 // outStream numbers the messages a client sends to one recipient.
@@ -262,8 +265,11 @@ func (c *Client) queueFragments(ctx context.Context, t target, frags []fragment.
 	pfs := make([]*pendingFragment, len(frags))
 	c.mu.Lock()
 	for i, f := range frags {
-		pfs[i] = &pendingFragment{id: f.ID(), wire: f.AppendBinary(make([]byte, 0, FragmentCapacity)), d: d, target: t, lane: lane}
+		pfs[i] = &pendingFragment{id: f.ID(), wire: f.AppendBinary(make([]byte, 0, FragmentCapacity)), d: d, target: t, lane: lane, queuedForSURB: t.reply != nil}
 		c.pending[pfs[i].id] = pfs[i]
+	}
+	if t.reply != nil {
+		c.pool(*t.reply).queued += len(frags)
 	}
 	c.lanes[lane] += len(pfs)
 	c.mu.Unlock()
@@ -302,6 +308,7 @@ func (c *Client) abandon(pfs []*pendingFragment, err error) {
 		pf.done = true
 		delete(c.pending, pf.id)
 		c.lanes[pf.lane]--
+		c.unqueueForSURBLocked(pf)
 	}
 	c.mu.Unlock()
 	pfs[0].d.finish(err)
@@ -514,6 +521,7 @@ func (c *Client) fail(pf *pendingFragment, err error) {
 			s.timer.Stop()
 		}
 		c.releaseLocked(s)
+		c.unqueueForSURBLocked(s)
 	}
 	c.mu.Unlock()
 	pf.d.finish(err)
