@@ -165,8 +165,9 @@ func (l *link) connect(ctx context.Context, refresh bool) (*gwproto.Session, err
 	if err != nil {
 		return nil, err
 	}
+	keys := gwproto.GatewayKeys{Identity: gwID, Noise: gw.noiseKey}
 	if binding.registered {
-		sess, err := gwproto.Authenticate(hctx, ws, c.keys.identity, gwID, binding.key, c.cfg.Rand, time.Now())
+		sess, err := gwproto.Authenticate(hctx, ws, c.keys.identity, keys, binding.key, c.cfg.Rand, time.Now())
 		if err == nil {
 			return sess, nil
 		}
@@ -179,7 +180,7 @@ func (l *link) connect(ctx context.Context, refresh bool) (*gwproto.Session, err
 			return nil, err
 		}
 	}
-	key, sess, err := gwproto.Register(hctx, ws, c.keys.identity, gwID, c.cfg.Rand, time.Now())
+	key, sess, err := gwproto.Register(hctx, ws, c.keys.identity, keys, c.cfg.Rand, time.Now())
 	if err != nil {
 		ws.Close()
 		return nil, err

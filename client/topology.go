@@ -30,6 +30,8 @@ type netGateway struct {
 	netNode
 	identityKey ed25519.PublicKey
 	clientURL   *url.URL
+	// noiseKey is the key the client's handshake is encrypted to.
+	noiseKey [directory.KeySize]byte
 }
 
 // netView is one parsed topology.
@@ -68,7 +70,15 @@ func parseTopology(t *directory.Topology) (*netView, []error) {
 			skipped = append(skipped, fmt.Errorf("gateway %s: %v", g.Identity, err))
 			continue
 		}
-		v.gateways[string(id)] = &netGateway{netNode: n, identityKey: id, clientURL: u}
+		noise, ok, err := g.NoisePublicKey()
+		if err == nil && !ok {
+			err = errors.New("no noise_key, so a client cannot reach it without showing who it is")
+		}
+		if err != nil {
+			skipped = append(skipped, fmt.Errorf("gateway %s: %v", g.Identity, err))
+			continue
+		}
+		v.gateways[string(id)] = &netGateway{netNode: n, identityKey: id, clientURL: u, noiseKey: noise}
 	}
 	if t.Params != nil {
 		d := time.Duration(t.Params.MeanMixDelay)

@@ -1,8 +1,15 @@
 package client
 
 import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/peapod-mixnet/peapod/address"
+	"github.com/peapod-mixnet/peapod/directory"
 )
 
 func TestHealthScores(t *testing.T) {
@@ -37,5 +44,34 @@ func TestHealthScores(t *testing.T) {
 	}
 	if !seen["dead"] || !seen["alive"] {
 		t.Fatal("with every node blamed, pick must still choose among all")
+	}
+}
+
+// TestTopologySkipsBadEntries: a gateway the client cannot reach without
+// showing who it is (no noise_key in the topology) is skipped with a reason,
+// as is one whose noise_key does not parse; one with a key is kept, with
+// that key.
+func TestTopologySkipsBadEntries(t *testing.T) {
+	key := func(b byte) string { return address.EncodeKey(bytes.Repeat([]byte{b}, 32)) }
+	ids := make([]ed25519.PublicKey, 3)
+	for i := range ids {
+		ids[i], _, _ = ed25519.GenerateKey(rand.Reader)
+	}
+	gw := func(id int, noise string) directory.Gateway {
+		return directory.Gateway{Address: "127.0.0.1:1790", ClientAddress: "ws://127.0.0.1:9000",
+			Identity: address.EncodeKey(ids[id]), SphinxKey: key(9), NoiseKey: noise}
+	}
+	v, skipped := parseTopology(&directory.Topology{Gateways: []directory.Gateway{
+		gw(0, key(7)), gw(1, ""), gw(2, "not-base58-0OIl"),
+	}})
+	if len(v.gateways) != 1 || len(skipped) != 2 {
+		t.Fatalf("kept %d gateways, skipped %v; want 1 kept, 2 skipped", len(v.gateways), skipped)
+	}
+	g, ok := v.gateway(ids[0])
+	if !ok || g.noiseKey != [32]byte(bytes.Repeat([]byte{7}, 32)) {
+		t.Fatalf("the gateway with a Noise key: %v, key %x", ok, g.noiseKey)
+	}
+	if !strings.Contains(skipped[0].Error(), "noise_key") || !strings.Contains(skipped[1].Error(), "noise_key") {
+		t.Errorf("the reasons do not name noise_key: %v", skipped)
 	}
 }

@@ -1,56 +1,41 @@
 package gateway
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/binary"
 	"errors"
+	"io"
 	"testing"
 	"time"
-
-	"github.com/gorilla/websocket"
 
 	"github.com/peapod-mixnet/peapod/internal/gwproto"
 )
 
-// authRequest builds an authentication request by hand (the layout of
-// internal/gwproto's handshake): 0x03 ‖ version ‖ identity ‖ nonce ‖
-// timestamp ‖ signature, the signature made by signer over context ‖
-// gateway identity ‖ the request before it. It lets a test claim an
-// identity it does not hold, and replay a request byte for byte.
-func authRequest(identity ed25519.PublicKey, signer ed25519.PrivateKey, gateway ed25519.PublicKey, ts time.Time) []byte {
-	req := []byte{0x03, gwproto.Version}
-	req = append(req, identity...)
-	var nonce [gwproto.NonceSize]byte
-	rand.Read(nonce[:])
-	req = append(req, nonce[:]...)
-	req = binary.BigEndian.AppendUint64(req, uint64(ts.UnixNano()))
-	signed := append(append([]byte("peapod-gateway-auth-v1"), gateway...), req...)
-	return append(req, ed25519.Sign(signer, signed)...)
+// authenticateAs runs an authentication as the client whose private key
+// is signer (possibly a forgery: another identity's public half with a
+// seed of one's own), at timestamp ts, with the shared key k, drawing its
+// randomness from random.
+func authenticateAs(t *testing.T, g *Gateway, signer ed25519.PrivateKey, k [gwproto.KeySize]byte, ts time.Time, random io.Reader) error {
+	t.Helper()
+	s, err := gwproto.Authenticate(testContext(t), dialGateway(t, g), signer, clientKeys(g), k, random, ts)
+	if err == nil {
+		s.Close()
+	}
+	return err
 }
 
-// rawHandshake sends req on a new connection and returns the reply frame.
-func rawHandshake(t *testing.T, g *Gateway, req []byte) []byte {
-	t.Helper()
-	ws := dialGateway(t, g)
-	if err := ws.WriteMessage(websocket.BinaryMessage, req); err != nil {
-		t.Fatal(err)
-	}
-	ws.SetReadDeadline(time.Now().Add(waitTimeout))
-	_, reply, err := ws.ReadMessage()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return reply
+// forgeKey returns a private key that claims the public key pub but signs
+// with a random secret.
+func forgeKey(pub ed25519.PublicKey) ed25519.PrivateKey {
+	seed := make([]byte, ed25519.SeedSize)
+	rand.Read(seed)
+	return append(append(ed25519.PrivateKey{}, seed...), pub...)
 }
 
-// wantHandshakeError checks that reply is a handshake error with code.
-func wantHandshakeError(t *testing.T, reply []byte, code gwproto.ErrorCode) {
-	t.Helper()
-	if len(reply) < 2 || reply[0] != 0x05 || gwproto.ErrorCode(reply[1]) != code {
-		t.Fatalf("reply %x, want handshake error %v", reply, code)
-	}
-}
+// fixedRandom returns a reader of the same bytes each time: a handshake
+// drawing from it sends the same Noise ephemeral key and the same nonce.
+func fixedRandom() io.Reader { return bytes.NewReader(bytes.Repeat([]byte{7}, 64)) }
 
 func TestAuthentication(t *testing.T) {
 	g := startGateway(t, testConfig(t, t.TempDir(), nil, nil))
@@ -62,8 +47,10 @@ func TestAuthentication(t *testing.T) {
 	victimID := victim.id.Public().(ed25519.PublicKey)
 
 	t.Run("another client's identity", func(t *testing.T) {
-		req := authRequest(victimID, attacker.id, g.Identity(), time.Now())
-		wantHandshakeError(t, rawHandshake(t, g, req), gwproto.CodeAuthentication)
+		err := authenticateAs(t, g, forgeKey(victimID), attacker.key, time.Now(), rand.Reader)
+		if !errors.Is(err, gwproto.ErrAuthentication) {
+			t.Fatalf("got %v, want %v", err, gwproto.ErrAuthentication)
+		}
 	})
 	t.Run("stale timestamp", func(t *testing.T) {
 		stale := &testClient{id: victim.id, key: victim.key, now: func() time.Time { return time.Now().Add(-5 * time.Minute) }}
@@ -72,15 +59,19 @@ func TestAuthentication(t *testing.T) {
 		}
 	})
 	t.Run("replayed request", func(t *testing.T) {
-		req := authRequest(victimID, victim.id, g.Identity(), time.Now())
-		if reply := rawHandshake(t, g, req); len(reply) == 0 || reply[0] != 0x04 {
-			t.Fatalf("first use: reply %x, want an auth response", reply)
+		// The same identity, nonce and timestamp, signed for a new channel.
+		ts := time.Now()
+		if err := authenticateAs(t, g, victim.id, victim.key, ts, fixedRandom()); err != nil {
+			t.Fatalf("first use: %v", err)
 		}
-		wantHandshakeError(t, rawHandshake(t, g, req), gwproto.CodeStale)
+		if err := authenticateAs(t, g, victim.id, victim.key, ts, fixedRandom()); !errors.Is(err, gwproto.ErrStale) {
+			t.Fatalf("second use: got %v, want %v", err, gwproto.ErrStale)
+		}
 	})
 	t.Run("timestamp not after the last accepted", func(t *testing.T) {
-		req := authRequest(victimID, victim.id, g.Identity(), victim.lastTS)
-		wantHandshakeError(t, rawHandshake(t, g, req), gwproto.CodeStale)
+		if err := authenticateAs(t, g, victim.id, victim.key, victim.lastTS, rand.Reader); !errors.Is(err, gwproto.ErrStale) {
+			t.Fatalf("got %v, want %v", err, gwproto.ErrStale)
+		}
 	})
 	t.Run("unregistered", func(t *testing.T) {
 		stranger := newTestClient()
@@ -105,13 +96,15 @@ func TestReplayAfterRestart(t *testing.T) {
 	}
 	c := newTestClient()
 	c.register(t, g)
-	req := authRequest(c.id.Public().(ed25519.PublicKey), c.id, g.Identity(), time.Now())
-	if reply := rawHandshake(t, g, req); reply[0] != 0x04 {
-		t.Fatalf("reply %x", reply)
+	ts := time.Now()
+	if err := authenticateAs(t, g, c.id, c.key, ts, fixedRandom()); err != nil {
+		t.Fatal(err)
 	}
 	g.Close()
 	g = startGateway(t, cfg)
-	wantHandshakeError(t, rawHandshake(t, g, req), gwproto.CodeStale)
+	if err := authenticateAs(t, g, c.id, c.key, ts, fixedRandom()); !errors.Is(err, gwproto.ErrStale) {
+		t.Fatalf("the same request after a restart: got %v, want %v", err, gwproto.ErrStale)
+	}
 	c.connect(t, g) // a fresh request still works
 }
 

@@ -141,6 +141,7 @@ func (g *Gateway) serveClient(ws *websocket.Conn, src source, log zerolog.Logger
 	ws.UnderlyingConn().SetDeadline(deadline)
 	identity, sess, err := gwproto.Accept(context.Background(), ws, gwproto.AcceptConfig{
 		Identity: g.keys.Identity,
+		Noise:    g.keys.Noise,
 		Registry: registry{s: g.store, src: src, refused: g.counters.refuse},
 		Rand:     rand.Reader,
 		Now:      g.cfg.Now,

@@ -289,17 +289,27 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 		return err
 	}
 
-	if g.pool, err = wire.NewPool(wire.PoolConfig{Logger: g.log.With().Str("side", "outbound").Logger()}); err != nil {
+	// With a directory the gateway's links are Noise links: to layer-1
+	// mixnodes, from layer-3 mixnodes, as the topology lists them.
+	var noise *wire.NoiseConfig
+	if g.cfg.DirectoryURL != "" {
+		noise = &wire.NoiseConfig{Key: g.keys.Noise, Peers: g.topo}
+	}
+	if g.pool, err = wire.NewPool(wire.PoolConfig{Noise: noise, Logger: g.log.With().Str("side", "outbound").Logger()}); err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
-	g.mixServer, err = wire.NewServer(wire.ServerConfig{
+	mixServer, err := wire.NewServer(wire.ServerConfig{
 		Handler:      wire.HandlerFunc(g.handleFrame),
+		Noise:        noise,
 		FrameTimeout: g.mixFrameTimeout,
 		Logger:       g.log.With().Str("side", "mix").Logger(),
 	})
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
+	g.mu.Lock() // the metrics collector reads it
+	g.mixServer = mixServer
+	g.mu.Unlock()
 	if err := g.saver.Start(g.cfg.ReplaySaveInterval); err != nil {
 		return fmt.Errorf("gateway: %w", err) // checked by applyDefaults
 	}
@@ -338,7 +348,8 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 		// A gateway may start before the mixnodes: the on-demand refresh
 		// finds them later, so a failure here is not fatal.
 		g.topo.Refresh(ctx)
-		g.goBackground(func() { g.topo.Run(g.ctx, g.cfg.TopologyRefresh, nil) })
+		// A layer-3 mixnode that left the topology loses its links.
+		g.goBackground(func() { g.topo.Run(g.ctx, g.cfg.TopologyRefresh, func() { g.mixServer.Recheck() }) })
 		if err := g.register(ctx); err != nil {
 			return err
 		}

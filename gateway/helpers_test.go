@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"runtime"
@@ -17,9 +18,12 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/rs/zerolog"
 
+	"github.com/peapod-mixnet/peapod/address"
 	"github.com/peapod-mixnet/peapod/directory"
 	"github.com/peapod-mixnet/peapod/internal/gwproto"
+	"github.com/peapod-mixnet/peapod/internal/node"
 	"github.com/peapod-mixnet/peapod/internal/wire"
+	"github.com/peapod-mixnet/peapod/internal/wire/wiretest"
 	"github.com/peapod-mixnet/peapod/sphinx"
 )
 
@@ -85,7 +89,8 @@ func startDirectory(t testing.TB) *testDirectory {
 }
 
 // sink is a stand-in layer-1 mixnode: it registers with the directory and
-// hands every frame it receives to the test.
+// hands every frame it receives to the test. With a directory its links
+// are Noise links, as a real mixnode's.
 type sink struct {
 	addr   netip.AddrPort
 	frames chan []byte
@@ -94,9 +99,18 @@ type sink struct {
 func startSink(t testing.TB, dir *testDirectory) *sink {
 	t.Helper()
 	s := &sink{frames: make(chan []byte, 1024)}
-	srv, err := wire.NewServer(wire.ServerConfig{Handler: wire.HandlerFunc(func(_ netip.AddrPort, _ wire.Header, p []byte) {
+	cfg := wire.ServerConfig{Handler: wire.HandlerFunc(func(_ *wire.Peer, _ wire.Header, p []byte) {
 		s.frames <- append([]byte(nil), p...)
-	})})
+	})}
+	var noise *node.NoiseKey
+	if dir != nil {
+		var err error
+		if noise, err = node.GenerateNoiseKey(rand.Reader); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Noise = &wire.NoiseConfig{Key: noise, Peers: wiretest.AnyPeers{}}
+	}
+	srv, err := wire.NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,15 +122,24 @@ func startSink(t testing.TB, dir *testDirectory) *sink {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	if dir != nil {
-		pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-		key, _ := sphinx.GenerateKey(rand.Reader)
-		d := directory.NewMixnodeDescriptor(1, s.addr, pub, key.PublicKey())
-		c := &directory.Client{BaseURL: dir.url}
-		if err := c.Register(context.Background(), d, priv); err != nil {
-			t.Fatal(err)
-		}
+		registerNode(t, dir.url, 1, s.addr, noise)
 	}
 	return s
+}
+
+// registerNode lists a mixnode of the given layer at addr with the Noise
+// key noise in the directory at url.
+func registerNode(t testing.TB, url string, layer int, addr netip.AddrPort, noise *node.NoiseKey) {
+	t.Helper()
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	key, _ := sphinx.GenerateKey(rand.Reader)
+	d := directory.NewMixnodeDescriptor(layer, addr, pub, key.PublicKey())
+	nk := noise.Public()
+	d.NoiseKey = address.EncodeKey(nk[:])
+	c := &directory.Client{BaseURL: url}
+	if err := c.Register(context.Background(), d, priv); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // next returns the next frame's packet.
@@ -232,7 +255,7 @@ func testContext(t testing.TB) context.Context {
 func (c *testClient) register(t testing.TB, g *Gateway) {
 	t.Helper()
 	c.ws = dialGateway(t, g)
-	k, sess, err := gwproto.Register(testContext(t), c.ws, c.id, g.Identity(), rand.Reader, c.timestamp())
+	k, sess, err := gwproto.Register(testContext(t), c.ws, c.id, clientKeys(g), rand.Reader, c.timestamp())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +273,7 @@ func (c *testClient) connect(t testing.TB, g *Gateway) {
 func (c *testClient) tryConnect(t testing.TB, g *Gateway) error {
 	t.Helper()
 	c.ws = dialGateway(t, g)
-	sess, err := gwproto.Authenticate(testContext(t), c.ws, c.id, g.Identity(), c.key, rand.Reader, c.timestamp())
+	sess, err := gwproto.Authenticate(testContext(t), c.ws, c.id, clientKeys(g), c.key, rand.Reader, c.timestamp())
 	if err != nil {
 		return err
 	}
@@ -361,17 +384,63 @@ func ackPacket(t testing.TB, g *Gateway, to clientID, body []byte) []byte {
 	return p
 }
 
-// mixConn is a connection to a gateway's mix listener, as a mixnode makes.
-type mixConn struct{ c net.Conn }
+// mixConn is a connection to a gateway's mix listener, as a mixnode makes:
+// with a directory, a Noise link as a layer-3 mixnode the directory lists.
+type mixConn struct {
+	c net.Conn
+	w io.Writer
+}
+
+// exitNodes are the stand-in layer-3 mixnodes of the gateways under test,
+// registered once per gateway.
+var exitNodes sync.Map // *Gateway → *node.NoiseKey
+
+// exitNode returns the Noise key of a layer-3 mixnode listed in g's
+// directory, registering one and making g fetch the topology the first
+// time.
+func exitNode(t testing.TB, g *Gateway) *node.NoiseKey {
+	t.Helper()
+	if k, ok := exitNodes.Load(g); ok {
+		return k.(*node.NoiseKey)
+	}
+	key, err := node.GenerateNoiseKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // an address no one else lists
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().(*net.TCPAddr).AddrPort()
+	ln.Close()
+	registerNode(t, g.cfg.DirectoryURL, directory.MaxLayer, addr, key)
+	if err := g.topo.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	exitNodes.Store(g, key)
+	t.Cleanup(func() { exitNodes.Delete(g) })
+	return key
+}
 
 func dialMix(t testing.TB, g *Gateway) *mixConn {
 	t.Helper()
+	var key *node.NoiseKey
+	if g.cfg.DirectoryURL != "" {
+		key = exitNode(t, g) // listed before the connection is
+	}
 	c, err := net.Dial("tcp", g.MixAddr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return &mixConn{c: c}
+	if key == nil {
+		return &mixConn{c: c, w: c}
+	}
+	nc, err := wire.Initiate(c, key, g.NoiseKey().Public(), time.Now().Add(waitTimeout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &mixConn{c: c, w: nc}
 }
 
 func (m *mixConn) send(t testing.TB, packets ...[]byte) {
@@ -384,7 +453,7 @@ func (m *mixConn) send(t testing.TB, packets ...[]byte) {
 		}
 		b = wire.AppendFrame(b, h, p)
 	}
-	if _, err := m.c.Write(b); err != nil {
+	if _, err := m.w.Write(b); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -440,4 +509,9 @@ func checkNoGoroutines(t *testing.T, symbols ...string) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// clientKeys are the keys a client knows g by, as the topology lists them.
+func clientKeys(g *Gateway) gwproto.GatewayKeys {
+	return gwproto.GatewayKeys{Identity: g.Identity(), Noise: g.NoiseKey().Public()}
 }

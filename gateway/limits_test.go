@@ -60,7 +60,7 @@ func (c *testClient) registerFrom(t *testing.T, g *Gateway, src string) error {
 	if err != nil {
 		t.Fatalf("dialing from %s: %v (status %d, %q)", src, err, status, body)
 	}
-	k, sess, err := gwproto.Register(testContext(t), ws, c.id, g.Identity(), rand.Reader, c.timestamp())
+	k, sess, err := gwproto.Register(testContext(t), ws, c.id, clientKeys(g), rand.Reader, c.timestamp())
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/peapod-mixnet/peapod/internal/wire"
 )
 
 // DropReason says why the gateway discarded a packet or a message; it is the
@@ -202,6 +204,7 @@ func newRegistry(g *Gateway) *prometheus.Registry {
 			ConstLabels: prometheus.Labels{"limit": string(r)},
 		}, func() float64 { return float64(max(v, -1)) }))
 	}
+	reg.MustRegister(mixCollector{g})
 	for _, r := range dropReasons {
 		v := c.dropped[r]
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -211,6 +214,24 @@ func newRegistry(g *Gateway) *prometheus.Registry {
 		}, func() float64 { return float64(v.Load()) }))
 	}
 	return reg
+}
+
+// mixCollector exports the mix listener's connection metrics (package
+// wire's collector, prefixed peapod_gateway_mix_) once Start has made the
+// listener. It is an unchecked collector: it describes nothing up front.
+type mixCollector struct{ g *Gateway }
+
+// Describe implements prometheus.Collector.
+func (mixCollector) Describe(chan<- *prometheus.Desc) {}
+
+// Collect implements prometheus.Collector.
+func (c mixCollector) Collect(ch chan<- prometheus.Metric) {
+	c.g.mu.Lock()
+	srv := c.g.mixServer
+	c.g.mu.Unlock()
+	if srv != nil {
+		wire.NewCollector("peapod_gateway_mix_", srv).Collect(ch)
+	}
 }
 
 // metricsHandler serves /metrics and /healthz.

@@ -75,7 +75,7 @@ func appendPayload(dst []byte, hop netip.AddrPort, ack, rest []byte) ([]byte, er
 // the message to its client, live or through the store. It runs on the
 // frame's connection goroutine; packet is the server's buffer, processed in
 // place.
-func (g *Gateway) handleFrame(from netip.AddrPort, h wire.Header, packet []byte) {
+func (g *Gateway) handleFrame(from *wire.Peer, h wire.Header, packet []byte) {
 	g.counters.fromMixes.Add(1)
 	res, err := g.processor.Process(packet[:0], packet)
 	if err != nil {
@@ -83,6 +83,7 @@ func (g *Gateway) handleFrame(from netip.AddrPort, h wire.Header, packet []byte)
 		case errors.Is(err, sphinx.ErrReplay):
 			g.dropped(DropReplay, from)
 		case errors.Is(err, sphinx.ErrAuthentication):
+			from.Fault()
 			g.dropped(DropAuthentication, from)
 		default:
 			g.dropped(DropBadPacket, from)
@@ -127,9 +128,9 @@ func (g *Gateway) handleFrame(from netip.AddrPort, h wire.Header, packet []byte)
 
 // dropped counts a packet from a mixnode dropped for reason, and logs it at
 // debug level (the reason and the peer, never the packet).
-func (g *Gateway) dropped(reason DropReason, from netip.AddrPort) {
+func (g *Gateway) dropped(reason DropReason, from *wire.Peer) {
 	g.counters.drop(reason)
-	g.log.Debug().Str("reason", string(reason)).Stringer("peer", from).Msg("dropping a packet from a mixnode")
+	g.log.Debug().Str("reason", string(reason)).Stringer("peer", from.Addr).Msg("dropping a packet from a mixnode")
 }
 
 // deliver hands m to its client at once if it is connected and has room

@@ -10,9 +10,10 @@ import (
 	"github.com/peapod-mixnet/peapod/internal/hops"
 )
 
-// topology keeps the layer-1 mixnodes of the directory's current topology:
-// the only hops the gateway sends packets to. Its methods are safe for
-// concurrent use.
+// topology keeps the layer-1 mixnodes of the directory's current topology,
+// the only hops the gateway sends packets to, and its layer-3 mixnodes, the
+// only nodes it takes packets from: it is the wire.Peers of the gateway's
+// Noise links. Its methods are safe for concurrent use.
 type topology struct {
 	*hops.Cache
 }
@@ -20,7 +21,9 @@ type topology struct {
 // newTopology returns the topology of the directory client serves; a nil
 // client knows no hop.
 func newTopology(client *directory.Client, log zerolog.Logger) *topology {
-	return &topology{hops.New(client, hops.Mixnodes(directory.MinLayer), log)}
+	c := hops.New(client, hops.Mixnodes(directory.MinLayer), log)
+	c.AcceptFrom(hops.Mixnodes(directory.MaxLayer))
+	return &topology{c}
 }
 
 // known reports whether ap is a layer-1 mixnode of the topology held now.

@@ -197,8 +197,13 @@ func TestNetworkFaultInjection(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
+	// Links are Noise links: the frame comes from a layer-1 node's key.
+	nc, err := wire.Initiate(conn, n.Mixnode(1, 0).NoiseKey(), lossy.NoiseKey().Public(), time.Now().Add(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
 	h, _ := wire.HeaderFor(packet)
-	if _, err := conn.Write(wire.AppendFrame(nil, h, packet)); err != nil {
+	if _, err := nc.Write(wire.AppendFrame(nil, h, packet)); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)

@@ -3,6 +3,7 @@ package mixnode
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"net"
 	"os"
@@ -141,14 +142,14 @@ func TestNextHopsFromTopology(t *testing.T) {
 	dir := newDirectory(t)
 	sinks := map[int]*sink{} // by layer; 0 is the gateway
 	for layer := range directory.MaxLayer + 1 {
-		sinks[layer] = newSink(t)
+		sinks[layer] = newNoiseSink(t)
 		sinks[layer].register(t, dir, layer)
 	}
-	stranger := newSink(t)
+	stranger := newNoiseSink(t)
 	for layer := directory.MinLayer; layer <= directory.MaxLayer; layer++ {
 		t.Run(fmt.Sprintf("layer%d", layer), func(t *testing.T) {
 			n := newNode(t, layer, func(c *Config) { c.DirectoryURL = dir.BaseURL })
-			next := sinks[(layer+1)%(directory.MaxLayer+1)]
+			next, prev := sinks[(layer+1)%(directory.MaxLayer+1)], sinks[layer-1]
 			eventually(t, "the node fetches the topology", func() bool { return n.hops.Known(next.addr) })
 
 			var refused []*sink
@@ -159,14 +160,14 @@ func TestNextHopsFromTopology(t *testing.T) {
 			}
 			refused = append(refused, stranger)
 			for _, s := range refused {
-				send(t, n, packet(t, sphinx.AckPacket, nil, hop(t, n, 0), s.hop(t)))
+				sendFrom(t, n, prev.noise, packet(t, sphinx.AckPacket, nil, hop(t, n, 0), s.hop(t)))
 			}
 			st := settled(t, n, uint64(len(refused)))
 			if st.Dropped[DropUnknownHop] != uint64(len(refused)) || st.Forwarded != 0 {
 				t.Fatalf("%d packets for other nodes: forwarded %d, dropped %v", len(refused), st.Forwarded, st.Dropped)
 			}
 
-			send(t, n, packet(t, sphinx.RegularPacket, []byte("next"), hop(t, n, 0), next.hop(t)))
+			sendFrom(t, n, prev.noise, packet(t, sphinx.RegularPacket, []byte("next"), hop(t, n, 0), next.hop(t)))
 			if msg := next.open(t, next.next(t).packet); !bytes.HasPrefix(msg, []byte("next")) {
 				t.Fatalf("the next hop got %q", msg)
 			}
@@ -183,16 +184,17 @@ func TestNextHopsFromTopology(t *testing.T) {
 // after (long before Config.TopologyRefresh), and then forwarded.
 func TestUnknownHopLearned(t *testing.T) {
 	dir := newDirectory(t)
-	early := newSink(t)
+	early, prev := newNoiseSink(t), newNoiseSink(t)
 	early.register(t, dir, 3)
+	prev.register(t, dir, 1)
 	n := newNode(t, 2, func(c *Config) { c.DirectoryURL = dir.BaseURL; c.TopologyRefresh = time.Hour })
 	eventually(t, "the node fetches the topology", func() bool { return n.hops.Known(early.addr) })
 	fetches := n.hops.Fetches()
 
-	late := newSink(t)
+	late := newNoiseSink(t)
 	late.register(t, dir, 3)
-	send(t, n, packet(t, sphinx.RegularPacket, []byte("first"), hop(t, n, 0), late.hop(t)))
-	send(t, n, packet(t, sphinx.RegularPacket, []byte("second"), hop(t, n, 0), early.hop(t)))
+	sendFrom(t, n, prev.noise, packet(t, sphinx.RegularPacket, []byte("first"), hop(t, n, 0), late.hop(t)))
+	sendFrom(t, n, prev.noise, packet(t, sphinx.RegularPacket, []byte("second"), hop(t, n, 0), early.hop(t)))
 	// The packet for a known hop is not held back by the other.
 	if msg := early.open(t, early.next(t).packet); !bytes.HasPrefix(msg, []byte("second")) {
 		t.Fatalf("the known node got %q", msg)
@@ -225,5 +227,48 @@ func TestTopologyRefreshConfig(t *testing.T) {
 	cfg = Config{Layer: 1, DataDir: "x", TopologyRefresh: -time.Second}
 	if err := cfg.applyDefaults(); err == nil || !strings.HasPrefix(err.Error(), "mixnode: Config.TopologyRefresh") {
 		t.Fatalf("a negative TopologyRefresh: %v", err)
+	}
+}
+
+// TestLinksFromTopology checks who may send to a node with a directory:
+// only the nodes of the previous layer, over Noise, with the key the
+// topology lists for them. A plain connection, an unlisted key and a key
+// of another layer are refused before any packet is read; a listed sender
+// delivers; once it leaves the topology its link is closed.
+func TestLinksFromTopology(t *testing.T) {
+	dir := newDirectory(t)
+	prev, other, next := newNoiseSink(t), newNoiseSink(t), newNoiseSink(t)
+	leave := prev.register(t, dir, 1)
+	other.register(t, dir, 3)
+	next.register(t, dir, 3)
+	n := newNode(t, 2, func(c *Config) { c.DirectoryURL = dir.BaseURL; c.TopologyRefresh = time.Hour })
+	eventually(t, "the node fetches the topology", func() bool { return n.hops.Known(next.addr) })
+	pk := func() []byte { return packet(t, sphinx.AckPacket, nil, hop(t, n, 0), next.hop(t)) }
+
+	stranger, err := node.GenerateNoiseKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitClosedByPeer(t, send(t, n, pk()))
+	waitClosedByPeer(t, sendFrom(t, n, stranger, pk()))
+	waitClosedByPeer(t, sendFrom(t, n, other.noise, pk()))
+	ss := n.server.Stats()
+	if ss.HandshakeFailures != 1 || ss.RefusedKey != 2 || n.Stats().Received != 0 {
+		t.Fatalf("after three impostors: server %+v, received %d", ss, n.Stats().Received)
+	}
+
+	c := sendFrom(t, n, prev.noise, pk())
+	next.next(t)
+	if st := settled(t, n, 1); st.Forwarded != 1 {
+		t.Fatalf("the listed sender's packet: %+v", st)
+	}
+	leave()
+	if err := n.hops.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	n.topologyFetched()
+	waitClosedByPeer(t, c)
+	if ss := n.server.Stats(); ss.Unlisted != 1 {
+		t.Fatalf("after the sender left: %+v", ss)
 	}
 }

@@ -11,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peapod-mixnet/peapod/address"
 	"github.com/peapod-mixnet/peapod/directory"
+	"github.com/peapod-mixnet/peapod/internal/node"
 	"github.com/peapod-mixnet/peapod/internal/wire"
+	"github.com/peapod-mixnet/peapod/internal/wire/wiretest"
 	"github.com/peapod-mixnet/peapod/sphinx"
 )
 
@@ -59,19 +62,34 @@ type sink struct {
 	srv      *wire.Server
 	addr     netip.AddrPort
 	key      *sphinx.PrivateKey
+	noise    *node.NoiseKey // the Noise key of a Noise sink; nil for a plain one
 	arrivals chan arrival
 }
 
-func newSink(t testing.TB) *sink {
+// newSink starts a sink with plain links, for nodes without a directory.
+func newSink(t testing.TB) *sink { return startSink(t, false) }
+
+// newNoiseSink starts a sink with Noise links that accepts every node, for
+// nodes with a directory; its key also lets a test send as it.
+func newNoiseSink(t testing.TB) *sink { return startSink(t, true) }
+
+func startSink(t testing.TB, secure bool) *sink {
 	t.Helper()
 	key, err := sphinx.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := &sink{key: key, arrivals: make(chan arrival, 10000)}
-	s.srv, err = wire.NewServer(wire.ServerConfig{Handler: wire.HandlerFunc(func(_ netip.AddrPort, _ wire.Header, packet []byte) {
+	cfg := wire.ServerConfig{Handler: wire.HandlerFunc(func(_ *wire.Peer, _ wire.Header, packet []byte) {
 		s.arrivals <- arrival{bytes.Clone(packet), time.Now()}
-	})})
+	})}
+	if secure {
+		if s.noise, err = node.GenerateNoiseKey(rand.Reader); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Noise = &wire.NoiseConfig{Key: s.noise, Peers: wiretest.AnyPeers{}}
+	}
+	s.srv, err = wire.NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,8 +111,8 @@ func newSink(t testing.TB) *sink {
 }
 
 // register lists the sink in dir: as a mixnode of the given layer, or as a
-// gateway for layer 0.
-func (s *sink) register(t testing.TB, dir *directory.Client, layer int) {
+// gateway for layer 0. It returns a function that removes the listing.
+func (s *sink) register(t testing.TB, dir *directory.Client, layer int) (deregister func()) {
 	t.Helper()
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -104,8 +122,18 @@ func (s *sink) register(t testing.TB, dir *directory.Client, layer int) {
 	if layer == 0 {
 		d = directory.NewGatewayDescriptor(s.addr, "ws://"+s.addr.String(), pub, s.key.PublicKey())
 	}
+	if s.noise != nil {
+		k := s.noise.Public()
+		d.NoiseKey = address.EncodeKey(k[:])
+	}
 	if err := dir.Register(context.Background(), d, priv); err != nil {
 		t.Fatal(err)
+	}
+	return func() {
+		t.Helper()
+		if err := dir.Deregister(context.Background(), d, priv); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -232,6 +260,21 @@ func send(t testing.TB, n *Node, packets ...[]byte) net.Conn {
 	t.Helper()
 	c := dial(t, n)
 	if _, err := c.Write(frames(t, packets...)); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// sendFrom writes packets as frames to n over a new Noise connection, as
+// the node whose Noise key is from.
+func sendFrom(t testing.TB, n *Node, from *node.NoiseKey, packets ...[]byte) net.Conn {
+	t.Helper()
+	c := dial(t, n)
+	nc, err := wire.Initiate(c, from, n.NoiseKey().Public(), time.Now().Add(waitTimeout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nc.Write(frames(t, packets...)); err != nil {
 		t.Fatal(err)
 	}
 	return c

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/peapod-mixnet/peapod/internal/httpstop"
+	"github.com/peapod-mixnet/peapod/internal/wire"
 )
 
 // HTTP paths of the metrics server.
@@ -28,9 +29,9 @@ const (
 // collector exports a node's Stats as Prometheus metrics. It reads the
 // counters at scrape time, so the packet path updates only atomics.
 type collector struct {
-	n                                 *Node
-	received, forwarded, dropped      *prometheus.Desc
-	queueDepth, connections, badFrame *prometheus.Desc
+	n                            *Node
+	received, forwarded, dropped *prometheus.Desc
+	queueDepth                   *prometheus.Desc
 }
 
 func newCollector(n *Node) *collector {
@@ -41,14 +42,12 @@ func newCollector(n *Node) *collector {
 		dropped:   prometheus.NewDesc("packets_dropped_total", "Packets dropped, by reason.", []string{"reason"}, nil),
 		queueDepth: prometheus.NewDesc("queue_depth", "Packets waiting: to be peeled (work), for their delay to pass (delay), "+
 			"to be written to their next hop (outbound).", []string{"queue"}, nil),
-		connections: prometheus.NewDesc("inbound_connections", "Open inbound connections.", nil, nil),
-		badFrame:    prometheus.NewDesc("inbound_connections_closed_total", "Inbound connections closed because of the peer, by reason.", []string{"reason"}, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.received, c.forwarded, c.dropped, c.queueDepth, c.connections, c.badFrame} {
+	for _, d := range []*prometheus.Desc{c.received, c.forwarded, c.dropped, c.queueDepth} {
 		ch <- d
 	}
 }
@@ -64,18 +63,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.queueDepth, prometheus.GaugeValue, float64(st.WorkQueue), "work")
 	ch <- prometheus.MustNewConstMetric(c.queueDepth, prometheus.GaugeValue, float64(st.DelayQueue), "delay")
 	ch <- prometheus.MustNewConstMetric(c.queueDepth, prometheus.GaugeValue, float64(st.OutboundQueue), "outbound")
-	ch <- prometheus.MustNewConstMetric(c.connections, prometheus.GaugeValue, float64(st.Connections))
-	ch <- prometheus.MustNewConstMetric(c.badFrame, prometheus.CounterValue, float64(st.MalformedFrames), "malformed")
-	ch <- prometheus.MustNewConstMetric(c.badFrame, prometheus.CounterValue, float64(st.TruncatedFrames), "truncated")
-	ch <- prometheus.MustNewConstMetric(c.badFrame, prometheus.CounterValue, float64(st.FrameTimeouts), "frame_timeout")
-	ch <- prometheus.MustNewConstMetric(c.badFrame, prometheus.CounterValue, float64(st.IdleTimeouts), "idle_timeout")
 }
 
-// newRegistry returns the node's private registry: its own metrics and the
-// Go runtime's. Each node has its own, so several run in one process.
+// newRegistry returns the node's private registry: its own metrics, its
+// inbound connections' (package wire's collector) and the Go runtime's.
+// Each node has its own, so several run in one process.
 func newRegistry(n *Node) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(newCollector(n), collectors.NewGoCollector())
+	reg.MustRegister(newCollector(n), wire.NewCollector("", n.server), collectors.NewGoCollector())
 	return reg
 }
 

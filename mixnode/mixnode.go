@@ -141,8 +141,17 @@ func New(cfg Config) (*Node, error) {
 		delay: newDelayQueue(cfg.MaxQueue),
 		stop:  make(chan struct{}),
 	}
+	// With a directory the node's links are Noise links with the nodes
+	// around its layer, as the topology lists them.
+	var noise *wire.NoiseConfig
+	if cfg.DirectoryURL != "" {
+		n.hops = hops.New(&directory.Client{BaseURL: cfg.DirectoryURL}, hops.After(cfg.Layer), n.log)
+		n.hops.AcceptFrom(hops.Before(cfg.Layer))
+		noise = &wire.NoiseConfig{Key: keys.Noise, Peers: n.hops}
+	}
 	n.server, err = wire.NewServer(wire.ServerConfig{
 		Handler:      wire.HandlerFunc(n.handleFrame),
+		Noise:        noise,
 		MaxConns:     cfg.MaxConns,
 		IdleTimeout:  cfg.IdleTimeout,
 		FrameTimeout: cfg.FrameTimeout,
@@ -151,12 +160,9 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mixnode: %w", err)
 	}
-	n.pool, err = wire.NewPool(wire.PoolConfig{QueueLen: cfg.OutboundQueue, Logger: n.log})
+	n.pool, err = wire.NewPool(wire.PoolConfig{Noise: noise, QueueLen: cfg.OutboundQueue, Logger: n.log})
 	if err != nil {
 		return nil, fmt.Errorf("mixnode: %w", err)
-	}
-	if cfg.DirectoryURL != "" {
-		n.hops = hops.New(&directory.Client{BaseURL: cfg.DirectoryURL}, hops.After(cfg.Layer), n.log)
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.registry = newRegistry(n)
@@ -255,8 +261,8 @@ func (n *Node) Start(ctx context.Context) error {
 		go func() {
 			defer n.wg.Done()
 			n.hops.Refresh(n.ctx) // logs its own failures
-			n.resolveHeld()
-			n.hops.Run(n.ctx, n.cfg.TopologyRefresh, n.resolveHeld)
+			n.topologyFetched()
+			n.hops.Run(n.ctx, n.cfg.TopologyRefresh, n.topologyFetched)
 		}()
 	}
 
@@ -269,6 +275,13 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	ev.Msg("mixnode started")
 	return nil
+}
+
+// topologyFetched runs after every fetch of the topology: the packets held
+// for it go on, and the links of nodes that left the previous layer close.
+func (n *Node) topologyFetched() {
+	n.resolveHeld()
+	n.server.Recheck()
 }
 
 // announceAddr returns the address to publish, given the bound address.

@@ -114,7 +114,7 @@ func processErrorReason(err error) DropReason {
 type packetBuf struct {
 	b    []byte // exactly the packet; processed in place
 	size sphinx.PacketSize
-	from netip.AddrPort // for logs
+	from *wire.Peer // for faults and logs
 }
 
 // packetPools holds packet buffers by size tag, so that the pipeline
@@ -136,7 +136,7 @@ func putPacket(pb *packetBuf) {
 // handleFrame is the inbound server's handler: it copies the packet into a
 // pooled buffer and queues it for a worker, dropping it when the queue is
 // full. It runs on the connection's goroutine and never blocks.
-func (n *Node) handleFrame(from netip.AddrPort, h wire.Header, packet []byte) {
+func (n *Node) handleFrame(from *wire.Peer, h wire.Header, packet []byte) {
 	n.counters.received.Add(1)
 	if n.cfg.DropRate > 0 && rand.Float64() < n.cfg.DropRate {
 		n.dropped(DropInjected, from)
@@ -171,7 +171,11 @@ func (n *Node) worker() {
 func (n *Node) process(pb *packetBuf) {
 	res, err := n.proc.Process(pb.b[:0], pb.b)
 	if err != nil {
-		n.release(pb, processErrorReason(err))
+		r := processErrorReason(err)
+		if r == DropAuthentication {
+			pb.from.Fault()
+		}
+		n.release(pb, r)
 		return
 	}
 	if res.Final {
@@ -271,9 +275,9 @@ func (n *Node) release(pb *packetBuf, r DropReason) {
 
 // dropped counts and logs a dropped packet. The log line names the reason
 // and the peer that sent the packet, never its bytes.
-func (n *Node) dropped(r DropReason, from netip.AddrPort) {
+func (n *Node) dropped(r DropReason, from *wire.Peer) {
 	n.counters.drop(r)
 	if e := n.log.Debug(); e.Enabled() {
-		e.Str("reason", string(r)).Str("peer", from.String()).Msg("dropped a packet")
+		e.Str("reason", string(r)).Stringer("peer", from.Addr).Msg("dropped a packet")
 	}
 }

@@ -1,15 +1,20 @@
 // Package gwproto is the protocol a client speaks with its gateway over a
 // WebSocket (binary frames only).
 //
-// A connection starts with a handshake in the clear that authenticates both
-// sides:
+// A connection starts with a Noise NK handshake (channel.go) to the
+// gateway's Noise static key, which the client takes from the topology:
+// nothing the client sends before it names the client, and everything
+// after it is encrypted to that key, so an observer of the link learns
+// neither the client's identity key nor its address. Inside that channel
+// a handshake authenticates both sides:
 //
 //   - Registration (first contact): the client sends its ed25519 identity, an
 //     ephemeral X25519 key, a nonce and a timestamp, signed with its identity
-//     key and bound to the gateway's identity; the gateway answers with its
-//     own ephemeral key and nonce, signed with its identity key over a hash of
-//     the request. Both derive the long-term shared key K from the ephemeral
-//     Diffie-Hellman secret, the nonces and both identities.
+//     key and bound to the gateway's identity and to the channel; the gateway
+//     answers with its own ephemeral key and nonce, signed with its identity
+//     key over a hash of the request. Both derive the long-term shared key K
+//     from the ephemeral Diffie-Hellman secret, the nonces and both
+//     identities.
 //   - Authentication (every later connection): the client sends its identity,
 //     a nonce and a timestamp, signed; the gateway checks that the timestamp is
 //     within MaxClockSkew of its clock and strictly greater than the last one
@@ -18,11 +23,11 @@
 //     which proves to the client that it is talking to the gateway it
 //     registered with.
 //
-// Both handshakes derive per-connection session keys from K and the two
-// nonces. Every later frame is sealed with ChaCha20-Poly1305 under the key of
-// its direction, with a frame counter as nonce, so frames cannot be read,
-// altered, reordered, dropped unnoticed or replayed, and a stolen connection
-// is useless without K.
+// Both handshakes derive per-connection session keys from K, the two
+// nonces and the Noise channel's hash. Every later frame is sealed with
+// ChaCha20-Poly1305 under the key of its direction, with a frame counter as
+// nonce, so frames cannot be read, altered, reordered, dropped unnoticed or
+// replayed, and a stolen connection is useless without K.
 //
 // Session messages: the client asks the gateway to forward Sphinx packets to
 // their first mixnode (Forward) and confirms what it was given (Received); the
@@ -36,8 +41,9 @@ import (
 	"time"
 )
 
-// Version is the protocol version a handshake names.
-const Version = 1
+// Version is the protocol version a handshake names: 2 since the
+// handshake is encrypted to the gateway's Noise key.
+const Version = 2
 
 // MaxClockSkew is how far a handshake timestamp may be from the gateway's
 // clock.
@@ -81,6 +87,9 @@ var (
 	ErrStale = errors.New("gwproto: stale or replayed handshake")
 	// ErrMalformed means a frame could not be parsed.
 	ErrMalformed = errors.New("gwproto: malformed frame")
+	// ErrVersion means the other side speaks another version of the
+	// protocol.
+	ErrVersion = errors.New("gwproto: unsupported protocol version")
 	// ErrRefused means the gateway will not serve a well-formed request,
 	// such as a registration past its limits. A gateway's Registry wraps it
 	// in an error whose text says why; that text goes to the client.
@@ -133,6 +142,8 @@ func (c ErrorCode) err() error {
 		return ErrStale
 	case CodeMalformed:
 		return ErrMalformed
+	case CodeVersion:
+		return ErrVersion
 	case CodeRefused:
 		return ErrRefused
 	}
@@ -148,6 +159,8 @@ func CodeOf(err error) ErrorCode {
 		return CodeStale
 	case errors.Is(err, ErrMalformed):
 		return CodeMalformed
+	case errors.Is(err, ErrVersion):
+		return CodeVersion
 	case errors.Is(err, ErrAuthentication):
 		return CodeAuthentication
 	case errors.Is(err, ErrRefused):

@@ -3,12 +3,16 @@ package gwproto
 import (
 	"bytes"
 	"context"
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +20,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/peapod-mixnet/peapod/address"
 	"github.com/peapod-mixnet/peapod/sphinx"
 )
 
@@ -66,16 +71,17 @@ func (r *memRegistry) Authenticate(c ed25519.PublicKey, ts time.Time) ([KeySize]
 // Ping as Pong and Forward as Deliver.
 type testGateway struct {
 	id       ed25519.PrivateKey
+	noise    *testNoiseKey
 	reg      *memRegistry
 	srv      *httptest.Server
 	now      func() time.Time
 	accepted chan ed25519.PublicKey
 }
 
-func newTestGateway(t *testing.T) *testGateway {
+func newTestGateway(t testing.TB) *testGateway {
 	t.Helper()
 	_, id, _ := ed25519.GenerateKey(rand.Reader)
-	g := &testGateway{id: id, reg: newMemRegistry(), now: time.Now, accepted: make(chan ed25519.PublicKey, 10)}
+	g := &testGateway{id: id, noise: newTestNoiseKey(t), reg: newMemRegistry(), now: time.Now, accepted: make(chan ed25519.PublicKey, 10)}
 	up := websocket.Upgrader{}
 	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws, err := up.Upgrade(w, r, nil)
@@ -85,7 +91,7 @@ func newTestGateway(t *testing.T) *testGateway {
 		defer ws.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		client, s, err := Accept(ctx, ws, AcceptConfig{Identity: g.id, Registry: g.reg, Rand: rand.Reader, Now: g.now})
+		client, s, err := Accept(ctx, ws, AcceptConfig{Identity: g.id, Noise: g.noise, Registry: g.reg, Rand: rand.Reader, Now: g.now})
 		if err != nil {
 			return
 		}
@@ -107,7 +113,7 @@ func newTestGateway(t *testing.T) *testGateway {
 	return g
 }
 
-func (g *testGateway) dial(t *testing.T) *websocket.Conn {
+func (g *testGateway) dial(t testing.TB) *websocket.Conn {
 	t.Helper()
 	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(g.srv.URL, "http"), nil)
 	if err != nil {
@@ -117,7 +123,89 @@ func (g *testGateway) dial(t *testing.T) *websocket.Conn {
 	return ws
 }
 
-func (g *testGateway) public() ed25519.PublicKey { return g.id.Public().(ed25519.PublicKey) }
+// recorder holds the frames that went through a recording proxy.
+type recorder struct {
+	mu       sync.Mutex
+	up, down [][]byte // client to gateway, gateway to client
+}
+
+// sent returns the frames the client sent so far.
+func (r *recorder) sent() [][]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.up)
+}
+
+// all returns every frame either side sent so far.
+func (r *recorder) all() [][]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append(slices.Clone(r.up), r.down...)
+}
+
+// dialRecorded connects to the gateway through a proxy that records every
+// frame both ways, as a link observer would see them.
+func (g *testGateway) dialRecorded(t *testing.T) (*websocket.Conn, *recorder) {
+	t.Helper()
+	rec := &recorder{}
+	up := websocket.Upgrader{}
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		client, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer client.Close()
+		gw := g.dial(t)
+		pump := func(from, to *websocket.Conn, log *[][]byte) {
+			defer to.Close()
+			for {
+				kind, b, err := from.ReadMessage()
+				if err != nil {
+					return
+				}
+				rec.mu.Lock()
+				*log = append(*log, b)
+				rec.mu.Unlock()
+				if to.WriteMessage(kind, b) != nil {
+					return
+				}
+			}
+		}
+		go pump(gw, client, &rec.down)
+		pump(client, gw, &rec.up)
+	}))
+	t.Cleanup(proxy.Close)
+	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(proxy.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	return ws, rec
+}
+
+// public is what a client knows of the gateway from the topology.
+func (g *testGateway) public() GatewayKeys {
+	return GatewayKeys{Identity: g.id.Public().(ed25519.PublicKey), Noise: g.noise.Public()}
+}
+
+// testNoiseKey is a Noise static key pair.
+type testNoiseKey struct {
+	priv []byte
+	pub  [NoiseKeySize]byte
+}
+
+func newTestNoiseKey(t testing.TB) *testNoiseKey {
+	k, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nk := &testNoiseKey{priv: k.Bytes()}
+	copy(nk.pub[:], k.PublicKey().Bytes())
+	return nk
+}
+
+func (k *testNoiseKey) Public() [NoiseKeySize]byte { return k.pub }
+func (k *testNoiseKey) Private() []byte            { return bytes.Clone(k.priv) }
 
 func ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -154,6 +242,56 @@ func TestRegisterThenAuthenticate(t *testing.T) {
 	}
 	<-g.accepted
 	roundTrip(t, s2)
+}
+
+// A link observer between client and gateway sees neither the client's
+// identity key (raw or base58) nor whether it registers or authenticates:
+// every handshake frame of a registration has the size of its counterpart
+// in an authentication.
+func TestHandshakeHidesClient(t *testing.T) {
+	g := newTestGateway(t)
+	id := newClient(t)
+	pub := id.Public().(ed25519.PublicKey)
+	ws, regRec := g.dialRecorded(t)
+	k, s, err := Register(ctx(t), ws, id, g.public(), rand.Reader, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-g.accepted
+	roundTrip(t, s)
+	ws, authRec := g.dialRecorded(t)
+	s, err = Authenticate(ctx(t), ws, id, g.public(), k, rand.Reader, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-g.accepted
+	roundTrip(t, s)
+
+	for name, rec := range map[string]*recorder{"registration": regRec, "authentication": authRec} {
+		frames := rec.all()
+		if len(frames) < 4 {
+			t.Fatalf("%s: recorded %d frames, want the handshake and a round trip", name, len(frames))
+		}
+		for i, f := range frames {
+			if bytes.Contains(f, pub) || bytes.Contains(f, []byte(address.EncodeKey(pub))) {
+				t.Fatalf("%s: frame %d (%d bytes) holds the client's identity key", name, i, len(f))
+			}
+		}
+	}
+	// The first two frames each way (hello, request; hello reply, answer).
+	for i := range 2 {
+		if r, a := len(regRec.sent()[i]), len(authRec.sent()[i]); r != a {
+			t.Errorf("client frame %d: registration %d bytes, authentication %d", i, r, a)
+		}
+		regRec.mu.Lock()
+		authRec.mu.Lock()
+		r, a := len(regRec.down[i]), len(authRec.down[i])
+		authRec.mu.Unlock()
+		regRec.mu.Unlock()
+		if r != a {
+			t.Errorf("gateway frame %d: registration %d bytes, authentication %d", i, r, a)
+		}
+	}
 }
 
 func roundTrip(t *testing.T, s *Session) {
@@ -211,8 +349,18 @@ func TestAuthenticationFailures(t *testing.T) {
 		t.Fatalf("wrong key: err = %v, want ErrAuthentication", err)
 	}
 	// A gateway impostor (another identity) fails the client's check.
-	if _, _, err := Register(ctx(t), g.dial(t), newClient(t), ed25519.PublicKey(make([]byte, 32)), rand.Reader, time.Now()); err == nil {
+	other := g.public()
+	other.Identity = make([]byte, 32)
+	if _, _, err := Register(ctx(t), g.dial(t), newClient(t), other, rand.Reader, time.Now()); err == nil {
 		t.Fatal("registration with the wrong gateway identity succeeded")
+	}
+	// So does one that does not hold the Noise key the client expects:
+	// the hello reply does not decrypt (and the gateway cannot read the
+	// hello).
+	other = g.public()
+	other.Noise = newTestNoiseKey(t).Public()
+	if _, _, err := Register(ctx(t), g.dial(t), newClient(t), other, rand.Reader, time.Now()); !errors.Is(err, ErrAuthentication) {
+		t.Fatalf("registration with the wrong gateway Noise key: err = %v, want ErrAuthentication", err)
 	}
 }
 
@@ -249,14 +397,34 @@ func TestReplayedAuthentication(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-g.accepted
-	// Capture the request by authenticating through a recording connection.
+	// Capture what the client sends by authenticating through a recording
+	// connection.
 	now := time.Now()
 	nonce := bytes.Repeat([]byte{9}, NonceSize)
-	if _, err := Authenticate(ctx(t), g.dial(t), id, g.public(), k, bytes.NewReader(nonce), now); err != nil {
+	random := func() io.Reader {
+		return io.MultiReader(io.LimitReader(rand.Reader, NoiseKeySize), bytes.NewReader(nonce))
+	}
+	ws, rec := g.dialRecorded(t)
+	if _, err := Authenticate(ctx(t), ws, id, g.public(), k, random(), now); err != nil {
 		t.Fatal(err)
 	}
 	<-g.accepted
-	if _, err := Authenticate(ctx(t), g.dial(t), id, g.public(), k, bytes.NewReader(nonce), now); !errors.Is(err, ErrStale) {
+	// The same bytes again: the hello is answered, but the sealed request
+	// belongs to the old channel.
+	frames := rec.sent()
+	ws = g.dial(t)
+	ws.WriteMessage(websocket.BinaryMessage, frames[0])
+	if _, _, err := ws.ReadMessage(); err != nil {
+		t.Fatalf("the hello again: %v", err)
+	}
+	ws.WriteMessage(websocket.BinaryMessage, frames[1])
+	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, b, err := ws.ReadMessage(); err == nil {
+		t.Fatalf("a replayed request was answered (%d bytes)", len(b))
+	}
+	// The same request, timestamp and nonce, signed again by the client in
+	// a new channel: stale.
+	if _, err := Authenticate(ctx(t), g.dial(t), id, g.public(), k, random(), now); !errors.Is(err, ErrStale) {
 		t.Fatalf("replayed request: err = %v, want ErrStale", err)
 	}
 }
@@ -269,20 +437,18 @@ func TestImpersonation(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-g.accepted
-	ws := g.dial(t)
+	ch, err := openChannel(g.dial(t), g.noise.Public(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
 	attacker := newClient(t)
 	req := []byte{tagAuthRequest, Version}
 	req = append(req, victim.Public().(ed25519.PublicKey)...)
 	req = append(req, make([]byte, NonceSize)...)
-	req = append(req, make([]byte, TimestampSize)...)
-	req = append(req, ed25519.Sign(attacker, signedPayload(ctxAuthRequest, g.public(), req))...)
-	// Fix the timestamp so only the signature is wrong.
-	ts := time.Now().UnixNano()
-	for i := range 8 {
-		req[2+IdentitySize+NonceSize+i] = byte(ts >> (56 - 8*i))
-	}
-	ws.WriteMessage(websocket.BinaryMessage, req)
-	_, err := readHandshakeReply(ws, tagAuthResponse, authResponseSize)
+	req = binary.BigEndian.AppendUint64(req, uint64(time.Now().UnixNano())) // only the signature is wrong
+	req = append(req, ed25519.Sign(attacker, signedPayload(ctxAuthRequest, g.public().Identity, ch.binding, req))...)
+	ch.write(req)
+	_, err = readHandshakeReply(ch, tagAuthResponse, authResponseSize)
 	if !errors.Is(err, ErrAuthentication) {
 		t.Fatalf("impersonation: err = %v, want ErrAuthentication", err)
 	}

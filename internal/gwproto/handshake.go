@@ -17,7 +17,10 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// Handshake layouts (all in the clear, one binary WebSocket frame each):
+// Handshake layouts. The hello and its reply (channel.go) travel in the
+// clear; every message below travels sealed in the Noise channel they set
+// up, padded with zeros to handshakePadSize (a handshake error also in the
+// clear, in place of a hello reply):
 //
 //	register request  0x01 ‖ version u8 ‖ identity[32] ‖ ephemeral[32] ‖ nonce[16] ‖ timestamp u64 ‖ signature[64]
 //	register response 0x02 ‖ ephemeral[32] ‖ nonce[16] ‖ signature[64]
@@ -26,10 +29,12 @@ import (
 //	handshake error   0x05 ‖ code u8 ‖ length u16 ‖ text
 //
 // A request's signature is made with the client's identity key over
-// context ‖ gateway identity ‖ the request up to the signature. The register
-// response's signature is made with the gateway's identity key over
-// context ‖ SHA-256(request) ‖ ephemeral ‖ nonce. The auth response's confirm
-// is HMAC-SHA256(K, context ‖ SHA-256(request) ‖ nonce).
+// context ‖ gateway identity ‖ channel binding ‖ the request up to the
+// signature. The register response's signature is made with the gateway's
+// identity key over context ‖ channel binding ‖ SHA-256(request) ‖
+// ephemeral ‖ nonce. The auth response's confirm is HMAC-SHA256(K, context
+// ‖ channel binding ‖ SHA-256(request) ‖ nonce). The channel binding is the
+// Noise handshake hash (32 bytes).
 const (
 	registerRequestSize  = 1 + 1 + IdentitySize + EphemeralSize + NonceSize + TimestampSize + SignatureSize
 	registerResponseSize = 1 + EphemeralSize + NonceSize + SignatureSize
@@ -38,12 +43,12 @@ const (
 )
 
 var (
-	ctxRegisterRequest  = []byte("peapod-gateway-register-v1")
-	ctxRegisterResponse = []byte("peapod-gateway-register-response-v1")
-	ctxAuthRequest      = []byte("peapod-gateway-auth-v1")
-	ctxAuthConfirm      = []byte("peapod-gateway-auth-confirm-v1")
+	ctxRegisterRequest  = []byte("peapod-gateway-register-v2")
+	ctxRegisterResponse = []byte("peapod-gateway-register-response-v2")
+	ctxAuthRequest      = []byte("peapod-gateway-auth-v2")
+	ctxAuthConfirm      = []byte("peapod-gateway-auth-confirm-v2")
 	infoSharedKey       = "peapod-gateway-shared-key-v1"
-	infoSession         = "peapod-gateway-session-v1"
+	infoSession         = "peapod-gateway-session-v2"
 )
 
 // Registry is the gateway's record of registered clients. Implementations
@@ -89,22 +94,37 @@ func readFrame(ws *websocket.Conn) ([]byte, error) {
 	return b, nil
 }
 
-func readHandshakeReply(ws *websocket.Conn, tag byte, size int) ([]byte, error) {
-	b, err := readFrame(ws)
+// readHandshakeReply reads the gateway's sealed answer: a message of the
+// given tag and size, or a handshake error.
+func readHandshakeReply(ch *channel, tag byte, size int) ([]byte, error) {
+	b, err := ch.read()
 	if err != nil {
 		return nil, err
 	}
 	if len(b) > 0 && b[0] == tagHandshakeError {
-		e, err := parseError(b[1:])
-		if err != nil {
-			return nil, err
+		return nil, remoteError(b)
+	}
+	if len(b) == 0 || b[0] != tag {
+		return nil, malformed("unexpected handshake reply (tag 0x%02x)", firstByte(b))
+	}
+	return unpad(b, size, "handshake reply")
+}
+
+// remoteError decodes a handshake error frame, padded or not.
+func remoteError(b []byte) error {
+	if len(b) >= 4 {
+		if n := 4 + int(binary.BigEndian.Uint16(b[2:4])); len(b) > n {
+			var err error
+			if b, err = unpad(b, n, "handshake error"); err != nil {
+				return err
+			}
 		}
-		return nil, &RemoteError{Code: e.Code, Message: e.Message}
 	}
-	if len(b) != size || b[0] != tag {
-		return nil, malformed("unexpected handshake reply (%d bytes)", len(b))
+	e, err := parseError(b[1:])
+	if err != nil {
+		return err
 	}
-	return b, nil
+	return &RemoteError{Code: e.Code, Message: e.Message}
 }
 
 func randomNonce(rand io.Reader) ([NonceSize]byte, error) {
@@ -115,11 +135,23 @@ func randomNonce(rand io.Reader) ([NonceSize]byte, error) {
 	return n, nil
 }
 
-func signedPayload(context []byte, gateway ed25519.PublicKey, msg []byte) []byte {
-	p := make([]byte, 0, len(context)+IdentitySize+len(msg))
+func signedPayload(context, gateway, binding, msg []byte) []byte {
+	p := make([]byte, 0, len(context)+IdentitySize+len(binding)+len(msg))
 	p = append(p, context...)
 	p = append(p, gateway...)
+	p = append(p, binding...)
 	return append(p, msg...)
+}
+
+// responsePayload is what the gateway signs in a register response.
+func responsePayload(binding, req, eph []byte, nonce [NonceSize]byte) []byte {
+	reqHash := sha256.Sum256(req)
+	p := make([]byte, 0, len(ctxRegisterResponse)+len(binding)+len(reqHash)+len(eph)+NonceSize)
+	p = append(p, ctxRegisterResponse...)
+	p = append(p, binding...)
+	p = append(p, reqHash[:]...)
+	p = append(p, eph...)
+	return append(p, nonce[:]...)
 }
 
 // sharedKey derives K from the registration's Diffie-Hellman secret.
@@ -135,12 +167,16 @@ func sharedKey(dh []byte, clientNonce, gatewayNonce [NonceSize]byte, client, gat
 	return k, nil
 }
 
-// Register performs a registration on ws, as the client with identity id, with
-// the gateway whose identity is gateway. It returns the shared key K, to be
-// kept for later Authenticate calls, and the session.
-func Register(ctx context.Context, ws *websocket.Conn, id ed25519.PrivateKey, gateway ed25519.PublicKey, rand io.Reader, now time.Time) ([KeySize]byte, *Session, error) {
+// Register performs a registration on ws, as the client with identity id,
+// with the gateway gw. It returns the shared key K, to be kept for later
+// Authenticate calls, and the session.
+func Register(ctx context.Context, ws *websocket.Conn, id ed25519.PrivateKey, gw GatewayKeys, rand io.Reader, now time.Time) ([KeySize]byte, *Session, error) {
 	var zero [KeySize]byte
 	defer withDeadline(ctx, ws)()
+	ch, err := openChannel(ws, gw.Noise, rand)
+	if err != nil {
+		return zero, nil, err
+	}
 	eph, err := ecdh.X25519().GenerateKey(rand)
 	if err != nil {
 		return zero, nil, fmt.Errorf("gwproto: %w", err)
@@ -155,12 +191,12 @@ func Register(ctx context.Context, ws *websocket.Conn, id ed25519.PrivateKey, ga
 	req = append(req, eph.PublicKey().Bytes()...)
 	req = append(req, nonce[:]...)
 	req = binary.BigEndian.AppendUint64(req, uint64(now.UnixNano()))
-	req = append(req, ed25519.Sign(id, signedPayload(ctxRegisterRequest, gateway, req))...)
-	if err := ws.WriteMessage(websocket.BinaryMessage, req); err != nil {
+	req = append(req, ed25519.Sign(id, signedPayload(ctxRegisterRequest, gw.Identity, ch.binding, req))...)
+	if err := ch.write(req); err != nil {
 		return zero, nil, fmt.Errorf("gwproto: sending registration: %w", err)
 	}
 
-	resp, err := readHandshakeReply(ws, tagRegisterResponse, registerResponseSize)
+	resp, err := readHandshakeReply(ch, tagRegisterResponse, registerResponseSize)
 	if err != nil {
 		return zero, nil, err
 	}
@@ -168,9 +204,7 @@ func Register(ctx context.Context, ws *websocket.Conn, id ed25519.PrivateKey, ga
 	var gwNonce [NonceSize]byte
 	copy(gwNonce[:], resp[1+EphemeralSize:])
 	sig := resp[1+EphemeralSize+NonceSize:]
-	reqHash := sha256.Sum256(req)
-	signed := append(append(append(append([]byte{}, ctxRegisterResponse...), reqHash[:]...), gwEph...), gwNonce[:]...)
-	if !ed25519.Verify(gateway, signed, sig) {
+	if len(gw.Identity) != ed25519.PublicKeySize || !ed25519.Verify(gw.Identity, responsePayload(ch.binding, req, gwEph, gwNonce), sig) {
 		return zero, nil, ErrAuthentication
 	}
 	peer, err := ecdh.X25519().NewPublicKey(gwEph)
@@ -181,11 +215,12 @@ func Register(ctx context.Context, ws *websocket.Conn, id ed25519.PrivateKey, ga
 	if err != nil {
 		return zero, nil, ErrAuthentication
 	}
-	k, err := sharedKey(dh, nonce, gwNonce, id.Public().(ed25519.PublicKey), gateway)
+	k, err := sharedKey(dh, nonce, gwNonce, id.Public().(ed25519.PublicKey), gw.Identity)
+	clear(dh)
 	if err != nil {
 		return zero, nil, err
 	}
-	s, err := newSession(ws, k, nonce, gwNonce, true)
+	s, err := newSession(ws, k, nonce, gwNonce, ch.binding, true)
 	if err != nil {
 		return zero, nil, err
 	}
@@ -195,8 +230,12 @@ func Register(ctx context.Context, ws *websocket.Conn, id ed25519.PrivateKey, ga
 // Authenticate performs an authentication on ws with the shared key k from an
 // earlier registration. ErrNotRegistered (through a *RemoteError) means the
 // gateway no longer knows the client and it should register again.
-func Authenticate(ctx context.Context, ws *websocket.Conn, id ed25519.PrivateKey, gateway ed25519.PublicKey, k [KeySize]byte, rand io.Reader, now time.Time) (*Session, error) {
+func Authenticate(ctx context.Context, ws *websocket.Conn, id ed25519.PrivateKey, gw GatewayKeys, k [KeySize]byte, rand io.Reader, now time.Time) (*Session, error) {
 	defer withDeadline(ctx, ws)()
+	ch, err := openChannel(ws, gw.Noise, rand)
+	if err != nil {
+		return nil, err
+	}
 	nonce, err := randomNonce(rand)
 	if err != nil {
 		return nil, err
@@ -206,27 +245,28 @@ func Authenticate(ctx context.Context, ws *websocket.Conn, id ed25519.PrivateKey
 	req = append(req, id.Public().(ed25519.PublicKey)...)
 	req = append(req, nonce[:]...)
 	req = binary.BigEndian.AppendUint64(req, uint64(now.UnixNano()))
-	req = append(req, ed25519.Sign(id, signedPayload(ctxAuthRequest, gateway, req))...)
-	if err := ws.WriteMessage(websocket.BinaryMessage, req); err != nil {
+	req = append(req, ed25519.Sign(id, signedPayload(ctxAuthRequest, gw.Identity, ch.binding, req))...)
+	if err := ch.write(req); err != nil {
 		return nil, fmt.Errorf("gwproto: sending authentication: %w", err)
 	}
-	resp, err := readHandshakeReply(ws, tagAuthResponse, authResponseSize)
+	resp, err := readHandshakeReply(ch, tagAuthResponse, authResponseSize)
 	if err != nil {
 		return nil, err
 	}
 	var gwNonce [NonceSize]byte
 	copy(gwNonce[:], resp[1:])
-	want := authConfirm(k, req, gwNonce)
+	want := authConfirm(k, ch.binding, req, gwNonce)
 	if subtle.ConstantTimeCompare(want[:], resp[1+NonceSize:]) != 1 {
 		return nil, ErrAuthentication
 	}
-	return newSession(ws, k, nonce, gwNonce, true)
+	return newSession(ws, k, nonce, gwNonce, ch.binding, true)
 }
 
-func authConfirm(k [KeySize]byte, req []byte, gwNonce [NonceSize]byte) [ConfirmSize]byte {
+func authConfirm(k [KeySize]byte, binding, req []byte, gwNonce [NonceSize]byte) [ConfirmSize]byte {
 	reqHash := sha256.Sum256(req)
 	m := hmac.New(sha256.New, k[:])
 	m.Write(ctxAuthConfirm)
+	m.Write(binding)
 	m.Write(reqHash[:])
 	m.Write(gwNonce[:])
 	var out [ConfirmSize]byte
@@ -236,7 +276,11 @@ func authConfirm(k [KeySize]byte, req []byte, gwNonce [NonceSize]byte) [ConfirmS
 
 // AcceptConfig is what a gateway needs to accept handshakes.
 type AcceptConfig struct {
+	// Identity is the gateway's ed25519 identity key.
 	Identity ed25519.PrivateKey
+	// Noise is the gateway's Noise static key, whose public half the
+	// topology publishes: clients encrypt their handshake to it.
+	Noise    NoiseKey
 	Registry Registry
 	Rand     io.Reader
 	Now      func() time.Time
@@ -245,24 +289,41 @@ type AcceptConfig struct {
 // Accept runs the gateway side of a handshake on ws: a registration or an
 // authentication. It returns the client's identity and the session. On
 // failure it tells the client why (one opaque reason for every
-// authentication failure) and returns the error.
+// authentication failure; sealed once the Noise channel is up) and returns
+// the error.
 func Accept(ctx context.Context, ws *websocket.Conn, cfg AcceptConfig) (ed25519.PublicKey, *Session, error) {
 	defer withDeadline(ctx, ws)()
 	b, err := readFrame(ws)
 	if err != nil {
 		return nil, nil, err
 	}
-	client, s, err := accept(ws, cfg, b)
+	ch, err := acceptChannel(ws, cfg.Noise, cfg.Rand, b)
 	if err != nil {
-		code := CodeOf(err)
-		text := ""
-		if code == CodeMalformed || code == CodeRefused {
-			text = err.Error()
-		}
-		ws.WriteMessage(websocket.BinaryMessage, appendError(nil, tagHandshakeError, &Error{Code: code, Message: text}))
+		ws.WriteMessage(websocket.BinaryMessage, appendError(nil, tagHandshakeError, handshakeError(err)))
+		return nil, nil, err
+	}
+	req, err := ch.read()
+	if err != nil {
+		return nil, nil, err // the channel failed: nothing can be said in it
+	}
+	client, s, err := accept(ch, cfg, req)
+	if err != nil {
+		ch.write(appendError(nil, tagHandshakeError, handshakeError(err)))
 		return nil, nil, err
 	}
 	return client, s, nil
+}
+
+// handshakeError is what the gateway tells a client whose handshake failed
+// with err: only malformed, version and refused errors say more than
+// their code.
+func handshakeError(err error) *Error {
+	code := CodeOf(err)
+	text := ""
+	if code == CodeMalformed || code == CodeVersion || code == CodeRefused {
+		text = err.Error()
+	}
+	return &Error{Code: code, Message: text}
 }
 
 func checkTimestamp(b []byte, now time.Time) (time.Time, error) {
@@ -273,7 +334,8 @@ func checkTimestamp(b []byte, now time.Time) (time.Time, error) {
 	return ts, nil
 }
 
-func accept(ws *websocket.Conn, cfg AcceptConfig, b []byte) (ed25519.PublicKey, *Session, error) {
+// accept answers the request b, read from ch and still padded.
+func accept(ch *channel, cfg AcceptConfig, b []byte) (ed25519.PublicKey, *Session, error) {
 	gateway := cfg.Identity.Public().(ed25519.PublicKey)
 	if len(b) < 2 {
 		return nil, nil, malformed("handshake of %d bytes", len(b))
@@ -282,12 +344,13 @@ func accept(ws *websocket.Conn, cfg AcceptConfig, b []byte) (ed25519.PublicKey, 
 		return nil, nil, malformed("handshake starts with tag 0x%02x", b[0])
 	}
 	if b[1] != Version {
-		return nil, nil, fmt.Errorf("%w: version %d, this gateway speaks %d", ErrMalformed, b[1], Version)
+		return nil, nil, fmt.Errorf("%w: version %d, this gateway speaks %d", ErrVersion, b[1], Version)
 	}
 	switch b[0] {
 	case tagRegisterRequest:
-		if len(b) != registerRequestSize {
-			return nil, nil, malformed("registration of %d bytes, want %d", len(b), registerRequestSize)
+		b, err := unpad(b, registerRequestSize, "registration")
+		if err != nil {
+			return nil, nil, err
 		}
 		client := ed25519.PublicKey(b[2 : 2+IdentitySize])
 		ephBytes := b[2+IdentitySize : 2+IdentitySize+EphemeralSize]
@@ -295,7 +358,7 @@ func accept(ws *websocket.Conn, cfg AcceptConfig, b []byte) (ed25519.PublicKey, 
 		copy(nonce[:], b[2+IdentitySize+EphemeralSize:])
 		tsOff := 2 + IdentitySize + EphemeralSize + NonceSize
 		signed, sig := b[:tsOff+TimestampSize], b[tsOff+TimestampSize:]
-		if !ed25519.Verify(client, signedPayload(ctxRegisterRequest, gateway, signed), sig) {
+		if !ed25519.Verify(client, signedPayload(ctxRegisterRequest, gateway, ch.binding, signed), sig) {
 			return nil, nil, ErrAuthentication
 		}
 		ts, err := checkTimestamp(b[tsOff:], cfg.Now())
@@ -319,35 +382,35 @@ func accept(ws *websocket.Conn, cfg AcceptConfig, b []byte) (ed25519.PublicKey, 
 			return nil, nil, err
 		}
 		k, err := sharedKey(dh, nonce, gwNonce, client, gateway)
+		clear(dh)
 		if err != nil {
 			return nil, nil, err
 		}
 		if err := cfg.Registry.Register(client, k, ts); err != nil {
 			return nil, nil, err
 		}
-		reqHash := sha256.Sum256(b)
 		resp := make([]byte, 0, registerResponseSize)
 		resp = append(resp, tagRegisterResponse)
 		resp = append(resp, eph.PublicKey().Bytes()...)
 		resp = append(resp, gwNonce[:]...)
-		toSign := append(append(append(append([]byte{}, ctxRegisterResponse...), reqHash[:]...), eph.PublicKey().Bytes()...), gwNonce[:]...)
-		resp = append(resp, ed25519.Sign(cfg.Identity, toSign)...)
-		if err := ws.WriteMessage(websocket.BinaryMessage, resp); err != nil {
+		resp = append(resp, ed25519.Sign(cfg.Identity, responsePayload(ch.binding, b, eph.PublicKey().Bytes(), gwNonce))...)
+		if err := ch.write(resp); err != nil {
 			return nil, nil, fmt.Errorf("gwproto: sending registration response: %w", err)
 		}
-		s, err := newSession(ws, k, nonce, gwNonce, false)
+		s, err := newSession(ch.ws, k, nonce, gwNonce, ch.binding, false)
 		return bytesClone(client), s, err
 
 	default: // tagAuthRequest
-		if len(b) != authRequestSize {
-			return nil, nil, malformed("authentication of %d bytes, want %d", len(b), authRequestSize)
+		b, err := unpad(b, authRequestSize, "authentication")
+		if err != nil {
+			return nil, nil, err
 		}
 		client := ed25519.PublicKey(b[2 : 2+IdentitySize])
 		var nonce [NonceSize]byte
 		copy(nonce[:], b[2+IdentitySize:])
 		tsOff := 2 + IdentitySize + NonceSize
 		signed, sig := b[:tsOff+TimestampSize], b[tsOff+TimestampSize:]
-		if !ed25519.Verify(client, signedPayload(ctxAuthRequest, gateway, signed), sig) {
+		if !ed25519.Verify(client, signedPayload(ctxAuthRequest, gateway, ch.binding, signed), sig) {
 			return nil, nil, ErrAuthentication
 		}
 		ts, err := checkTimestamp(b[tsOff:], cfg.Now())
@@ -365,12 +428,12 @@ func accept(ws *websocket.Conn, cfg AcceptConfig, b []byte) (ed25519.PublicKey, 
 		if err != nil {
 			return nil, nil, err
 		}
-		confirm := authConfirm(k, b, gwNonce)
+		confirm := authConfirm(k, ch.binding, b, gwNonce)
 		resp := append(append([]byte{tagAuthResponse}, gwNonce[:]...), confirm[:]...)
-		if err := ws.WriteMessage(websocket.BinaryMessage, resp); err != nil {
+		if err := ch.write(resp); err != nil {
 			return nil, nil, fmt.Errorf("gwproto: sending authentication response: %w", err)
 		}
-		s, err := newSession(ws, k, nonce, gwNonce, false)
+		s, err := newSession(ch.ws, k, nonce, gwNonce, ch.binding, false)
 		return bytesClone(client), s, err
 	}
 }

@@ -41,8 +41,10 @@ type Session struct {
 // DefaultWriteTimeout bounds each Send unless SetWriteTimeout changes it.
 const DefaultWriteTimeout = 10 * time.Second
 
-func newSession(ws *websocket.Conn, k [KeySize]byte, clientNonce, gatewayNonce [NonceSize]byte, isClient bool) (*Session, error) {
-	salt := append(clientNonce[:], gatewayNonce[:]...)
+// newSession derives the session keys from K, both nonces and the Noise
+// channel's binding.
+func newSession(ws *websocket.Conn, k [KeySize]byte, clientNonce, gatewayNonce [NonceSize]byte, binding []byte, isClient bool) (*Session, error) {
+	salt := append(append(clientNonce[:], gatewayNonce[:]...), binding...)
 	keys, err := hkdf.Key(sha256.New, k[:], salt, infoSession, 2*KeySize)
 	if err != nil {
 		return nil, fmt.Errorf("gwproto: %w", err)

@@ -1,13 +1,21 @@
-// Package hops keeps the set of next hops a node may send packets to, taken
-// from the directory's current topology, so that a node is not an open
-// relay: a gateway sends only to layer-1 mixnodes, a layer-L mixnode only to
-// the mixnodes of layer L+1, and a layer-3 mixnode only to gateways.
+// Package hops keeps, from the directory's current topology, the nodes a
+// node may exchange packets with, so that a node is not an open relay and
+// takes packets only from where its layer's packets come from.
 //
-// A [Cache] holds the set. It is refreshed by [Cache.Refresh] (at start),
+// Next hops: a gateway sends only to layer-1 mixnodes, a layer-L mixnode
+// only to the mixnodes of layer L+1, and a layer-3 mixnode only to
+// gateways. Previous hops (with [Cache.AcceptFrom]): a layer-1 mixnode
+// takes packets from gateways, a layer-L mixnode from layer L-1, and a
+// gateway's mix listener from layer 3. With the nodes' Noise static keys
+// (noise_key in the topology) a [Cache] is the [wire.Peers] of a node's
+// Noise links: which key to expect at a next hop's address, which
+// addresses and keys may connect.
+//
+// A [Cache] holds the sets. It is refreshed by [Cache.Refresh] (at start),
 // by [Cache.Run] (periodically, and on demand), and, for callers that may
 // wait, by [Cache.Allowed] itself. A fetch made because an unknown address
-// showed up happens at most once every second, so that a flood of made-up
-// hops costs the directory at most one request a second.
+// or key showed up happens at most once every second, so that a flood of
+// made-up hops or peers costs the directory at most one request a second.
 package hops
 
 import (
@@ -21,6 +29,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/peapod-mixnet/peapod/directory"
+	"github.com/peapod-mixnet/peapod/internal/wire"
 )
 
 // Topology fetches.
@@ -32,17 +41,27 @@ const (
 	fetchTimeout = 5 * time.Second
 )
 
-// A Selector picks the allowed next hops of a topology. It is called with a
-// topology that passed [directory.Topology.Validate].
-type Selector func(*directory.Topology) []netip.AddrPort
+// Node is a node a Selector picks: where it receives packets, and its
+// Noise static key when it publishes one.
+type Node struct {
+	Addr        netip.AddrPort
+	NoiseKey    [wire.NoiseKeySize]byte
+	HasNoiseKey bool
+}
+
+// A Selector picks nodes of a topology. It is called with a topology that
+// passed [directory.Topology.Validate].
+type Selector func(*directory.Topology) []Node
 
 // Mixnodes returns a Selector of the mixnodes of the given layer.
 func Mixnodes(layer int) Selector {
-	return func(t *directory.Topology) []netip.AddrPort {
-		var out []netip.AddrPort
+	return func(t *directory.Topology) []Node {
+		var out []Node
 		for _, m := range t.Layer(layer) {
-			if ap, err := m.AddrPort(); err == nil { // Validate checked it
-				out = append(out, ap)
+			ap, err := m.AddrPort()
+			key, ok, kerr := m.NoisePublicKey()
+			if err == nil && kerr == nil { // Validate checked them
+				out = append(out, Node{Addr: ap, NoiseKey: key, HasNoiseKey: ok})
 			}
 		}
 		return out
@@ -50,11 +69,13 @@ func Mixnodes(layer int) Selector {
 }
 
 // Gateways is a Selector of the gateways.
-func Gateways(t *directory.Topology) []netip.AddrPort {
-	out := make([]netip.AddrPort, 0, len(t.Gateways))
+func Gateways(t *directory.Topology) []Node {
+	out := make([]Node, 0, len(t.Gateways))
 	for _, g := range t.Gateways {
-		if ap, err := g.AddrPort(); err == nil { // Validate checked it
-			out = append(out, ap)
+		ap, err := g.AddrPort()
+		key, ok, kerr := g.NoisePublicKey()
+		if err == nil && kerr == nil { // Validate checked them
+			out = append(out, Node{Addr: ap, NoiseKey: key, HasNoiseKey: ok})
 		}
 	}
 	return out
@@ -67,6 +88,16 @@ func After(layer int) Selector {
 		return Gateways
 	}
 	return Mixnodes(layer + 1)
+}
+
+// Before returns the Selector of the nodes that send to a mixnode of the
+// given layer: the gateways before the first layer, or the mixnodes of the
+// layer before. A gateway's senders are Mixnodes(directory.MaxLayer).
+func Before(layer int) Selector {
+	if layer <= directory.MinLayer {
+		return Gateways
+	}
+	return Mixnodes(layer - 1)
 }
 
 // Policy says what [Cache.Allowed] does with an address the set held now
@@ -87,17 +118,31 @@ const (
 	Wait
 )
 
-// set is a set of addresses, normalised by unmap.
-type set map[netip.AddrPort]struct{}
+// view is what a Cache holds of one topology. Addresses are normalised by
+// unmap.
+type view struct {
+	// next maps the allowed next hops to their Noise keys (the zero key
+	// when a hop has none).
+	next map[netip.AddrPort]Node
+	// prevAddrs and prevKeys are the addresses and the Noise keys of the
+	// nodes that send to this one; prevKeys maps each key to the
+	// addresses of the nodes that hold it.
+	prevAddrs map[netip.Addr]struct{}
+	prevKeys  map[[wire.NoiseKeySize]byte][]netip.Addr
+	// params are the topology's network parameters; nil when it has none.
+	params *directory.Params
+}
 
 // Cache is the set of allowed next hops of the directory's current
-// topology. Create it with [New]. Its methods are safe for concurrent use.
+// topology, and, with AcceptFrom, of the nodes allowed to send to this
+// one. Create it with [New]. Its methods are safe for concurrent use.
 type Cache struct {
 	client *directory.Client // nil without a directory: no hop is allowed
 	sel    Selector
+	prev   Selector // nil: no previous hops are kept
 	log    zerolog.Logger
 
-	hops atomic.Pointer[set]
+	view atomic.Pointer[view]
 
 	fetchMu   sync.Mutex // serialises fetches
 	lastFetch time.Time  // guarded by fetchMu
@@ -113,18 +158,91 @@ type Cache struct {
 // cache that never fetches and allows no hop.
 func New(client *directory.Client, sel Selector, log zerolog.Logger) *Cache {
 	c := &Cache{client: client, sel: sel, log: log, kick: make(chan struct{}, 1)}
-	c.hops.Store(&set{})
+	c.view.Store(&view{})
 	return c
 }
 
+// AcceptFrom makes the cache keep, from every topology it fetches, the
+// nodes sel picks as the ones allowed to send to this node (see Before).
+// Call it before the first fetch.
+func (c *Cache) AcceptFrom(sel Selector) { c.prev = sel }
+
 // Known reports whether ap is in the set held now. It never fetches.
 func (c *Cache) Known(ap netip.AddrPort) bool {
-	_, ok := (*c.hops.Load())[unmap(ap)]
+	_, ok := c.view.Load().next[unmap(ap)]
 	return ok
 }
 
 // Len is the number of hops in the set held now.
-func (c *Cache) Len() int { return len(*c.hops.Load()) }
+func (c *Cache) Len() int { return len(c.view.Load().next) }
+
+// Params are the network parameters of the topology held now; nil when it
+// advertises none (or none was fetched yet).
+func (c *Cache) Params() *directory.Params { return c.view.Load().params }
+
+// The cache is the Peers of a node's Noise links.
+var _ wire.Peers = (*Cache)(nil)
+
+// PeerKey returns the Noise key of the next hop at addr; false when addr
+// is no next hop of the topology held now, or publishes no key. It never
+// fetches.
+func (c *Cache) PeerKey(addr netip.AddrPort) ([wire.NoiseKeySize]byte, bool) {
+	n, ok := c.view.Load().next[unmap(addr)]
+	return n.NoiseKey, ok && n.HasNoiseKey
+}
+
+// AcceptsAddr reports whether ip is the address of a node allowed to send
+// to this one (see AcceptFrom). An address the topology held now does not
+// list asks Run for a fetch (at most one per OnDemandGap), so that a node
+// that joined since is let in at its next attempt.
+func (c *Cache) AcceptsAddr(ip netip.Addr) bool {
+	if _, ok := c.view.Load().prevAddrs[ip.Unmap()]; ok {
+		return true
+	}
+	c.kickRefresh()
+	return false
+}
+
+// AcceptsPeer reports whether a node allowed to send to this one has the
+// Noise key key and the address ip. Like AcceptsAddr, a miss asks for a
+// fetch.
+func (c *Cache) AcceptsPeer(ip netip.Addr, key [wire.NoiseKeySize]byte) bool {
+	if c.acceptsPeer(ip, key) {
+		return true
+	}
+	c.kickRefresh()
+	return false
+}
+
+func (c *Cache) acceptsPeer(ip netip.Addr, key [wire.NoiseKeySize]byte) bool {
+	for _, a := range c.view.Load().prevKeys[key] {
+		if a == ip.Unmap() {
+			return true
+		}
+	}
+	return false
+}
+
+// AwaitPeer answers as AcceptsPeer, except that on a miss it first fetches
+// the topology, unless a fetch has begun since the call did, waiting until
+// OnDemandGap has passed since the last fetch, for at most as long as ctx
+// allows: so a node that joined a moment ago is let in on its first
+// attempt, and a flood of strangers costs at most a fetch a second.
+func (c *Cache) AwaitPeer(ctx context.Context, ip netip.Addr, key [wire.NoiseKeySize]byte) bool {
+	if c.acceptsPeer(ip, key) {
+		return true
+	}
+	if c.client == nil {
+		return false
+	}
+	began := time.Now()
+	c.fetchMu.Lock()
+	defer c.fetchMu.Unlock()
+	if c.lastFetch.Before(began) {
+		c.fetchAfterGapLocked(ctx)
+	}
+	return c.acceptsPeer(ip, key)
+}
 
 // Fetches is the number of fetches attempted so far, failed ones included.
 func (c *Cache) Fetches() uint64 { return c.fetches.Load() }
@@ -240,17 +358,34 @@ func (c *Cache) fetchLocked(ctx context.Context) error {
 		c.log.Warn().Err(err).Msg("fetching the topology failed; keeping the previous one")
 		return fmt.Errorf("hops: %w", err)
 	}
-	selected := c.sel(top)
-	s := make(set, len(selected))
-	for _, ap := range selected {
-		s[unmap(ap)] = struct{}{}
-	}
-	old := c.hops.Swap(&s)
-	if len(*old) != len(s) {
-		c.log.Info().Int("next_hops", len(s)).Int("mixnodes", len(top.Mixnodes)).
-			Int("gateways", len(top.Gateways)).Msg("topology updated")
+	v := c.viewOf(top)
+	old := c.view.Swap(v)
+	if len(old.next) != len(v.next) || len(old.prevKeys) != len(v.prevKeys) {
+		c.log.Info().Int("next_hops", len(v.next)).Int("previous_hops", len(v.prevKeys)).
+			Int("mixnodes", len(top.Mixnodes)).Int("gateways", len(top.Gateways)).Msg("topology updated")
 	}
 	return nil
+}
+
+// viewOf picks the cache's view of top.
+func (c *Cache) viewOf(top *directory.Topology) *view {
+	v := &view{next: make(map[netip.AddrPort]Node), params: top.Params}
+	for _, n := range c.sel(top) {
+		n.Addr = unmap(n.Addr)
+		v.next[n.Addr] = n
+	}
+	if c.prev != nil {
+		v.prevAddrs = make(map[netip.Addr]struct{})
+		v.prevKeys = make(map[[wire.NoiseKeySize]byte][]netip.Addr)
+		for _, n := range c.prev(top) {
+			ip := n.Addr.Addr().Unmap()
+			v.prevAddrs[ip] = struct{}{}
+			if n.HasNoiseKey {
+				v.prevKeys[n.NoiseKey] = append(v.prevKeys[n.NoiseKey], ip)
+			}
+		}
+	}
+	return v
 }
 
 // unmap normalises an IPv4-mapped IPv6 address to IPv4, as node addresses

@@ -20,6 +20,7 @@ import (
 
 	"github.com/peapod-mixnet/peapod/address"
 	"github.com/peapod-mixnet/peapod/directory"
+	"github.com/peapod-mixnet/peapod/internal/wire"
 )
 
 // fakeDirectory serves a topology the test changes, and counts requests.
@@ -53,22 +54,35 @@ func newFakeDirectory(t *testing.T) *fakeDirectory {
 	return d
 }
 
-// addMixnode lists a mixnode of the given layer at addr.
-func (d *fakeDirectory) addMixnode(t *testing.T, layer int, addr string) {
+// addMixnode lists a mixnode of the given layer at addr, and returns its
+// Noise key.
+func (d *fakeDirectory) addMixnode(t *testing.T, layer int, addr string) [wire.NoiseKeySize]byte {
 	t.Helper()
 	id, key := keys(t)
+	noise := randomKey()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.topo.Mixnodes = append(d.topo.Mixnodes, directory.Mixnode{Layer: layer, Address: addr, Identity: id, SphinxKey: key})
+	d.topo.Mixnodes = append(d.topo.Mixnodes, directory.Mixnode{Layer: layer, Address: addr, Identity: id, SphinxKey: key,
+		NoiseKey: address.EncodeKey(noise[:])})
+	return noise
 }
 
-// addGateway lists a gateway at addr.
-func (d *fakeDirectory) addGateway(t *testing.T, addr string) {
+// addGateway lists a gateway at addr, and returns its Noise key.
+func (d *fakeDirectory) addGateway(t *testing.T, addr string) [wire.NoiseKeySize]byte {
 	t.Helper()
 	id, key := keys(t)
+	noise := randomKey()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.topo.Gateways = append(d.topo.Gateways, directory.Gateway{Address: addr, ClientAddress: "ws://" + addr, Identity: id, SphinxKey: key})
+	d.topo.Gateways = append(d.topo.Gateways, directory.Gateway{Address: addr, ClientAddress: "ws://" + addr, Identity: id, SphinxKey: key,
+		NoiseKey: address.EncodeKey(noise[:])})
+	return noise
+}
+
+func randomKey() [wire.NoiseKeySize]byte {
+	var k [wire.NoiseKeySize]byte
+	rand.Read(k[:])
+	return k
 }
 
 func (d *fakeDirectory) setFailing(f bool) {
@@ -138,11 +152,17 @@ func TestSelectors(t *testing.T) {
 		{"After(2)", After(2), []string{"10.0.0.3:1789"}},
 		{"After(3)", After(3), []string{"10.0.0.9:1789", "10.0.0.10:1789"}},
 		{"Gateways", Gateways, []string{"10.0.0.9:1789", "10.0.0.10:1789"}},
+		{"Before(1)", Before(1), []string{"10.0.0.9:1789", "10.0.0.10:1789"}},
+		{"Before(2)", Before(2), []string{"10.0.0.1:1789"}},
+		{"Before(3)", Before(3), []string{"10.0.0.2:1789"}},
 	}
 	for _, tc := range cases {
 		var got []string
 		for _, a := range tc.sel(top) {
-			got = append(got, a.String())
+			if !a.HasNoiseKey {
+				t.Errorf("%s: %v has no Noise key", tc.name, a.Addr)
+			}
+			got = append(got, a.Addr.String())
 		}
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
@@ -286,5 +306,72 @@ func TestOnDemandRateLimited(t *testing.T) {
 	// One at the start, then at most one a gap.
 	if n, most := d.requests.Load(), 1+int64(period/OnDemandGap)+1; n < 2 || n > most {
 		t.Fatalf("%d requests in %s, want 2 to %d", n, period, most)
+	}
+}
+
+// TestPeers: the cache answers a Noise link's questions from the topology
+// it holds: which key a next hop has, and which addresses and keys may
+// connect (a previous-layer node's, as a pair); a miss asks for a fetch,
+// so a node that joined is let in soon after, and one that left is not.
+func TestPeers(t *testing.T) {
+	d := newFakeDirectory(t)
+	l1 := d.addMixnode(t, 1, "10.0.0.1:1789")
+	l2 := d.addMixnode(t, 2, "10.0.0.2:1789")
+	d.addMixnode(t, 3, "10.0.0.3:1789")
+	d.mu.Lock()
+	d.topo.Params = &directory.Params{MeanMixDelay: int64(15 * time.Millisecond)}
+	d.mu.Unlock()
+	c := New(d.client, After(2), zerolog.Nop())
+	c.AcceptFrom(Before(2))
+	if err := c.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	run(t, c, time.Hour)
+	ip := func(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+	if k, ok := c.PeerKey(ap("10.0.0.3:1789")); !ok {
+		t.Errorf("PeerKey of a next hop = %x, %v", k, ok)
+	}
+	c2 := New(d.client, After(1), zerolog.Nop())
+	if err := c2.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if k, ok := c2.PeerKey(ap("10.0.0.2:1789")); !ok || k != l2 {
+		t.Errorf("PeerKey of the next hop = %x, %v; want its key", k, ok)
+	}
+	if _, ok := c2.PeerKey(ap("10.0.0.3:1789")); ok {
+		t.Error("PeerKey answered for a node that is no next hop")
+	}
+	if !c.AcceptsAddr(ip("10.0.0.1")) || !c.AcceptsPeer(ip("10.0.0.1"), l1) {
+		t.Error("the layer-1 node may not send to layer 2")
+	}
+	if c.AcceptsPeer(ip("10.0.0.9"), l1) {
+		t.Error("a layer-1 key from another address was accepted")
+	}
+	if c.AcceptsPeer(ip("10.0.0.1"), l2) || c.AcceptsAddr(ip("10.0.0.3")) {
+		t.Error("a node of another layer may send to layer 2")
+	}
+	if p := c.Params(); p == nil || p.MeanMixDelay != int64(15*time.Millisecond) {
+		t.Errorf("Params = %+v", p)
+	}
+
+	// A node joins layer 1: its first attempt is refused and asks for a
+	// fetch, after which it is accepted.
+	fetches := c.Fetches()
+	joined := d.addMixnode(t, 1, "10.0.0.11:1789")
+	if c.AcceptsPeer(ip("10.0.0.11"), joined) {
+		t.Fatal("accepted a node the topology held does not list")
+	}
+	eventually(t, "a fetch follows the miss", func() bool { return c.Fetches() > fetches })
+	eventually(t, "the new node is accepted", func() bool { return c.AcceptsPeer(ip("10.0.0.11"), joined) })
+	// It leaves: after the next fetch it is refused.
+	d.mu.Lock()
+	d.topo.Mixnodes = slices.DeleteFunc(d.topo.Mixnodes, func(m directory.Mixnode) bool { return m.Address == "10.0.0.11:1789" })
+	d.mu.Unlock()
+	if err := c.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if c.AcceptsAddr(ip("10.0.0.11")) || c.AcceptsPeer(ip("10.0.0.11"), joined) {
+		t.Error("a node that left the topology is still accepted")
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"filippo.io/edwards25519"
 	"github.com/gorilla/websocket"
 
+	"github.com/peapod-mixnet/peapod/internal/gwproto"
 	"github.com/peapod-mixnet/peapod/internal/wire"
 	"github.com/peapod-mixnet/peapod/sphinx"
 	"github.com/peapod-mixnet/peapod/wsapi"
@@ -74,6 +75,9 @@ func TestBadInput(t *testing.T) {
 	// Slow-loris connections first, so that they are old by the end.
 	mix, gw := n.Mixnode(1, 0), n.Gateway(0)
 	hdr := wire.AppendFrame(nil, wire.Header{Size: sphinx.RegularPacket, Type: wire.PacketTypeMix}, make([]byte, 10))
+	// The start of a Noise handshake's frame (version 1, pattern XKpsk3,
+	// type handshake) and nothing more: closed by the handshake timeout.
+	noiseStart := []byte{wire.NoiseVersion, wire.NoisePatternXKpsk3, 0}
 	type slowSpec struct {
 		addr   netip.AddrPort
 		prefix []byte
@@ -82,10 +86,8 @@ func TestBadInput(t *testing.T) {
 	var slow []*slowConn
 	for _, sp := range []slowSpec{
 		{n.DirectoryAddr(), []byte("GET /v1/topology HTTP/1.1\r\nHost: x\r\n"), 12 * time.Second},
-		{mix.Listen, hdr, testFrameTimeout + 3*time.Second},
-		// The gateway's mix listener has the wire package's default frame
-		// timeout (30 s): `mixnet gateway` has no flag for it.
-		{gw.Listen, hdr, wire.DefaultFrameTimeout + 3*time.Second},
+		{mix.Listen, noiseStart, wire.DefaultHandshakeTimeout + 3*time.Second},
+		{gw.Listen, noiseStart, wire.DefaultHandshakeTimeout + 3*time.Second},
 		{gw.ClientListen, []byte("GET / HTTP/1.1\r\nHost: x\r\n"), 12 * time.Second},
 		{addrOf(t, clientB.WS), []byte("GET / HTTP/1.1\r\nHost: x\r\n"), 12 * time.Second},
 		{addrOf(t, p.HTTP), []byte("GET /address HTTP/1.1\r\nHost: x\r\n"), 8 * time.Second},
@@ -93,6 +95,19 @@ func TestBadInput(t *testing.T) {
 		for range slowPerListener {
 			slow = append(slow, slowLoris(t, sp.addr, sp.prefix, sp.within))
 		}
+	}
+	// Half a frame inside an authenticated link: closed by the frame
+	// timeout. The gateway's mix listener has the wire package's default
+	// (30 s): `mixnet gateway` has no flag for it.
+	for _, sp := range []struct {
+		to     *Node
+		within time.Duration
+	}{{mix, testFrameTimeout + 3*time.Second}, {gw, wire.DefaultFrameTimeout + 3*time.Second}} {
+		c, nc := dialAs(t, n.prevOf(sp.to), sp.to)
+		if _, err := nc.Write(hdr); err != nil {
+			t.Fatal(err)
+		}
+		slow = append(slow, &slowConn{name: sp.to.Name() + " (half a frame over Noise)", c: c, within: sp.within, since: time.Now()})
 	}
 	slowWS := slowWebSocket(t, "ws://"+gw.ClientListen.String(), testHandshakeTimeout+3*time.Second)
 
@@ -108,24 +123,29 @@ func TestBadInput(t *testing.T) {
 
 	t.Run("mixnode", func(t *testing.T) {
 		before := closedByReason(t, ctx, mix)
-		// Random bytes: the version byte is wrong.
+		// Random bytes in place of a Noise handshake.
 		junk := randomBytes(4096)
 		junk[0] = 0x42
 		expectClosedAfter(t, mix.Listen, junk)
+		// The rest over an authenticated link, as a gateway (layer 1's
+		// previous layer) would send them. Random bytes: the version
+		// byte is wrong.
+		expectClosedAs(t, n, mix, junk)
 		// A truncated frame: a header and half a packet, then EOF.
 		trunc := wire.AppendFrame(nil, wire.Header{Size: sphinx.RegularPacket, Type: wire.PacketTypeMix}, make([]byte, sphinx.RegularPacket.Len()))
-		writeAndClose(t, mix.Listen, trunc[:len(trunc)/2])
+		writeAs(t, n, mix, trunc[:len(trunc)/2])
 		// An oversized frame: a size tag no packet has.
-		expectClosedAfter(t, mix.Listen, []byte{wire.Version, 9, 0, 0, 1, 2, 3})
+		expectClosedAs(t, n, mix, []byte{wire.Version, 9, 0, 0, 1, 2, 3})
 		// Refused packet types and key rotations.
-		expectClosedAfter(t, mix.Listen, []byte{wire.Version, 1, byte(wire.PacketTypeOutfox), 0})
-		expectClosedAfter(t, mix.Listen, []byte{wire.Version, 1, 0, 7})
+		expectClosedAs(t, n, mix, []byte{wire.Version, 1, byte(wire.PacketTypeOutfox), 0})
+		expectClosedAs(t, n, mix, []byte{wire.Version, 1, 0, 7})
 		// Well-framed garbage: every size, dropped as unauthenticated.
-		writeAndClose(t, mix.Listen, garbageFrames())
+		writeAs(t, n, mix, garbageFrames())
 		err := pollUntil(ctx, 50*time.Millisecond, func() (bool, error) {
 			after := closedByReason(t, ctx, mix)
 			auth, err := mix.Metric(ctx, "packets_dropped_total", "reason", "authentication")
 			return after["malformed"] >= before["malformed"]+4 && after["truncated"] >= before["truncated"]+1 &&
+				after["handshake_failed"] >= before["handshake_failed"]+1 &&
 				auth >= float64(len(sphinx.PacketSizes)), err
 		})
 		if err != nil {
@@ -140,8 +160,9 @@ func TestBadInput(t *testing.T) {
 		junk := randomBytes(4096)
 		junk[0] = 0x42
 		expectClosedAfter(t, gw.Listen, junk)
-		expectClosedAfter(t, gw.Listen, []byte{wire.Version, 9, 0, 0})
-		writeAndClose(t, gw.Listen, garbageFrames())
+		expectClosedAs(t, n, gw, junk)
+		expectClosedAs(t, n, gw, []byte{wire.Version, 9, 0, 0})
+		writeAs(t, n, gw, garbageFrames())
 		err := pollUntil(ctx, 50*time.Millisecond, func() (bool, error) {
 			v, err := gw.Metric(ctx, "peapod_gateway_dropped_total", "reason", "authentication")
 			return v >= float64(len(sphinx.PacketSizes)), err
@@ -155,15 +176,21 @@ func TestBadInput(t *testing.T) {
 		url := "ws://" + gw.ClientListen.String()
 		garbageTCP(t, gw.ClientListen, "HTTP/1.1 400")
 		expectStatus(t, "GET", "http://"+gw.ClientListen.String()+"/", "", nil, 400)
-		for name, frame := range map[string][]byte{
-			"empty":              {},
-			"unknown tag":        {0x7f, 1, 2, 3},
-			"short registration": {0x01, 1, 2, 3},
-			"random":             randomBytes(300),
+		// The first frame must be a Noise hello (gwproto's channel.go).
+		for name, c := range map[string]struct {
+			frame []byte
+			code  gwproto.ErrorCode
+		}{
+			"empty":                     {[]byte{}, gwproto.CodeMalformed},
+			"unknown tag":               {[]byte{0x7f, 1, 2, 3}, gwproto.CodeMalformed},
+			"random":                    {append([]byte{0x7f}, randomBytes(300)...), gwproto.CodeMalformed},
+			"short hello":               {[]byte{0x06, gwproto.Version, 1, 2}, gwproto.CodeMalformed},
+			"hello of another version":  {append([]byte{0x06, 9}, randomBytes(48)...), gwproto.CodeVersion},
+			"registration in the clear": {[]byte{0x01, 1, 2, 3}, gwproto.CodeVersion},
+			"hello to another key":      {append([]byte{0x06, gwproto.Version}, randomBytes(48)...), gwproto.CodeAuthentication},
 		} {
-			code := wsHandshakeError(t, url, websocket.BinaryMessage, frame)
-			if code != 4 { // CodeMalformed
-				t.Errorf("%s first frame: handshake error code %d, want 4 (malformed)", name, code)
+			if code := wsHandshakeError(t, url, websocket.BinaryMessage, c.frame); code != int(c.code) {
+				t.Errorf("%s first frame: handshake error code %d, want %d (%v)", name, code, c.code, c.code)
 			}
 		}
 		// A text frame and an oversized frame end the connection.
@@ -477,7 +504,7 @@ func writeAndClose(t *testing.T, addr netip.AddrPort, b []byte) {
 func closedByReason(t *testing.T, ctx context.Context, node *Node) map[string]float64 {
 	t.Helper()
 	out := make(map[string]float64)
-	for _, r := range []string{"malformed", "truncated", "frame_timeout", "idle_timeout"} {
+	for _, r := range []string{"malformed", "truncated", "frame_timeout", "idle_timeout", "handshake_failed"} {
 		v, err := node.Metric(ctx, "inbound_connections_closed_total", "reason", r)
 		if err != nil {
 			t.Fatal(err)

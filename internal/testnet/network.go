@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/peapod-mixnet/peapod/directory"
+	"github.com/peapod-mixnet/peapod/internal/node"
 	"github.com/peapod-mixnet/peapod/internal/testnet/relay"
+	"github.com/peapod-mixnet/peapod/internal/wire"
 )
 
 // Defaults of a [Config].
@@ -90,6 +92,7 @@ type Network struct {
 	gateways  []*Node
 
 	mu        sync.Mutex
+	noiseKeys map[[wire.NoiseKeySize]byte]*node.NoiseKey // every node's, by public key
 	clients   []*Client
 	providers []*Provider
 	extra     []*Process // other processes a test started through the network
@@ -120,7 +123,13 @@ type Node struct {
 
 	net      *Network
 	identity string
+	noise    *node.NoiseKey // made by the harness before the node starts
 }
+
+// NoiseKey is the node's Noise static key pair, which the harness made in
+// its data folder before starting it: with it a test can take part in the
+// node's links, as the relays do.
+func (node *Node) NoiseKey() *node.NoiseKey { return node.noise }
 
 // Start starts the directory, the mixnodes and the gateways, each as a
 // process of its own, and returns when every node is listed by the
@@ -237,9 +246,37 @@ func (n *Network) startDirectory(ctx context.Context) error {
 	return p.Start(ctx)
 }
 
-// nodeAddrs picks a node's addresses: its listener (in its namespace, if
-// any), its metrics server, and its relay if the network has relays.
-func (n *Network) nodeAddrs(node *Node, ns string, nsIP netip.Addr) error {
+// nodeAddrs makes a node's keys in its data folder and picks its
+// addresses: its listener (in its namespace, if any), its metrics server,
+// and its relay if the network has relays.
+func (n *Network) nodeAddrs(nd *Node, name, ns string, nsIP netip.Addr) error {
+	keys, err := node.LoadKeys(n.DataDir(name))
+	if err != nil {
+		return fmt.Errorf("testnet: %s: %w", name, err)
+	}
+	clear(keys.Identity) // the node's own business
+	nd.noise = keys.Noise
+	n.mu.Lock()
+	if n.noiseKeys == nil {
+		n.noiseKeys = make(map[[wire.NoiseKeySize]byte]*node.NoiseKey)
+	}
+	n.noiseKeys[keys.Noise.Public()] = keys.Noise
+	n.mu.Unlock()
+	return n.pickAddrs(nd, ns, nsIP)
+}
+
+// lookupNoise returns the node key whose public half is pub, or nil.
+func (n *Network) lookupNoise(pub [wire.NoiseKeySize]byte) wire.StaticKey {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if k := n.noiseKeys[pub]; k != nil {
+		return k
+	}
+	return nil
+}
+
+// pickAddrs picks a node's addresses.
+func (n *Network) pickAddrs(node *Node, ns string, nsIP netip.Addr) error {
 	var err error
 	ip, check := n.hostIP, true
 	if ns != "" {
@@ -253,7 +290,7 @@ func (n *Network) nodeAddrs(node *Node, ns string, nsIP netip.Addr) error {
 	}
 	node.Announce = node.Listen
 	if n.cfg.Relays {
-		r, err := n.newRelay(node.Listen)
+		r, err := n.newRelay(node.Listen, node.noise)
 		if err != nil {
 			return err
 		}
@@ -262,10 +299,12 @@ func (n *Network) nodeAddrs(node *Node, ns string, nsIP netip.Addr) error {
 	return nil
 }
 
-// newRelay starts a relay in front of target on a free port. The machine is
-// shared: another program can bind the port between the check and the
-// relay's own bind, so a port taken meanwhile is replaced by another.
-func (n *Network) newRelay(target netip.AddrPort) (*relay.Relay, error) {
+// newRelay starts a relay in front of target, whose Noise key is key, on a
+// free port, with the keys to take part in the node's Noise links. The
+// machine is shared: another program can bind the port between the check
+// and the relay's own bind, so a port taken meanwhile is replaced by
+// another.
+func (n *Network) newRelay(target netip.AddrPort, key *node.NoiseKey) (*relay.Relay, error) {
 	var err error
 	for range 5 {
 		var ra netip.AddrPort
@@ -273,7 +312,8 @@ func (n *Network) newRelay(target netip.AddrPort) (*relay.Relay, error) {
 			return nil, err
 		}
 		var r *relay.Relay
-		r, err = relay.New(relay.Config{Listen: ra.String(), Target: target.String(), Faults: n.cfg.RelayFaults})
+		r, err = relay.New(relay.Config{Listen: ra.String(), Target: target.String(), Faults: n.cfg.RelayFaults,
+			Noise: &relay.NoiseKeys{Target: key, Lookup: n.lookupNoise}})
 		if err == nil {
 			return r, nil
 		}
@@ -296,7 +336,7 @@ func (n *Network) startMixnodes(ctx context.Context) error {
 			if n.cfg.Namespaces != nil {
 				ns, nsIP = n.cfg.Namespaces.Layer(layer)
 			}
-			if err := n.nodeAddrs(node, ns, nsIP); err != nil {
+			if err := n.nodeAddrs(node, name, ns, nsIP); err != nil {
 				return err
 			}
 			args := []string{"mixnode", "--layer", strconv.Itoa(layer),
@@ -324,7 +364,7 @@ func (n *Network) startGateways(ctx context.Context) error {
 	for i := range n.cfg.Gateways {
 		name := fmt.Sprintf("gateway-%d", i)
 		node := &Node{Role: directory.RoleGateway, Index: i, net: n}
-		if err := n.nodeAddrs(node, "", netip.Addr{}); err != nil {
+		if err := n.nodeAddrs(node, name, "", netip.Addr{}); err != nil {
 			return err
 		}
 		var err error

@@ -109,8 +109,11 @@ func TestReplayedAuthentication(t *testing.T) {
 	}
 	sess.Close()
 
-	// The same clock reading and the same randomness give the same bytes:
-	// the second call sends exactly the request the first one sent.
+	// The same clock reading and the same randomness give the same request
+	// (identity, nonce, timestamp), signed again for a new Noise channel:
+	// what a client replaying its own request, or anyone who learnt it, can
+	// send. (A recording of the sealed frames does not even decrypt in a
+	// new channel: gwproto's TestReplayedAuthentication.)
 	when := time.Now()
 	nonce := bytes.Repeat([]byte{7}, 64)
 	auth := func() error {
@@ -198,8 +201,11 @@ func TestReplayedPacket(t *testing.T) {
 		if before, err = node.Metric(ctx, metric, labels...); err != nil {
 			t.Fatal(err)
 		}
-		// Straight to the node's listener, twice, past the relay.
-		writeAndClose(t, node.Listen, append(append([]byte(nil), frame...), frame...))
+		// Straight to the node's listener, twice, past the relay, from a
+		// node that may send to it: an on-path attacker cannot get a
+		// frame in (TestOnPathAttacker), a node of the previous layer
+		// that lies can.
+		writeAs(t, n, node, append(append([]byte(nil), frame...), frame...))
 		err = pollUntil(ctx, 20*time.Millisecond, func() (bool, error) {
 			v, err := node.Metric(ctx, metric, labels...)
 			return v >= before+2, err
@@ -363,14 +369,15 @@ func twoClientsOn(t *testing.T, ctx context.Context, n *Network, ga, gb int) (a,
 	return a, b, n.Gateway(ga)
 }
 
-// gatewayKey returns a gateway's identity public key.
-func gatewayKey(t testing.TB, gw *Node) ed25519.PublicKey {
+// gatewayKey returns the keys a client knows a gateway by (identity and
+// Noise static key).
+func gatewayKey(t testing.TB, gw *Node) gwproto.GatewayKeys {
 	t.Helper()
 	k, err := address.DecodeKey(gw.Identity(), ed25519.PublicKeySize)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return k
+	return gwproto.GatewayKeys{Identity: k, Noise: gw.NoiseKey().Public()}
 }
 
 // dialGateway opens a WebSocket to a gateway's client listener.
@@ -533,7 +540,7 @@ func TestReplayAfterRestart(t *testing.T) {
 		if err := node.Restart(ctx); err != nil {
 			t.Fatal(err)
 		}
-		writeAndClose(t, node.Listen, frame)
+		writeAs(t, n, node, frame)
 		pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		err := pollUntil(pctx, 20*time.Millisecond, func() (bool, error) {
 			return metric(node, "packets_dropped_total", "reason", "replay") > 0, nil

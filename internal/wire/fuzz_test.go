@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
 	"testing"
+	"time"
 
 	"github.com/peapod-mixnet/peapod/sphinx"
 )
@@ -81,5 +83,75 @@ func FuzzFrameRoundTrip(f *testing.F) {
 		if err != nil || gh != h || !bytes.Equal(gp, packet) || len(rest) != 0 {
 			t.Fatalf("round trip of %+v: %+v, %v", h, gh, err)
 		}
+	})
+}
+
+// FuzzNoiseHeader checks the noise frame header's strict decoding: every
+// header it accepts re-encodes to the same bytes, and every byte it refuses
+// is named.
+func FuzzNoiseHeader(f *testing.F) {
+	f.Add(appendNoiseHeader(nil, noiseTypeData, 100))
+	f.Add(appendNoiseHeader(nil, noiseTypeHandshake, 48))
+	f.Add([]byte{1, 1, 1, 0, 0, 0, 0, 1})
+	f.Add([]byte{8, 1, 0, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, typ := range []uint8{noiseTypeHandshake, noiseTypeData} {
+			h, err := parseNoiseHeader(data, typ)
+			if err != nil {
+				continue
+			}
+			if h.typ != typ || !bytes.Equal(appendNoiseHeader(nil, typ, h.len), data[:NoiseHeaderSize]) {
+				t.Fatalf("accepted %x as %+v, which encodes differently", data[:NoiseHeaderSize], h)
+			}
+		}
+	})
+}
+
+// FuzzNoiseResponder sends arbitrary bytes to a Noise responder in place
+// of a handshake, and, after a real handshake, in place of the data
+// stream. The properties: no panic, no hang (a pipe and deadlines), and
+// nothing but an error comes out of either: neither a handshake nor a
+// byte of stream from bytes the initiator did not encrypt.
+func FuzzNoiseResponder(f *testing.F) {
+	key, sender := newTestKey(f), newTestKey(f)
+	f.Add(appendNoiseHeader(nil, noiseTypeHandshake, 48), false)
+	f.Add(append(appendNoiseHeader(nil, noiseTypeData, 20), make([]byte, 20)...), true)
+	f.Add(AppendFrame(nil, mixHeader(sphinx.AckPacket), randomPacket(sphinx.AckPacket)), true)
+	f.Fuzz(func(t *testing.T, data []byte, afterHandshake bool) {
+		a, b := net.Pipe()
+		defer a.Close()
+		defer b.Close()
+		deadline := time.Now().Add(2 * time.Second)
+		done := make(chan error, 1)
+		go func() {
+			if afterHandshake {
+				if _, err := Initiate(a, sender, key.pub, deadline); err != nil {
+					done <- err
+					return
+				}
+			}
+			a.SetWriteDeadline(deadline)
+			a.Write(data)
+			a.Close()
+			done <- nil
+		}()
+		nc, err := Respond(b, key, deadline)
+		if !afterHandshake {
+			if err == nil {
+				t.Fatal("a handshake succeeded on arbitrary bytes")
+			}
+			b.Close() // unblocks the writer
+			<-done
+			return
+		}
+		if err != nil {
+			t.Fatalf("a real handshake failed: %v", err)
+		}
+		b.SetReadDeadline(deadline)
+		if n, err := nc.Read(make([]byte, 1<<16)); err == nil || n != 0 {
+			t.Fatalf("read %d bytes of stream from bytes nobody encrypted (err %v)", n, err)
+		}
+		b.Close()
+		<-done
 	})
 }

@@ -21,6 +21,7 @@ const waitTimeout = 10 * time.Second
 // frame is a frame as a handler received it.
 type frame struct {
 	from   netip.AddrPort
+	peer   *Peer
 	h      Header
 	packet []byte
 }
@@ -42,8 +43,8 @@ func newSink(t testing.TB, cfg ServerConfig) *sink {
 func newSinkOn(t testing.TB, cfg ServerConfig, addr string) *sink {
 	t.Helper()
 	s := &sink{frames: make(chan frame, 4096), served: make(chan error, 1)}
-	cfg.Handler = HandlerFunc(func(from netip.AddrPort, h Header, packet []byte) {
-		s.frames <- frame{from, h, bytes.Clone(packet)}
+	cfg.Handler = HandlerFunc(func(from *Peer, h Header, packet []byte) {
+		s.frames <- frame{from.Addr, from, h, bytes.Clone(packet)}
 	})
 	srv, err := NewServer(cfg)
 	if err != nil {

@@ -41,6 +41,12 @@ const shortLived = time.Second
 
 // PoolConfig configures a [Pool]. Zero values take the documented defaults.
 type PoolConfig struct {
+	// Noise, when set, secures every connection with Noise: the pool
+	// sends only to destinations Noise.Peers names a key for, and only
+	// once the destination has proved it holds that key. Without it the
+	// pool sends plain frames: for tests and benchmarks on a trusted
+	// network.
+	Noise *NoiseConfig
 	// QueueLen bounds the frames waiting for each destination; Send drops a
 	// frame when its destination's queue is full. Default DefaultQueueLen.
 	QueueLen int
@@ -118,6 +124,13 @@ func (c *PoolConfig) applyDefaults() error {
 	case c.MaxBackoff < c.MinBackoff:
 		return fmt.Errorf("wire: PoolConfig.MaxBackoff %s is below MinBackoff %s", c.MaxBackoff, c.MinBackoff)
 	}
+	if c.Noise != nil {
+		n := *c.Noise // the caller's struct is left as it was
+		if err := n.applyDefaults(); err != nil {
+			return err
+		}
+		c.Noise = &n
+	}
 	return nil
 }
 
@@ -134,8 +147,12 @@ type PoolStats struct {
 	// queued (TooManyDestinations); Send's header or packet was invalid
 	// (Invalid).
 	DroppedQueueFull, DroppedWriteError, DroppedClosed, DroppedTooManyDestinations, DroppedInvalid uint64
-	// Dials counts connection attempts; DialFailures the failed ones.
-	Dials, DialFailures uint64
+	// Dials counts connection attempts; DialFailures the failed ones,
+	// among them, with Noise, those to a destination with no key in
+	// NoiseConfig.Peers (NoKey) and those whose handshake failed
+	// (HandshakeFailures: the destination did not prove it holds the key
+	// expected, or did not answer in time).
+	Dials, DialFailures, NoKey, HandshakeFailures uint64
 	// Destinations is how many destinations have a writer now; Connected how
 	// many of them have an open connection; Queued how many frames wait in
 	// their queues. QueuedBytes counts the bytes held against
@@ -164,7 +181,7 @@ type Pool struct {
 	dests         map[netip.AddrPort]*destination
 	wg            sync.WaitGroup
 
-	sent, dials, dialFailures                                                 atomic.Uint64
+	sent, dials, dialFailures, noKey, handshakeFailures                       atomic.Uint64
 	droppedQueueFull, droppedWriteError, droppedClosed, droppedDests, invalid atomic.Uint64
 	connected                                                                 atomic.Int64
 	queuedBytes                                                               atomic.Int64 // frames accepted and not yet released
@@ -285,6 +302,8 @@ func (p *Pool) Stats() PoolStats {
 		DroppedInvalid:             p.invalid.Load(),
 		Dials:                      p.dials.Load(),
 		DialFailures:               p.dialFailures.Load(),
+		NoKey:                      p.noKey.Load(),
+		HandshakeFailures:          p.handshakeFailures.Load(),
 		Destinations:               dests,
 		Connected:                  int(p.connected.Load()),
 		Queued:                     queued,
@@ -325,7 +344,7 @@ func (p *Pool) retire(d *destination) bool {
 
 // conn is a destination's open connection.
 type conn struct {
-	c       net.Conn
+	c       net.Conn // the TCP connection; w writes through Noise when the pool has it
 	w       *bufio.Writer
 	gone    chan struct{} // closed when the peer closes or resets
 	started time.Time
@@ -447,19 +466,42 @@ func (p *Pool) backoff(failures int) bool {
 	}
 }
 
-// dial connects to d and starts a watcher that notices when the peer goes
-// away (a peer never sends on this connection, so any read completing
+// dial connects to d, runs the Noise handshake when the pool has Noise,
+// and starts a watcher that notices when the peer goes away (a peer never
+// sends on this connection after the handshake, so any read completing
 // means it closed or reset it).
 func (p *Pool) dial(ctx context.Context, d *destination) (*conn, error) {
 	p.dials.Add(1)
+	var key [NoiseKeySize]byte
+	if p.cfg.Noise != nil {
+		var ok bool
+		if key, ok = p.cfg.Noise.Peers.PeerKey(d.addr); !ok {
+			p.dialFailures.Add(1)
+			p.noKey.Add(1)
+			return nil, fmt.Errorf("wire: %v has no Noise key in the topology", d.addr)
+		}
+	}
 	dialer := net.Dialer{Timeout: p.cfg.DialTimeout}
 	c, err := dialer.DialContext(ctx, "tcp", d.addr.String())
 	if err != nil {
 		p.dialFailures.Add(1)
 		return nil, err
 	}
+	var w net.Conn = c
+	if p.cfg.Noise != nil {
+		stop := context.AfterFunc(ctx, func() { c.Close() })
+		nc, err := Initiate(c, p.cfg.Noise.Key, key, time.Now().Add(p.cfg.Noise.HandshakeTimeout))
+		stop()
+		if err != nil {
+			c.Close()
+			p.dialFailures.Add(1)
+			p.handshakeFailures.Add(1)
+			return nil, fmt.Errorf("wire: Noise handshake with %v: %w", d.addr, err)
+		}
+		w = nc
+	}
 	p.connected.Add(1)
-	cn := &conn{c: c, w: bufio.NewWriterSize(c, p.cfg.WriteBufferSize), gone: make(chan struct{}), started: time.Now()}
+	cn := &conn{c: c, w: bufio.NewWriterSize(w, p.cfg.WriteBufferSize), gone: make(chan struct{}), started: time.Now()}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()

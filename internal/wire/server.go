@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -21,23 +22,29 @@ type Handler interface {
 	// goroutine that reads the frame's connection: frames of one connection
 	// arrive in order, calls for different connections run concurrently,
 	// and a handler that blocks stalls only its own connection (TCP then
-	// pushes back on that peer). packet is only valid until HandleFrame
-	// returns; copy it to keep it.
-	HandleFrame(from netip.AddrPort, h Header, packet []byte)
+	// pushes back on that peer). from is the same *Peer for every frame of
+	// a connection, and may be kept; packet is only valid until
+	// HandleFrame returns: copy it to keep it.
+	HandleFrame(from *Peer, h Header, packet []byte)
 }
 
 // HandlerFunc adapts a function to the Handler interface.
-type HandlerFunc func(from netip.AddrPort, h Header, packet []byte)
+type HandlerFunc func(from *Peer, h Header, packet []byte)
 
 // HandleFrame calls f.
-func (f HandlerFunc) HandleFrame(from netip.AddrPort, h Header, packet []byte) { f(from, h, packet) }
+func (f HandlerFunc) HandleFrame(from *Peer, h Header, packet []byte) { f(from, h, packet) }
 
 // Server defaults.
 const (
-	DefaultMaxConns       = 1024
-	DefaultIdleTimeout    = 10 * time.Minute
-	DefaultFrameTimeout   = 30 * time.Second
-	DefaultReadBufferSize = 32 << 10
+	DefaultMaxConns               = 1024
+	DefaultMaxHandshakes          = 64
+	DefaultMaxHandshakesPerSource = 8
+	DefaultMaxUnlistedHandshakes  = 8
+	DefaultMaxConnsPerPeer        = 4
+	DefaultMaxFaults              = 3
+	DefaultIdleTimeout            = 10 * time.Minute
+	DefaultFrameTimeout           = 30 * time.Second
+	DefaultReadBufferSize         = 32 << 10
 )
 
 // ServerConfig configures a [Server]. Zero values take the documented
@@ -45,11 +52,42 @@ const (
 type ServerConfig struct {
 	// Handler receives the frames. Required.
 	Handler Handler
-	// MaxConns bounds the connections served at once; a connection accepted
-	// beyond it is closed at once. Each open connection holds a read buffer
-	// and a MaxPacketLen packet buffer (about 64 KiB at the defaults).
-	// Default DefaultMaxConns.
+	// Noise, when set, secures every connection with Noise (see
+	// NoiseConfig) and admits only the peers Noise.Peers accepts. Without
+	// it the server reads plain frames from anyone: for tests and
+	// benchmarks on a trusted network.
+	Noise *NoiseConfig
+	// MaxConns bounds the connections open at once. On a plain server a
+	// connection accepted beyond it is closed at once; on a Noise server
+	// the oldest connection still in its handshake is closed to make room,
+	// and the new one is refused only when every open connection is an
+	// authenticated peer's. An authenticated connection holds a read
+	// buffer and a MaxPacketLen packet buffer (about 64 KiB at the
+	// defaults; twice that with Noise). Default DefaultMaxConns.
 	MaxConns int
+	// MaxHandshakes bounds the connections in their Noise handshake,
+	// MaxHandshakesPerSource those from one IP address, and
+	// MaxUnlistedHandshakes those from addresses no accepted peer has
+	// (Peers.AcceptsAddr; such a connection is let in only in case its
+	// node joined the topology a moment ago, and refused after its
+	// handshake unless a fresh topology lists it). A connection beyond a
+	// bound closes the oldest one in the same bound (and an unlisted one
+	// only closes unlisted ones), so that connections that never finish
+	// their handshake, from anywhere, from one address or from outside the
+	// topology, cannot lock a listed peer out. The bounds are checked
+	// before anything is read or allocated for the connection. Defaults
+	// DefaultMaxHandshakes, DefaultMaxHandshakesPerSource and
+	// DefaultMaxUnlistedHandshakes.
+	MaxHandshakes, MaxHandshakesPerSource, MaxUnlistedHandshakes int
+	// MaxConnsPerPeer bounds the authenticated connections of one peer
+	// (one Noise key); a newer one closes the oldest, so that a peer that
+	// reconnects is never refused because of connections it lost. Default
+	// DefaultMaxConnsPerPeer.
+	MaxConnsPerPeer int
+	// MaxFaults is how many frames failing authentication past the link
+	// (Peer.Fault) close a plain connection. Noise connections are not
+	// closed for them: see Peer.Fault. Default DefaultMaxFaults.
+	MaxFaults int
 	// IdleTimeout closes a connection on which no frame has started for
 	// this long. Default DefaultIdleTimeout: longer than a Pool's idle
 	// timeout, so that the sending side normally closes first.
@@ -67,8 +105,22 @@ type ServerConfig struct {
 }
 
 func (c *ServerConfig) applyDefaults() error {
-	if c.MaxConns == 0 {
-		c.MaxConns = DefaultMaxConns
+	defaults := []struct {
+		v *int
+		d int
+	}{
+		{&c.MaxConns, DefaultMaxConns}, {&c.MaxHandshakes, DefaultMaxHandshakes},
+		{&c.MaxHandshakesPerSource, DefaultMaxHandshakesPerSource}, {&c.MaxUnlistedHandshakes, DefaultMaxUnlistedHandshakes},
+		{&c.MaxConnsPerPeer, DefaultMaxConnsPerPeer},
+		{&c.MaxFaults, DefaultMaxFaults}, {&c.ReadBufferSize, DefaultReadBufferSize},
+	}
+	for _, d := range defaults {
+		if *d.v == 0 {
+			*d.v = d.d
+		}
+		if *d.v < 0 {
+			return fmt.Errorf("wire: ServerConfig has a negative bound %d", *d.v)
+		}
 	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = DefaultIdleTimeout
@@ -76,56 +128,83 @@ func (c *ServerConfig) applyDefaults() error {
 	if c.FrameTimeout == 0 {
 		c.FrameTimeout = DefaultFrameTimeout
 	}
-	if c.ReadBufferSize == 0 {
-		c.ReadBufferSize = DefaultReadBufferSize
-	}
 	switch {
 	case c.Handler == nil:
 		return errors.New("wire: ServerConfig.Handler is required")
-	case c.MaxConns < 0:
-		return fmt.Errorf("wire: ServerConfig.MaxConns %d is negative", c.MaxConns)
 	case c.IdleTimeout < 0:
 		return fmt.Errorf("wire: ServerConfig.IdleTimeout %s is negative", c.IdleTimeout)
 	case c.FrameTimeout < 0:
 		return fmt.Errorf("wire: ServerConfig.FrameTimeout %s is negative", c.FrameTimeout)
-	case c.ReadBufferSize < 0:
-		return fmt.Errorf("wire: ServerConfig.ReadBufferSize %d is negative", c.ReadBufferSize)
+	}
+	if c.Noise != nil {
+		n := *c.Noise // the caller's struct is left as it was
+		if err := n.applyDefaults(); err != nil {
+			return err
+		}
+		c.Noise = &n
 	}
 	return nil
 }
 
 // ServerStats are a Server's counters since it was made.
 type ServerStats struct {
-	// Accepted counts connections served; Refused those closed at once
-	// because MaxConns were open; Active is how many are open now.
-	Accepted, Refused uint64
-	Active            int
-	// Frames counts well-formed frames handed to the Handler.
-	Frames uint64
-	// Connections closed because of the peer: a refused header (Malformed),
-	// a stream that ended inside a frame (Truncated), a frame not completed
-	// within FrameTimeout (FrameTimeouts), no frame within IdleTimeout
-	// (IdleTimeouts).
-	Malformed, Truncated, FrameTimeouts, IdleTimeouts uint64
+	// Accepted counts connections admitted; Active is how many are open
+	// now, Handshaking how many of them are in their Noise handshake, and
+	// Peers how many peers (Noise keys) have an authenticated connection.
+	Accepted    uint64
+	Active      int
+	Handshaking int
+	Peers       int
+	// Connections turned away or closed by the server's bounds: closed at
+	// once because MaxConns were open (Refused); from an address no
+	// accepted peer has, after their handshake, since a fresh topology did
+	// not list them either (RefusedAddr); from a listed address with a key
+	// Peers does not accept there (RefusedKey); in their handshake, closed
+	// to make room
+	// for a newer one (Evicted); a peer's older connection closed for its
+	// newer (Replaced); a peer's connection closed because the topology
+	// no longer lists it (Unlisted); a plain connection closed after
+	// MaxFaults faults (FaultCloses).
+	Refused, RefusedAddr, RefusedKey, Evicted, Replaced, Unlisted, FaultCloses uint64
+	// Frames counts well-formed frames handed to the Handler; Faults the
+	// frames the Handler reported with Peer.Fault.
+	Frames, Faults uint64
+	// Connections closed because of the peer: a refused frame or noise
+	// header (Malformed), a stream that ended inside a frame (Truncated),
+	// a frame not completed within FrameTimeout (FrameTimeouts), no frame
+	// within IdleTimeout (IdleTimeouts), a Noise handshake that failed
+	// (HandshakeFailures) or did not finish within its timeout
+	// (HandshakeTimeouts), a Noise data message that failed
+	// authentication (AuthFailures).
+	Malformed, Truncated, FrameTimeouts, IdleTimeouts  uint64
+	HandshakeFailures, HandshakeTimeouts, AuthFailures uint64
 }
 
 // Server accepts TCP connections and reads frames from them. Create it with
 // [NewServer], serve listeners with [Server.Serve] and stop it with
 // [Server.Close]. Its methods are safe for concurrent use.
 type Server struct {
-	cfg ServerConfig
-	log zerolog.Logger
-	sem chan struct{} // one token per open connection
+	cfg   ServerConfig
+	log   zerolog.Logger
+	noise *NoiseConfig // nil on a plain server
+
+	ctx    context.Context // cancelled by Close: ends waits for the topology
+	cancel context.CancelFunc
 
 	mu        sync.Mutex
 	closed    bool
 	listeners map[net.Listener]struct{}
-	conns     map[net.Conn]struct{}
+	table     connTable      // guarded by mu
 	wg        sync.WaitGroup // accept loops and connections
 	done      chan struct{}  // closed by Close
 
-	accepted, refused, frames                         atomic.Uint64
-	malformed, truncated, frameTimeouts, idleTimeouts atomic.Uint64
+	// limited keeps floods of refusals from flooding the log.
+	limited logLimiter
+
+	accepted, refused, refusedAddr, refusedKey, evicted, replaced, unlisted atomic.Uint64
+	frames, faults, faultCloses                                             atomic.Uint64
+	malformed, truncated, frameTimeouts, idleTimeouts                       atomic.Uint64
+	handshakeFailures, handshakeTimeouts, authFailures                      atomic.Uint64
 }
 
 // NewServer returns a Server that hands frames to cfg.Handler.
@@ -133,12 +212,15 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if err := cfg.applyDefaults(); err != nil {
 		return nil, err
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
 		cfg:       cfg,
 		log:       cfg.Logger,
-		sem:       make(chan struct{}, cfg.MaxConns),
+		noise:     cfg.Noise,
+		ctx:       ctx,
+		cancel:    cancel,
 		listeners: make(map[net.Listener]struct{}),
-		conns:     make(map[net.Conn]struct{}),
+		table:     newConnTable(),
 		done:      make(chan struct{}),
 	}, nil
 }
@@ -189,35 +271,10 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		pause = 0
-		select {
-		case s.sem <- struct{}{}:
-		default:
-			s.refused.Add(1)
-			s.log.Warn().Str("peer", c.RemoteAddr().String()).Int("max_conns", s.cfg.MaxConns).
-				Msg("refusing a connection: too many open")
-			c.Close()
-			continue
-		}
-		if !s.track(c) {
-			<-s.sem
-			c.Close()
+		if !s.admit(c) {
 			return nil
 		}
-		s.accepted.Add(1)
-		go s.serveConn(c)
 	}
-}
-
-// track registers c, or reports false when the server is closing.
-func (s *Server) track(c net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.conns[c] = struct{}{}
-	s.wg.Add(1)
-	return true
 }
 
 func (s *Server) isClosed() bool {
@@ -234,11 +291,12 @@ func (s *Server) Close() error {
 	if !s.closed {
 		s.closed = true
 		close(s.done)
+		s.cancel()
 		for ln := range s.listeners {
 			ln.Close()
 		}
-		for c := range s.conns {
-			c.Close()
+		for sc := range s.table.all {
+			sc.c.Close()
 		}
 	}
 	s.mu.Unlock()
@@ -248,34 +306,68 @@ func (s *Server) Close() error {
 
 // Stats returns the server's counters.
 func (s *Server) Stats() ServerStats {
+	s.mu.Lock()
+	active, handshaking, peers := len(s.table.all), len(s.table.pending), len(s.table.byKey)
+	s.mu.Unlock()
 	return ServerStats{
-		Accepted:      s.accepted.Load(),
-		Refused:       s.refused.Load(),
-		Active:        len(s.sem),
-		Frames:        s.frames.Load(),
-		Malformed:     s.malformed.Load(),
-		Truncated:     s.truncated.Load(),
-		FrameTimeouts: s.frameTimeouts.Load(),
-		IdleTimeouts:  s.idleTimeouts.Load(),
+		Accepted:          s.accepted.Load(),
+		Active:            active,
+		Handshaking:       handshaking,
+		Peers:             peers,
+		Refused:           s.refused.Load(),
+		RefusedAddr:       s.refusedAddr.Load(),
+		RefusedKey:        s.refusedKey.Load(),
+		Evicted:           s.evicted.Load(),
+		Replaced:          s.replaced.Load(),
+		Unlisted:          s.unlisted.Load(),
+		FaultCloses:       s.faultCloses.Load(),
+		Frames:            s.frames.Load(),
+		Faults:            s.faults.Load(),
+		Malformed:         s.malformed.Load(),
+		Truncated:         s.truncated.Load(),
+		FrameTimeouts:     s.frameTimeouts.Load(),
+		IdleTimeouts:      s.idleTimeouts.Load(),
+		HandshakeFailures: s.handshakeFailures.Load(),
+		HandshakeTimeouts: s.handshakeTimeouts.Load(),
+		AuthFailures:      s.authFailures.Load(),
 	}
 }
 
-// serveConn reads frames from c until it fails or the server closes.
-func (s *Server) serveConn(c net.Conn) {
+// serveConn runs sc's handshake, when the server has Noise, and then reads
+// frames from it until it fails or the server closes.
+func (s *Server) serveConn(sc *serverConn) {
 	defer s.wg.Done()
-	defer func() {
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		c.Close()
-		<-s.sem
-	}()
-	peer := remoteAddrPort(c)
-	log := s.log.With().Stringer("peer", peer).Logger()
-	br := bufio.NewReaderSize(c, s.cfg.ReadBufferSize)
+	defer s.forget(sc)
+	peer := &Peer{Addr: remoteAddrPort(sc.c), sc: sc}
+	var conn net.Conn = sc.c
+	if s.noise != nil {
+		deadline := time.Now().Add(s.noise.HandshakeTimeout)
+		nc, err := Respond(sc.c, s.noise.Key, deadline)
+		if err != nil {
+			s.handshakeFailed(sc, peer.Addr, err)
+			return
+		}
+		peer.Key, peer.Secure = nc.PeerKey(), true
+		if !s.awaitPeer(sc, peer.Key, deadline) {
+			if sc.listed {
+				s.refusedKey.Add(1)
+			} else {
+				s.refusedAddr.Add(1)
+			}
+			s.limited.event(s.log, zerolog.WarnLevel, "refused_key").Stringer("peer", peer.Addr).
+				Stringer("key", peer.ID()).Msg("refusing a connection: no previous-layer node has its Noise key and address")
+			return
+		}
+		if !s.establish(sc, peer.Key) {
+			return
+		}
+		conn = nc
+	}
+	log := s.log.With().Stringer("peer", peer.Addr).Logger()
+	br := bufio.NewReaderSize(conn, s.cfg.ReadBufferSize)
 	buf := make([]byte, MaxPacketLen)
 	for {
-		idle, err := s.awaitFrame(c, br)
+		idle, err := s.awaitFrame(conn, br)
 		if err == nil {
 			var h Header
 			var packet []byte
@@ -286,9 +378,36 @@ func (s *Server) serveConn(c net.Conn) {
 				continue
 			}
 		}
-		s.closing(log, err, idle)
+		s.closing(log, sc, err, idle)
 		return
 	}
+}
+
+// awaitPeer asks Peers whether the peer with key, on sc, may send to this
+// node, letting it look at a newer topology until deadline (or until the
+// server closes).
+func (s *Server) awaitPeer(sc *serverConn, key [NoiseKeySize]byte, deadline time.Time) bool {
+	if s.noise.Peers.AcceptsPeer(sc.src, key) {
+		return true
+	}
+	ctx, cancel := context.WithDeadline(s.ctx, deadline)
+	defer cancel()
+	return s.noise.Peers.AwaitPeer(ctx, sc.src, key)
+}
+
+// handshakeFailed counts and logs a failed handshake. Failures are logged
+// at debug level (anyone can cause them), rate-limited warnings aside.
+func (s *Server) handshakeFailed(sc *serverConn, from netip.AddrPort, err error) {
+	if s.gone(sc) {
+		return
+	}
+	if isTimeout(err) {
+		s.handshakeTimeouts.Add(1)
+	} else {
+		s.handshakeFailures.Add(1)
+	}
+	s.limited.event(s.log, zerolog.InfoLevel, "handshake").Err(err).Stringer("peer", from).
+		Msg("closing a connection: Noise handshake failed")
 }
 
 // awaitFrame waits, for at most IdleTimeout, until a frame starts, then sets
@@ -313,16 +432,19 @@ func (s *Server) awaitFrame(c net.Conn, br *bufio.Reader) (idle bool, err error)
 }
 
 // closing counts and logs why a connection ends.
-func (s *Server) closing(log zerolog.Logger, err error, idle bool) {
+func (s *Server) closing(log zerolog.Logger, sc *serverConn, err error, idle bool) {
 	var herr *HeaderError
 	switch {
-	case s.isClosed() && errors.Is(err, net.ErrClosed):
-		// Close closed it.
+	case s.gone(sc):
+		// Close, a bound or a fault closed it; that was counted.
 	case idle && errors.Is(err, io.EOF):
 		log.Debug().Msg("peer closed the connection")
 	case idle && errors.Is(err, os.ErrDeadlineExceeded):
 		s.idleTimeouts.Add(1)
 		log.Debug().Dur("idle_timeout", s.cfg.IdleTimeout).Msg("closing an idle connection")
+	case errors.Is(err, ErrNoiseAuthentication):
+		s.authFailures.Add(1)
+		log.Warn().Err(err).Msg("closing the connection: a Noise message failed authentication")
 	case errors.As(err, &herr):
 		s.malformed.Add(1)
 		log.Warn().Err(err).Msg("closing the connection: malformed frame")

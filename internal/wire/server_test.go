@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"net"
-	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -205,7 +204,7 @@ func TestServerCloseWaitsForHandlers(t *testing.T) {
 	entered, release := make(chan struct{}), make(chan struct{})
 	var returned bool
 	var mu sync.Mutex
-	srv, err := NewServer(ServerConfig{Handler: HandlerFunc(func(netip.AddrPort, Header, []byte) {
+	srv, err := NewServer(ServerConfig{Handler: HandlerFunc(func(*Peer, Header, []byte) {
 		close(entered)
 		<-release
 		mu.Lock()
@@ -243,7 +242,7 @@ func TestServerCloseWaitsForHandlers(t *testing.T) {
 }
 
 func TestServerConfigRefused(t *testing.T) {
-	h := HandlerFunc(func(netip.AddrPort, Header, []byte) {})
+	h := HandlerFunc(func(*Peer, Header, []byte) {})
 	for _, cfg := range []ServerConfig{
 		{},
 		{Handler: h, MaxConns: -1},

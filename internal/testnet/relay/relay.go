@@ -10,6 +10,16 @@
 // ones until [Relay.Restore]. A tap ([Relay.SetTap]) sees a copy of every
 // frame read, which lets a test capture a packet and replay it.
 //
+// Node links are Noise links (package wire). A relay given the keys
+// (Config.Noise, which a test harness that made every node's keys can give)
+// takes part in them: it answers the sender's handshake with the target's
+// key and makes its own to the target with the sender's, so that faults and
+// taps act on frames as before. Without keys it relays plain frames. Two
+// hooks act on the bytes on the wire instead, for tests of what an on-path
+// attacker sees and can do: [Relay.SetRawTap] sees every byte read from
+// senders as it came (ciphertext on a Noise link), and [Relay.SetRawTamper]
+// may change or add to every write to the target.
+//
 // Each accepted connection gets its own connection to the target, dialled
 // when it is accepted (a target that cannot be reached closes the accepted
 // connection at once, as a dead node would), and two goroutines: one reads
@@ -22,6 +32,7 @@ package relay
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -105,10 +116,26 @@ type Config struct {
 	// QueueLen bounds the frames waiting to be written on one connection.
 	// Default DefaultQueueLen.
 	QueueLen int
+	// Noise, when set, makes the relay a party to the Noise links it
+	// carries (see the package comment). Without it the relay reads plain
+	// frames.
+	Noise *NoiseKeys
 	// Logger receives one line per connection event; the zero value
 	// discards them.
 	Logger zerolog.Logger
 }
+
+// NoiseKeys are the keys a relay needs to take part in Noise links.
+type NoiseKeys struct {
+	// Target is the key of the node behind the relay.
+	Target wire.StaticKey
+	// Lookup returns the key whose public half is pub (a sender's), or nil
+	// when it knows none: the relay then refuses the connection.
+	Lookup func(pub [wire.NoiseKeySize]byte) wire.StaticKey
+}
+
+// handshakeTimeout bounds each of a Noise relay's handshakes.
+const handshakeTimeout = 5 * time.Second
 
 // Stats are a relay's counters since it was made.
 type Stats struct {
@@ -124,6 +151,10 @@ type Stats struct {
 	// BadFrames counts connections ended by a frame the wire package
 	// refuses.
 	BadFrames uint64
+	// HandshakeFailures counts Noise connections refused because a
+	// handshake, with the sender or with the target, failed, or the sender's
+	// key was unknown.
+	HandshakeFailures uint64
 	// Open is the number of connections being relayed now.
 	Open int
 }
@@ -138,6 +169,8 @@ type Relay struct {
 	mu     sync.Mutex // guards the fields below
 	faults Faults
 	tap    func(wire.Header, []byte)
+	rawTap func([]byte)
+	tamper func([]byte) []byte
 	cut    bool
 	closed bool
 	conns  map[*link]struct{}
@@ -147,6 +180,7 @@ type Relay struct {
 
 	read, written, dropped, duplicated, reordered atomic.Uint64
 	accepted, refused, cuts, badFrames            atomic.Uint64
+	handshakeFailures                             atomic.Uint64
 }
 
 // New listens on cfg.Listen and starts relaying to cfg.Target.
@@ -225,6 +259,31 @@ func (r *Relay) SetTap(tap func(h wire.Header, packet []byte)) {
 	r.mu.Unlock()
 }
 
+// SetRawTap makes tap see every byte read from senders from now on, as it
+// came over the wire (a Noise link's handshake and ciphertext); nil removes
+// it. tap runs on the reading goroutine and must not keep b.
+func (r *Relay) SetRawTap(tap func(b []byte)) {
+	r.mu.Lock()
+	r.rawTap = tap
+	r.mu.Unlock()
+}
+
+// SetRawTamper makes every write to a target from now on (after the
+// handshake, on a Noise link: ciphertext) go through tamper, which returns
+// the bytes to write instead: changed, with bytes added, or the same; nil
+// removes it. tamper runs on the writing goroutine.
+func (r *Relay) SetRawTamper(tamper func(b []byte) []byte) {
+	r.mu.Lock()
+	r.tamper = tamper
+	r.mu.Unlock()
+}
+
+func (r *Relay) rawHooks() (func([]byte), func([]byte) []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rawTap, r.tamper
+}
+
 // Cut closes every connection being relayed, dropping the frames they
 // held, and refuses new connections (accepts and closes them at once) until
 // Restore.
@@ -259,7 +318,7 @@ func (r *Relay) Stats() Stats {
 		Read: r.read.Load(), Written: r.written.Load(),
 		Dropped: r.dropped.Load(), Duplicated: r.duplicated.Load(), Reordered: r.reordered.Load(),
 		Accepted: r.accepted.Load(), Refused: r.refused.Load(), Cuts: r.cuts.Load(),
-		BadFrames: r.badFrames.Load(), Open: open,
+		BadFrames: r.badFrames.Load(), HandshakeFailures: r.handshakeFailures.Load(), Open: open,
 	}
 }
 
@@ -326,12 +385,27 @@ func (r *Relay) refuse(c net.Conn) {
 // serve dials the target for c and relays between them.
 func (r *Relay) serve(in net.Conn) {
 	defer r.wg.Done()
+	in = &tapConn{Conn: in, r: r}
 	out, err := net.DialTimeout("tcp", r.cfg.Target, r.cfg.DialTimeout)
 	if err != nil {
 		r.log.Debug().Err(err).Msg("target unreachable; refusing the connection")
 		r.refuse(in)
 		return
 	}
+	tc := &tamperConn{Conn: out, r: r}
+	out = tc
+	var rd io.Reader = in
+	var wr io.Writer = out
+	if r.cfg.Noise != nil {
+		if rd, wr, err = r.noiseHandshakes(in, out); err != nil {
+			r.handshakeFailures.Add(1)
+			r.log.Debug().Err(err).Msg("refusing a connection: Noise handshake")
+			out.Close()
+			r.refuse(in)
+			return
+		}
+	}
+	tc.armed = true
 	r.mu.Lock()
 	if r.cut || r.closed {
 		r.mu.Unlock()
@@ -343,6 +417,8 @@ func (r *Relay) serve(in net.Conn) {
 		r:     r,
 		in:    in,
 		out:   out,
+		rd:    rd,
+		wr:    wr,
 		queue: make(chan item, r.cfg.QueueLen),
 		done:  make(chan struct{}),
 		rng:   rand.New(rand.NewPCG(r.rng.Uint64(), r.rng.Uint64())),
@@ -357,7 +433,7 @@ func (r *Relay) serve(in net.Conn) {
 	go func() { defer wg.Done(); l.writeLoop() }()
 	go func() {
 		defer wg.Done()
-		io.Copy(in, out) // the target sends nothing; this notices it closing
+		io.Copy(io.Discard, out) // the target sends nothing; this notices it closing
 		l.close()
 	}()
 	wg.Wait()
@@ -365,6 +441,57 @@ func (r *Relay) serve(in net.Conn) {
 	r.mu.Lock()
 	delete(r.conns, l)
 	r.mu.Unlock()
+}
+
+// noiseHandshakes answers the sender's handshake on in as the target, and
+// makes one on out with the sender's key, and returns the frame streams.
+func (r *Relay) noiseHandshakes(in, out net.Conn) (io.Reader, io.Writer, error) {
+	deadline := time.Now().Add(handshakeTimeout)
+	nin, err := wire.Respond(in, r.cfg.Noise.Target, deadline)
+	if err != nil {
+		return nil, nil, fmt.Errorf("relay: with the sender: %w", err)
+	}
+	sender := r.cfg.Noise.Lookup(nin.PeerKey())
+	if sender == nil {
+		return nil, nil, errors.New("relay: the sender's key is no node's")
+	}
+	nout, err := wire.Initiate(out, sender, r.cfg.Noise.Target.Public(), deadline)
+	if err != nil {
+		return nil, nil, fmt.Errorf("relay: with the target: %w", err)
+	}
+	return nin, nout, nil
+}
+
+// tapConn hands every byte read to the relay's raw tap.
+type tapConn struct {
+	net.Conn
+	r *Relay
+}
+
+func (c *tapConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if tap, _ := c.r.rawHooks(); tap != nil && n > 0 {
+		tap(b[:n])
+	}
+	return n, err
+}
+
+// tamperConn passes every write through the relay's raw tamper, once
+// armed (after the handshake). Only the link's writer writes to it.
+type tamperConn struct {
+	net.Conn
+	r     *Relay
+	armed bool
+}
+
+func (c *tamperConn) Write(b []byte) (int, error) {
+	if _, tamper := c.r.rawHooks(); tamper != nil && c.armed {
+		if _, err := c.Conn.Write(tamper(bytes.Clone(b))); err != nil {
+			return 0, err
+		}
+		return len(b), nil
+	}
+	return c.Conn.Write(b)
 }
 
 // faultsAndTap returns the faults in force and the tap.
@@ -385,8 +512,10 @@ type item struct {
 // link relays one accepted connection.
 type link struct {
 	r     *Relay
-	in    net.Conn // from the sender
-	out   net.Conn // to the target
+	in    net.Conn  // from the sender
+	out   net.Conn  // to the target
+	rd    io.Reader // in's frames: in itself, or its Noise stream
+	wr    io.Writer // out's frames: out itself, or its Noise stream
 	queue chan item
 	rng   *rand.Rand // used by the reading goroutine only
 
@@ -406,7 +535,7 @@ func (l *link) close() {
 // readLoop reads frames from the sender and queues those that survive.
 func (l *link) readLoop() {
 	defer l.close()
-	br := bufio.NewReaderSize(l.in, 64<<10)
+	br := bufio.NewReaderSize(l.rd, 64<<10)
 	buf := make([]byte, wire.MaxPacketLen)
 	for {
 		h, packet, err := wire.ReadFrame(br, buf)
@@ -450,7 +579,7 @@ func (l *link) readLoop() {
 // writeLoop writes queued frames to the target once their time has come.
 func (l *link) writeLoop() {
 	defer l.close()
-	bw := bufio.NewWriterSize(l.out, 64<<10)
+	bw := bufio.NewWriterSize(l.wr, 64<<10)
 	var (
 		held     *item // a frame waiting to be overtaken
 		holdTime *time.Timer

@@ -2,6 +2,9 @@ package relay
 
 import (
 	"bufio"
+	"bytes"
+	"crypto/ecdh"
+	crand "crypto/rand"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -12,6 +15,7 @@ import (
 	"time"
 
 	"github.com/peapod-mixnet/peapod/internal/wire"
+	"github.com/peapod-mixnet/peapod/internal/wire/wiretest"
 	"github.com/peapod-mixnet/peapod/sphinx"
 )
 
@@ -463,5 +467,134 @@ func waitStats(t *testing.T, r *Relay, ok func(Stats) bool) {
 			t.Fatalf("stats never reached the condition: %+v", r.Stats())
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// noiseKey is a Noise static key pair for the relay's tests.
+type noiseKey struct {
+	priv []byte
+	pub  [wire.NoiseKeySize]byte
+}
+
+func newNoiseKey(t *testing.T) *noiseKey {
+	t.Helper()
+	k, err := ecdh.X25519().GenerateKey(crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nk := &noiseKey{priv: k.Bytes()}
+	copy(nk.pub[:], k.PublicKey().Bytes())
+	return nk
+}
+
+func (k *noiseKey) Public() [wire.NoiseKeySize]byte { return k.pub }
+func (k *noiseKey) Private() []byte                 { return bytes.Clone(k.priv) }
+
+// TestNoise runs a relay with the keys between a Noise sender and a Noise
+// target: frames pass and the tap sees them, the raw tap sees none of their
+// bytes, a sender whose key the relay does not know is refused, and a raw
+// tamper reaches the target, which closes the link.
+func TestNoise(t *testing.T) {
+	targetKey, sender := newNoiseKey(t), newNoiseKey(t)
+	got := make(chan []byte, 16)
+	srv, err := wire.NewServer(wire.ServerConfig{
+		Handler: wire.HandlerFunc(func(p *wire.Peer, _ wire.Header, packet []byte) {
+			if p.Key != sender.pub {
+				t.Errorf("the target got a frame from key %x, want the sender's", p.Key)
+			}
+			got <- bytes.Clone(packet)
+		}),
+		Noise: &wire.NoiseConfig{Key: targetKey, Peers: wiretest.AnyPeers{}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	r, err := New(Config{Listen: "127.0.0.1:0", Target: ln.Addr().String(), Noise: &NoiseKeys{
+		Target: targetKey,
+		Lookup: func(pub [wire.NoiseKeySize]byte) wire.StaticKey {
+			if pub == sender.pub {
+				return sender
+			}
+			return nil
+		},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	var mu sync.Mutex
+	var raw []byte
+	var tapped int
+	r.SetRawTap(func(b []byte) { mu.Lock(); raw = append(raw, b...); mu.Unlock() })
+	r.SetTap(func(wire.Header, []byte) { mu.Lock(); tapped++; mu.Unlock() })
+
+	dialAs := func(k *noiseKey) (net.Conn, *wire.NoiseConn) {
+		c, err := net.Dial("tcp", r.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		nc, err := wire.Initiate(c, k, targetKey.pub, time.Now().Add(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, nc
+	}
+	c, nc := dialAs(sender)
+	packet := make([]byte, sphinx.AckPacket.Len())
+	crand.Read(packet)
+	h, _ := wire.HeaderFor(packet)
+	if _, err := nc.Write(wire.AppendFrame(nil, h, packet)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-got:
+		if !bytes.Equal(p, packet) {
+			t.Fatal("the target got another packet")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no frame reached the target")
+	}
+	mu.Lock()
+	if tapped != 1 || bytes.Contains(raw, packet[:32]) || len(raw) < len(packet) {
+		t.Fatalf("tap saw %d frames; raw tap %d bytes, holding the packet: %v", tapped, len(raw), bytes.Contains(raw, packet[:32]))
+	}
+	mu.Unlock()
+
+	// A bit flipped on the way to the target: the target closes the link.
+	r.SetRawTamper(func(b []byte) []byte { b[len(b)-1] ^= 1; return b })
+	nc.Write(wire.AppendFrame(nil, h, packet))
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.Stats().AuthFailures != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("target stats %+v: the tampered message was not refused", srv.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the relay kept the sender's connection after the target closed its own")
+	}
+	r.SetRawTamper(nil)
+
+	// A stranger's key: refused by the relay.
+	stranger, err := net.Dial("tcp", r.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Close()
+	wire.Initiate(stranger, newNoiseKey(t), targetKey.pub, time.Now().Add(5*time.Second))
+	stranger.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := stranger.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the relay kept a stranger's connection")
+	}
+	if st := r.Stats(); st.HandshakeFailures != 1 {
+		t.Fatalf("relay stats %+v", st)
 	}
 }

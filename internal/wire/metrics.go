@@ -1,0 +1,79 @@
+package wire
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// serverCollector exports a Server's stats as Prometheus metrics, read at
+// scrape time.
+type serverCollector struct {
+	s                              *Server
+	conns, handshaking, peers      *prometheus.Desc
+	closed, refused, faults, noise *prometheus.Desc
+}
+
+// NewCollector returns a Prometheus collector of s's stats, with every
+// metric name starting with prefix:
+//
+//	inbound_connections                          open connections
+//	inbound_handshakes                           connections in their Noise handshake
+//	inbound_peers                                peers with an authenticated connection
+//	inbound_connections_closed_total{reason}     closed because of the peer: malformed,
+//	    truncated, frame_timeout, idle_timeout, handshake_failed, handshake_timeout,
+//	    auth_failed (a Noise message that failed authentication), faults
+//	inbound_connections_refused_total{reason}    turned away or closed by the server's
+//	    bounds: max_conns, address, key, evicted, replaced, unlisted
+//	inbound_frame_faults_total                   frames reported with Peer.Fault
+func NewCollector(prefix string, s *Server) prometheus.Collector {
+	return &serverCollector{
+		s:           s,
+		conns:       prometheus.NewDesc(prefix+"inbound_connections", "Open inbound connections.", nil, nil),
+		handshaking: prometheus.NewDesc(prefix+"inbound_handshakes", "Inbound connections in their Noise handshake.", nil, nil),
+		peers:       prometheus.NewDesc(prefix+"inbound_peers", "Peers with an authenticated inbound connection.", nil, nil),
+		closed: prometheus.NewDesc(prefix+"inbound_connections_closed_total",
+			"Inbound connections closed because of the peer, by reason.", []string{"reason"}, nil),
+		refused: prometheus.NewDesc(prefix+"inbound_connections_refused_total",
+			"Inbound connections refused or closed by the server's bounds and the topology, by reason.", []string{"reason"}, nil),
+		faults: prometheus.NewDesc(prefix+"inbound_frame_faults_total",
+			"Frames that failed authentication past the link (a Sphinx header).", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *serverCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.conns, c.handshaking, c.peers, c.closed, c.refused, c.faults} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *serverCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.s.Stats()
+	gauge := func(d *prometheus.Desc, v int) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v))
+	}
+	count := func(d *prometheus.Desc, v uint64, label ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), label...)
+	}
+	gauge(c.conns, st.Active)
+	gauge(c.handshaking, st.Handshaking)
+	gauge(c.peers, st.Peers)
+	for _, r := range []struct {
+		reason string
+		v      uint64
+	}{
+		{"malformed", st.Malformed}, {"truncated", st.Truncated}, {"frame_timeout", st.FrameTimeouts},
+		{"idle_timeout", st.IdleTimeouts}, {"handshake_failed", st.HandshakeFailures},
+		{"handshake_timeout", st.HandshakeTimeouts}, {"auth_failed", st.AuthFailures}, {"faults", st.FaultCloses},
+	} {
+		count(c.closed, r.v, r.reason)
+	}
+	for _, r := range []struct {
+		reason string
+		v      uint64
+	}{
+		{"max_conns", st.Refused}, {"address", st.RefusedAddr}, {"key", st.RefusedKey},
+		{"evicted", st.Evicted}, {"replaced", st.Replaced}, {"unlisted", st.Unlisted},
+	} {
+		count(c.refused, r.v, r.reason)
+	}
+	count(c.faults, st.Faults)
+}
