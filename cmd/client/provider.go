@@ -31,6 +31,7 @@ type providerFlags struct {
 	provider string
 	key      string
 	known    string
+	network  string
 	timeout  time.Duration
 }
 
@@ -46,6 +47,8 @@ func setupProvider(cmd cli.Command, args []string, cfg *clientFile, f *providerF
 		fs.StringVar(&f.key, "provider-key", f.key, "pin the provider's descriptor `key` (base58, as the provider prints it)")
 		fs.StringVar(&f.known, "known-providers", f.known, "`file` remembering each provider's key from its first use (default: "+
 			requester.KnownProvidersFile+" in --data, or in "+defaultDataDir+")")
+		fs.StringVar(&f.network, "directory", f.network, "refuse a provider whose descriptor names another network than this directory `URL` "+
+			"(default: join the network the descriptor names)")
 		fs.DurationVar(&f.timeout, "timeout", f.timeout, "how long to wait for connecting and the reply")
 		fs.StringVar(&c.Client.Data, "data", c.Client.Data, "client `folder` to use (default: a temporary one, a new identity each time)")
 		fs.StringVar(&c.Log.Level, "log-level", c.Log.Level, "log `level`: trace, debug, info, warn or error")
@@ -91,6 +94,7 @@ func callProvider(ctx context.Context, name string, cfg clientFile, f providerFl
 		ProviderURL:    f.provider,
 		ProviderKey:    pin,
 		KnownProviders: requester.OpenKnownProviders(f.known),
+		Directory:      f.network,
 		Warn:           func(w string) { fmt.Fprintf(stderr, "warning: %s\n", w) },
 		DataDir:        cfg.Client.Data,
 		Client:         cc,

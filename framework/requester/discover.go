@@ -45,10 +45,19 @@ type Discovery struct {
 // may be nil.
 //
 // The descriptor's network section (the directory a requester joins) is
-// trusted as far as the descriptor is; once the directory publishes
-// authority keys, a requester will also refuse a network whose authorities
-// it was not told to trust (issue 15, with the trust issue's authorities).
+// trusted as far as the descriptor is, unless the caller names its own
+// network (Config.Directory, through Connect); once the directory
+// publishes authority keys, a requester will also refuse a network whose
+// authorities it was not told to trust (issue 15, with the trust issue's
+// authorities).
 func Discover(ctx context.Context, hc *http.Client, providerURL string, pin ed25519.PublicKey, known *KnownProviders) (*Discovery, error) {
+	return discover(ctx, hc, providerURL, pin, known, "")
+}
+
+// discover is Discover that also refuses, with a *NetworkMismatchError, a
+// descriptor naming another network than directory (when set), before a
+// first-use key is remembered.
+func discover(ctx context.Context, hc *http.Client, providerURL string, pin ed25519.PublicKey, known *KnownProviders, directory string) (*Discovery, error) {
 	id, err := ProviderID(providerURL)
 	if err != nil {
 		return nil, err
@@ -75,6 +84,9 @@ func Discover(ctx context.Context, hc *http.Client, providerURL string, pin ed25
 		return nil, fmt.Errorf("requester: %s: %w", id, descriptor.ErrKeyMismatch)
 	case disc.Trust == TrustRemembered && !sameKey(d.Key, key):
 		return nil, &KeyChangedError{Provider: id, Remembered: address.EncodeKey(key), Seen: address.EncodeKey(d.Key), File: known.Path()}
+	}
+	if err := checkNetwork(id, d, directory); err != nil {
+		return nil, err
 	}
 	disc.Descriptor = d
 	keyText := address.EncodeKey(d.Key)

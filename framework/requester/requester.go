@@ -332,6 +332,12 @@ type Config struct {
 	// keeps a client data folder keeps it there:
 	// OpenKnownProviders(filepath.Join(dir, KnownProvidersFile)).
 	KnownProviders *KnownProviders
+	// Directory, when set, is the directory of the network the requester
+	// uses: a descriptor that names another network is refused with a
+	// *NetworkMismatchError before anything is sent, even on first use,
+	// when nothing is pinned or remembered. Empty accepts the network the
+	// descriptor names (trusted as far as the descriptor is).
+	Directory string
 	// Warn receives Discover's warnings (first use, nothing pinned over
 	// http, a descriptor that is not self-certifying); nil logs them at
 	// warn level with Options.Logger.
@@ -367,7 +373,7 @@ var ErrNymNetwork = errors.New("requester: the provider is on Nym's mixnet; use 
 // on the provider's network, and returns a Session ready for Do. ctx bounds
 // the connecting only.
 func Connect(ctx context.Context, cfg Config) (_ *Session, err error) {
-	disc, err := Discover(ctx, cfg.HTTPClient, cfg.ProviderURL, cfg.ProviderKey, cfg.KnownProviders)
+	disc, err := discover(ctx, cfg.HTTPClient, cfg.ProviderURL, cfg.ProviderKey, cfg.KnownProviders, cfg.Directory)
 	if err != nil {
 		return nil, err
 	}

@@ -142,3 +142,44 @@ func TestConnectRefusesNym(t *testing.T) {
 		t.Errorf("Connect: %v", err)
 	}
 }
+
+// TestConnectRefusesAnotherNetwork: with Config.Directory, a descriptor
+// naming another directory (or a Nym network) is refused loudly with a
+// *NetworkMismatchError before anything starts, and its key is not
+// remembered on this first use; the same directory written differently
+// (case, default port, trailing slash) is the same network.
+func TestConnectRefusesAnotherNetwork(t *testing.T) {
+	pub, key, _ := ed25519.GenerateKey(rand.Reader)
+	url := serve(t, signedDoc(t, key, testAddress(t, pub)), http.StatusOK) // names http://127.0.0.1:8090
+	known := OpenKnownProviders(t.TempDir() + "/known.json")
+	for _, dir := range []string{"http://127.0.0.1:9999", "https://127.0.0.1:8090", "http://127.0.0.1:8090/other"} {
+		_, err := Connect(context.Background(), Config{ProviderURL: url, Directory: dir, KnownProviders: known})
+		var mismatch *NetworkMismatchError
+		if !errors.As(err, &mismatch) || mismatch.Got != "http://127.0.0.1:8090" || !strings.Contains(err.Error(), "THE PROVIDER'S NETWORK IS NOT YOURS") {
+			t.Errorf("Directory %s: %v, want a loud *NetworkMismatchError", dir, err)
+		}
+	}
+	id, _ := ProviderID(url)
+	if _, ok, err := known.Key(id); ok || err != nil {
+		t.Errorf("the refused descriptor's key was remembered (%v)", err)
+	}
+	for _, dir := range []string{"http://127.0.0.1:8090", "HTTP://127.0.0.1:8090/"} {
+		d, err := discover(context.Background(), nil, url, nil, nil, dir)
+		if err != nil || d.Descriptor == nil {
+			t.Errorf("Directory %s: %v, want the descriptor accepted", dir, err)
+		}
+	}
+
+	nymDoc, err := descriptor.Sign(key, descriptor.Info{
+		Address: testAddress(t, pub), Services: []descriptor.Service{},
+		Network: descriptor.Network{Type: descriptor.NetworkNym},
+	}, time.Now(), time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Connect(context.Background(), Config{ProviderURL: serve(t, nymDoc, http.StatusOK), Directory: "http://127.0.0.1:8090"})
+	var mismatch *NetworkMismatchError
+	if !errors.As(err, &mismatch) || mismatch.Got != "a nym network" {
+		t.Errorf("a Nym provider with a peapod directory pinned: %v", err)
+	}
+}
