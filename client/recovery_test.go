@@ -1,6 +1,7 @@
 package client
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -87,5 +88,50 @@ func TestFirstHopRefused(t *testing.T) {
 	}
 	if a.Stats().Retransmits == 0 {
 		t.Fatal("delivered without being sent again: the first hop was not refused")
+	}
+}
+
+// TestSendsWaitWhileOwnGatewayUnlisted: a client whose topology no longer
+// lists its own gateway (it left the directory while it stopped, and the
+// client looked it up again meanwhile) keeps what it sends until the
+// gateway is back, rather than failing it: the soak under attack
+// (`soak -flood`, where gateways stop slowly) lost replies this way.
+func TestSendsWaitWhileOwnGatewayUnlisted(t *testing.T) {
+	n := startTestNet(t, netOptions{})
+	a := startClient(t, testConfig(t, n, 0))
+	b := startClient(t, testConfig(t, n, 1))
+	ctx := timeout(t, 2*time.Minute)
+	n.stopGateway(0)
+	for {
+		if err := a.refreshTopology(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, listed := a.view.Load().gateway(a.addr.Gateway[:]); !listed {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the stopped gateway stayed in the directory")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	var ds []*Delivery
+	for i := range 5 {
+		d, err := a.Send(ctx, b.Address(), fmt.Appendf(nil, "unlisted %d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, d)
+	}
+	n.restartGateway(0)
+	for i := range 5 {
+		if m := receive(t, ctx, b); string(m.Data) != fmt.Sprintf("unlisted %d", i) {
+			t.Fatalf("message %d: got %q", i, m.Data)
+		}
+	}
+	for i, d := range ds {
+		if err := d.Wait(ctx); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
 	}
 }

@@ -359,12 +359,36 @@ func (c *Client) buildLoop() {
 		case <-c.ctx.Done():
 			return
 		case pf := <-c.jobs:
-			if err := c.send(pf); err != nil {
+			err := c.send(pf)
+			switch {
+			case errors.Is(err, errOwnGatewayUnlisted):
+				c.sendLater(pf)
+			case err != nil:
 				c.log.Warn().Err(err).Str("fragment", pf.id.String()).Msg("cannot send a fragment")
 				c.fail(pf, err)
 			}
 		}
 	}
+}
+
+// errOwnGatewayUnlisted means the topology held does not list the client's
+// own gateway: it is restarting (a gateway leaves the directory while it
+// stops) or has moved. The link cannot be up either, so a fragment waits
+// for the gateway to be listed again rather than fail.
+var errOwnGatewayUnlisted = errors.New("client: own gateway is not in the topology")
+
+// sendLater tries pf again after RetransmitBase, asking for the topology
+// meanwhile: the fragment keeps its place in the window, and it is not an
+// attempt (nothing was sent).
+func (c *Client) sendLater(pf *pendingFragment) {
+	c.log.Debug().Str("fragment", pf.id.String()).Msg("own gateway not listed; the fragment waits for it")
+	c.kickTopology()
+	time.AfterFunc(c.cfg.RetransmitBase, func() {
+		select {
+		case c.jobs <- pf:
+		case <-c.ctx.Done():
+		}
+	})
 }
 
 // send builds one attempt of pf and hands it to the link. A reply that has
@@ -384,7 +408,7 @@ func (c *Client) send(pf *pendingFragment) error {
 	now := time.Now()
 	self, ok := view.gateway(c.addr.Gateway[:])
 	if !ok {
-		return fmt.Errorf("client: own gateway %s is not in the topology", address.EncodeKey(c.addr.Gateway[:]))
+		return fmt.Errorf("%w (%s)", errOwnGatewayUnlisted, address.EncodeKey(c.addr.Gateway[:]))
 	}
 	ackRoute, ackIDs, ackDelay, err := view.route(&c.health, &self.netNode, ackMean, now)
 	if err != nil {
