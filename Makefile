@@ -113,7 +113,9 @@ bench:
 	$(GO) run ./internal/testnet/cmd/e2ebench $(E2EFLAGS)
 
 ## soak: run a process network for SOAK_DURATION with steady traffic and random
-## restarts; fails on any lost or duplicated message (SOAKFLAGS for more)
+## restarts; fails on any lost or duplicated message (SOAKFLAGS for more;
+## SOAKFLAGS=-flood adds attackers: a request flood, half-open handshakes and
+## registrations from other loopback addresses)
 SOAK_DURATION ?= 10m
 SOAKFLAGS ?=
 soak:

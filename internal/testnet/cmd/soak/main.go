@@ -5,7 +5,7 @@
 // twice, or a process died on its own.
 //
 //	go run ./internal/testnet/cmd/soak [-duration 10m] [-clients 4] [-rate 4]
-//	                                   [-restart-every 20s] [-kill] [-seed N]
+//	                                   [-restart-every 20s] [-kill] [-seed N] [-flood]
 //
 // `make soak` runs it. The network is the test network of package testnet:
 // a directory, two mixnodes per layer, two gateways, the provider with the
@@ -15,7 +15,9 @@
 // process and starts it again on the same data and ports: mixnodes and
 // plugins with SIGKILL, gateways and the provider with SIGTERM (a graceful
 // stop that must lose nothing); -kill makes every restart a SIGKILL. At the
-// end the kv store must hold every key whose put succeeded.
+// end the kv store must hold every key whose put succeeded. -flood adds
+// attackers (see flood.go): a request flood, half-open handshakes and
+// registrations, which must not cost the regular traffic anything.
 package main
 
 import (
@@ -48,7 +50,16 @@ type options struct {
 	kill, race, delays, keep      bool
 	seed                          uint64
 	dir                           string
+
+	flood              bool
+	floodRate          float64
+	floodHandshakes    int
+	floodRegisterEvery time.Duration
 }
+
+// floodMaxClientsPerSource is the gateways' registration cap per source
+// address in a -flood run, low enough for the attacker to meet it.
+const floodMaxClientsPerSource = 100
 
 func run() int {
 	var o options
@@ -63,9 +74,17 @@ func run() int {
 	flag.Uint64Var(&o.seed, "seed", 0, "seed of the restart schedule (0: random)")
 	flag.StringVar(&o.dir, "dir", "", "folder for data and logs (default: a temporary one, removed on success)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the folder even on success")
+	flag.BoolVar(&o.flood, "flood", false, "run attackers beside the traffic: a request flood, half-open handshakes, registrations")
+	flag.Float64Var(&o.floodRate, "flood-rate", 10, "with -flood: the flooder's requests a second")
+	flag.IntVar(&o.floodHandshakes, "flood-handshakes", 80, "with -flood: half-open handshakes held at each gateway (its limit per source is 64)")
+	flag.DurationVar(&o.floodRegisterEvery, "flood-register-every", 250*time.Millisecond, "with -flood: time between registrations of fresh identities")
 	flag.Parse()
 	if o.clients < 1 || o.rate <= 0 || o.duration <= 0 || o.restartEvery <= 0 {
 		fmt.Fprintln(os.Stderr, "soak: -clients, -rate, -duration and -restart-every must be positive")
+		return 2
+	}
+	if o.flood && (o.floodRate <= 0 || o.floodHandshakes < 0 || o.floodRegisterEvery <= 0) {
+		fmt.Fprintln(os.Stderr, "soak: -flood-rate and -flood-register-every must be positive, -flood-handshakes not negative")
 		return 2
 	}
 	if o.seed == 0 {
@@ -106,6 +125,7 @@ type soak struct {
 	provider *testnet.Provider
 	tracker  *testnet.Tracker
 	reqs     []*testnet.Requester
+	flood    *flood // with -flood
 	rng      *rand.Rand
 	logf     func(string, ...any)
 
@@ -138,7 +158,13 @@ func newSoak(ctx context.Context, o options) (*soak, error) {
 	}
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	n, err := testnet.Start(sctx, testnet.Config{Dir: dir, Bin: bin, Logf: logf})
+	ncfg := testnet.Config{Dir: dir, Bin: bin, Logf: logf}
+	if o.flood {
+		ncfg.GatewayArgs = func(int) []string {
+			return []string{"--max-clients-per-source", fmt.Sprint(floodMaxClientsPerSource)}
+		}
+	}
+	n, err := testnet.Start(sctx, ncfg)
 	if err != nil {
 		return nil, err
 	}
@@ -165,6 +191,12 @@ func newSoak(ctx context.Context, o options) (*soak, error) {
 		}
 		s.reqs = append(s.reqs, testnet.NewRequester(&testnet.WSEndpoint{Conn: conn}, s.provider.Address(), s.tracker, testnet.RequesterOptions{}))
 	}
+	if o.flood {
+		if s.flood, err = s.startFlood(sctx); err != nil {
+			n.Close()
+			return nil, err
+		}
+	}
 	logf("soak: %d clients at %.1f requests/s each for %v, a restart every %v on average (seed %d), data in %s",
 		o.clients, o.rate, o.duration, o.restartEvery, o.seed, dir)
 	return s, nil
@@ -179,6 +211,10 @@ func (s *soak) run(ctx context.Context) bool {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.traffic(tctx, i, r) }()
 	}
+	if s.flood != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.flood.run(tctx) }()
+	}
 	s.restartLoop(tctx)
 	wg.Wait()
 	early := ctx.Err() != nil
@@ -192,21 +228,16 @@ func (s *soak) run(ctx context.Context) bool {
 	for _, r := range s.reqs {
 		r.Close()
 	}
+	if s.flood != nil {
+		s.flood.requester.Close()
+	}
 	return early
 }
 
 // traffic sends requests from requester i at the configured rate until
 // ctx ends.
 func (s *soak) traffic(ctx context.Context, i int, r *testnet.Requester) {
-	gap := time.Duration(float64(time.Second) / s.o.rate)
-	t := time.NewTicker(gap)
-	defer t.Stop()
-	for n := 0; ; n++ {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, time.Duration(float64(time.Second)/s.o.rate), func(n int) {
 		id := fmt.Sprintf("c%d-%06d", i, n)
 		// The end of the traffic must not cut a send short: a WebSocket
 		// write abandoned half way closes the connection (package wsapi),
@@ -227,6 +258,20 @@ func (s *soak) traffic(ctx context.Context, i int, r *testnet.Requester) {
 		if err != nil {
 			s.logf("client-%d: sending %s: %v", i, id, err)
 		}
+	})
+}
+
+// every calls f(0), f(1), … once every gap until ctx ends.
+func every(ctx context.Context, gap time.Duration, f func(n int)) {
+	t := time.NewTicker(gap)
+	defer t.Stop()
+	for n := 0; ; n++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		f(n)
 	}
 }
 
@@ -412,6 +457,9 @@ func (s *soak) print(w *os.File) {
 		for _, p := range r.Problems() {
 			fmt.Fprintf(w, "client problem: %s\n", p)
 		}
+	}
+	if s.flood != nil {
+		s.flood.print(w)
 	}
 	fmt.Fprintf(w, "\npeak RSS per process:\n%s", s.net.ResourceTable())
 }
