@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/peapod-mixnet/peapod/internal/replaystore"
+	"github.com/peapod-mixnet/peapod/internal/wire"
 	"github.com/peapod-mixnet/peapod/sphinx"
 )
 
@@ -20,13 +21,27 @@ import (
 const (
 	// DefaultListenAddr is Nym's mixnode port on every interface.
 	DefaultListenAddr = "0.0.0.0:1789"
-	// DefaultMaxQueue bounds each of the work queue and the delay queue. With
-	// regular packets (2413 bytes) a full queue holds about 10 MB; with
-	// extended32 packets about 135 MB.
+	// DefaultMaxQueue bounds the packets of each of the work queue and the
+	// delay queue.
 	DefaultMaxQueue = 4096
-	// DefaultMaxDelay is far beyond any delay an honest sender draws (Nym's
-	// mean is 15 ms a hop), and short enough that a sender cannot park
-	// packets in a node for long.
+	// DefaultMaxQueueBytes bounds the bytes of each of the two queues: 64
+	// MiB, room for 4096 packets of up to 16 KiB (regular packets are 2413
+	// bytes; extended32 ones about 33 KB).
+	DefaultMaxQueueBytes = 64 << 20
+	// DelayBoundFactor times the mean delay the network advertises is the
+	// longest delay a node honours when Config.MaxDelay is zero. Honest
+	// senders draw exponential delays, which exceed 20 times their mean
+	// with probability e^-20 (2 in a billion); a packet asking for more is
+	// held for the bound, not dropped.
+	DelayBoundFactor = 20
+	// MinDelayBound is the least delay bound derived from the topology, for
+	// networks that advertise a mean of zero or close to it.
+	MinDelayBound = 100 * time.Millisecond
+	// DefaultMaxDelay is the delay bound of a node whose topology advertises
+	// no mean delay (or that has no directory), and the most a bound
+	// derived from the topology may be: far beyond any delay an honest
+	// sender draws, short enough that a sender cannot park packets in a
+	// node for long.
 	DefaultMaxDelay = 30 * time.Second
 	// DefaultOutboundQueue bounds the packets waiting for each next hop.
 	DefaultOutboundQueue = 1024
@@ -87,12 +102,28 @@ type Config struct {
 	ReplaySaveInterval time.Duration
 	// Workers is how many goroutines peel packets. Default GOMAXPROCS.
 	Workers int
-	// MaxQueue bounds the packets waiting to be peeled and, separately, the
-	// packets held in the delay queue; a packet beyond either bound is
-	// dropped and counted. Default DefaultMaxQueue.
-	MaxQueue int
+	// MaxQueue and MaxQueueBytes bound the packets waiting to be peeled
+	// and, separately, the packets held in the delay queue. Each upstream
+	// peer (a Noise key; on a plain link, a connection) has a part of each
+	// queue, at most MaxQueuePerPeer packets and MaxQueueBytesPerPeer
+	// bytes. A packet that does not fit makes room by evicting a packet of
+	// the peer holding the most bytes, when that peer is another: the
+	// newest waiting to be peeled, or the latest due to leave the delay
+	// queue. When its own peer holds the most, it is dropped instead, or,
+	// in the delay queue, takes the place of its peer's latest packet if
+	// it is due sooner. So a peer sending faster than the node empties
+	// its queues loses its own packets, the ones asking for the longest
+	// delays first, never another peer's share. Workers take packets from
+	// the peers in turn. Every drop is counted (by reason, and by peer in
+	// Stats.PeerDrops). Defaults DefaultMaxQueue, DefaultMaxQueueBytes,
+	// and half of each for the per-peer bounds.
+	MaxQueue, MaxQueueBytes, MaxQueuePerPeer, MaxQueueBytesPerPeer int
 	// MaxDelay is the longest delay the node honours; a packet asking for
-	// more is dropped and counted. Default DefaultMaxDelay.
+	// more is held for MaxDelay only (counted in Stats.DelaysClamped). Zero
+	// (the default) derives it from the topology: DelayBoundFactor times
+	// the mean delay the directory advertises, at least MinDelayBound and
+	// at most DefaultMaxDelay; DefaultMaxDelay when the topology advertises
+	// no mean (clients then choose their own) or there is no directory.
 	MaxDelay time.Duration
 	// DropRate is for fault-injection tests only: the share of received
 	// packets, 0 to 1, dropped at random (counted as DropInjected). Default
@@ -132,8 +163,14 @@ func (c *Config) applyDefaults() error {
 	if c.MaxQueue == 0 {
 		c.MaxQueue = DefaultMaxQueue
 	}
-	if c.MaxDelay == 0 {
-		c.MaxDelay = DefaultMaxDelay
+	if c.MaxQueueBytes == 0 {
+		c.MaxQueueBytes = DefaultMaxQueueBytes
+	}
+	if c.MaxQueuePerPeer == 0 {
+		c.MaxQueuePerPeer = max(c.MaxQueue/2, 1)
+	}
+	if c.MaxQueueBytesPerPeer == 0 {
+		c.MaxQueueBytesPerPeer = max(c.MaxQueueBytes/2, wire.MaxPacketLen)
 	}
 	if c.OutboundQueue == 0 {
 		c.OutboundQueue = DefaultOutboundQueue
@@ -177,6 +214,13 @@ func (c *Config) applyDefaults() error {
 		return fmt.Errorf("mixnode: Config.Workers %d is negative", c.Workers)
 	case c.MaxQueue < 0:
 		return fmt.Errorf("mixnode: Config.MaxQueue %d is negative", c.MaxQueue)
+	case c.MaxQueuePerPeer < 0 || c.MaxQueuePerPeer > c.MaxQueue:
+		return fmt.Errorf("mixnode: Config.MaxQueuePerPeer %d is not between 1 and MaxQueue (%d)", c.MaxQueuePerPeer, c.MaxQueue)
+	case c.MaxQueueBytes < wire.MaxPacketLen:
+		return fmt.Errorf("mixnode: Config.MaxQueueBytes %d is less than the largest packet (%d bytes)", c.MaxQueueBytes, wire.MaxPacketLen)
+	case c.MaxQueueBytesPerPeer < wire.MaxPacketLen || c.MaxQueueBytesPerPeer > c.MaxQueueBytes:
+		return fmt.Errorf("mixnode: Config.MaxQueueBytesPerPeer %d is not between the largest packet (%d bytes) and MaxQueueBytes (%d)",
+			c.MaxQueueBytesPerPeer, wire.MaxPacketLen, c.MaxQueueBytes)
 	case c.MaxDelay < 0:
 		return fmt.Errorf("mixnode: Config.MaxDelay %s is negative", c.MaxDelay)
 	case !(c.DropRate >= 0 && c.DropRate <= 1):
@@ -218,4 +262,9 @@ func parseListenAddr(s string) (netip.Addr, error) {
 // reachable reports whether ip can be published as a node address.
 func reachable(ip netip.Addr) bool {
 	return ip.IsValid() && !ip.IsUnspecified() && !ip.IsMulticast() && ip.Zone() == ""
+}
+
+// queueQuota is the quota of each of the node's queues.
+func (c *Config) queueQuota() quota {
+	return quota{packets: c.MaxQueue, bytes: c.MaxQueueBytes, peerPackets: c.MaxQueuePerPeer, peerBytes: c.MaxQueueBytesPerPeer}
 }

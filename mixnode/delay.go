@@ -6,50 +6,65 @@ import (
 	"time"
 )
 
-// delayed is a packet held until its time comes.
-type delayed struct {
-	at  time.Duration // since the queue's epoch, on the monotonic clock
-	seq uint64        // arrival order, so equal times leave in order
-	to  netip.AddrPort
-	pb  *packetBuf
-}
-
-func (a *delayed) before(b *delayed) bool {
-	return a.at < b.at || (a.at == b.at && a.seq < b.seq)
-}
-
 // delayQueue holds packets until their delay has passed. Workers push into
 // it; one goroutine (run) sleeps on a single timer until the earliest
-// packet is due and sends every due packet on. It is a binary min-heap
-// bounded at max packets, so pushing costs O(log n) and no goroutine or
-// timer exists per packet.
+// packet is due and sends every due packet on. Packets sit in a binary
+// min-heap by due time, so pushing costs O(log n) and no goroutine or timer
+// exists per packet, and in their upstream peer's max-heap (peerShare.late)
+// too, so that a peer over its share gives up its latest packet in
+// O(log n).
+//
+// The queue is bounded in packets and bytes, and so is each peer's part
+// (see shares): a packet that does not fit takes the place of the latest
+// packet of the peer holding the most, or of its own peer's latest when
+// that is due later than it; otherwise it is refused.
 type delayQueue struct {
 	epoch time.Time
-	max   int
 	wake  chan struct{} // a push made a new earliest packet
 
-	mu   sync.Mutex
-	heap []delayed
-	seq  uint64
+	mu     sync.Mutex
+	heap   pheap
+	shares shares
+	seq    uint64
 }
 
-func newDelayQueue(max int) *delayQueue {
-	return &delayQueue{epoch: time.Now(), max: max, wake: make(chan struct{}, 1)}
+func newDelayQueue(q quota) *delayQueue {
+	return &delayQueue{
+		epoch:  time.Now(),
+		wake:   make(chan struct{}, 1),
+		heap:   pheap{which: queueIndex},
+		shares: newShares(q),
+	}
 }
 
 // now is the queue's clock.
 func (q *delayQueue) now() time.Duration { return time.Since(q.epoch) }
 
-// push holds pb for to until at, or reports false when the queue is full.
-func (q *delayQueue) push(at time.Duration, to netip.AddrPort, pb *packetBuf) bool {
+// push holds pb for to until at. It returns the packets it evicted to make
+// room, for the caller to drop, and false when pb itself was refused (not
+// held; the caller drops it too).
+func (q *delayQueue) push(at time.Duration, to netip.AddrPort, pb *packetBuf) (evicted []*packetBuf, ok bool) {
+	size := len(pb.b)
 	q.mu.Lock()
-	if len(q.heap) >= q.max {
-		q.mu.Unlock()
-		return false
-	}
 	q.seq++
-	q.heap = append(q.heap, delayed{at: at, seq: q.seq, to: to, pb: pb})
-	earliest := q.up(len(q.heap)-1) == 0
+	pb.at, pb.seq, pb.to = at, q.seq, to
+	p := q.shares.peer(pb.from.ID())
+	for !q.shares.fits(p, size) {
+		v := q.shares.victim(p, size)
+		last := v.late.top()
+		if last == nil || (v == p && !pb.before(last)) {
+			q.shares.forget(p)
+			q.mu.Unlock()
+			return evicted, false
+		}
+		q.removeLocked(last)
+		evicted = append(evicted, last)
+	}
+	pb.share = p
+	q.shares.add(p, size)
+	p.late.push(pb)
+	q.heap.push(pb)
+	earliest := q.heap.top() == pb
 	q.mu.Unlock()
 	if earliest {
 		select {
@@ -57,30 +72,41 @@ func (q *delayQueue) push(at time.Duration, to netip.AddrPort, pb *packetBuf) bo
 		default:
 		}
 	}
-	return true
+	return evicted, true
+}
+
+// removeLocked takes pb out of the queue. q.mu is held.
+func (q *delayQueue) removeLocked(pb *packetBuf) {
+	q.heap.remove(pb.idx[queueIndex])
+	p := pb.share
+	p.late.remove(pb.idx[peerIndex])
+	pb.share = nil
+	q.shares.sub(p, len(pb.b))
 }
 
 // popDue appends every packet due at now to out, earliest first, and
 // returns when the next one is due (ok false when none is left).
-func (q *delayQueue) popDue(now time.Duration, out []delayed) (_ []delayed, next time.Duration, ok bool) {
+func (q *delayQueue) popDue(now time.Duration, out []*packetBuf) (_ []*packetBuf, next time.Duration, ok bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for len(q.heap) > 0 && q.heap[0].at <= now {
-		out = append(out, q.popLocked())
+	for top := q.heap.top(); top != nil && top.at <= now; top = q.heap.top() {
+		q.removeLocked(top)
+		out = append(out, top)
 	}
-	if len(q.heap) == 0 {
-		return out, 0, false
+	if top := q.heap.top(); top != nil {
+		return out, top.at, true
 	}
-	return out, q.heap[0].at, true
+	return out, 0, false
 }
 
 // drain removes and returns every packet, earliest first.
-func (q *delayQueue) drain() []delayed {
+func (q *delayQueue) drain() []*packetBuf {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	out := make([]delayed, 0, len(q.heap))
-	for len(q.heap) > 0 {
-		out = append(out, q.popLocked())
+	out := make([]*packetBuf, 0, len(q.heap.s))
+	for top := q.heap.top(); top != nil; top = q.heap.top() {
+		q.removeLocked(top)
+		out = append(out, top)
 	}
 	return out
 }
@@ -88,7 +114,18 @@ func (q *delayQueue) drain() []delayed {
 func (q *delayQueue) len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return len(q.heap)
+	return len(q.heap.s)
+}
+
+// perPeer adds what each peer holds to byPeer.
+func (q *delayQueue) perPeer(byPeer map[string]*PeerQueue) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for id, p := range q.shares.peers {
+		pq := peerQueue(byPeer, id.String())
+		pq.Delayed += p.packets
+		pq.DelayedBytes += p.bytes
+	}
 }
 
 // run sends every packet on with send when it is due, until stop is
@@ -97,13 +134,13 @@ func (q *delayQueue) run(stop <-chan struct{}, send func(to netip.AddrPort, pb *
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
-	var batch []delayed
+	var batch []*packetBuf
 	for {
 		var next time.Duration
 		var pending bool
 		batch, next, pending = q.popDue(q.now(), batch[:0])
-		for i := range batch {
-			send(batch[i].to, batch[i].pb)
+		for _, pb := range batch {
+			send(pb.to, pb)
 		}
 		clear(batch) // drop the references to the packets
 		if pending {
@@ -117,54 +154,5 @@ func (q *delayQueue) run(stop <-chan struct{}, send func(to netip.AddrPort, pb *
 		case <-q.wake:
 		case <-timer.C:
 		}
-	}
-}
-
-// popLocked removes the earliest packet. q.mu is held and the heap is not
-// empty.
-func (q *delayQueue) popLocked() delayed {
-	h := q.heap
-	top := h[0]
-	last := len(h) - 1
-	h[0] = h[last]
-	h[last] = delayed{}
-	q.heap = h[:last]
-	if last > 0 {
-		q.down(0)
-	}
-	return top
-}
-
-// up moves the element at i towards the root until the heap is ordered and
-// returns its final index.
-func (q *delayQueue) up(i int) int {
-	h := q.heap
-	for i > 0 {
-		parent := (i - 1) / 2
-		if !h[i].before(&h[parent]) {
-			break
-		}
-		h[i], h[parent] = h[parent], h[i]
-		i = parent
-	}
-	return i
-}
-
-// down moves the element at i towards the leaves until the heap is ordered.
-func (q *delayQueue) down(i int) {
-	h := q.heap
-	for {
-		least := i
-		if l := 2*i + 1; l < len(h) && h[l].before(&h[least]) {
-			least = l
-		}
-		if r := 2*i + 2; r < len(h) && h[r].before(&h[least]) {
-			least = r
-		}
-		if least == i {
-			return
-		}
-		h[i], h[least] = h[least], h[i]
-		i = least
 	}
 }

@@ -6,30 +6,56 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/peapod-mixnet/peapod/internal/wire"
 )
 
+// testPeer is an upstream peer for queue tests.
+func testPeer(i int) *wire.Peer {
+	return &wire.Peer{Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), 1789)}
+}
+
+// testPacket is a packet of size bytes from peer.
+func testPacket(from *wire.Peer, size int) *packetBuf {
+	return &packetBuf{b: make([]byte, size), from: from}
+}
+
+// bigQuota bounds nothing the tests reach but the packet count.
+func bigQuota(packets int) quota {
+	return quota{packets: packets, bytes: 1 << 30, peerPackets: packets, peerBytes: 1 << 30}
+}
+
 // TestDelayQueueMatchesReference drives the heap with random pushes and
-// pops and checks every pop against a sorted slice, the obvious reference.
+// pops from one peer and checks every pop against a sorted slice, the
+// obvious reference: when the queue is full, a packet due before the
+// latest one takes its place, and a later one is refused.
 func TestDelayQueueMatchesReference(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
+	from := testPeer(1)
 	for round := range 200 {
-		q := newDelayQueue(64)
-		var ref []delayed // sorted by (at, seq)
-		var seq uint64
+		q := newDelayQueue(bigQuota(64))
+		var ref []*packetBuf // sorted by (at, seq)
 		now := time.Duration(0)
 		for range 300 {
 			if r.IntN(3) > 0 {
 				at := now + time.Duration(r.IntN(50)) // many ties
-				pb := &packetBuf{}
-				ok := q.push(at, netip.AddrPort{}, pb)
-				if ok != (len(ref) < 64) {
-					t.Fatalf("round %d: push = %v with %d queued", round, ok, len(ref))
+				pb := testPacket(from, 0)
+				evicted, ok := q.push(at, netip.AddrPort{}, pb)
+				wantOK, wantEvicted := true, (*packetBuf)(nil)
+				if len(ref) == 64 {
+					if last := ref[len(ref)-1]; pb.before(last) {
+						wantEvicted, ref = last, ref[:len(ref)-1]
+					} else {
+						wantOK = false
+					}
+				}
+				if ok != wantOK || (wantEvicted == nil) != (len(evicted) == 0) || (wantEvicted != nil && evicted[0] != wantEvicted) {
+					t.Fatalf("round %d: push = %v evicting %d with %d queued, want %v evicting %v", round, ok, len(evicted), len(ref), wantOK, wantEvicted != nil)
 				}
 				if ok {
-					seq++
-					ref = append(ref, delayed{at: at, seq: seq, pb: pb})
-					slices.SortFunc(ref, func(a, b delayed) int {
-						if a.before(&b) {
+					ref = append(ref, pb)
+					slices.SortFunc(ref, func(a, b *packetBuf) int {
+						if a.before(b) {
 							return -1
 						}
 						return 1
@@ -44,13 +70,8 @@ func TestDelayQueueMatchesReference(t *testing.T) {
 				}
 				want := ref[:i]
 				ref = ref[i:]
-				if len(got) != len(want) {
-					t.Fatalf("round %d: popped %d, want %d", round, len(got), len(want))
-				}
-				for j := range got {
-					if got[j].pb != want[j].pb {
-						t.Fatalf("round %d: pop %d out of order", round, j)
-					}
+				if !slices.Equal(got, want) {
+					t.Fatalf("round %d: popped %d, want %d, or out of order", round, len(got), len(want))
 				}
 				if pending != (len(ref) > 0) || (pending && next != ref[0].at) {
 					t.Fatalf("round %d: next %v %v, want %v", round, next, pending, ref)
@@ -63,13 +84,75 @@ func TestDelayQueueMatchesReference(t *testing.T) {
 		if rest := q.drain(); len(rest) != len(ref) {
 			t.Fatalf("drain returned %d, want %d", len(rest), len(ref))
 		}
+		if len(q.shares.peers) != 0 || q.shares.packets != 0 || q.shares.bytes != 0 {
+			t.Fatalf("round %d: an empty queue still counts %d packets, %d bytes, %d peers", round, q.shares.packets, q.shares.bytes, len(q.shares.peers))
+		}
+	}
+}
+
+// TestDelayQueueShares: a peer that fills the delay queue with packets
+// asking for long delays gives way to another peer, latest packets first,
+// and cannot take more than its own quota.
+func TestDelayQueueShares(t *testing.T) {
+	flooder, honest := testPeer(1), testPeer(2)
+	q := newDelayQueue(quota{packets: 8, bytes: 1 << 20, peerPackets: 6, peerBytes: 1 << 20})
+	var flood []*packetBuf
+	for i := range 10 {
+		pb := testPacket(flooder, 100)
+		_, ok := q.push(time.Second+time.Duration(i), netip.AddrPort{}, pb)
+		if ok != (i < 6) {
+			t.Fatalf("flood packet %d: push = %v, want true for the first 6 (the peer's quota)", i, ok)
+		}
+		if ok {
+			flood = append(flood, pb)
+		}
+	}
+	// The other peer fills the rest, then takes the flooder's latest.
+	for i := range 4 {
+		evicted, ok := q.push(time.Millisecond, netip.AddrPort{}, testPacket(honest, 100))
+		if !ok {
+			t.Fatalf("honest packet %d refused", i)
+		}
+		switch {
+		case i < 2 && len(evicted) != 0:
+			t.Fatalf("honest packet %d evicted %d packets from a queue with room", i, len(evicted))
+		case i >= 2 && (len(evicted) != 1 || evicted[0] != flood[len(flood)-1]):
+			t.Fatalf("honest packet %d evicted %d packets, want the flooder's latest", i, len(evicted))
+		}
+		if i >= 2 {
+			flood = flood[:len(flood)-1]
+		}
+	}
+	// Now both hold 4: another flood packet, due later than all of the
+	// flooder's, is refused; one due sooner takes the flooder's latest.
+	if _, ok := q.push(2*time.Second, netip.AddrPort{}, testPacket(flooder, 100)); ok {
+		t.Fatal("a flood packet due last was let into a full queue")
+	}
+	evicted, ok := q.push(time.Millisecond, netip.AddrPort{}, testPacket(flooder, 100))
+	if !ok || len(evicted) != 1 || evicted[0] != flood[len(flood)-1] {
+		t.Fatalf("an earlier flood packet: push = %v evicting %d, want its peer's latest", ok, len(evicted))
+	}
+	if got := q.shares.peers[honest.ID()].packets; got != 4 {
+		t.Fatalf("the honest peer holds %d packets, want its 4", got)
+	}
+
+	// Bytes count as packets do: a peer's bytes are bounded too.
+	q = newDelayQueue(quota{packets: 100, bytes: 1000, peerPackets: 100, peerBytes: 600})
+	if _, ok := q.push(time.Second, netip.AddrPort{}, testPacket(flooder, 500)); !ok {
+		t.Fatal("first packet refused")
+	}
+	if _, ok := q.push(2*time.Second, netip.AddrPort{}, testPacket(flooder, 200)); ok {
+		t.Fatal("a packet past the peer's byte quota was let in")
+	}
+	if _, ok := q.push(time.Second, netip.AddrPort{}, testPacket(honest, 500)); !ok {
+		t.Fatal("the other peer's packet refused")
 	}
 }
 
 // TestDelayQueueRun checks the goroutine sends packets when due, in order,
 // including one pushed while it sleeps on a later one.
 func TestDelayQueueRun(t *testing.T) {
-	q := newDelayQueue(10)
+	q := newDelayQueue(bigQuota(10))
 	type sent struct {
 		pb *packetBuf
 		at time.Duration
@@ -81,7 +164,8 @@ func TestDelayQueueRun(t *testing.T) {
 		defer close(done)
 		q.run(stop, func(_ netip.AddrPort, pb *packetBuf) { out <- sent{pb, q.now()} })
 	}()
-	a, b, c := &packetBuf{}, &packetBuf{}, &packetBuf{}
+	from := testPeer(1)
+	a, b, c := testPacket(from, 0), testPacket(from, 0), testPacket(from, 0)
 	now := q.now()
 	q.push(now+150*time.Millisecond, netip.AddrPort{}, c)
 	q.push(now+100*time.Millisecond, netip.AddrPort{}, b)
@@ -104,4 +188,62 @@ func TestDelayQueueRun(t *testing.T) {
 	}
 	close(stop)
 	<-done
+}
+
+// TestWorkQueueFair: workers take the peers' packets in turn, and a peer
+// that fills the queue gives up its newest packets to another peer.
+func TestWorkQueueFair(t *testing.T) {
+	a, b := testPeer(1), testPeer(2)
+	w := newWorkQueue(quota{packets: 6, bytes: 1 << 20, peerPackets: 6, peerBytes: 1 << 20})
+	var fromA []*packetBuf
+	for i := range 8 {
+		pb := testPacket(a, 100)
+		_, ok := w.push(pb)
+		if ok != (i < 6) {
+			t.Fatalf("packet %d of a: push = %v with %d queued", i, ok, w.len())
+		}
+		if ok {
+			fromA = append(fromA, pb)
+		}
+	}
+	var fromB []*packetBuf
+	for i := range 2 {
+		pb := testPacket(b, 100)
+		evicted, ok := w.push(pb)
+		if !ok || len(evicted) != 1 || evicted[0] != fromA[len(fromA)-1] {
+			t.Fatalf("packet %d of b: push = %v evicting %d, want a's newest", i, ok, len(evicted))
+		}
+		fromA = fromA[:len(fromA)-1]
+		fromB = append(fromB, pb)
+	}
+	// a is served first (it was first), then the two take turns.
+	want := []*packetBuf{fromA[0], fromB[0], fromA[1], fromB[1], fromA[2], fromA[3]}
+	for i, pb := range want {
+		if got := w.pop(); got != pb {
+			t.Fatalf("pop %d: %v, want %v", i, got.from.Addr, pb.from.Addr)
+		}
+	}
+	if w.len() != 0 || len(w.active) != 0 || len(w.shares.peers) != 0 {
+		t.Fatalf("an empty queue holds %d packets, %d active peers", w.len(), len(w.active))
+	}
+
+	// A peer that joins while others wait is served after them.
+	c := testPeer(3)
+	w.push(testPacket(a, 1))
+	w.push(testPacket(b, 1))
+	w.pop() // a's
+	w.push(testPacket(a, 1))
+	w.push(testPacket(c, 1))
+	for i, wantFrom := range []*wire.Peer{b, a, c} {
+		if got := w.pop(); got.from != wantFrom {
+			t.Fatalf("pop %d is %v's, want %v's", i, got.from.Addr, wantFrom.Addr)
+		}
+	}
+
+	done := make(chan *packetBuf)
+	go func() { done <- w.pop() }()
+	w.close()
+	if pb := <-done; pb != nil {
+		t.Fatal("pop after close returned a packet")
+	}
 }

@@ -32,6 +32,8 @@ type collector struct {
 	n                            *Node
 	received, forwarded, dropped *prometheus.Desc
 	queueDepth                   *prometheus.Desc
+	clamped, maxDelay            *prometheus.Desc
+	peerQueue, peerDropped       *prometheus.Desc
 }
 
 func newCollector(n *Node) *collector {
@@ -42,12 +44,18 @@ func newCollector(n *Node) *collector {
 		dropped:   prometheus.NewDesc("packets_dropped_total", "Packets dropped, by reason.", []string{"reason"}, nil),
 		queueDepth: prometheus.NewDesc("queue_depth", "Packets waiting: to be peeled (work), for their delay to pass (delay), "+
 			"to be written to their next hop (outbound).", []string{"queue"}, nil),
+		clamped:  prometheus.NewDesc("delays_clamped_total", "Packets that asked for a longer delay than the node's bound and were held for the bound.", nil, nil),
+		maxDelay: prometheus.NewDesc("max_delay_seconds", "The longest delay the node honours now.", nil, nil),
+		peerQueue: prometheus.NewDesc("peer_queue_depth", "Packets an upstream peer holds in the work or delay queue now; "+
+			"peers holding none are absent.", []string{"peer", "queue"}, nil),
+		peerDropped: prometheus.NewDesc("peer_packets_dropped_total", "Packets dropped, by the upstream peer that sent them "+
+			"(the first 256 peers with drops; the rest under peer=\"other\").", []string{"peer"}, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.received, c.forwarded, c.dropped, c.queueDepth} {
+	for _, d := range []*prometheus.Desc{c.received, c.forwarded, c.dropped, c.queueDepth, c.clamped, c.maxDelay, c.peerQueue, c.peerDropped} {
 		ch <- d
 	}
 }
@@ -63,6 +71,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.queueDepth, prometheus.GaugeValue, float64(st.WorkQueue), "work")
 	ch <- prometheus.MustNewConstMetric(c.queueDepth, prometheus.GaugeValue, float64(st.DelayQueue), "delay")
 	ch <- prometheus.MustNewConstMetric(c.queueDepth, prometheus.GaugeValue, float64(st.OutboundQueue), "outbound")
+	ch <- prometheus.MustNewConstMetric(c.clamped, prometheus.CounterValue, float64(st.DelaysClamped))
+	ch <- prometheus.MustNewConstMetric(c.maxDelay, prometheus.GaugeValue, st.MaxDelay.Seconds())
+	for _, pq := range st.PeerQueues {
+		ch <- prometheus.MustNewConstMetric(c.peerQueue, prometheus.GaugeValue, float64(pq.Work), pq.Peer, "work")
+		ch <- prometheus.MustNewConstMetric(c.peerQueue, prometheus.GaugeValue, float64(pq.Delayed), pq.Peer, "delay")
+	}
+	for peer, v := range st.PeerDrops {
+		ch <- prometheus.MustNewConstMetric(c.peerDropped, prometheus.CounterValue, float64(v), peer)
+	}
 }
 
 // newRegistry returns the node's private registry: its own metrics, its

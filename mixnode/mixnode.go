@@ -52,6 +52,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -76,12 +77,13 @@ type Node struct {
 	proc  *sphinx.Processor
 	saver *replaystore.Saver // of proc's replay filter
 
-	server   *wire.Server
-	pool     *wire.Pool
-	work     chan *packetBuf
-	delay    *delayQueue
-	counters counters
-	registry *prometheus.Registry
+	server    *wire.Server
+	pool      *wire.Pool
+	work      *workQueue
+	delay     *delayQueue
+	counters  counters
+	peerDrops peerDrops
+	registry  *prometheus.Registry
 	// hops are the next hops the node may forward to; nil without
 	// Config.DirectoryURL, when it forwards to any.
 	hops   *hops.Cache
@@ -137,8 +139,8 @@ func New(cfg Config) (*Node, error) {
 		key:   key,
 		proc:  sphinx.NewProcessor(key, replay),
 		saver: replaystore.NewSaver(replayPath, key.PublicKey(), replay, log),
-		work:  make(chan *packetBuf, cfg.MaxQueue),
-		delay: newDelayQueue(cfg.MaxQueue),
+		work:  newWorkQueue(cfg.queueQuota()),
+		delay: newDelayQueue(cfg.queueQuota()),
 		stop:  make(chan struct{}),
 	}
 	// With a directory the node's links are Noise links with the nodes
@@ -325,6 +327,7 @@ func (n *Node) Close() error {
 		}
 		n.server.Close()
 		close(n.stop)
+		n.work.close()
 		n.cancel()
 		if metricsSrv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), metricsShutdownTimeout)
@@ -350,12 +353,8 @@ func (n *Node) Close() error {
 // packets held for a fetch of the topology, once no goroutine reads them
 // any more.
 func (n *Node) drainQueues() {
-	for len(n.work) > 0 {
-		n.release(<-n.work, DropShutdown)
-	}
-	for _, d := range n.delay.drain() {
-		n.release(d.pb, DropShutdown)
-	}
+	n.releaseAll(n.work.drain(), DropShutdown)
+	n.releaseAll(n.delay.drain(), DropShutdown)
 	n.heldMu.Lock()
 	held := n.held
 	n.held = nil
@@ -412,9 +411,22 @@ type Stats struct {
 	// Dropped counts dropped packets by reason; every reason in
 	// DropReasons is present.
 	Dropped map[DropReason]uint64
+	// DelaysClamped counts packets that asked for a longer delay than the
+	// node's bound (MaxDelay) and were held for the bound.
+	DelaysClamped uint64
+	// MaxDelay is the delay bound now (see Config.MaxDelay).
+	MaxDelay time.Duration
 	// WorkQueue, DelayQueue and OutboundQueue are how many packets wait in
 	// each stage now.
 	WorkQueue, DelayQueue, OutboundQueue int
+	// PeerQueues are what each upstream peer holds in the work and delay
+	// queues now, by peer (PeerQueue.Peer); peers holding nothing are
+	// absent.
+	PeerQueues map[string]PeerQueue
+	// PeerDrops counts the dropped packets by the upstream peer that sent
+	// them (for every reason but the outbound ones), for the first 256
+	// peers that had drops; OtherPeers counts the rest.
+	PeerDrops map[string]uint64
 	// Connections is how many inbound connections are open.
 	Connections int
 	// Inbound connections closed because of the peer: a malformed header,
@@ -439,8 +451,12 @@ func (n *Node) Stats() Stats {
 		Received:        n.counters.received.Load(),
 		Forwarded:       ps.Sent,
 		Dropped:         make(map[DropReason]uint64, len(DropReasons)),
-		WorkQueue:       len(n.work),
+		DelaysClamped:   n.counters.clamped.Load(),
+		MaxDelay:        n.maxDelay(),
+		WorkQueue:       n.work.len(),
 		DelayQueue:      n.delay.len(),
+		PeerQueues:      n.peerQueues(),
+		PeerDrops:       n.peerDrops.snapshot(),
 		OutboundQueue:   ps.Queued,
 		Connections:     ss.Active,
 		MalformedFrames: ss.Malformed,
@@ -457,6 +473,42 @@ func (n *Node) Stats() Stats {
 	st.Dropped[DropOutboundTooManyDestinations] = ps.DroppedTooManyDestinations
 	st.Dropped[DropOther] += ps.DroppedInvalid
 	return st
+}
+
+// peerQueues returns what each peer holds in the queues now.
+func (n *Node) peerQueues() map[string]PeerQueue {
+	byPeer := make(map[string]*PeerQueue)
+	n.work.perPeer(byPeer)
+	n.delay.perPeer(byPeer)
+	out := make(map[string]PeerQueue, len(byPeer))
+	for k, v := range byPeer {
+		out[k] = *v
+	}
+	return out
+}
+
+// maxDelay is the longest delay the node honours now (see
+// Config.MaxDelay).
+func (n *Node) maxDelay() time.Duration {
+	if n.cfg.MaxDelay > 0 {
+		return n.cfg.MaxDelay
+	}
+	if n.hops == nil {
+		return DefaultMaxDelay
+	}
+	p := n.hops.Params()
+	if p == nil {
+		return DefaultMaxDelay
+	}
+	return delayBound(time.Duration(p.MeanMixDelay))
+}
+
+// delayBound is the delay bound derived from an advertised mean.
+func delayBound(mean time.Duration) time.Duration {
+	if mean >= DefaultMaxDelay/DelayBoundFactor {
+		return DefaultMaxDelay
+	}
+	return max(DelayBoundFactor*mean, MinDelayBound)
 }
 
 // boundAddr returns a listener's address.

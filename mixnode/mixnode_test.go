@@ -148,6 +148,7 @@ func TestBadPacketsAndConnections(t *testing.T) {
 	n := newNode(t, 1, func(c *Config) {
 		c.FrameTimeout = 200 * time.Millisecond
 		c.IdleTimeout = 400 * time.Millisecond
+		c.MaxDelay = 50 * time.Millisecond
 	})
 	s := newSink(t)
 	other := newNode(t, 2, nil)
@@ -160,10 +161,17 @@ func TestBadPacketsAndConnections(t *testing.T) {
 	send(t, n, packet(t, sphinx.AckPacket, nil, hop(t, other, 0), s.hop(t)))
 	// A route that ends at this node.
 	send(t, n, packet(t, sphinx.AckPacket, []byte("for me?"), hop(t, n, 0)))
-	// A delay beyond MaxDelay.
-	send(t, n, packet(t, sphinx.AckPacket, nil, hop(t, n, time.Hour), s.hop(t)))
+	// A delay beyond MaxDelay: held for MaxDelay only.
+	sent := time.Now()
+	send(t, n, packet(t, sphinx.AckPacket, []byte("clamped"), hop(t, n, time.Hour), s.hop(t)))
+	if got := s.open(t, s.next(t).packet); !bytes.HasPrefix(got, []byte("clamped")) {
+		t.Fatalf("the sink got %q", got)
+	}
+	if held := time.Since(sent); held < 50*time.Millisecond {
+		t.Fatalf("the packet asking for an hour was held %v, less than MaxDelay", held)
+	}
 	st := settled(t, n, 4)
-	if st.Dropped[DropAuthentication] != 2 || st.Dropped[DropFinalHop] != 1 || st.Dropped[DropDelayTooLong] != 1 {
+	if st.Dropped[DropAuthentication] != 2 || st.Dropped[DropFinalHop] != 1 || st.DelaysClamped != 1 || st.Forwarded != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 
@@ -242,11 +250,14 @@ func TestOverloadDrops(t *testing.T) {
 // TestDelayQueueBound fills the delay queue: packets beyond MaxQueue are
 // dropped, the others leave when their delay has passed.
 func TestDelayQueueBound(t *testing.T) {
-	n := newNode(t, 1, func(c *Config) { c.MaxQueue = 2 })
+	n := newNode(t, 1, func(c *Config) { c.MaxQueue, c.MaxQueuePerPeer = 2, 2 })
 	s := newSink(t)
 	ps := packets(t, 5, sphinx.AckPacket, hop(t, n, 300*time.Millisecond), s.hop(t))
+	c := dial(t, n) // one peer: its later packets are refused, evicting none
 	for i, p := range ps {
-		send(t, n, p)
+		if _, err := c.Write(frames(t, p)); err != nil {
+			t.Fatal(err)
+		}
 		// One at a time, so the work queue (also 2) never overflows.
 		eventually(t, fmt.Sprintf("packet %d is peeled", i), func() bool {
 			st := n.Stats()
@@ -387,6 +398,9 @@ func TestConfigRefused(t *testing.T) {
 		{func(c *Config) { c.DropRate = 1.5 }, "DropRate"},
 		{func(c *Config) { c.DropRate = math.NaN() }, "DropRate"},
 		{func(c *Config) { c.MaxQueue = -1 }, "MaxQueue"},
+		{func(c *Config) { c.MaxQueue, c.MaxQueuePerPeer = 10, 11 }, "MaxQueuePerPeer"},
+		{func(c *Config) { c.MaxQueueBytes = 1000 }, "MaxQueueBytes"},
+		{func(c *Config) { c.MaxQueueBytesPerPeer = 1000 }, "MaxQueueBytesPerPeer"},
 		{func(c *Config) { c.Workers = -1 }, "Workers"},
 		{func(c *Config) { c.MaxDelay = -1 }, "MaxDelay"},
 		{func(c *Config) { c.ReplayCapacity = -1 }, "ReplayCapacity"},
@@ -408,9 +422,28 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.ListenAddr != DefaultListenAddr || cfg.MaxQueue != DefaultMaxQueue || cfg.Workers < 1 ||
-		cfg.ReplayCapacity != sphinx.DefaultReplayCapacity || cfg.MaxDelay != DefaultMaxDelay || cfg.OutboundQueue != DefaultOutboundQueue ||
-		cfg.ReplaySaveInterval != DefaultReplaySaveInterval {
+		cfg.ReplayCapacity != sphinx.DefaultReplayCapacity || cfg.MaxDelay != 0 || cfg.OutboundQueue != DefaultOutboundQueue ||
+		cfg.ReplaySaveInterval != DefaultReplaySaveInterval || cfg.MaxQueueBytes != DefaultMaxQueueBytes ||
+		cfg.MaxQueuePerPeer != DefaultMaxQueue/2 || cfg.MaxQueueBytesPerPeer != DefaultMaxQueueBytes/2 {
 		t.Fatalf("defaults: %+v", cfg)
+	}
+}
+
+// TestDelayBound: the bound derived from the advertised mean is
+// DelayBoundFactor times it, within MinDelayBound and DefaultMaxDelay.
+func TestDelayBound(t *testing.T) {
+	for _, tc := range []struct{ mean, want time.Duration }{
+		{0, MinDelayBound},
+		{time.Millisecond, MinDelayBound},
+		{15 * time.Millisecond, 300 * time.Millisecond},
+		{50 * time.Millisecond, time.Second},
+		{time.Second, 20 * time.Second},
+		{10 * time.Second, DefaultMaxDelay},
+		{time.Duration(math.MaxInt64), DefaultMaxDelay},
+	} {
+		if got := delayBound(tc.mean); got != tc.want {
+			t.Errorf("delayBound(%v) = %v, want %v", tc.mean, got, tc.want)
+		}
 	}
 }
 

@@ -21,12 +21,22 @@ type DropReason string
 const (
 	// DropInjected: Config.DropRate picked the packet (tests only).
 	DropInjected DropReason = "injected"
-	// DropQueueFull: the work queue was full (the node is overloaded).
+	// DropQueueFull: the work queue had no room for the packet, and its
+	// peer held at least as much of the queue as any other (the node is
+	// overloaded, or the peer sends more than its share).
 	DropQueueFull DropReason = "queue_full"
-	// DropDelayQueueFull: the delay queue was full.
+	// DropQueueEvicted: the packet waited to be peeled, the newest of the
+	// peer holding the most of the full work queue, and made room for a
+	// packet of a peer holding less.
+	DropQueueEvicted DropReason = "queue_evicted"
+	// DropDelayQueueFull: the delay queue had no room for the packet, and
+	// its peer held at least as much of the queue as any other, all of it
+	// due sooner.
 	DropDelayQueueFull DropReason = "delay_queue_full"
-	// DropDelayTooLong: the packet asked for more than Config.MaxDelay.
-	DropDelayTooLong DropReason = "delay_too_long"
+	// DropDelayEvicted: the packet was delayed, the latest due of the peer
+	// holding the most of the full delay queue, and made room for a packet
+	// of a peer holding less, or for an earlier one of its own peer.
+	DropDelayEvicted DropReason = "delay_evicted"
 	// DropReplay: the node had already processed the packet.
 	DropReplay DropReason = "replay"
 	// DropAuthentication: the header failed authentication (not made for
@@ -68,7 +78,7 @@ const (
 // localReasons are the reasons counted by the node itself, in the order of
 // the counters; the outbound ones come from the outbound pool.
 var localReasons = [...]DropReason{
-	DropInjected, DropQueueFull, DropDelayQueueFull, DropDelayTooLong,
+	DropInjected, DropQueueFull, DropQueueEvicted, DropDelayQueueFull, DropDelayEvicted,
 	DropReplay, DropAuthentication, DropUnknownVersion, DropPacketSize,
 	DropPayload, DropFinalHop, DropBadNextHop, DropUnknownHop, DropShutdown,
 	DropOther,
@@ -81,6 +91,7 @@ var DropReasons = append(localReasons[:len(localReasons):len(localReasons)],
 // counters are the node's own packet counters.
 type counters struct {
 	received atomic.Uint64
+	clamped  atomic.Uint64 // delays cut to the node's bound
 	dropped  [len(localReasons)]atomic.Uint64
 }
 
@@ -114,7 +125,16 @@ func processErrorReason(err error) DropReason {
 type packetBuf struct {
 	b    []byte // exactly the packet; processed in place
 	size sphinx.PacketSize
-	from *wire.Peer // for faults and logs
+	from *wire.Peer // for faults, logs and its peer's share of the queues
+
+	// In the delay queue, guarded by its lock: when the packet is due, in
+	// which order it arrived, where it goes, its peer's share, and its
+	// indexes in the queue's heaps.
+	at    time.Duration
+	seq   uint64
+	to    netip.AddrPort
+	share *peerShare
+	idx   [2]int
 }
 
 // packetPools holds packet buffers by size tag, so that the pipeline
@@ -130,6 +150,7 @@ func getPacket(size sphinx.PacketSize) *packetBuf {
 
 func putPacket(pb *packetBuf) {
 	pb.b = pb.b[:cap(pb.b)]
+	pb.from, pb.share = nil, nil
 	packetPools[pb.size].Put(pb)
 }
 
@@ -145,24 +166,18 @@ func (n *Node) handleFrame(from *wire.Peer, h wire.Header, packet []byte) {
 	pb := getPacket(h.Size)
 	copy(pb.b, packet)
 	pb.from = from
-	select {
-	case n.work <- pb:
-	default:
-		putPacket(pb)
-		n.dropped(DropQueueFull, from)
+	evicted, ok := n.work.push(pb)
+	n.releaseAll(evicted, DropQueueEvicted)
+	if !ok {
+		n.release(pb, DropQueueFull)
 	}
 }
 
 // worker peels packets from the work queue until the node stops.
 func (n *Node) worker() {
 	defer n.wg.Done()
-	for {
-		select {
-		case <-n.stop:
-			return
-		case pb := <-n.work:
-			n.process(pb)
-		}
+	for pb := n.work.pop(); pb != nil; pb = n.work.pop() {
+		n.process(pb)
 	}
 }
 
@@ -187,11 +202,12 @@ func (n *Node) process(pb *packetBuf) {
 		n.release(pb, DropBadNextHop)
 		return
 	}
-	if res.Delay > n.cfg.MaxDelay {
-		n.release(pb, DropDelayTooLong)
-		return
+	delay := res.Delay
+	if bound := n.maxDelay(); delay > bound {
+		delay = bound
+		n.counters.clamped.Add(1)
 	}
-	at := n.delay.now() + res.Delay
+	at := n.delay.now() + delay
 	if n.hops != nil && !n.hops.Known(to) && n.hold(to, at, pb) {
 		return
 	}
@@ -203,7 +219,11 @@ func (n *Node) process(pb *packetBuf) {
 func (n *Node) schedule(to netip.AddrPort, at time.Duration, pb *packetBuf) {
 	if at <= n.delay.now() {
 		n.forward(to, pb)
-	} else if !n.delay.push(at, to, pb) {
+		return
+	}
+	evicted, ok := n.delay.push(at, to, pb)
+	n.releaseAll(evicted, DropDelayEvicted)
+	if !ok {
 		n.release(pb, DropDelayQueueFull)
 	}
 }
@@ -273,10 +293,18 @@ func (n *Node) release(pb *packetBuf, r DropReason) {
 	putPacket(pb)
 }
 
+// releaseAll drops every packet of pbs for reason r.
+func (n *Node) releaseAll(pbs []*packetBuf, r DropReason) {
+	for _, pb := range pbs {
+		n.release(pb, r)
+	}
+}
+
 // dropped counts and logs a dropped packet. The log line names the reason
 // and the peer that sent the packet, never its bytes.
 func (n *Node) dropped(r DropReason, from *wire.Peer) {
 	n.counters.drop(r)
+	n.peerDrops.add(from)
 	if e := n.log.Debug(); e.Enabled() {
 		e.Str("reason", string(r)).Stringer("peer", from.Addr).Msg("dropped a packet")
 	}

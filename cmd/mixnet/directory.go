@@ -23,7 +23,8 @@ type directorySection struct {
 	// MaxClockSkew bounds the age of a signed request (0: the default).
 	MaxClockSkew time.Duration `toml:"max_clock_skew"`
 	// MixDelay is the mean per-hop delay advertised to senders with the
-	// topology (0: none, and each client uses its own default).
+	// topology, from which mixnodes also derive the longest delay they
+	// honour (0: none, and each client uses its own default).
 	MixDelay time.Duration `toml:"mix_delay"`
 }
 
@@ -41,7 +42,7 @@ func bindDirectoryFlags(fs *flag.FlagSet, c *mixnetFile) {
 	fs.DurationVar(&d.TTL, "ttl", d.TTL, "how long a node stays listed without refreshing")
 	fs.IntVar(&d.MaxNodes, "max-nodes", d.MaxNodes, "most node identities tracked (0: the default)")
 	fs.DurationVar(&d.MaxClockSkew, "max-clock-skew", d.MaxClockSkew, "largest accepted clock difference of a signed request (0: the default)")
-	fs.DurationVar(&d.MixDelay, "mix-delay", d.MixDelay, "mean per-hop delay advertised to senders (0: none; each client uses its own default, 15ms)")
+	fs.DurationVar(&d.MixDelay, "mix-delay", d.MixDelay, "mean per-hop delay advertised to senders, from which mixnodes bound the delays they honour (0: none; each client uses its own default, 15ms, and mixnodes honour up to 30s)")
 	c.Log.flags(fs)
 }
 

@@ -24,6 +24,9 @@ type mixnodeSection struct {
 	ReplaySave      time.Duration `toml:"replay_save_interval"`
 	Workers         int           `toml:"workers"`
 	MaxQueue        int           `toml:"max_queue"`
+	MaxQueueBytes   int           `toml:"max_queue_bytes"`
+	MaxQueuePeer    int           `toml:"max_queue_per_peer"`
+	MaxBytesPeer    int           `toml:"max_queue_bytes_per_peer"`
 	MaxDelay        time.Duration `toml:"max_delay"`
 	MaxConns        int           `toml:"max_conns"`
 	IdleTimeout     time.Duration `toml:"idle_timeout"`
@@ -48,7 +51,10 @@ func bindMixnodeFlags(fs *flag.FlagSet, c *mixnetFile) {
 	fs.DurationVar(&m.ReplaySave, "replay-save-interval", m.ReplaySave, "how often the replay filter is saved to the data folder, which it also is on shutdown (0: 1m; negative: only on shutdown)")
 	fs.IntVar(&m.Workers, "workers", m.Workers, "goroutines peeling packets (0: one per CPU)")
 	fs.IntVar(&m.MaxQueue, "max-queue", m.MaxQueue, "bound on packets waiting to be peeled, and on packets delayed (0: the default)")
-	fs.DurationVar(&m.MaxDelay, "max-delay", m.MaxDelay, "longest delay honoured (0: the default)")
+	fs.IntVar(&m.MaxQueueBytes, "max-queue-bytes", m.MaxQueueBytes, "bound on the bytes of each of those queues (0: the default, 64 MiB)")
+	fs.IntVar(&m.MaxQueuePeer, "max-queue-per-peer", m.MaxQueuePeer, "bound on one upstream peer's packets in each of those queues (0: half of --max-queue)")
+	fs.IntVar(&m.MaxBytesPeer, "max-queue-bytes-per-peer", m.MaxBytesPeer, "bound on one upstream peer's bytes in each of those queues (0: half of --max-queue-bytes)")
+	fs.DurationVar(&m.MaxDelay, "max-delay", m.MaxDelay, "longest delay honoured; longer ones are cut to it (0: 20 times the mean the directory advertises, 0.1s to 30s; 30s when it advertises none)")
 	fs.IntVar(&m.MaxConns, "max-conns", m.MaxConns, "most inbound connections (0: the default)")
 	fs.DurationVar(&m.IdleTimeout, "idle-timeout", m.IdleTimeout, "close an inbound connection idle this long (0: the default)")
 	fs.DurationVar(&m.FrameTimeout, "frame-timeout", m.FrameTimeout, "close an inbound connection that takes longer to send a frame (0: the default)")
@@ -69,23 +75,26 @@ func runMixnode(args []string, stdout, stderr io.Writer) int {
 	}
 	m := cfg.Mixnode
 	node, err := mixnode.New(mixnode.Config{
-		ListenAddr:         m.Listen,
-		AnnounceAddr:       m.Announce,
-		MetricsAddr:        m.Metrics,
-		Layer:              m.Layer,
-		DataDir:            m.Data,
-		DirectoryURL:       m.Directory,
-		TopologyRefresh:    m.TopologyRefresh,
-		ReplayCapacity:     m.ReplayCapacity,
-		ReplaySaveInterval: m.ReplaySave,
-		Workers:            m.Workers,
-		MaxQueue:           m.MaxQueue,
-		MaxDelay:           m.MaxDelay,
-		MaxConns:           m.MaxConns,
-		IdleTimeout:        m.IdleTimeout,
-		FrameTimeout:       m.FrameTimeout,
-		OutboundQueue:      m.OutboundQueue,
-		Logger:             log,
+		ListenAddr:           m.Listen,
+		AnnounceAddr:         m.Announce,
+		MetricsAddr:          m.Metrics,
+		Layer:                m.Layer,
+		DataDir:              m.Data,
+		DirectoryURL:         m.Directory,
+		TopologyRefresh:      m.TopologyRefresh,
+		ReplayCapacity:       m.ReplayCapacity,
+		ReplaySaveInterval:   m.ReplaySave,
+		Workers:              m.Workers,
+		MaxQueue:             m.MaxQueue,
+		MaxQueueBytes:        m.MaxQueueBytes,
+		MaxQueuePerPeer:      m.MaxQueuePeer,
+		MaxQueueBytesPerPeer: m.MaxBytesPeer,
+		MaxDelay:             m.MaxDelay,
+		MaxConns:             m.MaxConns,
+		IdleTimeout:          m.IdleTimeout,
+		FrameTimeout:         m.FrameTimeout,
+		OutboundQueue:        m.OutboundQueue,
+		Logger:               log,
 	})
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start the mixnode")

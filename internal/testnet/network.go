@@ -60,6 +60,9 @@ type Config struct {
 	// DirectoryTTL is how long the directory lists a node that stopped
 	// refreshing; zero keeps the directory's default (90 s).
 	DirectoryTTL time.Duration
+	// MixDelay, when positive, is the mean per-hop delay the directory
+	// advertises (`mixnet directory --mix-delay`); zero advertises none.
+	MixDelay time.Duration
 	// MixnodeArgs and GatewayArgs, when set, add flags to a node's command
 	// line (for example "--frame-timeout", "2s").
 	MixnodeArgs func(layer, index int) []string
@@ -236,6 +239,9 @@ func (n *Network) startDirectory(ctx context.Context) error {
 	args := []string{"directory", "--listen", addr.String(), "--data", n.DataDir("directory"), "--log-level", n.cfg.LogLevel}
 	if n.cfg.DirectoryTTL > 0 {
 		args = append(args, "--ttl", n.cfg.DirectoryTTL.String())
+	}
+	if n.cfg.MixDelay > 0 {
+		args = append(args, "--mix-delay", n.cfg.MixDelay.String())
 	}
 	p, err := NewProcess(ProcessConfig{Name: "directory", Path: n.cfg.Bin.Mixnet, Args: args, LogDir: n.logDir,
 		Ready: "directory listening", Logf: n.cfg.Logf})
