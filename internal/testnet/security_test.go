@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -613,7 +614,10 @@ func TestCoverTraffic(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	t.Logf("data-size packets into layer 1: %.1f/s idle, %.1f/s while sending %d messages; sizes seen %v", idle, busy, len(msgs), sizes)
+	mu.Lock() // the taps still run
+	seen := fmt.Sprint(sizes)
+	mu.Unlock()
+	t.Logf("data-size packets into layer 1: %.1f/s idle, %.1f/s while sending %d messages; sizes seen %s", idle, busy, len(msgs), seen)
 	if idle < 30 {
 		t.Errorf("an idle client with cover traffic sent %.1f packets a second, want the Poisson rate (about 55)", idle)
 	}
