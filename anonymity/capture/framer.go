@@ -8,9 +8,14 @@ import "sort"
 // them together, or part of a burst that TCP cut anywhere; the framer keeps
 // the bytes that do not yet add up to whole packets until they do.
 type Framer struct {
-	// Sizes are the packet sizes, ascending; the largest is the data
-	// packet.
+	// Sizes are the packet sizes, ascending, each as it shows alone on
+	// the link (Overhead included); the largest is the data packet.
 	Sizes []int
+	// Overhead is what every write adds once, whatever the packets in it:
+	// on a Noise link the frame header and the AEAD tag of the message
+	// that carries them (so two packets written together are shorter than
+	// two alone). 0 on a plain link.
+	Overhead int
 
 	// best[v] is the fewest packets of the sizes but the largest that add
 	// up to v (-1: none), for v up to len(best)-1, and from[v] the size
@@ -33,6 +38,30 @@ const maxCoalesced = 8
 // times and in at least minShare of the segments, unless it is a sum of at
 // most maxCoalesced smaller such lengths (packets written together).
 func LearnSizes(lengths []int, minShare float64) []int {
+	sizes, _ := learnSizes(lengths, minShare, 0)
+	return sizes
+}
+
+// LearnFramer returns the framer of a kind of link from the lengths of its
+// segments, trying each of the per-write overheads the protocol may add
+// (0, a plain link, is always tried): the one that explains the lengths
+// with the fewest packet sizes wins, 0 on a tie. The overheads are public
+// protocol facts (the Noise framing of docs/protocol.md §2), which an
+// observer knows as it knows the topology.
+func LearnFramer(lengths []int, minShare float64, overheads ...int) *Framer {
+	f := &Framer{Sizes: LearnSizes(lengths, minShare)}
+	for _, o := range overheads {
+		if sizes, ok := learnSizes(lengths, minShare, o); ok && o > 0 && len(sizes) < len(f.Sizes) {
+			f.Sizes, f.Overhead = sizes, o
+		}
+	}
+	return f
+}
+
+// learnSizes is LearnSizes on a link whose writes each add overhead bytes
+// (a length l is then overhead plus packets of sizes s-overhead); false
+// when some frequent length is too short to be a write of that link.
+func learnSizes(lengths []int, minShare float64, overhead int) ([]int, bool) {
 	count := make(map[int]int)
 	for _, l := range lengths {
 		count[l]++
@@ -44,13 +73,16 @@ func LearnSizes(lengths []int, minShare float64) []int {
 		}
 	}
 	sort.Ints(cands)
-	var sizes []int
+	var sizes, payloads []int
 	for _, l := range cands {
-		if !sumOf(l, sizes, maxCoalesced) {
-			sizes = append(sizes, l)
+		if l <= overhead {
+			return nil, false
+		}
+		if !sumOf(l-overhead, payloads, maxCoalesced) {
+			sizes, payloads = append(sizes, l), append(payloads, l-overhead)
 		}
 	}
-	return sizes
+	return sizes, true
 }
 
 // sumOf reports whether n is a sum of at most k of sizes (repeats
@@ -68,15 +100,43 @@ func sumOf(n int, sizes []int, k int) bool {
 	return fewest[n] >= 0 && fewest[n] <= k
 }
 
+// maxWrites bounds the writes split looks for in one run of bytes on a
+// link with a per-write overhead.
+const maxWrites = 16
+
 // split returns how many packets of each size (indexed like Sizes) add up
 // to n, with as many data packets as can be (but at most maxCoalesced small
-// ones to a data packet), or nil when none do.
+// ones to a data packet), or nil when none do. With an overhead, n is
+// taken for the fewest writes that can carry such packets, one overhead
+// each.
 func (f *Framer) split(n int) []int {
+	if f.Overhead == 0 {
+		return f.splitPackets(n)
+	}
+	for w := 1; w <= maxWrites && n-w*f.Overhead > 0; w++ {
+		if c := f.splitPackets(n - w*f.Overhead); c != nil {
+			total := 0
+			for _, k := range c {
+				total += k
+			}
+			if total >= w {
+				return c
+			}
+		}
+	}
+	return nil
+}
+
+// splitPackets is split of n bytes of packets, without the overheads.
+func (f *Framer) splitPackets(n int) []int {
 	if len(f.Sizes) == 0 || n <= 0 {
 		return nil
 	}
-	data := f.Sizes[len(f.Sizes)-1]
-	small := f.Sizes[:len(f.Sizes)-1]
+	data := f.Sizes[len(f.Sizes)-1] - f.Overhead
+	small := make([]int, len(f.Sizes)-1)
+	for i, s := range f.Sizes[:len(f.Sizes)-1] {
+		small[i] = s - f.Overhead
+	}
 	if f.best == nil {
 		// Small packets between data packets: up to about 16 data packets'
 		// worth.

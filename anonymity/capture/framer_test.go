@@ -141,3 +141,58 @@ func TestLearnSizesManySmall(t *testing.T) {
 		t.Errorf("learnt sizes %v, want the ten small ones and 2470", got)
 	}
 }
+
+// A Noise link adds its header and tag once per write, however many packets
+// the write carries (peapod's node links since the Noise links): two packets
+// written together are shorter than two alone. Learnt as a plain link, the
+// pairs look like sizes of their own, and the largest, a run of data
+// packets, is taken for the data packet; with the overhead the two sizes
+// come out, and runs split into them.
+func TestLearnFramerNoise(t *testing.T) {
+	const o, ack, data = 24, 390, 2417 // packets without the overhead
+	var lens []int
+	for range 400 {
+		lens = append(lens, data+o)
+	}
+	for range 300 {
+		lens = append(lens, ack+o)
+	}
+	for range 60 {
+		lens = append(lens, 2*data+o, data+ack+o, 2*ack+o, 3*data+o) // written together
+	}
+	plain := LearnFramer(lens, 0.01)
+	if plain.Overhead != 0 || len(plain.Sizes) <= 2 {
+		t.Errorf("as a plain link: sizes %v, overhead %d; want the pairs taken for sizes", plain.Sizes, plain.Overhead)
+	}
+	f := LearnFramer(lens, 0.01, o)
+	if !slices.Equal(f.Sizes, []int{ack + o, data + o}) || f.Overhead != o {
+		t.Fatalf("with the Noise overhead: sizes %v, overhead %d; want [%d %d], %d", f.Sizes, f.Overhead, ack+o, data+o, o)
+	}
+	var s stream
+	for n, want := range map[int][]int{
+		data + o:             {0, 1},
+		2*data + o:           {0, 2},
+		data + ack + o:       {1, 1},
+		3*data + 2*ack + o:   {2, 3},
+		2*(data+o) + ack + o: {1, 2}, // three writes in one segment
+	} {
+		if got, unframed := f.feed(&s, n); !slices.Equal(got, want) || unframed != 0 {
+			t.Errorf("feed(%d) = %v, %d unframed; want %v", n, got, unframed, want)
+		}
+	}
+
+	// A plain link's lengths keep overhead 0 when the Noise one is offered.
+	var plainLens []int
+	for range 400 {
+		plainLens = append(plainLens, data)
+	}
+	for range 300 {
+		plainLens = append(plainLens, ack)
+	}
+	for range 60 {
+		plainLens = append(plainLens, 2*data, data+ack)
+	}
+	if g := LearnFramer(plainLens, 0.01, o); g.Overhead != 0 || !slices.Equal(g.Sizes, []int{ack, data}) {
+		t.Errorf("a plain link offered the Noise overhead: sizes %v, overhead %d; want [%d %d], 0", g.Sizes, g.Overhead, ack, data)
+	}
+}

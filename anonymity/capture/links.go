@@ -7,7 +7,14 @@ import (
 	"time"
 
 	"github.com/peapod-mixnet/peapod/anonymity"
+	"github.com/peapod-mixnet/peapod/internal/wire"
 )
+
+// noiseOverhead is what a Noise link adds to each write (docs/protocol.md
+// §2): the frame header and the AEAD tag of the message. Links between
+// nodes are Noise links when the network has a directory; the framer of
+// node links tries it beside a plain link's 0.
+const noiseOverhead = wire.NoiseHeaderSize + 16
 
 // Endpoint is a party at the end of links: a node of the network or a
 // client, run by processes on this machine.
@@ -134,7 +141,11 @@ func (l *Links) Trace(segs []Segment, start time.Time) (*anonymity.Trace, TraceR
 
 	framers := make(map[string]*Framer)
 	for k, lens := range byKind {
-		framers[k] = &Framer{Sizes: LearnSizes(lens, minSizeShare)}
+		if k == "node→node" {
+			framers[k] = LearnFramer(lens, minSizeShare, noiseOverhead)
+		} else {
+			framers[k] = LearnFramer(lens, minSizeShare)
+		}
 		rep.Sizes[k] = framers[k].Sizes
 	}
 	streams := make(map[[2]netip.AddrPort]*stream)

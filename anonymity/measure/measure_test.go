@@ -94,7 +94,10 @@ func TestMeasureShort(t *testing.T) {
 			t.Errorf("%v: the watched client sent %.1f data packets a second idle and %.1f busy; without cover idle is quieter", c.Cell, u.IdleRate, u.BusyRate)
 		}
 	}
-	if z.Order.Success < 0.9 {
+	// Packets a node writes together (one Noise message) reach the next
+	// at one instant, in an order the adversary does not see: some
+	// deliveries are a coin toss between two.
+	if z.Order.Success < 0.8 {
 		t.Errorf("no delay, no cover: the order attack named %.2f of the senders; want nearly all (nodes are queues then)", z.Order.Success)
 	}
 	zBest, _ := z.BestAttack()
