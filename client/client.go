@@ -459,17 +459,29 @@ func (c *Client) Close() error {
 	return c.state.close()
 }
 
-// maintenanceLoop expires reply keys, partial messages and ordering gaps,
-// and retries SURB requests.
+// surbTick is how often the SURB pools are checked (SURBs expiring,
+// requests to ask again): often enough for networks whose epochs last a second.
+// The other clean-ups run every expireEvery ticks.
+const (
+	surbTick    = 250 * time.Millisecond
+	expireEvery = 4
+)
+
+// maintenanceLoop checks the SURB pools, and expires reply keys, partial
+// messages and ordering gaps.
 func (c *Client) maintenanceLoop() {
-	tick := time.NewTicker(time.Second)
+	tick := time.NewTicker(surbTick)
 	defer tick.Stop()
-	for {
+	for n := 1; ; n++ {
 		select {
 		case <-c.ctx.Done():
 			return
 		case now := <-tick.C:
-			c.expire(now)
+			c.expireSURBs(now)
+			c.checkSURBRequests(now)
+			if n%expireEvery == 0 {
+				c.expire(now)
+			}
 		}
 	}
 }

@@ -189,7 +189,10 @@ type SURBConfig struct {
 	MaxHeld    int
 	// Lifetime is how long a replier keeps a SURB it received before it
 	// throws it away unused: a SURB older than its sender's KeyTTL can
-	// no longer be opened. Default KeyTTL.
+	// no longer be opened. Default KeyTTL. Whatever Lifetime says, a SURB
+	// is dropped sooner when the Sphinx keys it was made with expire (see
+	// Client.SURBLifetime): on a network with the default schedule that is
+	// at most 8 hours after it was made.
 	Lifetime time.Duration
 }
 

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -26,12 +27,21 @@ type netOptions struct {
 	dropEverywhere float64
 	// configureGateway, when set, changes a gateway's configuration.
 	configureGateway func(index int, cfg *gateway.Config)
+	// epoch and rotationEpochs are the network's schedule (zero: the
+	// directory's defaults, an hour and six).
+	epoch          time.Duration
+	rotationEpochs int
 }
 
 func startTestNet(t testing.TB, opts netOptions) *testNet {
 	t.Helper()
+	peak := 5.0 // packets a second: filters for an hour's epochs stay small
+	if opts.epoch > 0 {
+		peak = 200 // a key lives seconds: a filter of at least 100 tags fills in one
+	}
 	cfg := localnet.Config{
-		DataDir: t.TempDir(), DirectoryAddr: "127.0.0.1:0", ReplayCapacity: 200_000,
+		DataDir: t.TempDir(), DirectoryAddr: "127.0.0.1:0", PeakRate: peak,
+		EpochLength: opts.epoch, RotationEpochs: opts.rotationEpochs,
 		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
 		ConfigureMixnode: func(layer, index int, cfg *mixnode.Config) {
 			cfg.DropRate = opts.dropEverywhere

@@ -15,14 +15,17 @@ import (
 //
 //	plain      0x00 ‖ stream[16] ‖ seq u64 ‖ data
 //	repliable  0x01 ‖ sender tag[16] ‖ content
-//	    data             0x00 ‖ count u32 ‖ SURBs ‖ stream[16] ‖ seq u64 ‖ data
-//	    additional SURBs 0x01 ‖ count u32 ‖ SURBs
+//	    data             0x00 ‖ SURB list ‖ stream[16] ‖ seq u64 ‖ data
+//	    additional SURBs 0x01 ‖ SURB list
 //	reply      0x02 ‖ content
 //	    data             0x00 ‖ stream[16] ‖ seq u64 ‖ data
 //	    SURB request     0x01 ‖ requester address[96] ‖ amount u32
 //
-// Every SURB is sphinx.SURBSize(SURBHops) bytes (Nym's compact form). The
-// fragmentation layer adds Nym's 0x01 ‖ zero padding after the message.
+// A SURB list is count u32 ‖ key rotation u32 ‖ SURBs: every SURB of a
+// list is made with the Sphinx keys of that rotation, and is usable until
+// those keys expire (see directory.Schedule). Every SURB is
+// sphinx.SURBSize(SURBHops) bytes (Nym's compact form). The fragmentation
+// layer adds Nym's 0x01 ‖ zero padding after the message.
 const (
 	kindPlain     = 0x00
 	kindRepliable = 0x01
@@ -62,9 +65,10 @@ func appendStream(dst []byte, p streamPos) []byte {
 	return binary.BigEndian.AppendUint64(append(dst, p.stream[:]...), p.seq)
 }
 
-func appendSURBs(dst []byte, surbs []*sphinx.SURB) ([]byte, error) {
-	dst = binary.BigEndian.AppendUint32(dst, uint32(len(surbs)))
-	for _, s := range surbs {
+func appendSURBs(dst []byte, b surbBatch) ([]byte, error) {
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(b.surbs)))
+	dst = binary.BigEndian.AppendUint32(dst, b.rotation)
+	for _, s := range b.surbs {
 		var err error
 		if dst, err = s.AppendBinary(dst); err != nil {
 			return nil, err
@@ -73,12 +77,19 @@ func appendSURBs(dst []byte, surbs []*sphinx.SURB) ([]byte, error) {
 	return dst, nil
 }
 
+// surbBatch is a list of SURBs made together, with the keys of one
+// rotation.
+type surbBatch struct {
+	rotation uint32
+	surbs    []*sphinx.SURB
+}
+
 // parsedMessage is a decoded message.
 type parsedMessage struct {
 	kind      byte
 	content   byte
 	tag       address.SenderTag // repliable
-	surbs     []*sphinx.SURB    // repliable
+	surbs     surbBatch         // repliable
 	pos       streamPos         // data
 	data      []byte            // data
 	requester address.Address   // SURB request
@@ -95,24 +106,25 @@ func parseStream(b []byte) (streamPos, []byte, error) {
 	return p, b[streamIDSize+seqSize:], nil
 }
 
-func parseSURBList(b []byte) ([]*sphinx.SURB, []byte, error) {
-	if len(b) < 4 {
-		return nil, nil, malformedMessage("missing SURB count")
+func parseSURBList(b []byte) (surbBatch, []byte, error) {
+	if len(b) < 8 {
+		return surbBatch{}, nil, malformedMessage("missing SURB count or key rotation")
 	}
 	n := binary.BigEndian.Uint32(b)
-	b = b[4:]
+	batch := surbBatch{rotation: binary.BigEndian.Uint32(b[4:])}
+	b = b[8:]
 	if n > maxSURBsInMessage || uint64(n)*surbSize > uint64(len(b)) {
-		return nil, nil, malformedMessage("%d SURBs announced, %d bytes follow", n, len(b))
+		return surbBatch{}, nil, malformedMessage("%d SURBs announced, %d bytes follow", n, len(b))
 	}
-	surbs := make([]*sphinx.SURB, n)
-	for i := range surbs {
+	batch.surbs = make([]*sphinx.SURB, n)
+	for i := range batch.surbs {
 		s, rest, err := sphinx.ParseSURB(b, SURBHops)
 		if err != nil {
-			return nil, nil, malformedMessage("SURB %d: %v", i, err)
+			return surbBatch{}, nil, malformedMessage("SURB %d: %v", i, err)
 		}
-		surbs[i], b = s, rest
+		batch.surbs[i], b = s, rest
 	}
-	return surbs, b, nil
+	return batch, b, nil
 }
 
 // parseMessage decodes a reassembled message. Slices alias b.
@@ -181,8 +193,8 @@ func plainMessage(p streamPos, data []byte) []byte {
 	return append(appendStream(append(out, kindPlain), p), data...)
 }
 
-func repliableMessage(tag address.SenderTag, surbs []*sphinx.SURB, p streamPos, data []byte) ([]byte, error) {
-	out := make([]byte, 0, 2+address.SenderTagSize+4+len(surbs)*surbSize+streamIDSize+seqSize+len(data))
+func repliableMessage(tag address.SenderTag, surbs surbBatch, p streamPos, data []byte) ([]byte, error) {
+	out := make([]byte, 0, 2+address.SenderTagSize+8+len(surbs.surbs)*surbSize+streamIDSize+seqSize+len(data))
 	out = append(append(append(out, kindRepliable), tag[:]...), contentData)
 	out, err := appendSURBs(out, surbs)
 	if err != nil {
@@ -191,8 +203,8 @@ func repliableMessage(tag address.SenderTag, surbs []*sphinx.SURB, p streamPos, 
 	return append(appendStream(out, p), data...), nil
 }
 
-func surbsMessage(tag address.SenderTag, surbs []*sphinx.SURB) ([]byte, error) {
-	out := make([]byte, 0, 2+address.SenderTagSize+4+len(surbs)*surbSize)
+func surbsMessage(tag address.SenderTag, surbs surbBatch) ([]byte, error) {
+	out := make([]byte, 0, 2+address.SenderTagSize+8+len(surbs.surbs)*surbSize)
 	out = append(append(append(out, kindRepliable), tag[:]...), contentSURBs)
 	return appendSURBs(out, surbs)
 }

@@ -167,12 +167,13 @@ func TestMessageRoundTrip(t *testing.T) {
 		"reply":        replyMessage(pos, []byte("answer")),
 		"surb request": surbRequestMessage(requester, 42),
 	}
-	rep, err := repliableMessage(tag, surbs, pos, []byte("anon"))
+	batch := surbBatch{rotation: 123456, surbs: surbs}
+	rep, err := repliableMessage(tag, batch, pos, []byte("anon"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	cases["repliable"] = rep
-	more, err := surbsMessage(tag, surbs[:2])
+	more, err := surbsMessage(tag, surbBatch{rotation: 7, surbs: surbs[:2]})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,16 +189,16 @@ func TestMessageRoundTrip(t *testing.T) {
 				t.Fatalf("%s: position or data lost", name)
 			}
 		case "repliable":
-			if m.tag != tag || len(m.surbs) != 3 || string(m.data) != "anon" || m.pos != pos {
+			if m.tag != tag || len(m.surbs.surbs) != 3 || m.surbs.rotation != 123456 || string(m.data) != "anon" || m.pos != pos {
 				t.Fatalf("repliable: %+v", m)
 			}
-			enc, _ := m.surbs[1].AppendBinary(nil)
+			enc, _ := m.surbs.surbs[1].AppendBinary(nil)
 			want, _ := surbs[1].AppendBinary(nil)
 			if !bytes.Equal(enc, want) {
 				t.Fatal("SURB changed")
 			}
 		case "more surbs":
-			if m.content != contentSURBs || len(m.surbs) != 2 {
+			if m.content != contentSURBs || len(m.surbs.surbs) != 2 || m.surbs.rotation != 7 {
 				t.Fatalf("more surbs: %+v", m)
 			}
 		case "surb request":

@@ -192,7 +192,7 @@ func (c *Client) handleMessage(raw []byte, viaReply bool) {
 	case m.kind == kindPlain:
 		c.ordered(m.pos, Message{Data: m.data})
 	case m.kind == kindRepliable:
-		if len(m.surbs) > 0 {
+		if len(m.surbs.surbs) > 0 {
 			c.addSURBs(m.tag, m.surbs)
 		}
 		if m.content == contentData {
@@ -288,6 +288,4 @@ func (c *Client) expire(now time.Time) {
 	c.recvMu.Unlock()
 	c.toApp(nil, ready)
 	c.expireReplyKeys(now)
-	c.expireSURBs(now)
-	c.checkSURBRequests(now)
 }

@@ -65,6 +65,10 @@ type surbPool struct {
 	queued int
 	// elem is the pool's place in Client.poolLRU.
 	elem *list.Element
+	// lastUsed is when a reply last took a SURB (or tried to);
+	// refreshedAt when the pool last asked for SURBs to replace expiring
+	// ones (see refreshExpiringLocked).
+	lastUsed, refreshedAt time.Time
 }
 
 // unqueueForSURBLocked takes pf out of its pool's queued count once it
@@ -153,20 +157,15 @@ func (c *Client) finishCleanup(pc *poolCleanup) {
 	}
 }
 
-// expireSURBs drops the SURBs received more than SURBs.Lifetime before
-// now, and the pools left with nothing to do.
+// expireSURBs drops the SURBs that may no longer be used (see
+// dropExpiredLocked), and the pools left with nothing to do.
 func (c *Client) expireSURBs(now time.Time) {
-	cutoff := now.Add(-c.cfg.SURBs.Lifetime)
 	pc := &poolCleanup{reason: "the sender's SURBs expired"}
 	c.mu.Lock()
 	for e := c.poolLRU.Front(); e != nil; {
 		p := e.Value.(*surbPool)
 		e = e.Next()
-		old := 0
-		for old < len(p.surbs) && p.surbs[old].received.Before(cutoff) {
-			old++
-		}
-		c.dropSURBsLocked(p, old, pc)
+		c.dropExpiredLocked(p, now, pc)
 		if p.idle() {
 			c.removePoolLocked(p, pc)
 		}
@@ -285,34 +284,49 @@ func (c *Client) senderTag(to address.Address) (address.SenderTag, error) {
 }
 
 // makeSURBs makes n SURBs back to this client and records their reply keys.
-func (c *Client) makeSURBs(ctx context.Context, tag address.SenderTag, n int) ([]*sphinx.SURB, error) {
+// They are made with the keys of the newest rotation the route's nodes have
+// announced (see netView.surbRotation), so that they stay usable as long
+// as they can.
+func (c *Client) makeSURBs(ctx context.Context, tag address.SenderTag, n int) (surbBatch, error) {
 	if n == 0 {
-		return nil, nil
+		return surbBatch{}, nil
 	}
 	view, err := c.topology(ctx)
 	if err != nil {
-		return nil, err
+		return surbBatch{}, err
 	}
 	self, ok := view.gateway(c.addr.Gateway[:])
+	if ok && view.lacksAnnounced(&self.netNode, time.Now()) {
+		// SURBs made without the keys announced since the view was fetched
+		// would expire a rotation early. (refreshTopology fetches at most
+		// once every topologyGap.)
+		if err := c.refreshTopology(ctx); err != nil {
+			c.log.Warn().Err(err).Msg("refreshing the topology before making SURBs")
+		}
+		view = c.view.Load()
+		self, ok = view.gateway(c.addr.Gateway[:])
+	}
 	if !ok {
-		return nil, errors.New("client: own gateway is not in the topology")
+		return surbBatch{}, errors.New("client: own gateway is not in the topology")
 	}
 	mix, _ := c.meanDelays(view)
 	now := time.Now()
-	surbs := make([]*sphinx.SURB, n)
+	batch := surbBatch{rotation: view.surbRotation(&self.netNode, now), surbs: make([]*sphinx.SURB, n)}
 	keys := make(map[[sphinx.ReplyDigestSize]byte]*replyKey, n)
-	for i := range surbs {
-		route, _, _, err := view.route(&c.health, &self.netNode, mix, now)
+	for i := range batch.surbs {
+		route, _, _, err := view.routeFor(batch.rotation, &c.health, &self.netNode, mix, now)
 		if err != nil {
-			return nil, err
+			return surbBatch{}, err
 		}
-		if surbs[i], err = sphinx.NewSURB(c.cfg.Rand, route, sphinx.Destination(c.addr.Identity), sphinx.SURBID{}); err != nil {
-			return nil, fmt.Errorf("client: making a SURB: %w", err)
+		s, err := sphinx.NewSURB(c.cfg.Rand, route, sphinx.Destination(c.addr.Identity), sphinx.SURBID{})
+		if err != nil {
+			return surbBatch{}, fmt.Errorf("client: making a SURB: %w", err)
 		}
-		keys[surbs[i].Key.Digest()] = &replyKey{key: surbs[i].Key, tag: tag, created: now}
+		batch.surbs[i] = s
+		keys[s.Key.Digest()] = &replyKey{key: s.Key, tag: tag, created: now}
 	}
 	if err := c.state.saveReplyKeys(keys); err != nil {
-		return nil, fmt.Errorf("client: saving reply keys: %w", err)
+		return surbBatch{}, fmt.Errorf("client: saving reply keys: %w", err)
 	}
 	var forgotten []replyDigest
 	c.mu.Lock()
@@ -325,7 +339,7 @@ func (c *Client) makeSURBs(ctx context.Context, tag address.SenderTag, n int) ([
 			c.log.Error().Err(err).Msg("forgetting the oldest reply keys of a recipient")
 		}
 	}
-	return surbs, nil
+	return batch, nil
 }
 
 // useReplyKey forgets a reply key once it has opened its reply.
@@ -350,19 +364,26 @@ func (c *Client) expireReplyKeys(now time.Time) {
 }
 
 // addSURBs stores SURBs an anonymous sender sent and resumes the replies that
-// waited for them. The pool keeps its newest SURBs.Max; past SURBs.MaxSenders
-// pools or SURBs.MaxHeld SURBs, the least recently used pools go.
-func (c *Client) addSURBs(tag address.SenderTag, surbs []*sphinx.SURB) {
+// waited for them. SURBs whose keys have expired are dropped. The pool
+// keeps its newest SURBs.Max; past SURBs.MaxSenders pools or SURBs.MaxHeld
+// SURBs, the least recently used pools go.
+func (c *Client) addSURBs(tag address.SenderTag, batch surbBatch) {
+	now := time.Now()
+	if !c.surbUsable(batch.rotation, now) {
+		c.log.Debug().Uint32("rotation", batch.rotation).Int("surbs", len(batch.surbs)).Msg("dropping reply SURBs whose keys have expired")
+		return
+	}
 	c.mu.Lock()
-	fresh := surbs[:0:0]
-	for _, s := range surbs {
+	fresh := batch.surbs[:0:0]
+	for _, s := range batch.surbs {
 		if c.seen.add(s.Key) {
 			fresh = append(fresh, s)
 		}
 	}
 	c.mu.Unlock()
 	fresh = fresh[max(0, len(fresh)-c.cfg.SURBs.Max):]
-	stored, err := c.state.addSURBs(tag, fresh, time.Now())
+	c.log.Debug().Str("sender", tag.String()).Uint32("rotation", batch.rotation).Int("surbs", len(fresh)).Msg("reply SURBs received")
+	stored, err := c.state.addSURBs(tag, surbBatch{rotation: batch.rotation, surbs: fresh}, now)
 	if err != nil {
 		c.log.Error().Err(err).Msg("keeping reply SURBs")
 		return
@@ -399,6 +420,13 @@ func (c *Client) takeSURB(tag address.SenderTag, pf *pendingFragment) (*sphinx.S
 	c.mu.Lock()
 	c.unqueueForSURBLocked(pf)
 	p := c.pool(tag)
+	now := time.Now()
+	expired := &poolCleanup{}
+	c.dropExpiredLocked(p, now, expired)
+	if len(expired.dbKeys) > 0 {
+		c.spawn(func() { c.finishCleanup(expired) })
+	}
+	p.lastUsed = now
 	reserve := c.surbReserve()
 	keep := 1
 	if pf.attempts > 0 || p.requesting {
@@ -419,7 +447,7 @@ func (c *Client) takeSURB(tag address.SenderTag, pf *pendingFragment) (*sphinx.S
 		steady := len(p.surbs) < c.cfg.SURBs.Min && p.used >= c.cfg.SURBs.Min
 		burst := len(p.surbs) <= reserve+requestCopies && p.used >= requestCopies
 		if (steady || burst) && !p.requesting {
-			c.requestSURBsLocked(p)
+			c.requestSURBsLocked(p, 0)
 		}
 		c.mu.Unlock()
 		c.state.deleteSURBs([][address.SenderTagSize + 8]byte{s.dbKey})
@@ -437,7 +465,7 @@ func (c *Client) takeSURB(tag address.SenderTag, pf *pendingFragment) (*sphinx.S
 			}
 			return nil, false
 		}
-		c.requestSURBsLocked(p)
+		c.requestSURBsLocked(p, 0)
 	}
 	c.mu.Unlock()
 	return nil, false
@@ -453,8 +481,10 @@ func (p *surbPool) pruneWaitingLocked() {
 }
 
 // requestSURBsLocked spends up to requestCopies of the pool's SURBs on a
-// request for more, one copy on each. c.mu must be held.
-func (c *Client) requestSURBsLocked(p *surbPool) {
+// request for more, one copy on each: for amount, or when amount is 0 for
+// SURBs.Request and one for each reply fragment waiting or queued. c.mu
+// must be held.
+func (c *Client) requestSURBsLocked(p *surbPool, amount int) {
 	p.pruneWaitingLocked()
 	n := min(requestCopies, len(p.surbs))
 	if n == 0 {
@@ -467,17 +497,20 @@ func (c *Client) requestSURBsLocked(p *surbPool) {
 	p.requesting = true
 	p.requestedAt = time.Now()
 	p.used = 0
-	amount := uint32(min(c.cfg.SURBs.Request+len(p.waiting)+p.queued, c.cfg.SURBs.MaxRequest))
+	if amount == 0 {
+		amount = c.cfg.SURBs.Request + len(p.waiting) + p.queued
+	}
+	ask := uint32(min(amount, c.cfg.SURBs.MaxRequest))
 	tag := p.tag
 	c.stats.surbRequests.Add(1)
-	c.log.Debug().Str("sender", tag.String()).Uint32("amount", amount).Int("copies", n).Int("left", len(p.surbs)).Int("waiting", len(p.waiting)).Int("queued", p.queued).Msg("asking for reply SURBs")
+	c.log.Debug().Str("sender", tag.String()).Uint32("amount", ask).Int("copies", n).Int("left", len(p.surbs)).Int("waiting", len(p.waiting)).Int("queued", p.queued).Msg("asking for reply SURBs")
 	c.spawn(func() {
 		keys := make([][address.SenderTagSize + 8]byte, len(spent))
 		for i, s := range spent {
 			keys[i] = s.dbKey
 		}
 		c.state.deleteSURBs(keys)
-		msg := surbRequestMessage(c.addr, amount)
+		msg := surbRequestMessage(c.addr, ask)
 		for _, s := range spent {
 			if err := c.sendUntracked(s.surb, msg); err != nil {
 				c.log.Warn().Err(err).Str("sender", tag.String()).Msg("asking for reply SURBs")
@@ -487,8 +520,7 @@ func (c *Client) requestSURBsLocked(p *surbPool) {
 }
 
 // checkSURBRequests asks again when a request went unanswered (after
-// RequestWait, or a quarter of it while replies wait, never sooner than
-// requestRetryMin), and fails the waiting
+// requestRetry), and fails the waiting
 // replies when RequestWait has passed with nothing left to ask with.
 func (c *Client) checkSURBRequests(now time.Time) {
 	type failure struct {
@@ -498,23 +530,17 @@ func (c *Client) checkSURBRequests(now time.Time) {
 	var failures []failure
 	c.mu.Lock()
 	for _, p := range c.pools {
+		c.refreshExpiringLocked(p, now)
 		if !p.requesting {
 			continue
 		}
 		p.pruneWaitingLocked()
 		waited := now.Sub(p.requestedAt)
-		retry := c.cfg.SURBs.RequestWait
-		if len(p.waiting) > 0 {
-			retry /= urgentRetryDivisor
-		}
-		// The sender takes a request that comes within requestCopyWindow
-		// of its last answer for a copy of the one it answered; asking
-		// again sooner would spend SURBs on requests it ignores.
-		retry = max(retry, requestRetryMin)
+		retry := c.requestRetry(len(p.waiting) > 0)
 		switch {
 		case len(p.surbs) > 0 && waited >= retry:
 			p.requesting = false
-			c.requestSURBsLocked(p)
+			c.requestSURBsLocked(p, 0)
 		case len(p.surbs) == 0 && waited >= c.cfg.SURBs.RequestWait:
 			p.requesting = false
 			if len(p.waiting) > 0 {

@@ -21,7 +21,7 @@ import (
 //
 //	tags    recipient address[96] → sender tag[16]
 //	keys    reply key digest[32] → key[16] ‖ sender tag[16] ‖ created unix ns u64
-//	surbs   sender tag[16] ‖ seq u64 → received unix ns u64 ‖ SURB
+//	surbs   sender tag[16] ‖ seq u64 → received unix ns u64 ‖ key rotation u32 ‖ SURB
 //	order   stream id[16] → next expected seq u64
 //	inbox   key u64 → stream id[16] ‖ seq u64 ‖ has tag u8 ‖ sender tag[16] ‖ data
 //	        (a received message not yet taken by the app, or taken with
@@ -157,11 +157,12 @@ func (s *state) loadReplyKeys() (map[[sphinx.ReplyDigestSize]byte]*replyKey, err
 type storedSURB struct {
 	dbKey    [address.SenderTagSize + 8]byte
 	surb     *sphinx.SURB
+	rotation uint32 // of the keys it was made with
 	received time.Time
 }
 
-func (s *state) addSURBs(tag address.SenderTag, surbs []*sphinx.SURB, now time.Time) ([]storedSURB, error) {
-	out := make([]storedSURB, 0, len(surbs))
+func (s *state) addSURBs(tag address.SenderTag, batch surbBatch, now time.Time) ([]storedSURB, error) {
+	out := make([]storedSURB, 0, len(batch.surbs))
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		var seq uint64
@@ -169,13 +170,14 @@ func (s *state) addSURBs(tag address.SenderTag, surbs []*sphinx.SURB, now time.T
 			seq = binary.BigEndian.Uint64(v)
 		}
 		b := tx.Bucket(bucketSURBs)
-		for _, sb := range surbs {
+		for _, sb := range batch.surbs {
 			seq++
 			var st storedSURB
 			copy(st.dbKey[:], tag[:])
 			binary.BigEndian.PutUint64(st.dbKey[address.SenderTagSize:], seq)
-			st.surb, st.received = sb, now
+			st.surb, st.rotation, st.received = sb, batch.rotation, now
 			v := binary.BigEndian.AppendUint64(nil, uint64(now.UnixNano()))
+			v = binary.BigEndian.AppendUint32(v, batch.rotation)
 			v, err := sb.AppendBinary(v)
 			if err != nil {
 				return err
@@ -213,19 +215,21 @@ func (s *state) loadSURBs(notBefore time.Time) (map[address.SenderTag][]storedSU
 		b := tx.Bucket(bucketSURBs)
 		var stale [][]byte
 		err := b.ForEach(func(k, v []byte) error {
-			if len(k) != address.SenderTagSize+8 || len(v) < 8 {
+			// A SURB stored without its rotation (before keys rotated) is
+			// of no use: the nodes wiped the keys it was made with.
+			if len(k) != address.SenderTagSize+8 || len(v) < 12 {
 				stale = append(stale, append([]byte(nil), k...))
 				return nil
 			}
 			received := time.Unix(0, int64(binary.BigEndian.Uint64(v)))
-			surb, rest, err := sphinx.ParseSURB(v[8:], SURBHops)
+			surb, rest, err := sphinx.ParseSURB(v[12:], SURBHops)
 			if err != nil || len(rest) != 0 || received.Before(notBefore) {
 				stale = append(stale, append([]byte(nil), k...))
 				return nil
 			}
 			var st storedSURB
 			copy(st.dbKey[:], k)
-			st.surb, st.received = surb, received
+			st.surb, st.rotation, st.received = surb, binary.BigEndian.Uint32(v[8:]), received
 			tag := address.SenderTag(k[:address.SenderTagSize])
 			out[tag] = append(out[tag], st)
 			return nil

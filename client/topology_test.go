@@ -10,6 +10,7 @@ import (
 
 	"github.com/peapod-mixnet/peapod/address"
 	"github.com/peapod-mixnet/peapod/directory"
+	"github.com/peapod-mixnet/peapod/sphinx"
 )
 
 func TestHealthScores(t *testing.T) {
@@ -31,19 +32,30 @@ func TestHealthScores(t *testing.T) {
 	if !h.good("dead", now.Add(3*healthHalfLife)) {
 		t.Fatal("blame did not decay")
 	}
-	nodes := []netNode{{identity: "dead"}, {identity: "alive"}}
+	keys := map[uint32]sphinx.PublicKey{4: {1}}
+	nodes := []netNode{{identity: "dead", keys: keys}, {identity: "alive", keys: keys}, {identity: "keyless", keys: map[uint32]sphinx.PublicKey{3: {2}}}}
+	pick := func() string {
+		n, ok := h.pick(nodes, 4, now)
+		if !ok {
+			t.Fatal("no node picked")
+		}
+		return n.identity
+	}
 	for range 50 {
-		if h.pick(nodes, now).identity != "alive" {
+		if pick() != "alive" {
 			t.Fatal("picked the blamed node while a good one was there")
 		}
 	}
 	h.adjust([]string{"alive"}, 5, now)
 	seen := map[string]bool{}
 	for range 100 {
-		seen[h.pick(nodes, now).identity] = true
+		seen[pick()] = true
 	}
-	if !seen["dead"] || !seen["alive"] {
-		t.Fatal("with every node blamed, pick must still choose among all")
+	if !seen["dead"] || !seen["alive"] || seen["keyless"] {
+		t.Fatalf("with every node blamed, pick must still choose among all that have a key: %v", seen)
+	}
+	if _, ok := h.pick(nodes, 5, now); ok {
+		t.Fatal("picked a node without a key of the rotation")
 	}
 }
 
@@ -59,7 +71,7 @@ func TestTopologySkipsBadEntries(t *testing.T) {
 	}
 	gw := func(id int, noise string) directory.Gateway {
 		return directory.Gateway{Address: "127.0.0.1:1790", ClientAddress: "ws://127.0.0.1:9000",
-			Identity: address.EncodeKey(ids[id]), SphinxKey: key(9), NoiseKey: noise}
+			Identity: address.EncodeKey(ids[id]), SphinxKeys: []directory.SphinxKey{{Rotation: 0, Key: key(9)}}, NoiseKey: noise}
 	}
 	v, skipped := parseTopology(&directory.Topology{Gateways: []directory.Gateway{
 		gw(0, key(7)), gw(1, ""), gw(2, "not-base58-0OIl"),

@@ -3,11 +3,14 @@ package client
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"time"
 )
 
 // The client keeps its view of the topology fresh: every
-// Config.TopologyRefresh, and at once (at most once every topologyGap) when
+// Config.TopologyRefresh, soon after every epoch boundary (the keys of a new
+// rotation, and the nodes that come and go), and at once (at most once every
+// topologyGap) when
 // something suggests it is out of date: its gateway cannot be reached (it
 // may have moved), the gateway refuses a packet's first hop (a layer-1
 // mixnode that left or moved), or a fragment has gone unacknowledged twice.
@@ -93,17 +96,41 @@ func (c *Client) kickTopology() {
 	}
 }
 
-// watchTopology fetches the topology every Config.TopologyRefresh and when
+// After an epoch boundary the client waits a settling time (the nodes
+// register the keys they announce at the boundary) and a random jitter
+// (which spreads the clients' fetches) before it fetches: each a twentieth
+// of an epoch, at most maxEpochSettle and maxEpochJitter.
+const (
+	maxEpochSettle = time.Second
+	maxEpochJitter = 2 * time.Second
+)
+
+// nextRefresh is how long to wait before the next scheduled fetch: until
+// Config.TopologyRefresh after the last one, or until a little after the
+// next epoch boundary of the view held now, whichever comes first.
+func (c *Client) nextRefresh(now time.Time) time.Duration {
+	c.viewMu.Lock()
+	wait := c.cfg.TopologyRefresh - now.Sub(c.fetchAt)
+	c.viewMu.Unlock()
+	if v := c.view.Load(); v != nil {
+		settle := min(v.sched.EpochLength/20, maxEpochSettle)
+		jitter := time.Duration(rand.Int64N(int64(min(v.sched.EpochLength/20, maxEpochJitter)) + 1))
+		wait = min(wait, v.epoch.Next().Sub(now)+settle+jitter)
+	}
+	return max(wait, topologyGap)
+}
+
+// watchTopology fetches the topology on schedule (see nextRefresh) and when
 // kicked, until the client closes.
 func (c *Client) watchTopology() {
-	refresh := time.NewTicker(c.cfg.TopologyRefresh)
-	defer refresh.Stop()
+	timer := time.NewTimer(c.nextRefresh(time.Now()))
+	defer timer.Stop()
 	for {
 		kicked := false
 		select {
 		case <-c.ctx.Done():
 			return
-		case <-refresh.C:
+		case <-timer.C:
 		case <-c.topoKick:
 			kicked = true
 			c.viewMu.Lock()
@@ -117,7 +144,10 @@ func (c *Client) watchTopology() {
 				}
 			}
 		}
-		if err := c.refreshTopology(c.ctx); err != nil {
+		err := c.refreshTopology(c.ctx)
+		timer.Stop()
+		timer.Reset(c.nextRefresh(time.Now()))
+		if err != nil {
 			c.log.Warn().Err(err).Msg("refreshing the topology")
 			continue
 		}

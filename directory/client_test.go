@@ -2,6 +2,7 @@ package directory
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -94,9 +95,11 @@ func TestClientChecksBeforeSending(t *testing.T) {
 
 func TestClientTopology(t *testing.T) {
 	m, g := newMixnode(t, 2).desc, newGateway(t).desc
-	entries := fmt.Sprintf(`"mixnodes":[{"layer":2,"address":%q,"identity":%q,"sphinx_key":%q%%s}],`+
-		`"gateways":[{"address":%q,"client_address":%q,"identity":%q,"sphinx_key":%q}]`,
-		m.Address, m.Identity, m.SphinxKey, g.Address, g.ClientAddress, g.Identity, g.SphinxKey)
+	keys := func(k []SphinxKey) string { b, _ := json.Marshal(k); return string(b) }
+	entries := fmt.Sprintf(`"mixnodes":[{"layer":2,"address":%q,"identity":%q,"sphinx_keys":%s%%s}],`+
+		`"gateways":[{"address":%q,"client_address":%q,"identity":%q,"sphinx_keys":%s}],`+
+		`"epoch":{"number":10,"start":36000000000000,"length":3600000000000,"rotation_epochs":6,"rotation":1}`,
+		m.Address, m.Identity, keys(m.SphinxKeys), g.Address, g.ClientAddress, g.Identity, keys(g.SphinxKeys))
 	for _, tc := range []struct {
 		name   string
 		status int
@@ -106,6 +109,8 @@ func TestClientTopology(t *testing.T) {
 		{"plain", 200, "{" + fmt.Sprintf(entries, "") + "}", ""},
 		{"fields a newer server adds", 200, `{"version":2,` + fmt.Sprintf(entries, `,"stake":5`) + "}", ""},
 		{"invalid entry", 200, "{" + strings.Replace(fmt.Sprintf(entries, ""), `"layer":2`, `"layer":9`, 1) + "}", "mixnode 0"},
+		{"epoch in the wrong rotation", 200, "{" + strings.Replace(fmt.Sprintf(entries, ""), `"rotation":1`, `"rotation":2`, 1) + "}", "directory: epoch: epoch 10 is not in rotation 2"},
+		{"no epoch", 200, "{" + strings.Split(fmt.Sprintf(entries, ""), `,"epoch"`)[0] + "}", "directory: epoch: epoch length 0s is out of range"},
 		{"not JSON", 200, "<html>", "decoding the topology"},
 		{"refused", 503, `{"error":"maintenance"}`, "503 Service Unavailable: maintenance"},
 		{"refused without a body", 502, ``, "502 Bad Gateway: Bad Gateway"},

@@ -40,8 +40,10 @@ type Descriptor struct {
 	ClientAddress string `json:"client_address,omitempty"`
 	// Identity is the node's ed25519 public key, which signs its requests.
 	Identity string `json:"identity"`
-	// SphinxKey is the node's X25519 public key for Sphinx packets.
-	SphinxKey string `json:"sphinx_key"`
+	// SphinxKeys are the node's X25519 public keys for Sphinx packets, one
+	// per key rotation it holds (at most MaxSphinxKeys, of consecutive
+	// rotations, oldest first; see [Schedule]).
+	SphinxKeys []SphinxKey `json:"sphinx_keys"`
 	// NoiseKey is the node's X25519 Noise static public key, which
 	// authenticates its links and which clients encrypt their gateway
 	// handshake to. Optional for now: empty means the node has none.
@@ -53,26 +55,26 @@ type Descriptor struct {
 
 // NewMixnodeDescriptor returns the descriptor of a mixnode in the given
 // layer. It does not check its arguments; [Descriptor.Validate] does.
-func NewMixnodeDescriptor(layer int, addr netip.AddrPort, identity ed25519.PublicKey, sphinxKey [KeySize]byte) Descriptor {
+func NewMixnodeDescriptor(layer int, addr netip.AddrPort, identity ed25519.PublicKey, sphinxKeys []SphinxKey) Descriptor {
 	return Descriptor{
-		Role:      RoleMixnode,
-		Layer:     layer,
-		Address:   addr.String(),
-		Identity:  address.EncodeKey(identity),
-		SphinxKey: address.EncodeKey(sphinxKey[:]),
+		Role:       RoleMixnode,
+		Layer:      layer,
+		Address:    addr.String(),
+		Identity:   address.EncodeKey(identity),
+		SphinxKeys: sphinxKeys,
 	}
 }
 
 // NewGatewayDescriptor returns the descriptor of a gateway that receives
 // packets at addr and clients at clientAddress (a ws:// or wss:// URL). It
 // does not check its arguments; [Descriptor.Validate] does.
-func NewGatewayDescriptor(addr netip.AddrPort, clientAddress string, identity ed25519.PublicKey, sphinxKey [KeySize]byte) Descriptor {
+func NewGatewayDescriptor(addr netip.AddrPort, clientAddress string, identity ed25519.PublicKey, sphinxKeys []SphinxKey) Descriptor {
 	return Descriptor{
 		Role:          RoleGateway,
 		Address:       addr.String(),
 		ClientAddress: clientAddress,
 		Identity:      address.EncodeKey(identity),
-		SphinxKey:     address.EncodeKey(sphinxKey[:]),
+		SphinxKeys:    sphinxKeys,
 	}
 }
 
@@ -103,7 +105,7 @@ func (d Descriptor) Validate() error {
 	if _, err := parseIdentity(d.Identity); err != nil {
 		return err
 	}
-	if _, err := parseKey("sphinx_key", d.SphinxKey); err != nil {
+	if err := checkSphinxKeys(d.SphinxKeys); err != nil {
 		return err
 	}
 	_, _, err := parseOptionalKey("noise_key", d.NoiseKey)
@@ -150,8 +152,8 @@ func decodeDescriptor(data []byte) (Descriptor, error) {
 			dst = &d.ClientAddress
 		case "identity":
 			dst = &d.Identity
-		case "sphinx_key":
-			dst = &d.SphinxKey
+		case "sphinx_keys":
+			dst = &strictJSON{&d.SphinxKeys}
 		case "noise_key":
 			dst = &d.NoiseKey
 		case "timestamp":
@@ -174,4 +176,13 @@ func decodeDescriptor(data []byte) (Descriptor, error) {
 		return Descriptor{}, errors.New("directory: trailing data after the descriptor")
 	}
 	return d, nil
+}
+
+// strictJSON decodes into v, refusing fields v does not have.
+type strictJSON struct{ v any }
+
+func (s strictJSON) UnmarshalJSON(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	return dec.Decode(s.v)
 }

@@ -2,6 +2,7 @@ package directory
 
 import (
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -18,12 +19,12 @@ func TestParseDescriptorRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("ParseDescriptor(%s): %v", body, err)
 		}
-		if got != d {
+		if !reflect.DeepEqual(got, d) {
 			t.Errorf("ParseDescriptor(%s) = %+v, want %+v", body, got, d)
 		}
 		// Whitespace around and inside is fine.
 		spaced := " \n" + strings.ReplaceAll(string(body), ",", " ,\t") + "\n"
-		if got, err := ParseDescriptor([]byte(spaced)); err != nil || got != d {
+		if got, err := ParseDescriptor([]byte(spaced)); err != nil || !reflect.DeepEqual(got, d) {
 			t.Errorf("ParseDescriptor(%q) = %+v, %v", spaced, got, err)
 		}
 	}
@@ -34,7 +35,7 @@ func TestDescriptorWireForm(t *testing.T) {
 	m.Timestamp = 42
 	body, _ := json.Marshal(m)
 	want := `{"role":"mixnode","layer":2,"address":"` + m.Address + `","identity":"` + m.Identity +
-		`","sphinx_key":"` + m.SphinxKey + `","noise_key":"` + m.NoiseKey + `","timestamp":42}`
+		`","sphinx_keys":[{"rotation":0,"key":"` + m.SphinxKeys[0].Key + `"}],"noise_key":"` + m.NoiseKey + `","timestamp":42}`
 	if string(body) != want {
 		t.Errorf("mixnode descriptor encodes as\n%s\nwant\n%s", body, want)
 	}
@@ -42,7 +43,7 @@ func TestDescriptorWireForm(t *testing.T) {
 	g.Timestamp = 42
 	body, _ = json.Marshal(g)
 	want = `{"role":"gateway","address":"` + g.Address + `","client_address":"` + g.ClientAddress +
-		`","identity":"` + g.Identity + `","sphinx_key":"` + g.SphinxKey + `","noise_key":"` + g.NoiseKey + `","timestamp":42}`
+		`","identity":"` + g.Identity + `","sphinx_keys":[{"rotation":0,"key":"` + g.SphinxKeys[0].Key + `"}],"noise_key":"` + g.NoiseKey + `","timestamp":42}`
 	if string(body) != want {
 		t.Errorf("gateway descriptor encodes as\n%s\nwant\n%s", body, want)
 	}
@@ -63,12 +64,20 @@ func TestDescriptorValidateNamesTheField(t *testing.T) {
 		t.Fatalf("a fresh gateway descriptor is invalid: %v", err)
 	}
 	for field, edit := range map[string]func(*Descriptor){
-		"address":        func(d *Descriptor) { d.Address = "example.org:1" },
-		"client_address": func(d *Descriptor) { d.ClientAddress = "tcp://127.0.0.1:1" },
-		"identity":       func(d *Descriptor) { d.Identity = "abc" },
-		"sphinx_key":     func(d *Descriptor) { d.SphinxKey = "abc" },
-		"noise_key":      func(d *Descriptor) { d.NoiseKey = d.NoiseKey + "2" },
-		"role":           func(d *Descriptor) { d.Role = "mixer" },
+		"address":              func(d *Descriptor) { d.Address = "example.org:1" },
+		"client_address":       func(d *Descriptor) { d.ClientAddress = "tcp://127.0.0.1:1" },
+		"identity":             func(d *Descriptor) { d.Identity = "abc" },
+		"sphinx_keys[0].key":   func(d *Descriptor) { d.SphinxKeys = []SphinxKey{{Key: "abc"}} },
+		"sphinx_keys is empty": func(d *Descriptor) { d.SphinxKeys = nil },
+		"not consecutive": func(d *Descriptor) {
+			d.SphinxKeys = []SphinxKey{d.SphinxKeys[0], {Rotation: 2, Key: d.SphinxKeys[0].Key}}
+		},
+		"at most 2": func(d *Descriptor) {
+			k := d.SphinxKeys[0]
+			d.SphinxKeys = []SphinxKey{k, {Rotation: 1, Key: k.Key}, {Rotation: 2, Key: k.Key}}
+		},
+		"noise_key": func(d *Descriptor) { d.NoiseKey = d.NoiseKey + "2" },
+		"role":      func(d *Descriptor) { d.Role = "mixer" },
 	} {
 		d := good
 		edit(&d)
@@ -83,8 +92,9 @@ func TestTopologyValidate(t *testing.T) {
 	m, g := newMixnode(t, 1).desc, newGateway(t).desc
 	valid := func() Topology {
 		return Topology{
-			Mixnodes: []Mixnode{{Layer: m.Layer, Address: m.Address, Identity: m.Identity, SphinxKey: m.SphinxKey, NoiseKey: m.NoiseKey}},
-			Gateways: []Gateway{{Address: g.Address, ClientAddress: g.ClientAddress, Identity: g.Identity, SphinxKey: g.SphinxKey}},
+			Mixnodes: []Mixnode{{Layer: m.Layer, Address: m.Address, Identity: m.Identity, SphinxKeys: m.SphinxKeys, NoiseKey: m.NoiseKey}},
+			Gateways: []Gateway{{Address: g.Address, ClientAddress: g.ClientAddress, Identity: g.Identity, SphinxKeys: g.SphinxKeys}},
+			Epoch:    testSchedule().Info(0),
 		}
 	}
 	topo := valid()
@@ -99,10 +109,12 @@ func TestTopologyValidate(t *testing.T) {
 		"layer 4":            {func(t *Topology) { t.Mixnodes[0].Layer = 4 }, "layer 4 is out of range"},
 		"mixnode address":    {func(t *Topology) { t.Mixnodes[0].Address = "x" }, "mixnode 0"},
 		"mixnode identity":   {func(t *Topology) { t.Mixnodes[0].Identity = "" }, "identity is missing"},
-		"mixnode sphinx key": {func(t *Topology) { t.Mixnodes[0].SphinxKey = "1" }, "sphinx_key"},
+		"mixnode sphinx key": {func(t *Topology) { t.Mixnodes[0].SphinxKeys = []SphinxKey{{Key: "1"}} }, "sphinx_keys[0].key"},
+		"no epoch":           {func(t *Topology) { t.Epoch = EpochInfo{} }, "directory: epoch: epoch length"},
+		"rotation of 1":      {func(t *Topology) { t.Epoch.RotationEpochs = 1 }, "a key rotation of 1 epochs"},
 		"gateway client URL": {func(t *Topology) { t.Gateways[0].ClientAddress = "" }, "directory: gateway 0 (" + g.Identity + "): client_address"},
 		"gateway address":    {func(t *Topology) { t.Gateways[0].Address = "1.2.3.4:0" }, "port 0"},
-		"gateway sphinx key": {func(t *Topology) { t.Gateways[0].SphinxKey = t.Gateways[0].SphinxKey + "2" }, "sphinx_key"},
+		"gateway sphinx key": {func(t *Topology) { t.Gateways[0].SphinxKeys = nil }, "sphinx_keys is empty"},
 		"mixnode noise key":  {func(t *Topology) { t.Mixnodes[0].NoiseKey = "1" }, "noise_key"},
 		"gateway noise key":  {func(t *Topology) { t.Gateways[0].NoiseKey = m.Identity + "z" }, "directory: gateway 0 (" + g.Identity + "): noise_key"},
 		"duplicate identity": {func(t *Topology) { t.Gateways[0].Identity = m.Identity }, "appears twice"},
@@ -129,7 +141,8 @@ func FuzzParseDescriptor(f *testing.F) {
 		f.Add(body[:len(body)/2])
 		f.Add([]byte(strings.Replace(string(body), `"role"`, `"role":"gateway","role"`, 1)))
 	}
-	f.Add([]byte(`{"role":"gateway","layer":null,"address":"[::1]:1","client_address":"wss://h/p","identity":"11111111111111111111111111111111","sphinx_key":"11111111111111111111111111111111","timestamp":-1}`))
+	f.Add([]byte(`{"role":"gateway","layer":null,"address":"[::1]:1","client_address":"wss://h/p","identity":"11111111111111111111111111111111","sphinx_keys":[{"rotation":7,"key":"11111111111111111111111111111111"}],"timestamp":-1}`))
+	f.Add([]byte(`{"role":"mixnode","layer":1,"address":"1.2.3.4:5","identity":"11111111111111111111111111111111","sphinx_keys":[{"rotation":7,"key":"11111111111111111111111111111111","extra":1}],"timestamp":1}`))
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`null`))
 	f.Add([]byte(`{"timestamp":1e3}`))
@@ -149,7 +162,7 @@ func FuzzParseDescriptor(f *testing.F) {
 		if err != nil {
 			t.Fatalf("ParseDescriptor accepted %q but not its re-encoding %q: %v", data, enc, err)
 		}
-		if d2 != d {
+		if !reflect.DeepEqual(d2, d) {
 			t.Fatalf("round trip of %q: %+v, want %+v", data, d2, d)
 		}
 		enc2, _ := json.Marshal(d2)

@@ -56,7 +56,7 @@ func testAddr() netip.AddrPort {
 	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), 20000+nextPort.n)
 }
 
-func newKeys(t testing.TB) (ed25519.PrivateKey, [KeySize]byte) {
+func newKeys(t testing.TB) (ed25519.PrivateKey, []SphinxKey) {
 	t.Helper()
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -64,8 +64,23 @@ func newKeys(t testing.TB) (ed25519.PrivateKey, [KeySize]byte) {
 	}
 	var sphinx [KeySize]byte
 	rand.Read(sphinx[:])
-	return key, sphinx
+	return key, []SphinxKey{NewSphinxKey(testRotation, sphinx)}
 }
+
+// testRotation is the key rotation under way, for hours, on a server with
+// testSchedule.
+const testRotation = 0
+
+// testSchedule is the schedule of test servers: rotation 0 began a minute
+// ago and lasts six hours, so a test node's key of rotation 0 is the
+// current one whatever the test does with the clock in seconds or minutes.
+func testSchedule() Schedule {
+	return Schedule{Genesis: testGenesis, EpochLength: time.Hour, RotationEpochs: 6}
+}
+
+// testGenesis is the genesis of testSchedule, the same for every server of
+// the test run (a restarted server serves the same epochs).
+var testGenesis = time.Now().Add(-time.Minute)
 
 // newNoiseKey returns a random Noise key in base58: the directory checks
 // only its length.
@@ -104,6 +119,9 @@ func startServer(t testing.TB, cfg Config) *testServer {
 	t.Helper()
 	if cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()
+	}
+	if cfg.Schedule == (Schedule{}) {
+		cfg.Schedule = testSchedule()
 	}
 	s, err := New(cfg)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"time"
 )
 
@@ -163,8 +164,9 @@ func (s *Server) applyLocked(id string, r record) error {
 
 // sameNode reports whether a and b describe the same node, timestamps aside.
 func sameNode(a, b Descriptor) bool {
-	a.Timestamp, b.Timestamp = 0, 0
-	return a == b
+	return a.Role == b.Role && a.Layer == b.Layer && a.Address == b.Address &&
+		a.ClientAddress == b.ClientAddress && a.Identity == b.Identity &&
+		a.NoiseKey == b.NoiseKey && slices.Equal(a.SphinxKeys, b.SphinxKeys)
 }
 
 // sweep forgets every record that is neither listed nor guarding against

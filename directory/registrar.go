@@ -3,8 +3,10 @@ package directory
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -24,7 +26,8 @@ const (
 // Registrar keeps a node listed in the directory: it registers the node,
 // re-registers it every Interval, retries with exponential backoff after a
 // failure, and deregisters it when its context ends. Mixnodes and gateways
-// run one for as long as they serve.
+// run one for as long as they serve, and call Update when their descriptor
+// changes (a new Sphinx key), which registers the new one at once.
 type Registrar struct {
 	// Client reaches the directory. Required.
 	Client *Client
@@ -41,6 +44,49 @@ type Registrar struct {
 	// Logger receives one line per change of state and one per failure;
 	// the zero value discards them.
 	Logger zerolog.Logger
+
+	mu     sync.Mutex
+	update *Descriptor   // from Update, for Run to take
+	wake   chan struct{} // tells Run an update came
+}
+
+// Update replaces the descriptor Run keeps registered and makes Run
+// register it at once (or first thing, when Run has not started). d must
+// name the same identity; a descriptor that does not validate is refused.
+// It is safe to call concurrently with Run.
+func (r *Registrar) Update(d Descriptor) error {
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	if d.Identity != r.Descriptor.Identity {
+		return errors.New("directory: Registrar.Update: the descriptor names another identity")
+	}
+	r.mu.Lock()
+	r.update = &d
+	wake := r.wakeLocked()
+	r.mu.Unlock()
+	select {
+	case wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// wakeLocked returns the channel that wakes Run; r.mu is held.
+func (r *Registrar) wakeLocked() chan struct{} {
+	if r.wake == nil {
+		r.wake = make(chan struct{}, 1)
+	}
+	return r.wake
+}
+
+// take replaces *d with the descriptor of the last Update, if one came.
+func (r *Registrar) take(d *Descriptor) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.update != nil {
+		*d, r.update = *r.update, nil
+	}
 }
 
 // Run registers the node and keeps it registered until ctx ends, then
@@ -61,6 +107,7 @@ func (r *Registrar) Run(ctx context.Context) error {
 		return fmt.Errorf("directory: Registrar.Client is nil")
 	}
 	d := r.Descriptor
+	r.take(&d)
 	if err := d.Validate(); err != nil {
 		return err
 	}
@@ -68,6 +115,9 @@ func (r *Registrar) Run(ctx context.Context) error {
 		return err
 	}
 	log := r.Logger.With().Str("identity", d.Identity).Str("role", string(d.Role)).Logger()
+	r.mu.Lock()
+	wake := r.wakeLocked()
+	r.mu.Unlock()
 
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -75,9 +125,12 @@ func (r *Registrar) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return r.deregister(ctx, log)
+			return r.deregister(ctx, d, log)
 		case <-timer.C:
+		case <-wake:
+			timer.Stop()
 		}
+		r.take(&d)
 		attemptCtx, cancel := context.WithTimeout(ctx, interval)
 		err := r.Client.Register(attemptCtx, d, r.Key)
 		cancel()
@@ -101,10 +154,10 @@ func (r *Registrar) Run(ctx context.Context) error {
 }
 
 // deregister removes the node on the way out of Run.
-func (r *Registrar) deregister(ctx context.Context, log zerolog.Logger) error {
+func (r *Registrar) deregister(ctx context.Context, d Descriptor, log zerolog.Logger) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deregisterTimeout)
 	defer cancel()
-	if err := r.Client.Deregister(ctx, r.Descriptor, r.Key); err != nil {
+	if err := r.Client.Deregister(ctx, d, r.Key); err != nil {
 		log.Warn().Err(err).Msg("directory deregistration failed")
 		return fmt.Errorf("directory: deregistering: %w", err)
 	}

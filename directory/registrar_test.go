@@ -94,7 +94,7 @@ func startRegistrar(t *testing.T, r *Registrar) (stop func() error) {
 
 func TestRegistrarKeepsNodeListed(t *testing.T) {
 	clock := newFakeClock()
-	cfg := Config{DataDir: t.TempDir(), Now: clock.Now, TTL: 10 * time.Second}
+	cfg := Config{DataDir: t.TempDir(), Now: clock.Now, TTL: 10 * time.Second, Schedule: testSchedule()}
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +126,7 @@ func TestRegistrarKeepsNodeListed(t *testing.T) {
 }
 
 func TestRegistrarRetriesAfterFailures(t *testing.T) {
-	cfg := Config{DataDir: t.TempDir()}
+	cfg := Config{DataDir: t.TempDir(), Schedule: testSchedule()}
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -152,7 +152,7 @@ func TestRegistrarRetriesAfterFailures(t *testing.T) {
 }
 
 func TestRegistrarReportsFailedDeregistration(t *testing.T) {
-	cfg := Config{DataDir: t.TempDir()}
+	cfg := Config{DataDir: t.TempDir(), Schedule: testSchedule()}
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -42,6 +42,9 @@ type Config struct {
 	// network advertises to its clients (for example the mean mix delay
 	// `mixnet local --mix-delay` sets).
 	Params *Params
+	// Schedule is the network's timetable of epochs and key rotations,
+	// served with every topology. Zero fields take DefaultSchedule's.
+	Schedule Schedule
 }
 
 // applyDefaults fills in zero fields and then checks the result.
@@ -57,6 +60,19 @@ func (c *Config) applyDefaults() error {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	def := DefaultSchedule()
+	if c.Schedule.Genesis.IsZero() {
+		c.Schedule.Genesis = def.Genesis
+	}
+	if c.Schedule.EpochLength == 0 {
+		c.Schedule.EpochLength = def.EpochLength
+	}
+	if c.Schedule.RotationEpochs == 0 {
+		c.Schedule.RotationEpochs = def.RotationEpochs
+	}
+	if err := c.Schedule.Validate(); err != nil {
+		return fmt.Errorf("directory: Config.Schedule: %s", reason(err))
 	}
 	switch {
 	case c.DataDir == "":
@@ -206,10 +222,14 @@ func (s *Server) Close() error {
 }
 
 // Topology returns the nodes listed now, in the order the server serves
-// them.
+// them: those registered within the TTL that hold a Sphinx key for the
+// current rotation, each with the keys it holds now (the current one, and
+// the next one once it is announced).
 func (s *Server) Topology() Topology {
 	now := s.cfg.Now()
-	t := Topology{Mixnodes: []Mixnode{}, Gateways: []Gateway{}}
+	sched := s.cfg.Schedule
+	epoch := sched.Epoch(now)
+	t := Topology{Mixnodes: []Mixnode{}, Gateways: []Gateway{}, Epoch: sched.Info(epoch)}
 	if s.cfg.Params != nil {
 		p := *s.cfg.Params
 		t.Params = &p
@@ -220,11 +240,15 @@ func (s *Server) Topology() Topology {
 			continue
 		}
 		d := r.desc
+		keys := servedKeys(d.SphinxKeys, sched, now)
+		if keys == nil {
+			continue // no key for the current rotation: no packet can be built for it
+		}
 		switch d.Role {
 		case RoleMixnode:
-			t.Mixnodes = append(t.Mixnodes, Mixnode{Layer: d.Layer, Address: d.Address, Identity: d.Identity, SphinxKey: d.SphinxKey, NoiseKey: d.NoiseKey})
+			t.Mixnodes = append(t.Mixnodes, Mixnode{Layer: d.Layer, Address: d.Address, Identity: d.Identity, SphinxKeys: keys, NoiseKey: d.NoiseKey})
 		case RoleGateway:
-			t.Gateways = append(t.Gateways, Gateway{Address: d.Address, ClientAddress: d.ClientAddress, Identity: d.Identity, SphinxKey: d.SphinxKey, NoiseKey: d.NoiseKey})
+			t.Gateways = append(t.Gateways, Gateway{Address: d.Address, ClientAddress: d.ClientAddress, Identity: d.Identity, SphinxKeys: keys, NoiseKey: d.NoiseKey})
 		}
 	}
 	s.mu.RUnlock()
@@ -234,6 +258,27 @@ func (s *Server) Topology() Topology {
 	slices.SortFunc(t.Gateways, func(a, b Gateway) int { return cmp.Compare(a.Identity, b.Identity) })
 	return t
 }
+
+// servedKeys returns the keys of list a topology made at t lists: the
+// current rotation's and the next one's once announced (not the previous
+// one in its grace epoch: no new packet is built for it). It returns nil
+// when list has no key for the current rotation.
+func servedKeys(list []SphinxKey, sched Schedule, t time.Time) []SphinxKey {
+	cur := sched.RotationAt(t)
+	var out []SphinxKey
+	for _, k := range list {
+		if k.Rotation == cur || (k.Rotation == cur+1 && sched.Holds(k.Rotation, t)) {
+			out = append(out, k)
+		}
+	}
+	if len(out) == 0 || out[0].Rotation != cur {
+		return nil
+	}
+	return out
+}
+
+// Schedule is the network's timetable the server serves.
+func (s *Server) Schedule() Schedule { return s.cfg.Schedule }
 
 func (s *Server) handleTopology(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Cache-Control", "no-cache")

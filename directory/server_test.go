@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -32,7 +33,7 @@ func TestRegisterAndTopology(t *testing.T) {
 	}
 	gw6 := newGateway(t)
 	key := gw6.key.Public().(ed25519.PublicKey)
-	gw6.desc = NewGatewayDescriptor(netip.MustParseAddrPort("[::1]:1790"), "wss://[::1]:9443/client", key, mustSphinx(t, gw6.desc))
+	gw6.desc = NewGatewayDescriptor(netip.MustParseAddrPort("[::1]:1790"), "wss://[::1]:9443/client", key, gw6.desc.SphinxKeys)
 	nodes = append(nodes, newGateway(t), gw6, newGateway(t))
 	for _, n := range nodes {
 		ts.register(t, n)
@@ -69,11 +70,11 @@ func TestRegisterAndTopology(t *testing.T) {
 		if !ok {
 			t.Fatalf("unknown mixnode %s listed", m.Identity)
 		}
-		want := Mixnode{Layer: n.desc.Layer, Address: n.desc.Address, Identity: n.desc.Identity, SphinxKey: n.desc.SphinxKey, NoiseKey: n.desc.NoiseKey}
-		if m != want {
+		want := Mixnode{Layer: n.desc.Layer, Address: n.desc.Address, Identity: n.desc.Identity, SphinxKeys: n.desc.SphinxKeys, NoiseKey: n.desc.NoiseKey}
+		if !reflect.DeepEqual(m, want) {
 			t.Errorf("mixnode %+v, want %+v", m, want)
 		}
-		checkKeys(t, n, m.IdentityKey, m.SphinxPublicKey)
+		checkKeys(t, n, m.IdentityKey, m.SphinxKeyFor)
 		checkNoiseKey(t, n, m.NoisePublicKey)
 		if ap, err := m.AddrPort(); err != nil || ap.String() != n.desc.Address {
 			t.Errorf("AddrPort() = %v, %v; want %s", ap, err, n.desc.Address)
@@ -85,16 +86,16 @@ func TestRegisterAndTopology(t *testing.T) {
 		if !ok {
 			t.Fatalf("unknown gateway %s listed", g.Identity)
 		}
-		want := Gateway{Address: n.desc.Address, ClientAddress: n.desc.ClientAddress, Identity: n.desc.Identity, SphinxKey: n.desc.SphinxKey, NoiseKey: n.desc.NoiseKey}
-		if g != want {
+		want := Gateway{Address: n.desc.Address, ClientAddress: n.desc.ClientAddress, Identity: n.desc.Identity, SphinxKeys: n.desc.SphinxKeys, NoiseKey: n.desc.NoiseKey}
+		if !reflect.DeepEqual(g, want) {
 			t.Errorf("gateway %+v, want %+v", g, want)
 		}
-		checkKeys(t, n, g.IdentityKey, g.SphinxPublicKey)
+		checkKeys(t, n, g.IdentityKey, g.SphinxKeyFor)
 		checkNoiseKey(t, n, g.NoisePublicKey)
 		if u, err := g.ClientURL(); err != nil || u.String() != n.desc.ClientAddress {
 			t.Errorf("ClientURL() = %v, %v; want %s", u, err, n.desc.ClientAddress)
 		}
-		if found, ok := topo.Gateway(g.Identity); !ok || found != g {
+		if found, ok := topo.Gateway(g.Identity); !ok || !reflect.DeepEqual(found, g) {
 			t.Errorf("Topology.Gateway(%s) = %+v, %v", g.Identity, found, ok)
 		}
 		delete(byID, g.Identity)
@@ -126,14 +127,14 @@ func TestRegisterAndTopology(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, m := range raw.Mixnodes {
-		checkFieldNames(t, m, "layer", "address", "identity", "sphinx_key", "noise_key")
+		checkFieldNames(t, m, "layer", "address", "identity", "sphinx_keys", "noise_key")
 	}
 	for _, g := range raw.Gateways {
 		if g["identity"] == gw6.desc.Identity { // registered no Noise key
-			checkFieldNames(t, g, "address", "client_address", "identity", "sphinx_key")
+			checkFieldNames(t, g, "address", "client_address", "identity", "sphinx_keys")
 			continue
 		}
-		checkFieldNames(t, g, "address", "client_address", "identity", "sphinx_key", "noise_key")
+		checkFieldNames(t, g, "address", "client_address", "identity", "sphinx_keys", "noise_key")
 	}
 }
 
@@ -153,24 +154,19 @@ func checkNoiseKey(t *testing.T, n testNode, noise func() ([KeySize]byte, bool, 
 	}
 }
 
-func mustSphinx(t *testing.T, d Descriptor) [KeySize]byte {
-	t.Helper()
-	k, err := parseKey("sphinx_key", d.SphinxKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func checkKeys(t *testing.T, n testNode, identity func() (ed25519.PublicKey, error), sphinx func() ([KeySize]byte, error)) {
+func checkKeys(t *testing.T, n testNode, identity func() (ed25519.PublicKey, error), sphinx func(uint32) ([KeySize]byte, bool)) {
 	t.Helper()
 	id, err := identity()
 	if err != nil || !id.Equal(n.key.Public()) {
 		t.Errorf("IdentityKey() = %x, %v; want %x", id, err, n.key.Public())
 	}
-	sk, err := sphinx()
-	if err != nil || sk != mustSphinx(t, n.desc) {
-		t.Errorf("SphinxPublicKey() = %x, %v", sk, err)
+	want := n.desc.SphinxKeys[0]
+	sk, ok := sphinx(want.Rotation)
+	if !ok || address.EncodeKey(sk[:]) != want.Key {
+		t.Errorf("SphinxKeyFor(%d) = %x, %v; want %s", want.Rotation, sk, ok, want.Key)
+	}
+	if _, ok := sphinx(want.Rotation + 5); ok {
+		t.Errorf("SphinxKeyFor(%d) found a key the node never listed", want.Rotation+5)
 	}
 }
 
@@ -187,13 +183,14 @@ func checkFieldNames(t *testing.T, obj map[string]any, names ...string) {
 }
 
 func equalTopology(a, b *Topology) bool {
-	return slices.Equal(a.Mixnodes, b.Mixnodes) && slices.Equal(a.Gateways, b.Gateways)
+	return reflect.DeepEqual(a.Mixnodes, b.Mixnodes) && reflect.DeepEqual(a.Gateways, b.Gateways) && a.Epoch == b.Epoch
 }
 
 func TestEmptyTopologyHasEmptyLists(t *testing.T) {
 	ts := startServer(t, Config{})
 	status, body := ts.get(t, PathTopology)
-	if status != http.StatusOK || strings.TrimSpace(string(body)) != `{"mixnodes":[],"gateways":[]}` {
+	want := fmt.Sprintf(`{"mixnodes":[],"gateways":[],"epoch":{"number":0,"start":%d,"length":3600000000000,"rotation_epochs":6,"rotation":0}}`, testGenesis.UnixNano())
+	if status != http.StatusOK || strings.TrimSpace(string(body)) != want {
 		t.Errorf("GET %s = %d %s", PathTopology, status, body)
 	}
 }
@@ -302,8 +299,9 @@ func TestRegisterRejections(t *testing.T) {
 		{"identity not base58", withDesc(mix, func(d *Descriptor) { d.Identity = "0OIl" + d.Identity[4:] }), 400, "identity is not a 32-byte base58 key"},
 		{"identity of 31 bytes", withDesc(mix, func(d *Descriptor) { d.Identity = address58(make([]byte, 31)) }), 400, "identity is not a 32-byte base58 key"},
 		{"identity not a curve point", withDesc(mix, func(d *Descriptor) { d.Identity = address58(append([]byte{2}, make([]byte, 31)...)) }), 400, "not a valid ed25519 public key"},
-		{"sphinx key of 33 bytes", withDesc(mix, func(d *Descriptor) { d.SphinxKey = address58(make([]byte, 33)) }), 400, "sphinx_key is not a 32-byte base58 key"},
-		{"missing sphinx key", withDesc(mix, func(d *Descriptor) { d.SphinxKey = "" }), 400, "sphinx_key is missing"},
+		{"sphinx key of 33 bytes", withDesc(mix, func(d *Descriptor) { d.SphinxKeys = []SphinxKey{{Key: address58(make([]byte, 33))}} }), 400, "sphinx_keys[0].key is not a 32-byte base58 key"},
+		{"missing sphinx key", withDesc(mix, func(d *Descriptor) { d.SphinxKeys = []SphinxKey{{Rotation: 3}} }), 400, "sphinx_keys[0].key is missing"},
+		{"no sphinx keys", withDesc(mix, func(d *Descriptor) { d.SphinxKeys = nil }), 400, "sphinx_keys is empty"},
 		{"noise key of 31 bytes", withDesc(mix, func(d *Descriptor) { d.NoiseKey = address58(make([]byte, 31)) }), 400, "noise_key is not a 32-byte base58 key"},
 		{"stale timestamp", func() ([]byte, []string) {
 			body, sig := signed(t, mix.key, PathRegister, mix.desc, now.Add(-3*time.Minute))

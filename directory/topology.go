@@ -15,6 +15,10 @@ type Topology struct {
 	Gateways []Gateway `json:"gateways"`
 	// Params holds the network's advertised parameters, when it has any.
 	Params *Params `json:"params,omitempty"`
+	// Epoch is the epoch the topology was made in, and the network's
+	// timetable of epochs and key rotations. Every listed node has a Sphinx
+	// key for the epoch's rotation.
+	Epoch EpochInfo `json:"epoch"`
 }
 
 // Params are the parameters a network advertises to its clients. A client
@@ -35,8 +39,9 @@ type Mixnode struct {
 	Address string `json:"address"`
 	// Identity is the base58 ed25519 identity key.
 	Identity string `json:"identity"`
-	// SphinxKey is the base58 X25519 Sphinx key.
-	SphinxKey string `json:"sphinx_key"`
+	// SphinxKeys are the node's Sphinx keys held in the topology's epoch,
+	// one per key rotation, oldest first.
+	SphinxKeys []SphinxKey `json:"sphinx_keys"`
 	// NoiseKey is the base58 X25519 Noise static key; empty when the node
 	// registered none.
 	NoiseKey string `json:"noise_key,omitempty"`
@@ -51,8 +56,9 @@ type Gateway struct {
 	ClientAddress string `json:"client_address"`
 	// Identity is the base58 ed25519 identity key.
 	Identity string `json:"identity"`
-	// SphinxKey is the base58 X25519 Sphinx key.
-	SphinxKey string `json:"sphinx_key"`
+	// SphinxKeys are the node's Sphinx keys held in the topology's epoch,
+	// one per key rotation, oldest first.
+	SphinxKeys []SphinxKey `json:"sphinx_keys"`
 	// NoiseKey is the base58 X25519 Noise static key; empty when the node
 	// registered none.
 	NoiseKey string `json:"noise_key,omitempty"`
@@ -61,8 +67,9 @@ type Gateway struct {
 // IdentityKey returns the mixnode's ed25519 identity key.
 func (m Mixnode) IdentityKey() (ed25519.PublicKey, error) { return parseIdentity(m.Identity) }
 
-// SphinxPublicKey returns the mixnode's X25519 Sphinx key.
-func (m Mixnode) SphinxPublicKey() ([KeySize]byte, error) { return parseKey("sphinx_key", m.SphinxKey) }
+// SphinxKeyFor returns the mixnode's X25519 Sphinx key of rotation r, if
+// it lists one.
+func (m Mixnode) SphinxKeyFor(r uint32) ([KeySize]byte, bool) { return sphinxKeyFor(m.SphinxKeys, r) }
 
 // NoisePublicKey returns the mixnode's Noise static key; ok is false when
 // it has none.
@@ -84,7 +91,7 @@ func (m Mixnode) Validate() error {
 	if _, err := m.IdentityKey(); err != nil {
 		return err
 	}
-	if _, err := m.SphinxPublicKey(); err != nil {
+	if err := checkSphinxKeys(m.SphinxKeys); err != nil {
 		return err
 	}
 	_, _, err := m.NoisePublicKey()
@@ -94,8 +101,9 @@ func (m Mixnode) Validate() error {
 // IdentityKey returns the gateway's ed25519 identity key.
 func (g Gateway) IdentityKey() (ed25519.PublicKey, error) { return parseIdentity(g.Identity) }
 
-// SphinxPublicKey returns the gateway's X25519 Sphinx key.
-func (g Gateway) SphinxPublicKey() ([KeySize]byte, error) { return parseKey("sphinx_key", g.SphinxKey) }
+// SphinxKeyFor returns the gateway's X25519 Sphinx key of rotation r, if it
+// lists one.
+func (g Gateway) SphinxKeyFor(r uint32) ([KeySize]byte, bool) { return sphinxKeyFor(g.SphinxKeys, r) }
 
 // NoisePublicKey returns the gateway's Noise static key; ok is false when
 // it has none.
@@ -120,7 +128,7 @@ func (g Gateway) Validate() error {
 	if _, err := g.IdentityKey(); err != nil {
 		return err
 	}
-	if _, err := g.SphinxPublicKey(); err != nil {
+	if err := checkSphinxKeys(g.SphinxKeys); err != nil {
 		return err
 	}
 	_, _, err := g.NoisePublicKey()
@@ -152,7 +160,17 @@ func (t *Topology) Validate() error {
 	if t.Params != nil && t.Params.MeanMixDelay < 0 {
 		return fmt.Errorf("directory: params: mean_mix_delay %d is negative", t.Params.MeanMixDelay)
 	}
+	if _, err := t.Epoch.Schedule(); err != nil {
+		return fmt.Errorf("directory: epoch: %s", reason(err))
+	}
 	return nil
+}
+
+// Schedule is the network's timetable, from the topology's epoch. It is
+// valid for a topology that passed Validate.
+func (t *Topology) Schedule() Schedule {
+	s, _ := t.Epoch.Schedule()
+	return s
 }
 
 // Layer returns the mixnodes of the given layer, in topology order.

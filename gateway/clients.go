@@ -16,6 +16,7 @@ import (
 
 	"github.com/peapod-mixnet/peapod/address"
 	"github.com/peapod-mixnet/peapod/internal/gwproto"
+	"github.com/peapod-mixnet/peapod/internal/wire"
 )
 
 // Client connections.
@@ -306,7 +307,9 @@ func (g *Gateway) forward(c *conn, f *gwproto.Forward) {
 		g.trySend(c, &gwproto.Error{Code: gwproto.CodeRefused, Message: "first hop " + f.FirstHop.String() + " is not a layer-1 mixnode"})
 		return
 	}
-	if g.send(hop, f.Packet) { // the pool copies the packet
+	// The client's Forward names no key rotation: the layer-1 mixnode tries
+	// its current key, then the other (see internal/node).
+	if g.send(hop, f.Packet, wire.KeyRotationUnknown) { // the pool copies the packet
 		g.counters.forwarded.Add(1)
 	}
 }

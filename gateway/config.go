@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"net/url"
 	"time"
@@ -62,9 +63,11 @@ type Config struct {
 	// ClientListenAddr, which must then name a specific IP when
 	// DirectoryURL is set.
 	ClientAnnounceURL string
-	// DataDir holds the keys (identity.pem, noise.pem, sphinx.pem), the database
-	// (gateway.db) and the saved replay filter (replay.bin); it is created
-	// (0700) when missing. Required.
+	// DataDir holds the keys (identity.pem, noise.pem, and a Sphinx key per
+	// rotation, sphinx-<R>.pem), the database (gateway.db), the saved replay
+	// filters (replay-<R>.bin), the network's schedule and the listen
+	// addresses (files of package internal/node); it is created (0700) when
+	// missing. Required.
 	DataDir string
 	// DirectoryURL is the directory's base URL, used to register the
 	// gateway and to fetch the topology. Empty means no registration and no
@@ -129,10 +132,20 @@ type Config struct {
 	// the per-source limit off.
 	MaxHandshakes          int
 	MaxHandshakesPerSource int
-	// ReplayCapacity sizes the Sphinx replay filter (see
-	// [sphinx.NewReplayFilter]; about 3 bytes a tag). Default
-	// DefaultReplayCapacity (about 30 MB).
+	// ReplayCapacity sizes the Sphinx replay filter of a gateway without a
+	// directory (one Sphinx key for ever; see [sphinx.NewReplayFilter],
+	// about 3 bytes a tag). Default DefaultReplayCapacity (about 30 MB). A
+	// gateway of a network sizes each key's filter from PeakRate instead.
 	ReplayCapacity int
+	// PeakRate is the packets a second each Sphinx key's replay filter is
+	// sized for, over the key's whole life (directory.Schedule.KeyLifetime);
+	// a higher rate measured over the previous key's life raises it.
+	// Default node.DefaultPeakRate (500).
+	PeakRate float64
+	// ReplayFalsePositiveRate is the share of fresh packets each replay
+	// filter may wrongly refuse once full (at its capacity). Default
+	// sphinx.DefaultReplayFalsePositiveRate (1e-5).
+	ReplayFalsePositiveRate float64
 	// ReplaySaveInterval is how often the replay filter is saved to
 	// ReplayFilterFile while the gateway runs; it is also saved when the
 	// gateway closes, so that a restarted gateway still refuses the packets
@@ -229,6 +242,10 @@ func (c *Config) applyDefaults() error {
 		return fmt.Errorf("gateway: Config.MaxHandshakes %d is negative", c.MaxHandshakes)
 	case c.ReplayCapacity < 0:
 		return fmt.Errorf("gateway: Config.ReplayCapacity %d is negative", c.ReplayCapacity)
+	case c.PeakRate < 0 || math.IsInf(c.PeakRate, 0) || math.IsNaN(c.PeakRate):
+		return fmt.Errorf("gateway: Config.PeakRate %v is not a packet rate", c.PeakRate)
+	case !(c.ReplayFalsePositiveRate >= 0 && c.ReplayFalsePositiveRate < 1):
+		return fmt.Errorf("gateway: Config.ReplayFalsePositiveRate %v is not between 0 and 1", c.ReplayFalsePositiveRate)
 	case c.ReplaySaveInterval > 0 && c.ReplaySaveInterval < replaystore.MinInterval:
 		return fmt.Errorf("gateway: Config.ReplaySaveInterval %s is below %s", c.ReplaySaveInterval, replaystore.MinInterval)
 	}

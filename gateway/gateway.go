@@ -98,7 +98,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -109,7 +108,6 @@ import (
 	"github.com/peapod-mixnet/peapod/address"
 	"github.com/peapod-mixnet/peapod/directory"
 	"github.com/peapod-mixnet/peapod/internal/node"
-	"github.com/peapod-mixnet/peapod/internal/replaystore"
 	"github.com/peapod-mixnet/peapod/internal/wire"
 	"github.com/peapod-mixnet/peapod/sphinx"
 )
@@ -123,8 +121,6 @@ const (
 
 // Storing.
 const (
-	// firstRegisterTimeout bounds Start's own attempt at registering.
-	firstRegisterTimeout = 5 * time.Second
 	// storeWorkers is how many goroutines commit messages at once; bbolt
 	// gathers their commits into one transaction.
 	storeWorkers = 4
@@ -142,9 +138,8 @@ type Gateway struct {
 	cfg       Config
 	log       zerolog.Logger
 	keys      *node.Keys
-	sphinxKey *sphinx.PrivateKey
-	processor *sphinx.Processor
-	saver     *replaystore.Saver // of processor's replay filter
+	sphinx    *node.SphinxKeys
+	life      *node.Lifecycle // nil without a directory
 	store     *store
 	topo      *topology
 	counters  *counters
@@ -185,8 +180,7 @@ type Gateway struct {
 	// listener's default FrameTimeout.
 	mixFrameTimeout time.Duration
 
-	regCancel context.CancelFunc
-	regDone   chan struct{}
+	lifeDone chan error // the lifecycle's Close, run by stop
 
 	closeOnce sync.Once
 	closeErr  error
@@ -204,19 +198,23 @@ func New(cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	sphinxKey, err := node.LoadSphinxKey(cfg.DataDir)
-	if err != nil {
-		return nil, fmt.Errorf("gateway: %w", err)
-	}
 	log := cfg.Logger.With().Str("component", "gateway").
 		Str("identity", address.EncodeKey(keys.IdentityPublic())).Logger()
-	replayPath := filepath.Join(cfg.DataDir, node.ReplayFilterFile)
-	replay, err := replaystore.Load(replayPath, sphinxKey.PublicKey(), cfg.ReplayCapacity, 0, log)
+	sphinxKeys, err := node.OpenSphinxKeys(node.KeysConfig{
+		DataDir:           cfg.DataDir,
+		Static:            cfg.DirectoryURL == "",
+		StaticCapacity:    cfg.ReplayCapacity,
+		PeakRate:          cfg.PeakRate,
+		FalsePositiveRate: cfg.ReplayFalsePositiveRate,
+		SaveInterval:      cfg.ReplaySaveInterval,
+		Logger:            log,
+	}, time.Now())
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	st, err := openStore(cfg.DataDir)
 	if err != nil {
+		sphinxKeys.Close()
 		return nil, err
 	}
 	st.limits = registrationLimits{total: cfg.MaxClients, perSource: cfg.MaxClientsPerSource}
@@ -229,9 +227,7 @@ func New(cfg Config) (*Gateway, error) {
 		cfg:        cfg,
 		log:        log,
 		keys:       keys,
-		sphinxKey:  sphinxKey,
-		processor:  sphinx.NewProcessor(sphinxKey, replay),
-		saver:      replaystore.NewSaver(replayPath, sphinxKey.PublicKey(), replay, log),
+		sphinx:     sphinxKeys,
 		store:      st,
 		topo:       newTopology(dir, log),
 		counters:   newCounters(),
@@ -310,9 +306,6 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	g.mu.Lock() // the metrics collector reads it
 	g.mixServer = mixServer
 	g.mu.Unlock()
-	if err := g.saver.Start(g.cfg.ReplaySaveInterval); err != nil {
-		return fmt.Errorf("gateway: %w", err) // checked by applyDefaults
-	}
 	for range storeWorkers {
 		g.storeWG.Add(1)
 		go g.storeWorker()
@@ -345,12 +338,7 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	g.goBackground(g.purgeLoop)
 
 	if g.cfg.DirectoryURL != "" {
-		// A gateway may start before the mixnodes: the on-demand refresh
-		// finds them later, so a failure here is not fatal.
-		g.topo.Refresh(ctx)
-		// A layer-3 mixnode that left the topology loses its links.
-		g.goBackground(func() { g.topo.Run(g.ctx, g.cfg.TopologyRefresh, func() { g.mixServer.Recheck() }) })
-		if err := g.register(ctx); err != nil {
+		if err := g.startLifecycle(ctx); err != nil {
 			return err
 		}
 	}
@@ -393,36 +381,37 @@ func (g *Gateway) resolveAnnounce() error {
 	return nil
 }
 
-// register makes a first attempt at registering, so that the gateway is
-// listed by the time Start returns when the directory is up, then leaves a
-// registrar running, which retries until it succeeds and re-registers
-// after. A descriptor the directory could never accept is an error; a
-// directory that is down or refuses the first attempt is not: the gateway
-// serves meanwhile, and the registrar logs each failure.
-func (g *Gateway) register(ctx context.Context) error {
-	desc := directory.NewGatewayDescriptor(g.announce, g.clientURL, g.Identity(), g.sphinxKey.PublicKey())
+// startLifecycle fetches the topology, which gives the network's schedule
+// and so the gateway's Sphinx keys, and registers the gateway: a first
+// attempt before it returns, so that the gateway is listed by then when
+// the directory is up, then a registrar that retries until it succeeds,
+// re-registers periodically and registers new keys as they come. A
+// descriptor the directory could never accept is an error; a directory
+// that is down or refuses the first attempt is not: the gateway serves
+// meanwhile, and the registrar logs each failure. A gateway may start
+// before the mixnodes: the on-demand refresh finds them later.
+func (g *Gateway) startLifecycle(ctx context.Context) error {
+	desc := directory.NewGatewayDescriptor(g.announce, g.clientURL, g.Identity(), nil)
 	noise := g.keys.Noise.Public()
 	desc.NoiseKey = address.EncodeKey(noise[:])
-	if err := desc.Validate(); err != nil {
-		return fmt.Errorf("gateway: cannot register: %w", err)
-	}
-	client := &directory.Client{BaseURL: g.cfg.DirectoryURL}
-	first, cancel := context.WithTimeout(ctx, firstRegisterTimeout)
-	err := client.Register(first, desc, g.keys.Identity)
-	cancel()
+	life, err := node.NewLifecycle(node.LifecycleConfig{
+		Keys:       g.sphinx,
+		Directory:  &directory.Client{BaseURL: g.cfg.DirectoryURL},
+		Descriptor: desc,
+		Identity:   g.keys.Identity,
+		Fetch:      g.topo.Refresh,
+		// The registrar names the identity itself.
+		Logger: g.cfg.Logger.With().Str("component", "gateway").Logger(),
+	})
 	if err != nil {
-		g.log.Warn().Err(err).Msg("first registration with the directory failed; retrying in the background")
+		return fmt.Errorf("gateway: %w", err)
 	}
-	regCtx, cancel := context.WithCancel(context.Background())
-	g.regCancel, g.regDone = cancel, make(chan struct{})
-	// The registrar names the identity itself.
-	regLog := g.cfg.Logger.With().Str("component", "gateway").Logger()
-	r := &directory.Registrar{Client: client, Descriptor: desc, Key: g.keys.Identity, Logger: regLog}
-	go func() {
-		defer close(g.regDone)
-		r.Run(regCtx) // logs its own failures
-	}()
-	return nil
+	g.life = life
+	g.topo.OnFetch(life.Topology)
+	g.topo.Refresh(ctx)
+	// A layer-3 mixnode that left the topology loses its links.
+	g.goBackground(func() { g.topo.Run(g.ctx, g.cfg.TopologyRefresh, func() { g.mixServer.Recheck() }) })
+	return life.Start(ctx, true)
 }
 
 // purgeLoop purges expired messages every PurgeInterval until Close.
@@ -494,8 +483,10 @@ func (g *Gateway) stop() error {
 	g.mu.Unlock()
 
 	var errs []error
-	if g.regCancel != nil {
-		g.regCancel() // deregisters in the background while the rest stops
+	if g.life != nil {
+		// Deregisters in the background while the rest stops.
+		g.lifeDone = make(chan error, 1)
+		go func() { g.lifeDone <- g.life.Close() }()
 	}
 	// No more frames from mixnodes once the server has closed: every frame
 	// being handled has been delivered live or queued for the store.
@@ -534,12 +525,14 @@ func (g *Gateway) stop() error {
 		g.metricsLn.Close()
 	}
 	g.bgWG.Wait()
-	if g.regDone != nil {
-		<-g.regDone
+	if g.lifeDone != nil {
+		if err := <-g.lifeDone; err != nil {
+			g.log.Warn().Err(err).Msg("deregistering")
+		}
 	}
-	// The mix server has closed, so no frame is being peeled: the filter
-	// holds every tag it will.
-	if err := g.saver.Close(); err != nil {
+	// The mix server has closed, so no frame is being peeled: the filters
+	// hold every tag they will.
+	if err := g.sphinx.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("gateway: %w", err))
 	}
 	if err := g.store.close(); err != nil {
@@ -557,8 +550,24 @@ func (g *Gateway) Identity() ed25519.PublicKey { return g.keys.IdentityPublic() 
 // internal/node).
 func (g *Gateway) NoiseKey() *node.NoiseKey { return g.keys.Noise }
 
-// SphinxPublicKey returns the gateway's X25519 Sphinx public key.
-func (g *Gateway) SphinxPublicKey() sphinx.PublicKey { return g.sphinxKey.PublicKey() }
+// SphinxPublicKey returns the gateway's X25519 Sphinx public key of the
+// current rotation (the zero key before the schedule is known), or, for a
+// gateway without a directory, its one key.
+func (g *Gateway) SphinxPublicKey() sphinx.PublicKey {
+	if g.sphinx.Static() {
+		k, _ := g.sphinx.PublicKey(node.StaticRotation)
+		return k
+	}
+	s, ok := g.sphinx.Schedule()
+	if !ok {
+		return sphinx.PublicKey{}
+	}
+	k, _ := g.sphinx.PublicKey(s.RotationAt(time.Now()))
+	return k
+}
+
+// SphinxKeys are the gateway's Sphinx keys, by rotation.
+func (g *Gateway) SphinxKeys() *node.SphinxKeys { return g.sphinx }
 
 // MixAddr returns the bound address of the mix listener (valid after Start).
 func (g *Gateway) MixAddr() netip.AddrPort { return listenerAddr(g.mixLn) }

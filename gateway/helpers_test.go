@@ -74,7 +74,7 @@ type testDirectory struct {
 
 func startDirectory(t testing.TB) *testDirectory {
 	t.Helper()
-	srv, err := directory.New(directory.Config{DataDir: t.TempDir()})
+	srv, err := directory.New(directory.Config{DataDir: t.TempDir(), Schedule: testSchedule})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func registerNode(t testing.TB, url string, layer int, addr netip.AddrPort, nois
 	t.Helper()
 	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
 	key, _ := sphinx.GenerateKey(rand.Reader)
-	d := directory.NewMixnodeDescriptor(layer, addr, pub, key.PublicKey())
+	d := directory.NewMixnodeDescriptor(layer, addr, pub, []directory.SphinxKey{directory.NewSphinxKey(0, key.PublicKey())})
 	nk := noise.Public()
 	d.NoiseKey = address.EncodeKey(nk[:])
 	c := &directory.Client{BaseURL: url}
@@ -176,12 +176,17 @@ func (c *testClock) Advance(d time.Duration) {
 type gatewayOptions func(*Config)
 
 // testConfig is a gateway config on loopback ports for tests.
+// testSchedule is the schedule of the tests' directories: rotation 0 began
+// a minute ago and lasts six hours.
+var testSchedule = directory.Schedule{Genesis: time.Now().Add(-time.Minute), EpochLength: time.Hour, RotationEpochs: 6}
+
 func testConfig(t testing.TB, dataDir string, dir *testDirectory, log *logBuffer) Config {
 	cfg := Config{
 		MixListenAddr:    "127.0.0.1:0",
 		ClientListenAddr: "127.0.0.1:0",
 		DataDir:          dataDir,
 		ReplayCapacity:   10000,
+		PeakRate:         0.1, // the smallest filters with the tests' hour-long epochs
 		HandshakeTimeout: 2 * time.Second,
 	}
 	if dir != nil {

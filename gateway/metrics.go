@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/peapod-mixnet/peapod/internal/node"
 	"github.com/peapod-mixnet/peapod/internal/wire"
 )
 
@@ -21,6 +22,9 @@ const (
 	DropAuthentication DropReason = "authentication"
 	// DropReplay: a packet from a mixnode was processed before.
 	DropReplay DropReason = "replay"
+	// DropExpiredKey: a packet from a mixnode names a key rotation the
+	// gateway holds no key for (made for a key whose life has ended).
+	DropExpiredKey DropReason = "expired_key"
 	// DropBadPacket: a packet from a mixnode authenticated but its version,
 	// routing slot or payload was bad.
 	DropBadPacket DropReason = "bad_packet"
@@ -52,7 +56,7 @@ const (
 )
 
 var dropReasons = []DropReason{
-	DropAuthentication, DropReplay, DropBadPacket, DropNotFinal, DropUnknownClient,
+	DropAuthentication, DropReplay, DropExpiredKey, DropBadPacket, DropNotFinal, DropUnknownClient,
 	DropMalformedPayload, DropAckHop, DropForwardRefused, DropSendFailed, DropStoreFailed,
 	DropStoreFull,
 }
@@ -183,6 +187,7 @@ func newRegistry(g *Gateway) *prometheus.Registry {
 		gauge("peapod_gateway_registered_clients", "Registered clients.", g.store.clientCount),
 		counter("peapod_gateway_expired_clients_total", "Registered clients forgotten after ClientTTL without authenticating.", &c.expiredClients),
 		gauge("peapod_gateway_handshakes_in_progress", "Client connections in their handshake.", g.admission.inProgress),
+		node.NewKeysCollector(g.sphinx),
 	)
 	for _, r := range refusalReasons {
 		v := c.refused[r]

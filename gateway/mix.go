@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/peapod-mixnet/peapod/internal/gwproto"
+	"github.com/peapod-mixnet/peapod/internal/node"
 	"github.com/peapod-mixnet/peapod/internal/wire"
 	"github.com/peapod-mixnet/peapod/sphinx"
 )
@@ -77,11 +78,13 @@ func appendPayload(dst []byte, hop netip.AddrPort, ack, rest []byte) ([]byte, er
 // place.
 func (g *Gateway) handleFrame(from *wire.Peer, h wire.Header, packet []byte) {
 	g.counters.fromMixes.Add(1)
-	res, err := g.processor.Process(packet[:0], packet)
+	res, _, err := g.sphinx.Process(h.KeyRotation, packet[:0], packet)
 	if err != nil {
 		switch {
 		case errors.Is(err, sphinx.ErrReplay):
 			g.dropped(DropReplay, from)
+		case errors.Is(err, node.ErrNoKey):
+			g.dropped(DropExpiredKey, from)
 		case errors.Is(err, sphinx.ErrAuthentication):
 			from.Fault()
 			g.dropped(DropAuthentication, from)
@@ -244,14 +247,19 @@ func (g *Gateway) sendAck(m *message) {
 	if m.ack == nil {
 		return
 	}
-	if g.send(m.ackTo, m.ack) {
+	// The ack's rotation is not the packet's: a reply on a SURB made with
+	// the next keys carries an ack its replier made with the current ones.
+	// The frame names none, and the layer-1 mixnode tries both of its keys.
+	if g.send(m.ackTo, m.ack, wire.KeyRotationUnknown) {
 		g.counters.acksSent.Add(1)
 	}
 }
 
-// send hands packet to the outbound pool for to.
-func (g *Gateway) send(to netip.AddrPort, packet []byte) bool {
+// send hands packet to the outbound pool for to, in a frame naming the key
+// rotation rot.
+func (g *Gateway) send(to netip.AddrPort, packet []byte, rot wire.KeyRotation) bool {
 	h, err := wire.HeaderFor(packet)
+	h.KeyRotation = rot
 	if err == nil && g.pool.Send(to, h, packet) {
 		return true
 	}

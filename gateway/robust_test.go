@@ -242,11 +242,11 @@ func TestStartsWhileTheDirectoryIsDown(t *testing.T) {
 	logs := &logBuffer{}
 	cfg := testConfig(t, t.TempDir(), &testDirectory{url: "http://" + addr}, logs)
 	g := startGateway(t, cfg)
-	if !strings.Contains(logs.String(), "first registration with the directory failed") {
-		t.Fatalf("the failed registration is not logged: %s", logs.String())
+	if !strings.Contains(logs.String(), "the network's schedule is not known yet") {
+		t.Fatalf("the missing schedule is not logged: %s", logs.String())
 	}
 
-	srv, err := directory.New(directory.Config{DataDir: t.TempDir()})
+	srv, err := directory.New(directory.Config{DataDir: t.TempDir(), Schedule: testSchedule})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,9 +52,11 @@ const (
 	DefaultDirectoryAddr    = "127.0.0.1:8090"
 	DefaultMixnodesPerLayer = 2
 	DefaultGateways         = 2
-	// DefaultReplayCapacity sizes each node's replay filter (about 3 MB):
-	// a local network sees far fewer packets than a public one.
-	DefaultReplayCapacity = 1_000_000
+	// DefaultPeakRate is the packets a second each node's replay filters
+	// are sized for: a local network sees far fewer packets than a public
+	// one (with the default schedule, about 1.4 million tags, 4 MB, a
+	// filter).
+	DefaultPeakRate = 50
 )
 
 // Layers is the number of mixnode layers.
@@ -80,9 +82,14 @@ type Config struct {
 	// the network cannot impose it). Zero advertises no delay: a fast
 	// network for tests. `mixnet local` advertises 15 ms, Nym's default.
 	MeanMixDelay time.Duration
-	// ReplayCapacity sizes every node's replay filter. Default
-	// DefaultReplayCapacity.
-	ReplayCapacity int
+	// PeakRate is the packets a second every node's replay filters are
+	// sized for (see mixnode.Config.PeakRate). Default DefaultPeakRate.
+	PeakRate float64
+	// EpochLength and RotationEpochs are the network's schedule (see
+	// directory.Schedule): zero takes directory.DefaultEpochLength and
+	// directory.DefaultRotationEpochs. Tests run epochs of a second.
+	EpochLength    time.Duration
+	RotationEpochs int
 	// ConfigureMixnode, when set, may change the configuration of mixnode
 	// index (from 0) of layer (1 to 3) before it starts; for example set
 	// DropRate to make it lose a share of the packets. Addresses, layer,
@@ -106,8 +113,8 @@ func (c *Config) applyDefaults() error {
 	if c.Gateways == 0 {
 		c.Gateways = DefaultGateways
 	}
-	if c.ReplayCapacity == 0 {
-		c.ReplayCapacity = DefaultReplayCapacity
+	if c.PeakRate == 0 {
+		c.PeakRate = DefaultPeakRate
 	}
 	switch {
 	case c.DataDir == "":
@@ -118,8 +125,8 @@ func (c *Config) applyDefaults() error {
 		return fmt.Errorf("localnet: Config.Gateways %d is negative", c.Gateways)
 	case c.MeanMixDelay < 0:
 		return fmt.Errorf("localnet: Config.MeanMixDelay %s is negative", c.MeanMixDelay)
-	case c.ReplayCapacity < 0:
-		return fmt.Errorf("localnet: Config.ReplayCapacity %d is negative", c.ReplayCapacity)
+	case !(c.PeakRate > 0):
+		return fmt.Errorf("localnet: Config.PeakRate %v is not a positive rate", c.PeakRate)
 	}
 	ap, err := netip.ParseAddrPort(c.DirectoryAddr)
 	if err != nil || !ap.Addr().IsLoopback() {
@@ -176,7 +183,7 @@ func Start(ctx context.Context, cfg Config) (_ *Network, err error) {
 			ClientListenAddr: "127.0.0.1:0",
 			DataDir:          filepath.Join(cfg.DataDir, fmt.Sprintf("gateway-%d", i)),
 			DirectoryURL:     n.dirURL,
-			ReplayCapacity:   cfg.ReplayCapacity,
+			PeakRate:         cfg.PeakRate,
 			Logger:           cfg.Logger.With().Str("node", fmt.Sprintf("gateway-%d", i)).Logger(),
 		}
 		if cfg.ConfigureGateway != nil {
@@ -203,9 +210,10 @@ func Start(ctx context.Context, cfg Config) (_ *Network, err error) {
 func (n *Network) startDirectory(ctx context.Context) error {
 	dirData := filepath.Join(n.cfg.DataDir, "directory")
 	dir, err := directory.New(directory.Config{
-		DataDir: dirData,
-		Params:  &directory.Params{MeanMixDelay: int64(n.cfg.MeanMixDelay)},
-		Logger:  n.cfg.Logger.With().Str("node", "directory").Logger(),
+		DataDir:  dirData,
+		Schedule: directory.Schedule{EpochLength: n.cfg.EpochLength, RotationEpochs: n.cfg.RotationEpochs},
+		Params:   &directory.Params{MeanMixDelay: int64(n.cfg.MeanMixDelay)},
+		Logger:   n.cfg.Logger.With().Str("node", "directory").Logger(),
 	})
 	if err != nil {
 		return fmt.Errorf("localnet: %w", err)
@@ -235,10 +243,10 @@ func (n *Network) startMixnodes(ctx context.Context) error {
 		for i := range n.cfg.MixnodesPerLayer {
 			name := fmt.Sprintf("mixnode-%d-%d", layer, i)
 			c := mixnode.Config{
-				Layer:          layer,
-				DataDir:        filepath.Join(n.cfg.DataDir, name),
-				ReplayCapacity: n.cfg.ReplayCapacity,
-				Logger:         n.cfg.Logger.With().Str("node", name).Logger(),
+				Layer:    layer,
+				DataDir:  filepath.Join(n.cfg.DataDir, name),
+				PeakRate: n.cfg.PeakRate,
+				Logger:   n.cfg.Logger.With().Str("node", name).Logger(),
 			}
 			if n.cfg.ConfigureMixnode != nil {
 				n.cfg.ConfigureMixnode(layer, i, &c)

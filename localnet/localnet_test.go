@@ -22,8 +22,8 @@ func startNetwork(t *testing.T, cfg Config) *Network {
 	if cfg.DirectoryAddr == "" {
 		cfg.DirectoryAddr = "127.0.0.1:0"
 	}
-	if cfg.ReplayCapacity == 0 {
-		cfg.ReplayCapacity = 10000
+	if cfg.PeakRate == 0 {
+		cfg.PeakRate = 0.1 // the smallest filters
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

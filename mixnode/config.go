@@ -3,6 +3,7 @@ package mixnode
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -72,9 +73,10 @@ type Config struct {
 	MetricsAddr string
 	// Layer is the node's layer in the mixnet, 1 to 3. Required.
 	Layer int
-	// DataDir holds the node's keys (identity.pem, noise.pem, sphinx.pem), created with
-	// permissions 0700/0600 on first start, and its saved replay filter
-	// (replay.bin). Required.
+	// DataDir holds the node's keys (identity.pem, noise.pem, and a Sphinx
+	// key per rotation, sphinx-<R>.pem), created with permissions 0700/0600,
+	// their saved replay filters (replay-<R>.bin), the network's schedule
+	// and the listen address (files of package internal/node). Required.
 	DataDir string
 	// DirectoryURL is the base URL of the directory the node registers with,
 	// such as "http://127.0.0.1:8090", and fetches the topology from: the
@@ -89,10 +91,21 @@ type Config struct {
 	// triggers a fetch, at most one a second (internal/hops). Default
 	// DefaultTopologyRefresh.
 	TopologyRefresh time.Duration
-	// ReplayCapacity is how many packets the replay filter is sized for; at
-	// the default, sphinx.DefaultReplayCapacity (10 million), it takes about
-	// 30 MB.
+	// ReplayCapacity is how many packets the replay filter of a node
+	// without a directory (one Sphinx key for ever) is sized for; at the
+	// default, sphinx.DefaultReplayCapacity (10 million), it takes about 30
+	// MB. A node of a network sizes each key's filter from PeakRate instead.
 	ReplayCapacity int
+	// PeakRate is the packets a second each Sphinx key's replay filter is
+	// sized for, over the key's whole life (directory.Schedule.KeyLifetime),
+	// so that the filter's false-positive rate stays under its target until
+	// the key is wiped; a higher rate measured over the previous key's life
+	// raises it. Default node.DefaultPeakRate (500).
+	PeakRate float64
+	// ReplayFalsePositiveRate is the share of fresh packets each replay
+	// filter may wrongly refuse once full (at its capacity). Default
+	// sphinx.DefaultReplayFalsePositiveRate (1e-5).
+	ReplayFalsePositiveRate float64
 	// ReplaySaveInterval is how often the replay filter is saved to
 	// ReplayFilterFile while the node runs; it is also saved when the node
 	// closes. A negative value saves only then (a crash then forgets every
@@ -208,6 +221,10 @@ func (c *Config) applyDefaults() error {
 		return errors.New("mixnode: Config.DataDir is required")
 	case c.ReplayCapacity < 0:
 		return fmt.Errorf("mixnode: Config.ReplayCapacity %d is negative", c.ReplayCapacity)
+	case c.PeakRate < 0 || math.IsInf(c.PeakRate, 0) || math.IsNaN(c.PeakRate):
+		return fmt.Errorf("mixnode: Config.PeakRate %v is not a packet rate", c.PeakRate)
+	case !(c.ReplayFalsePositiveRate >= 0 && c.ReplayFalsePositiveRate < 1):
+		return fmt.Errorf("mixnode: Config.ReplayFalsePositiveRate %v is not between 0 and 1", c.ReplayFalsePositiveRate)
 	case c.ReplaySaveInterval > 0 && c.ReplaySaveInterval < replaystore.MinInterval:
 		return fmt.Errorf("mixnode: Config.ReplaySaveInterval %s is below %s", c.ReplaySaveInterval, replaystore.MinInterval)
 	case c.Workers < 0:

@@ -14,13 +14,18 @@ import (
 
 	"github.com/peapod-mixnet/peapod/directory"
 	"github.com/peapod-mixnet/peapod/internal/node"
+	"github.com/peapod-mixnet/peapod/internal/wire"
 	"github.com/peapod-mixnet/peapod/sphinx"
 )
+
+// testSchedule is the schedule of the tests' directories: rotation 0 began
+// a minute ago and lasts six hours.
+var testSchedule = directory.Schedule{Genesis: time.Now().Add(-time.Minute), EpochLength: time.Hour, RotationEpochs: 6}
 
 // newDirectory runs a directory server on a loopback port.
 func newDirectory(t testing.TB) *directory.Client {
 	t.Helper()
-	srv, err := directory.New(directory.Config{DataDir: t.TempDir()})
+	srv, err := directory.New(directory.Config{DataDir: t.TempDir(), Schedule: testSchedule})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,9 +66,9 @@ func TestDirectoryRegistration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := m.SphinxPublicKey()
-	if err != nil {
-		t.Fatal(err)
+	key, ok := m.SphinxKeyFor(0)
+	if !ok {
+		t.Fatalf("listed without a key of rotation 0: %+v", m)
 	}
 	addr, err := m.AddrPort()
 	if err != nil {
@@ -100,7 +105,7 @@ func TestKeysPersist(t *testing.T) {
 	if !bytes.Equal(second.Identity(), id) || second.SphinxKey() != key || second.NoiseKey().Public() != noise {
 		t.Fatal("the keys changed across a restart")
 	}
-	for _, name := range []string{node.IdentityFile, node.NoiseKeyFile, node.SphinxKeyFile} {
+	for _, name := range []string{node.IdentityFile, node.NoiseKeyFile, node.StaticKeyFile} {
 		info, err := os.Stat(filepath.Join(data, name))
 		if err != nil {
 			t.Fatal(err)
@@ -125,7 +130,7 @@ func TestKeysRefusedWhenReadable(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.Close()
-	if err := os.Chmod(filepath.Join(data, node.SphinxKeyFile), 0o644); err != nil {
+	if err := os.Chmod(filepath.Join(data, node.StaticKeyFile), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := New(Config{ListenAddr: "127.0.0.1:0", Layer: 1, DataDir: data, ReplayCapacity: testReplayCapacity}); err == nil {
@@ -270,5 +275,50 @@ func TestLinksFromTopology(t *testing.T) {
 	waitClosedByPeer(t, c)
 	if ss := n.server.Stats(); ss.Unlisted != 1 {
 		t.Fatalf("after the sender left: %+v", ss)
+	}
+}
+
+// TestKeyRotationByteCounted checks that the frame's key-rotation byte
+// selects the node's key: a packet framed with the parity of a rotation the
+// node holds no key for (here odd: the node holds rotation 0's) is dropped
+// and counted as DropExpiredKey, on a link that stays open, while the same
+// packet framed even, or unknown, is peeled and forwarded.
+func TestKeyRotationByteCounted(t *testing.T) {
+	dir := newDirectory(t)
+	prev, next := newNoiseSink(t), newNoiseSink(t)
+	prev.register(t, dir, 0) // a gateway: layer 1's previous hop
+	next.register(t, dir, 2)
+	n := newNode(t, 1, func(c *Config) { c.DirectoryURL = dir.BaseURL })
+	eventually(t, "the node fetches the topology", func() bool { return n.hops.Known(next.addr) })
+	if held := n.SphinxKeys().Held(); len(held) != 1 || held[0] != 0 {
+		t.Fatalf("the node holds the keys of rotations %v, want [0]", held)
+	}
+	route := []sphinx.Hop{hop(t, n, 0), next.hop(t)}
+	framed := func(rot wire.KeyRotation, p []byte) []byte {
+		h, err := wire.HeaderFor(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.KeyRotation = rot
+		return wire.AppendFrame(nil, h, p)
+	}
+	c, err := wire.Initiate(dial(t, n), prev.noise, n.NoiseKey().Public(), time.Now().Add(waitTimeout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write(framed(wire.KeyRotationOdd, packet(t, sphinx.AckPacket, nil, route...))); err != nil {
+		t.Fatal(err)
+	}
+	if st := settled(t, n, 1); st.Dropped[DropExpiredKey] != 1 || st.Forwarded != 0 {
+		t.Fatalf("a packet framed for a key the node does not hold: forwarded %d, dropped %v", st.Forwarded, st.Dropped)
+	}
+	for i, rot := range []wire.KeyRotation{wire.KeyRotationEven, wire.KeyRotationUnknown} {
+		if _, err := c.Write(framed(rot, packet(t, sphinx.AckPacket, nil, route...))); err != nil {
+			t.Fatalf("the node closed the connection after the refused packet: %v", err)
+		}
+		next.next(t)
+		if st := settled(t, n, uint64(2+i)); st.Forwarded != uint64(1+i) || st.DroppedTotal() != 1 {
+			t.Fatalf("framed %s: forwarded %d, dropped %v", rot, st.Forwarded, st.Dropped)
+		}
 	}
 }

@@ -26,6 +26,11 @@ const waitTimeout = 20 * time.Second
 // testReplayCapacity keeps test nodes' replay filters small.
 const testReplayCapacity = 10_000
 
+// testPeakRate sizes the filters of the Sphinx keys of a node with a
+// directory small (the smallest, node.MinReplayCapacity, with the tests'
+// hour-long epochs).
+const testPeakRate = 0.1
+
 // newNode starts a node on a loopback port with the given changes to a
 // test configuration, and closes it when the test ends.
 func newNode(t testing.TB, layer int, change func(*Config)) *Node {
@@ -35,6 +40,7 @@ func newNode(t testing.TB, layer int, change func(*Config)) *Node {
 		Layer:          layer,
 		DataDir:        t.TempDir(),
 		ReplayCapacity: testReplayCapacity,
+		PeakRate:       testPeakRate,
 	}
 	if change != nil {
 		change(&cfg)
@@ -118,9 +124,10 @@ func (s *sink) register(t testing.TB, dir *directory.Client, layer int) (deregis
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := directory.NewMixnodeDescriptor(layer, s.addr, pub, s.key.PublicKey())
+	keys := []directory.SphinxKey{directory.NewSphinxKey(0, s.key.PublicKey())}
+	d := directory.NewMixnodeDescriptor(layer, s.addr, pub, keys)
 	if layer == 0 {
-		d = directory.NewGatewayDescriptor(s.addr, "ws://"+s.addr.String(), pub, s.key.PublicKey())
+		d = directory.NewGatewayDescriptor(s.addr, "ws://"+s.addr.String(), pub, keys)
 	}
 	if s.noise != nil {
 		k := s.noise.Public()

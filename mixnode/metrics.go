@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/peapod-mixnet/peapod/internal/httpstop"
+	"github.com/peapod-mixnet/peapod/internal/node"
 	"github.com/peapod-mixnet/peapod/internal/wire"
 )
 
@@ -87,7 +88,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 // Each node has its own, so several run in one process.
 func newRegistry(n *Node) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(newCollector(n), wire.NewCollector("", n.server), collectors.NewGoCollector())
+	reg.MustRegister(newCollector(n), wire.NewCollector("", n.server), node.NewKeysCollector(n.sphinx), collectors.NewGoCollector())
 	return reg
 }
 

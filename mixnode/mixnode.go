@@ -49,7 +49,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,7 +61,6 @@ import (
 	"github.com/peapod-mixnet/peapod/internal/hops"
 	"github.com/peapod-mixnet/peapod/internal/httpstop"
 	"github.com/peapod-mixnet/peapod/internal/node"
-	"github.com/peapod-mixnet/peapod/internal/replaystore"
 	"github.com/peapod-mixnet/peapod/internal/wire"
 	"github.com/peapod-mixnet/peapod/sphinx"
 )
@@ -70,12 +68,11 @@ import (
 // Node is a mixnode. Create it with [New], run it with [Node.Start] and
 // stop it with [Node.Close]. Its methods are safe for concurrent use.
 type Node struct {
-	cfg   Config
-	log   zerolog.Logger
-	keys  *node.Keys
-	key   *sphinx.PrivateKey
-	proc  *sphinx.Processor
-	saver *replaystore.Saver // of proc's replay filter
+	cfg    Config
+	log    zerolog.Logger
+	keys   *node.Keys
+	sphinx *node.SphinxKeys
+	life   *node.Lifecycle // nil without a directory
 
 	server    *wire.Server
 	pool      *wire.Pool
@@ -103,17 +100,14 @@ type Node struct {
 	announce    netip.AddrPort
 	metricsAddr netip.AddrPort
 	metricsSrv  *httpstop.Server
-	regCancel   context.CancelFunc
-	regDone     chan error // the registrar's result
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
 // New applies cfg's defaults, validates it, and loads the node's keys from
-// cfg.DataDir, creating them on first start, and its saved replay filter
-// (an empty one on first start, or when the saved one is for another key
-// or capacity, or damaged). The node does nothing until Start.
+// cfg.DataDir, creating them on first start, with their saved replay
+// filters (see package internal/node). The node does nothing until Start.
 func New(cfg Config) (*Node, error) {
 	if err := cfg.applyDefaults(); err != nil {
 		return nil, err
@@ -122,26 +116,27 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mixnode: loading keys: %w", err)
 	}
-	key, err := node.LoadSphinxKey(cfg.DataDir)
-	if err != nil {
-		return nil, fmt.Errorf("mixnode: loading keys: %w", err)
-	}
 	log := cfg.Logger.With().Str("component", "mixnode").Int("layer", cfg.Layer).Logger()
-	replayPath := filepath.Join(cfg.DataDir, node.ReplayFilterFile)
-	replay, err := replaystore.Load(replayPath, key.PublicKey(), cfg.ReplayCapacity, sphinx.DefaultReplayFalsePositiveRate, log)
+	sphinxKeys, err := node.OpenSphinxKeys(node.KeysConfig{
+		DataDir:           cfg.DataDir,
+		Static:            cfg.DirectoryURL == "",
+		StaticCapacity:    cfg.ReplayCapacity,
+		PeakRate:          cfg.PeakRate,
+		FalsePositiveRate: cfg.ReplayFalsePositiveRate,
+		SaveInterval:      cfg.ReplaySaveInterval,
+		Logger:            log,
+	}, time.Now())
 	if err != nil {
 		return nil, fmt.Errorf("mixnode: %w", err)
 	}
 	n := &Node{
-		cfg:   cfg,
-		log:   log,
-		keys:  keys,
-		key:   key,
-		proc:  sphinx.NewProcessor(key, replay),
-		saver: replaystore.NewSaver(replayPath, key.PublicKey(), replay, log),
-		work:  newWorkQueue(cfg.queueQuota()),
-		delay: newDelayQueue(cfg.queueQuota()),
-		stop:  make(chan struct{}),
+		cfg:    cfg,
+		log:    log,
+		keys:   keys,
+		sphinx: sphinxKeys,
+		work:   newWorkQueue(cfg.queueQuota()),
+		delay:  newDelayQueue(cfg.queueQuota()),
+		stop:   make(chan struct{}),
 	}
 	// With a directory the node's links are Noise links with the nodes
 	// around its layer, as the topology lists them.
@@ -160,10 +155,12 @@ func New(cfg Config) (*Node, error) {
 		Logger:       n.log,
 	})
 	if err != nil {
+		sphinxKeys.Close()
 		return nil, fmt.Errorf("mixnode: %w", err)
 	}
 	n.pool, err = wire.NewPool(wire.PoolConfig{Noise: noise, QueueLen: cfg.OutboundQueue, Logger: n.log})
 	if err != nil {
+		sphinxKeys.Close()
 		return nil, fmt.Errorf("mixnode: %w", err)
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
@@ -197,15 +194,23 @@ func (n *Node) Start(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
-	var desc directory.Descriptor
 	if n.cfg.DirectoryURL != "" {
-		desc = directory.NewMixnodeDescriptor(n.cfg.Layer, announce, n.Identity(), n.key.PublicKey())
+		desc := directory.NewMixnodeDescriptor(n.cfg.Layer, announce, n.Identity(), nil)
 		noise := n.keys.Noise.Public()
 		desc.NoiseKey = address.EncodeKey(noise[:])
-		if err := desc.Validate(); err != nil {
+		n.life, err = node.NewLifecycle(node.LifecycleConfig{
+			Keys:       n.sphinx,
+			Directory:  &directory.Client{BaseURL: n.cfg.DirectoryURL},
+			Descriptor: desc,
+			Identity:   n.keys.Identity,
+			Fetch:      n.hops.Refresh,
+			Logger:     n.log,
+		})
+		if err != nil {
 			ln.Close()
-			return fmt.Errorf("mixnode: cannot register: %w", err)
+			return fmt.Errorf("mixnode: %w", err)
 		}
+		n.hops.OnFetch(n.life.Topology)
 	}
 	var mln net.Listener
 	if n.cfg.MetricsAddr != "" {
@@ -217,9 +222,6 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	n.started, n.addr, n.announce = true, addr, announce
 
-	if err := n.saver.Start(n.cfg.ReplaySaveInterval); err != nil { // checked by applyDefaults
-		n.log.Error().Err(err).Msg("no periodic saves of the replay filter")
-	}
 	for range n.cfg.Workers {
 		n.wg.Add(1)
 		go n.worker()
@@ -245,16 +247,10 @@ func (n *Node) Start(ctx context.Context) error {
 			}
 		}()
 	}
-	if n.cfg.DirectoryURL != "" {
-		regCtx, cancel := context.WithCancel(context.Background())
-		n.regCancel, n.regDone = cancel, make(chan error, 1)
-		r := &directory.Registrar{
-			Client:     &directory.Client{BaseURL: n.cfg.DirectoryURL},
-			Descriptor: desc,
-			Key:        n.keys.Identity,
-			Logger:     n.log,
-		}
-		go func() { n.regDone <- r.Run(regCtx) }()
+	if n.life != nil {
+		// Registers once the node has keys for the network's schedule: at
+		// once if it was saved, else after the first fetch of the topology.
+		n.life.Start(ctx, false) // cannot fail: called once
 	}
 	if n.hops != nil {
 		// In the background: Start does not wait for the directory. The
@@ -268,9 +264,8 @@ func (n *Node) Start(ctx context.Context) error {
 		}()
 	}
 
-	sphinxKey := n.key.PublicKey()
 	ev := n.log.Info().Stringer("addr", addr).Stringer("announce", announce).
-		Str("identity", address.EncodeKey(n.Identity())).Str("sphinx_key", address.EncodeKey(sphinxKey[:])).
+		Str("identity", address.EncodeKey(n.Identity())).Interface("sphinx_key_rotations", n.sphinx.Held()).
 		Int("workers", n.cfg.Workers)
 	if n.metricsAddr.IsValid() {
 		ev = ev.Stringer("metrics", n.metricsAddr)
@@ -313,15 +308,14 @@ func (n *Node) Close() error {
 		n.closing.Store(true)
 		n.mu.Lock()
 		n.closed = true
-		regCancel, regDone, metricsSrv := n.regCancel, n.regDone, n.metricsSrv
+		life, metricsSrv := n.life, n.metricsSrv
 		n.mu.Unlock()
 
 		var errs []error
 		// Leave the topology first, so that clients stop choosing this node
 		// while it still forwards what it has.
-		if regCancel != nil {
-			regCancel()
-			if err := <-regDone; err != nil {
+		if life != nil {
+			if err := life.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("mixnode: %w", err))
 			}
 		}
@@ -337,8 +331,8 @@ func (n *Node) Close() error {
 			cancel()
 		}
 		n.wg.Wait()
-		// The workers have ended: the filter holds every tag it will.
-		if err := n.saver.Close(); err != nil {
+		// The workers have ended: the filters hold every tag they will.
+		if err := n.sphinx.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("mixnode: %w", err))
 		}
 		n.drainQueues()
@@ -397,9 +391,25 @@ func (n *Node) Identity() ed25519.PublicKey { return n.keys.IdentityPublic() }
 // NoiseKey is the node's Noise static key pair (see package internal/node).
 func (n *Node) NoiseKey() *node.NoiseKey { return n.keys.Noise }
 
-// SphinxKey is the node's X25519 public Sphinx key, which senders use to
-// build packets routed through it.
-func (n *Node) SphinxKey() sphinx.PublicKey { return n.key.PublicKey() }
+// SphinxKey is the node's X25519 public Sphinx key of the current
+// rotation (the zero key before the schedule is known), or, for a node
+// without a directory, its one key: the key senders build packets routed
+// through it with.
+func (n *Node) SphinxKey() sphinx.PublicKey {
+	if n.sphinx.Static() {
+		k, _ := n.sphinx.PublicKey(node.StaticRotation)
+		return k
+	}
+	s, ok := n.sphinx.Schedule()
+	if !ok {
+		return sphinx.PublicKey{}
+	}
+	k, _ := n.sphinx.PublicKey(s.RotationAt(time.Now()))
+	return k
+}
+
+// SphinxKeys are the node's Sphinx keys, by rotation.
+func (n *Node) SphinxKeys() *node.SphinxKeys { return n.sphinx }
 
 // Stats are a node's counters and gauges. Once the node is idle,
 // Received = Forwarded + the sum of Dropped.

@@ -110,7 +110,7 @@ func TestReplayDroppedAfterRestart(t *testing.T) {
 			settled(t, n1, 1)
 			if crash {
 				eventually(t, "the periodic save writes the filter", func() bool {
-					_, err := os.Stat(filepath.Join(dir, node.ReplayFilterFile))
+					_, err := os.Stat(filepath.Join(dir, node.StaticReplayFile))
 					return err == nil
 				})
 				// The "crashed" node still holds its port: the restarted one

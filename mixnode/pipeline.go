@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/peapod-mixnet/peapod/internal/hops"
+	"github.com/peapod-mixnet/peapod/internal/node"
 	"github.com/peapod-mixnet/peapod/internal/wire"
 	"github.com/peapod-mixnet/peapod/sphinx"
 )
@@ -39,6 +40,10 @@ const (
 	DropDelayEvicted DropReason = "delay_evicted"
 	// DropReplay: the node had already processed the packet.
 	DropReplay DropReason = "replay"
+	// DropExpiredKey: the frame names a key rotation the node holds no key
+	// for: the packet was made for a key whose life has ended (or for a
+	// rotation not announced yet).
+	DropExpiredKey DropReason = "expired_key"
 	// DropAuthentication: the header failed authentication (not made for
 	// this node's key, or tampered with).
 	DropAuthentication DropReason = "authentication"
@@ -79,7 +84,7 @@ const (
 // the counters; the outbound ones come from the outbound pool.
 var localReasons = [...]DropReason{
 	DropInjected, DropQueueFull, DropQueueEvicted, DropDelayQueueFull, DropDelayEvicted,
-	DropReplay, DropAuthentication, DropUnknownVersion, DropPacketSize,
+	DropReplay, DropExpiredKey, DropAuthentication, DropUnknownVersion, DropPacketSize,
 	DropPayload, DropFinalHop, DropBadNextHop, DropUnknownHop, DropShutdown,
 	DropOther,
 }
@@ -109,6 +114,8 @@ func processErrorReason(err error) DropReason {
 	switch {
 	case errors.Is(err, sphinx.ErrReplay):
 		return DropReplay
+	case errors.Is(err, node.ErrNoKey):
+		return DropExpiredKey
 	case errors.Is(err, sphinx.ErrAuthentication):
 		return DropAuthentication
 	case errors.Is(err, sphinx.ErrUnknownVersion):
@@ -125,6 +132,9 @@ func processErrorReason(err error) DropReason {
 type packetBuf struct {
 	b    []byte // exactly the packet; processed in place
 	size sphinx.PacketSize
+	// rot is the frame's key-rotation byte: as received until the packet
+	// is peeled, then the one it is sent on with.
+	rot  wire.KeyRotation
 	from *wire.Peer // for faults, logs and its peer's share of the queues
 
 	// In the delay queue, guarded by its lock: when the packet is due, in
@@ -165,7 +175,7 @@ func (n *Node) handleFrame(from *wire.Peer, h wire.Header, packet []byte) {
 	}
 	pb := getPacket(h.Size)
 	copy(pb.b, packet)
-	pb.from = from
+	pb.from, pb.rot = from, h.KeyRotation
 	evicted, ok := n.work.push(pb)
 	n.releaseAll(evicted, DropQueueEvicted)
 	if !ok {
@@ -184,7 +194,7 @@ func (n *Node) worker() {
 // process peels one layer of pb in place and sends the result on, now or
 // through the delay queue.
 func (n *Node) process(pb *packetBuf) {
-	res, err := n.proc.Process(pb.b[:0], pb.b)
+	res, rot, err := n.sphinx.Process(pb.rot, pb.b[:0], pb.b)
 	if err != nil {
 		r := processErrorReason(err)
 		if r == DropAuthentication {
@@ -193,6 +203,8 @@ func (n *Node) process(pb *packetBuf) {
 		n.release(pb, r)
 		return
 	}
+	// Every hop of a route has its key of the same rotation.
+	pb.rot = node.RotationByte(rot)
 	if res.Final {
 		n.release(pb, DropFinalHop)
 		return
@@ -283,7 +295,7 @@ func (n *Node) resolveHeld() {
 // forward hands pb to the outbound pool, which copies it and counts what
 // becomes of it, and recycles pb.
 func (n *Node) forward(to netip.AddrPort, pb *packetBuf) {
-	n.pool.Send(to, wire.Header{Size: pb.size, Type: wire.PacketTypeMix, KeyRotation: wire.KeyRotationUnknown}, pb.b)
+	n.pool.Send(to, wire.Header{Size: pb.size, Type: wire.PacketTypeMix, KeyRotation: pb.rot}, pb.b)
 	putPacket(pb)
 }
 

@@ -44,6 +44,16 @@ func (k *PrivateKey) Bytes() []byte { return append([]byte(nil), k.raw[:]...) }
 // PublicKey returns the key's public half.
 func (k *PrivateKey) PublicKey() PublicKey { return k.public }
 
+// Wipe overwrites the private key in memory with zeros, for forward
+// secrecy once the key's life has ended: packets made for it can no longer
+// be peeled with it (Process then fails with ErrAuthentication). The public
+// half stays readable. Wipe must not run concurrently with a Process that
+// uses the key.
+func (k *PrivateKey) Wipe() {
+	clear(k.raw[:])
+	clear(k.clamped[:])
+}
+
 // ParsePublicKey checks that b is a canonical X25519 public key.
 func ParsePublicKey(b []byte) (PublicKey, error) {
 	var p PublicKey

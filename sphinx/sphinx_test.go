@@ -223,6 +223,29 @@ func TestWrongKeyFailsAuthentication(t *testing.T) {
 	}
 }
 
+// TestWipedKeyPeelsNothing checks that a wiped key no longer peels the
+// packets made for it (forward secrecy once a node wipes an expired key),
+// while its public half is still readable.
+func TestWipedKeyPeelsNothing(t *testing.T) {
+	nodes := newTestRoute(t, 1)
+	pkt, err := NewPacket(rand.Reader, RegularPacket, hopsOf(nodes), Destination{}, SURBID{}, []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := nodes[0].proc.Key()
+	pub := key.PublicKey()
+	key.Wipe()
+	if !bytes.Equal(key.Bytes(), make([]byte, KeySize)) {
+		t.Fatal("Wipe left private key bytes")
+	}
+	if key.PublicKey() != pub {
+		t.Fatal("Wipe changed the public key")
+	}
+	if _, err := nodes[0].proc.Process(nil, pkt); !errors.Is(err, ErrAuthentication) {
+		t.Fatalf("a wiped key: err = %v, want ErrAuthentication", err)
+	}
+}
+
 func TestBadSize(t *testing.T) {
 	nodes := newTestRoute(t, 1)
 	for _, n := range []int{0, 1, HeaderSize, RegularPacket.Len() - 1, RegularPacket.Len() + 1} {

@@ -425,9 +425,11 @@ func (r *runner) topologyPrint(ctx context.Context) (string, error) {
 	return canonicalTopology(t)
 }
 
-// canonicalTopology is t as JSON with its nodes sorted by identity.
+// canonicalTopology is t as JSON with its nodes sorted by identity and its
+// epoch left out.
 func canonicalTopology(t *directory.Topology) (string, error) {
 	c := *t
+	c.Epoch = directory.EpochInfo{} // a new epoch changes nothing; new keys show in the nodes
 	c.Mixnodes = slices.Clone(t.Mixnodes)
 	c.Gateways = slices.Clone(t.Gateways)
 	slices.SortFunc(c.Mixnodes, func(a, b directory.Mixnode) int { return strings.Compare(a.Identity, b.Identity) })

@@ -7,11 +7,12 @@ import (
 )
 
 // TestCanonicalTopology: the order the directory lists nodes in does not
-// matter; a rotated key, a node gone or new parameters do.
+// matter, nor the epoch; a key announced or rotated, a node gone or new
+// parameters do.
 func TestCanonicalTopology(t *testing.T) {
-	a := directory.Mixnode{Layer: 1, Address: "127.0.0.1:1", Identity: "A", SphinxKey: "ka"}
-	b := directory.Mixnode{Layer: 2, Address: "127.0.0.1:2", Identity: "B", SphinxKey: "kb"}
-	g := directory.Gateway{Address: "127.0.0.1:3", Identity: "G", SphinxKey: "kg"}
+	a := directory.Mixnode{Layer: 1, Address: "127.0.0.1:1", Identity: "A", SphinxKeys: []directory.SphinxKey{{Rotation: 1, Key: "ka"}}}
+	b := directory.Mixnode{Layer: 2, Address: "127.0.0.1:2", Identity: "B", SphinxKeys: []directory.SphinxKey{{Rotation: 1, Key: "kb"}}}
+	g := directory.Gateway{Address: "127.0.0.1:3", Identity: "G", SphinxKeys: []directory.SphinxKey{{Rotation: 1, Key: "kg"}}}
 	canon := func(tp directory.Topology) string {
 		t.Helper()
 		s, err := canonicalTopology(&tp)
@@ -21,11 +22,11 @@ func TestCanonicalTopology(t *testing.T) {
 		return s
 	}
 	base := canon(directory.Topology{Mixnodes: []directory.Mixnode{a, b}, Gateways: []directory.Gateway{g}})
-	if got := canon(directory.Topology{Mixnodes: []directory.Mixnode{b, a}, Gateways: []directory.Gateway{g}}); got != base {
-		t.Errorf("the same nodes in another order print differently:\n%s\n%s", base, got)
+	if got := canon(directory.Topology{Mixnodes: []directory.Mixnode{b, a}, Gateways: []directory.Gateway{g}, Epoch: directory.EpochInfo{Number: 7}}); got != base {
+		t.Errorf("the same nodes in another order, or in another epoch, print differently:\n%s\n%s", base, got)
 	}
 	rotated := a
-	rotated.SphinxKey = "ka2"
+	rotated.SphinxKeys = []directory.SphinxKey{{Rotation: 1, Key: "ka"}, {Rotation: 2, Key: "ka2"}}
 	for name, tp := range map[string]directory.Topology{
 		"rotated key": {Mixnodes: []directory.Mixnode{rotated, b}, Gateways: []directory.Gateway{g}},
 		"node gone":   {Mixnodes: []directory.Mixnode{a}, Gateways: []directory.Gateway{g}},

@@ -26,6 +26,10 @@ type directorySection struct {
 	// topology, from which mixnodes also derive the longest delay they
 	// honour (0: none, and each client uses its own default).
 	MixDelay time.Duration `toml:"mix_delay"`
+	// Epoch is the length of the network's epochs and RotationEpochs the
+	// epochs of each Sphinx key rotation (0: the defaults, 1h and 6).
+	Epoch          time.Duration `toml:"epoch"`
+	RotationEpochs int           `toml:"rotation_epochs"`
 }
 
 func defaultDirectoryFile() mixnetFile {
@@ -43,6 +47,7 @@ func bindDirectoryFlags(fs *flag.FlagSet, c *mixnetFile) {
 	fs.IntVar(&d.MaxNodes, "max-nodes", d.MaxNodes, "most node identities tracked (0: the default)")
 	fs.DurationVar(&d.MaxClockSkew, "max-clock-skew", d.MaxClockSkew, "largest accepted clock difference of a signed request (0: the default)")
 	fs.DurationVar(&d.MixDelay, "mix-delay", d.MixDelay, "mean per-hop delay advertised to senders, from which mixnodes bound the delays they honour (0: none; each client uses its own default, 15ms, and mixnodes honour up to 30s)")
+	scheduleFlags(fs, &d.Epoch, &d.RotationEpochs)
 	c.Log.flags(fs)
 }
 
@@ -63,6 +68,7 @@ func runDirectory(args []string, stdout, stderr io.Writer) int {
 		MaxNodes:     cfg.Directory.MaxNodes,
 		MaxClockSkew: cfg.Directory.MaxClockSkew,
 		Params:       advertised(cfg.Directory.MixDelay),
+		Schedule:     directory.Schedule{EpochLength: cfg.Directory.Epoch, RotationEpochs: cfg.Directory.RotationEpochs},
 		Logger:       log,
 	})
 	if err != nil {
@@ -105,4 +111,16 @@ func advertised(mixDelay time.Duration) *directory.Params {
 		return nil
 	}
 	return &directory.Params{MeanMixDelay: int64(mixDelay)}
+}
+
+// scheduleFlags binds the flags of a network's schedule.
+func scheduleFlags(fs *flag.FlagSet, epoch *time.Duration, rotation *int) {
+	fs.DurationVar(epoch, "epoch", *epoch, "length of the network's epochs, the step of Sphinx key rotation (0: 1h; at least 500ms)")
+	fs.IntVar(rotation, "rotation-epochs", *rotation, "epochs each Sphinx key is current for (0: 6; at least 2)")
+}
+
+// peakRateFlag binds the flags of a node's replay filter sizing.
+func peakRateFlag(fs *flag.FlagSet, rate, falsePositives *float64) {
+	fs.Float64Var(rate, "peak-rate", *rate, "packets a second each Sphinx key's replay filter is sized for, over the key's life (0: 500)")
+	fs.Float64Var(falsePositives, "replay-fp-rate", *falsePositives, "share of fresh packets a full replay filter may wrongly refuse (0: 1e-5)")
 }

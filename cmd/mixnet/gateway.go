@@ -34,6 +34,8 @@ type gatewaySection struct {
 	MaxClientsSrc    int           `toml:"max_clients_per_source"`
 	ClientTTL        time.Duration `toml:"client_ttl"`
 	ReplayCapacity   int           `toml:"replay_capacity"`
+	PeakRate         float64       `toml:"peak_rate"`
+	ReplayFPRate     float64       `toml:"replay_fp_rate"`
 	ReplaySave       time.Duration `toml:"replay_save_interval"`
 }
 
@@ -69,7 +71,8 @@ func bindGatewayFlags(fs *flag.FlagSet, c *mixnetFile) {
 	fs.IntVar(&g.MaxClients, "max-clients", g.MaxClients, "registered clients; further registrations are refused (0: 100000)")
 	fs.IntVar(&g.MaxClientsSrc, "max-clients-per-source", g.MaxClientsSrc, "clients registered from one address (0: 1000; negative: no limit, for a gateway behind a proxy)")
 	fs.DurationVar(&g.ClientTTL, "client-ttl", g.ClientTTL, "how long a registered client may stay away before it is forgotten (0: 720h)")
-	fs.IntVar(&g.ReplayCapacity, "replay-capacity", g.ReplayCapacity, "packets the replay filter is sized for (0: 10 million, about 30 MB)")
+	fs.IntVar(&g.ReplayCapacity, "replay-capacity", g.ReplayCapacity, "packets the replay filter of a node without a directory is sized for (0: 10 million, about 30 MB)")
+	peakRateFlag(fs, &g.PeakRate, &g.ReplayFPRate)
 	fs.DurationVar(&g.ReplaySave, "replay-save-interval", g.ReplaySave, "how often the replay filter is saved to the data folder, which it also is on shutdown (0: 1m; negative: only on shutdown)")
 	c.Log.flags(fs)
 }
@@ -87,29 +90,31 @@ func runGateway(args []string, stdout, stderr io.Writer) int {
 	}
 	s := cfg.Gateway
 	g, err := gateway.New(gateway.Config{
-		MixListenAddr:          s.Listen,
-		ClientListenAddr:       s.ClientListen,
-		AnnounceAddr:           s.Announce,
-		ClientAnnounceURL:      s.ClientAnnounce,
-		DataDir:                s.Data,
-		DirectoryURL:           s.Directory,
-		MetricsAddr:            s.Metrics,
-		MessageTTL:             s.MessageTTL,
-		PageSize:               s.PageSize,
-		MaxPendingPerClient:    s.MaxPending,
-		MaxStored:              s.MaxStored,
-		MaxStoredPerClient:     s.MaxStoredClient,
-		PurgeInterval:          s.PurgeInterval,
-		TopologyRefresh:        s.TopologyRefresh,
-		HandshakeTimeout:       s.HandshakeTimeout,
-		MaxHandshakes:          s.MaxHandshakes,
-		MaxHandshakesPerSource: s.MaxHandshakesSrc,
-		MaxClients:             s.MaxClients,
-		MaxClientsPerSource:    s.MaxClientsSrc,
-		ClientTTL:              s.ClientTTL,
-		ReplayCapacity:         s.ReplayCapacity,
-		ReplaySaveInterval:     s.ReplaySave,
-		Logger:                 log,
+		MixListenAddr:           s.Listen,
+		ClientListenAddr:        s.ClientListen,
+		AnnounceAddr:            s.Announce,
+		ClientAnnounceURL:       s.ClientAnnounce,
+		DataDir:                 s.Data,
+		DirectoryURL:            s.Directory,
+		MetricsAddr:             s.Metrics,
+		MessageTTL:              s.MessageTTL,
+		PageSize:                s.PageSize,
+		MaxPendingPerClient:     s.MaxPending,
+		MaxStored:               s.MaxStored,
+		MaxStoredPerClient:      s.MaxStoredClient,
+		PurgeInterval:           s.PurgeInterval,
+		TopologyRefresh:         s.TopologyRefresh,
+		HandshakeTimeout:        s.HandshakeTimeout,
+		MaxHandshakes:           s.MaxHandshakes,
+		MaxHandshakesPerSource:  s.MaxHandshakesSrc,
+		MaxClients:              s.MaxClients,
+		MaxClientsPerSource:     s.MaxClientsSrc,
+		ClientTTL:               s.ClientTTL,
+		ReplayCapacity:          s.ReplayCapacity,
+		PeakRate:                s.PeakRate,
+		ReplayFalsePositiveRate: s.ReplayFPRate,
+		ReplaySaveInterval:      s.ReplaySave,
+		Logger:                  log,
 	})
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start the gateway")

@@ -19,6 +19,9 @@ type localSection struct {
 	MixDelay         time.Duration `toml:"mix_delay"`
 	MixnodesPerLayer int           `toml:"mixnodes_per_layer"`
 	Gateways         int           `toml:"gateways"`
+	Epoch            time.Duration `toml:"epoch"`
+	RotationEpochs   int           `toml:"rotation_epochs"`
+	PeakRate         float64       `toml:"peak_rate"`
 }
 
 // defaultMixDelay is Nym's mean delay per hop.
@@ -47,6 +50,8 @@ func bindLocalFlags(fs *flag.FlagSet, c *mixnetFile) {
 	fs.DurationVar(&l.MixDelay, "mix-delay", l.MixDelay, "mean delay per hop advertised to clients (senders draw the delays; 0 for none)")
 	fs.IntVar(&l.MixnodesPerLayer, "mixnodes-per-layer", l.MixnodesPerLayer, "mixnodes in each of the three layers")
 	fs.IntVar(&l.Gateways, "gateways", l.Gateways, "number of gateways")
+	scheduleFlags(fs, &l.Epoch, &l.RotationEpochs)
+	fs.Float64Var(&l.PeakRate, "peak-rate", l.PeakRate, "packets a second each node's replay filters are sized for (0: 50)")
 	c.Log.flags(fs)
 }
 
@@ -74,6 +79,9 @@ func runLocal(args []string, stdout, stderr io.Writer) int {
 		MixnodesPerLayer: l.MixnodesPerLayer,
 		Gateways:         l.Gateways,
 		MeanMixDelay:     l.MixDelay,
+		EpochLength:      l.Epoch,
+		RotationEpochs:   l.RotationEpochs,
+		PeakRate:         l.PeakRate,
 		Logger:           log,
 	})
 	cancel()
@@ -84,7 +92,9 @@ func runLocal(args []string, stdout, stderr io.Writer) int {
 	for i, g := range network.Gateways() {
 		log.Info().Int("gateway", i).Str("client_url", g.ClientURL()).Msg("gateway ready")
 	}
-	log.Info().Str("directory", network.DirectoryURL()).Dur("mix_delay", l.MixDelay).Msg("local network running")
+	sched := network.Directory().Schedule()
+	log.Info().Str("directory", network.DirectoryURL()).Dur("mix_delay", l.MixDelay).
+		Dur("epoch", sched.EpochLength).Int("rotation_epochs", sched.RotationEpochs).Msg("local network running")
 	fmt.Fprintln(stdout, network.DirectoryURL())
 
 	ctx, stop := cli.SignalContext(log, nil)

@@ -21,6 +21,8 @@ type mixnodeSection struct {
 	Directory       string        `toml:"directory"`
 	TopologyRefresh time.Duration `toml:"topology_refresh"`
 	ReplayCapacity  int           `toml:"replay_capacity"`
+	PeakRate        float64       `toml:"peak_rate"`
+	ReplayFPRate    float64       `toml:"replay_fp_rate"`
 	ReplaySave      time.Duration `toml:"replay_save_interval"`
 	Workers         int           `toml:"workers"`
 	MaxQueue        int           `toml:"max_queue"`
@@ -47,7 +49,8 @@ func bindMixnodeFlags(fs *flag.FlagSet, c *mixnetFile) {
 	fs.StringVar(&m.Data, "data", m.Data, "`folder` of the node's keys and replay filter (required)")
 	fs.StringVar(&m.Directory, "directory", m.Directory, "`URL` of the directory to register with and fetch the next hops from (default: none, which forwards to any next hop)")
 	fs.DurationVar(&m.TopologyRefresh, "topology-refresh", m.TopologyRefresh, "time between topology fetches (0: the default)")
-	fs.IntVar(&m.ReplayCapacity, "replay-capacity", m.ReplayCapacity, "packets the replay filter is sized for (0: 10 million, about 30 MB)")
+	fs.IntVar(&m.ReplayCapacity, "replay-capacity", m.ReplayCapacity, "packets the replay filter of a node without a directory is sized for (0: 10 million, about 30 MB)")
+	peakRateFlag(fs, &m.PeakRate, &m.ReplayFPRate)
 	fs.DurationVar(&m.ReplaySave, "replay-save-interval", m.ReplaySave, "how often the replay filter is saved to the data folder, which it also is on shutdown (0: 1m; negative: only on shutdown)")
 	fs.IntVar(&m.Workers, "workers", m.Workers, "goroutines peeling packets (0: one per CPU)")
 	fs.IntVar(&m.MaxQueue, "max-queue", m.MaxQueue, "bound on packets waiting to be peeled, and on packets delayed (0: the default)")
@@ -75,26 +78,28 @@ func runMixnode(args []string, stdout, stderr io.Writer) int {
 	}
 	m := cfg.Mixnode
 	node, err := mixnode.New(mixnode.Config{
-		ListenAddr:           m.Listen,
-		AnnounceAddr:         m.Announce,
-		MetricsAddr:          m.Metrics,
-		Layer:                m.Layer,
-		DataDir:              m.Data,
-		DirectoryURL:         m.Directory,
-		TopologyRefresh:      m.TopologyRefresh,
-		ReplayCapacity:       m.ReplayCapacity,
-		ReplaySaveInterval:   m.ReplaySave,
-		Workers:              m.Workers,
-		MaxQueue:             m.MaxQueue,
-		MaxQueueBytes:        m.MaxQueueBytes,
-		MaxQueuePerPeer:      m.MaxQueuePeer,
-		MaxQueueBytesPerPeer: m.MaxBytesPeer,
-		MaxDelay:             m.MaxDelay,
-		MaxConns:             m.MaxConns,
-		IdleTimeout:          m.IdleTimeout,
-		FrameTimeout:         m.FrameTimeout,
-		OutboundQueue:        m.OutboundQueue,
-		Logger:               log,
+		ListenAddr:              m.Listen,
+		AnnounceAddr:            m.Announce,
+		MetricsAddr:             m.Metrics,
+		Layer:                   m.Layer,
+		DataDir:                 m.Data,
+		DirectoryURL:            m.Directory,
+		TopologyRefresh:         m.TopologyRefresh,
+		ReplayCapacity:          m.ReplayCapacity,
+		PeakRate:                m.PeakRate,
+		ReplayFalsePositiveRate: m.ReplayFPRate,
+		ReplaySaveInterval:      m.ReplaySave,
+		Workers:                 m.Workers,
+		MaxQueue:                m.MaxQueue,
+		MaxQueueBytes:           m.MaxQueueBytes,
+		MaxQueuePerPeer:         m.MaxQueuePeer,
+		MaxQueueBytesPerPeer:    m.MaxBytesPeer,
+		MaxDelay:                m.MaxDelay,
+		MaxConns:                m.MaxConns,
+		IdleTimeout:             m.IdleTimeout,
+		FrameTimeout:            m.FrameTimeout,
+		OutboundQueue:           m.OutboundQueue,
+		Logger:                  log,
 	})
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start the mixnode")

@@ -151,7 +151,17 @@ type Cache struct {
 	// kick asks Run for a fetch as soon as OnDemandGap allows, when a
 	// lookup met an unknown hop it could not wait for.
 	kick chan struct{}
+
+	// onFetch, when set, is given every topology fetched.
+	onFetch func(*directory.Topology)
 }
+
+// OnFetch makes the cache hand every topology it fetches to f, on the
+// fetching goroutine, before the set is replaced (so that a hop is known
+// only once f has seen the topology that lists it): the node's other users
+// of the topology (its key schedule) follow the same fetches. Call it
+// before the first fetch.
+func (c *Cache) OnFetch(f func(*directory.Topology)) { c.onFetch = f }
 
 // New returns a cache of the hops sel picks from the topologies client
 // serves. It holds no hop until the first fetch. A nil client makes a
@@ -359,6 +369,9 @@ func (c *Cache) fetchLocked(ctx context.Context) error {
 		return fmt.Errorf("hops: %w", err)
 	}
 	v := c.viewOf(top)
+	if c.onFetch != nil {
+		c.onFetch(top)
+	}
 	old := c.view.Swap(v)
 	if len(old.next) != len(v.next) || len(old.prevKeys) != len(v.prevKeys) {
 		c.log.Info().Int("next_hops", len(v.next)).Int("previous_hops", len(v.prevKeys)).

@@ -34,7 +34,7 @@ type fakeDirectory struct {
 
 func newFakeDirectory(t *testing.T) *fakeDirectory {
 	t.Helper()
-	d := &fakeDirectory{topo: directory.Topology{Mixnodes: []directory.Mixnode{}, Gateways: []directory.Gateway{}}}
+	d := &fakeDirectory{topo: directory.Topology{Mixnodes: []directory.Mixnode{}, Gateways: []directory.Gateway{}, Epoch: directory.DefaultSchedule().Info(0)}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		d.requests.Add(1)
 		if r.URL.Path != directory.PathTopology {
@@ -62,7 +62,7 @@ func (d *fakeDirectory) addMixnode(t *testing.T, layer int, addr string) [wire.N
 	noise := randomKey()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.topo.Mixnodes = append(d.topo.Mixnodes, directory.Mixnode{Layer: layer, Address: addr, Identity: id, SphinxKey: key,
+	d.topo.Mixnodes = append(d.topo.Mixnodes, directory.Mixnode{Layer: layer, Address: addr, Identity: id, SphinxKeys: key,
 		NoiseKey: address.EncodeKey(noise[:])})
 	return noise
 }
@@ -74,7 +74,7 @@ func (d *fakeDirectory) addGateway(t *testing.T, addr string) [wire.NoiseKeySize
 	noise := randomKey()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.topo.Gateways = append(d.topo.Gateways, directory.Gateway{Address: addr, ClientAddress: "ws://" + addr, Identity: id, SphinxKey: key,
+	d.topo.Gateways = append(d.topo.Gateways, directory.Gateway{Address: addr, ClientAddress: "ws://" + addr, Identity: id, SphinxKeys: key,
 		NoiseKey: address.EncodeKey(noise[:])})
 	return noise
 }
@@ -91,8 +91,8 @@ func (d *fakeDirectory) setFailing(f bool) {
 	d.failing = f
 }
 
-// keys returns a fresh base58 identity and Sphinx key.
-func keys(t *testing.T) (identity, sphinxKey string) {
+// keys returns a fresh base58 identity and a Sphinx key of rotation 0.
+func keys(t *testing.T) (identity string, sphinxKeys []directory.SphinxKey) {
 	t.Helper()
 	pub, _, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -100,7 +100,7 @@ func keys(t *testing.T) (identity, sphinxKey string) {
 	}
 	var k [directory.KeySize]byte
 	rand.Read(k[:])
-	return address.EncodeKey(pub), address.EncodeKey(k[:])
+	return address.EncodeKey(pub), []directory.SphinxKey{directory.NewSphinxKey(0, k)}
 }
 
 func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }

@@ -54,11 +54,34 @@ const (
 // accept every packet it processed before, and could not save either.
 func Load(path string, key sphinx.PublicKey, capacity int, rate float64, log zerolog.Logger) (*sphinx.ReplayFilter, error) {
 	fresh := func() *sphinx.ReplayFilter { return sphinx.NewReplayFilter(capacity, rate) }
+	f, err := LoadSaved(path, key, log)
+	if err != nil {
+		return nil, err
+	}
+	if f == nil {
+		return fresh(), nil
+	}
+	if !f.SizedFor(capacity, rate) {
+		log.Warn().Str("path", path).Int("saved_capacity", f.Capacity()).Int("capacity", capacity).
+			Msg("saved replay filter sized for another capacity or rate: starting with an empty one")
+		return fresh(), nil
+	}
+	log.Info().Str("path", path).Int("tags", f.Count()).Int("capacity", f.Capacity()).Msg("loaded the saved replay filter")
+	return f, nil
+}
+
+// LoadSaved returns the filter saved at path for key, whatever its size, or
+// nil when there is none it can use: no file (logged at info level), or a
+// file for another key or damaged (logged at warn level). The error is
+// non-nil only when a file exists but cannot be read. A node whose filters
+// are sized when their key is made uses it to load a key's filter as it was
+// made.
+func LoadSaved(path string, key sphinx.PublicKey, log zerolog.Logger) (*sphinx.ReplayFilter, error) {
 	removeLeftovers(path, log)
 	file, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		log.Info().Str("path", path).Msg("no saved replay filter: starting with an empty one")
-		return fresh(), nil
+		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("replaystore: %w", err)
@@ -71,14 +94,8 @@ func Load(path string, key sphinx.PublicKey, capacity int, rate float64, log zer
 	}
 	if err != nil {
 		log.Warn().Str("path", path).Err(err).Msg("saved replay filter unusable: starting with an empty one")
-		return fresh(), nil
+		return nil, nil
 	}
-	if !f.SizedFor(capacity, rate) {
-		log.Warn().Str("path", path).Int("saved_capacity", f.Capacity()).Int("capacity", capacity).
-			Msg("saved replay filter sized for another capacity or rate: starting with an empty one")
-		return fresh(), nil
-	}
-	log.Info().Str("path", path).Int("tags", f.Count()).Int("capacity", f.Capacity()).Msg("loaded the saved replay filter")
 	return f, nil
 }
 
@@ -167,6 +184,8 @@ type Saver struct {
 
 	saveMu sync.Mutex // serialises saves
 	saved  int        // the filter's Count when it was last saved or loaded
+	// discarded is set by Discard: the file is gone and stays gone.
+	discarded bool
 
 	mu      sync.Mutex
 	started bool
@@ -237,7 +256,7 @@ func (s *Saver) Save() error {
 	// Read Count before the snapshot: every tag counted by now is in it,
 	// and a tag counted later changes Count, so the next Save writes it.
 	n := s.filter.Count()
-	if n == s.saved {
+	if n == s.saved || s.discarded {
 		return nil
 	}
 	start := time.Now()
@@ -254,6 +273,12 @@ func (s *Saver) Save() error {
 // it once nothing records tags in the filter any more, so that the file
 // holds every tag. Later calls save again if the filter changed.
 func (s *Saver) Close() error {
+	s.stopPeriodic()
+	return s.Save()
+}
+
+// stopPeriodic ends the periodic saves and waits for one in progress.
+func (s *Saver) stopPeriodic() {
 	s.mu.Lock()
 	if !s.closed {
 		s.closed = true
@@ -264,5 +289,20 @@ func (s *Saver) Close() error {
 	}
 	s.mu.Unlock()
 	<-s.done
-	return s.Save()
+}
+
+// Discard ends the periodic saves, waiting for one in progress, and deletes
+// the filter's file (and any interrupted save of it) instead of saving: for
+// the filter of a key that has expired, whose packets no node accepts any
+// more. Later saves do nothing.
+func (s *Saver) Discard() error {
+	s.stopPeriodic()
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
+	s.discarded = true
+	removeLeftovers(s.path, s.log)
+	if err := os.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("replaystore: %w", err)
+	}
+	return nil
 }

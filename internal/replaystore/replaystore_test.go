@@ -279,3 +279,56 @@ func TestLoadRemovesInterruptedSaves(t *testing.T) {
 		t.Errorf("another file went: %v", err)
 	}
 }
+
+// TestLoadSavedKeepsSize checks that LoadSaved returns a filter as it was
+// saved, whatever its size, and nothing for another key or no file.
+func TestLoadSavedKeepsSize(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "replay.bin")
+	key := sphinx.PublicKey{4}
+	log, _ := logged()
+	if f, err := LoadSaved(path, key, log); f != nil || err != nil {
+		t.Fatalf("LoadSaved without a file = %v, %v", f, err)
+	}
+	f := sphinx.NewReplayFilter(3*testCapacity, 0.01)
+	seen(f, 0, 100)
+	if err := Save(path, key, f); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadSaved(path, key, log)
+	if err != nil || got == nil || !got.SizedFor(3*testCapacity, 0.01) || seen(got, 0, 100) != 100 {
+		t.Fatalf("LoadSaved = %v, %v: not the saved filter", got, err)
+	}
+	if f, err := LoadSaved(path, sphinx.PublicKey{5}, log); f != nil || err != nil {
+		t.Fatalf("LoadSaved for another key = %v, %v", f, err)
+	}
+}
+
+// TestSaverDiscard checks that Discard deletes the file and that no save
+// writes it again.
+func TestSaverDiscard(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "replay.bin")
+	key := sphinx.PublicKey{6}
+	f := sphinx.NewReplayFilter(testCapacity, testRate)
+	log, _ := logged()
+	s := NewSaver(path, key, f, log)
+	if err := s.Start(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	seen(f, 0, 10)
+	if err := s.Save(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Discard(); err != nil {
+		t.Fatal(err)
+	}
+	seen(f, 10, 20)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("the file of a discarded filter exists: %v", err)
+	}
+}

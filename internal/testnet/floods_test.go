@@ -238,21 +238,21 @@ func topoHop(t testing.TB, topo *directory.Topology, nd *Node, delay time.Durati
 	t.Helper()
 	var key [directory.KeySize]byte
 	var ap string
-	var err error
+	ok := false
 	for _, m := range topo.Mixnodes {
 		if m.Identity == nd.Identity() {
-			key, err = m.SphinxPublicKey()
+			key, ok = m.SphinxKeyFor(topo.Epoch.Rotation)
 			ap = m.Address
 		}
 	}
 	for _, g := range topo.Gateways {
 		if g.Identity == nd.Identity() {
-			key, err = g.SphinxPublicKey()
+			key, ok = g.SphinxKeyFor(topo.Epoch.Rotation)
 			ap = g.Address
 		}
 	}
-	if ap == "" || err != nil {
-		t.Fatalf("%s is not in the topology (%v)", nd.Name(), err)
+	if ap == "" || !ok {
+		t.Fatalf("%s is not in the topology with a key of rotation %d", nd.Name(), topo.Epoch.Rotation)
 	}
 	addr, err := sphinx.NewNodeAddress(nd.Announce)
 	if err != nil || nd.Announce.String() != ap {

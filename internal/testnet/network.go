@@ -24,10 +24,10 @@ import (
 const (
 	DefaultMixnodesPerLayer = 2
 	DefaultGateways         = 2
-	// DefaultReplayCapacity sizes each node's replay filter: far more
-	// packets than a test sends, far less memory than the 10 million of a
-	// public node (about 30 MB each).
-	DefaultReplayCapacity = 200_000
+	// DefaultPeakRate sizes each node's replay filters: with the default
+	// schedule (keys live 8 hours) 144,000 tags, far more packets than a
+	// test sends, far less memory than a public node's filters.
+	DefaultPeakRate = 5
 	// DefaultLogLevel is the log level of every process.
 	DefaultLogLevel = "info"
 	// Layers is the number of mixnode layers.
@@ -54,9 +54,13 @@ type Config struct {
 	Relays bool
 	// RelayFaults are the relays' faults at the start.
 	RelayFaults relay.Faults
-	// ReplayCapacity sizes every node's replay filter. Default
-	// DefaultReplayCapacity.
-	ReplayCapacity int
+	// PeakRate sizes every node's replay filters (mixnet mixnode
+	// --peak-rate). Default DefaultPeakRate.
+	PeakRate float64
+	// Epoch and RotationEpochs are the network's schedule (mixnet directory
+	// --epoch, --rotation-epochs); zero keeps the directory's defaults.
+	Epoch          time.Duration
+	RotationEpochs int
 	// DirectoryTTL is how long the directory lists a node that stopped
 	// refreshing; zero keeps the directory's default (90 s).
 	DirectoryTTL time.Duration
@@ -147,8 +151,8 @@ func Start(ctx context.Context, cfg Config) (_ *Network, err error) {
 	if cfg.Gateways == 0 {
 		cfg.Gateways = DefaultGateways
 	}
-	if cfg.ReplayCapacity == 0 {
-		cfg.ReplayCapacity = DefaultReplayCapacity
+	if cfg.PeakRate == 0 {
+		cfg.PeakRate = DefaultPeakRate
 	}
 	switch cfg.LogLevel {
 	case "":
@@ -242,6 +246,12 @@ func (n *Network) startDirectory(ctx context.Context) error {
 	}
 	if n.cfg.MixDelay > 0 {
 		args = append(args, "--mix-delay", n.cfg.MixDelay.String())
+	}
+	if n.cfg.Epoch > 0 {
+		args = append(args, "--epoch", n.cfg.Epoch.String())
+	}
+	if n.cfg.RotationEpochs > 0 {
+		args = append(args, "--rotation-epochs", strconv.Itoa(n.cfg.RotationEpochs))
 	}
 	p, err := NewProcess(ProcessConfig{Name: "directory", Path: n.cfg.Bin.Mixnet, Args: args, LogDir: n.logDir,
 		Ready: "directory listening", Logf: n.cfg.Logf})
@@ -348,7 +358,7 @@ func (n *Network) startMixnodes(ctx context.Context) error {
 			args := []string{"mixnode", "--layer", strconv.Itoa(layer),
 				"--listen", node.Listen.String(), "--announce", node.Announce.String(),
 				"--metrics", node.Metrics.String(), "--directory", n.DirectoryURL(),
-				"--data", n.DataDir(name), "--replay-capacity", strconv.Itoa(n.cfg.ReplayCapacity),
+				"--data", n.DataDir(name), "--peak-rate", strconv.FormatFloat(n.cfg.PeakRate, 'g', -1, 64),
 				"--log-level", n.cfg.LogLevel}
 			if n.cfg.MixnodeArgs != nil {
 				args = append(args, n.cfg.MixnodeArgs(layer, i)...)
@@ -381,7 +391,7 @@ func (n *Network) startGateways(ctx context.Context) error {
 			"--listen", node.Listen.String(), "--announce", node.Announce.String(),
 			"--client-listen", node.ClientListen.String(),
 			"--metrics", node.Metrics.String(), "--directory", n.DirectoryURL(),
-			"--data", n.DataDir(name), "--replay-capacity", strconv.Itoa(n.cfg.ReplayCapacity),
+			"--data", n.DataDir(name), "--peak-rate", strconv.FormatFloat(n.cfg.PeakRate, 'g', -1, 64),
 			"--log-level", n.cfg.LogLevel}
 		if n.cfg.GatewayArgs != nil {
 			args = append(args, n.cfg.GatewayArgs(i)...)
@@ -413,26 +423,36 @@ func startAll(ctx context.Context, nodes []*Node) error {
 }
 
 // learnIdentities reads every node's identity from the topology.
+// A mixnode registers once it has fetched the topology (which gives it the
+// network's schedule, hence its Sphinx keys): after it says it started.
 func (n *Network) learnIdentities(ctx context.Context) error {
-	top, err := n.Topology(ctx)
-	if err != nil {
-		return err
-	}
-	byAddr := make(map[string]string)
-	for _, m := range top.Mixnodes {
-		byAddr[m.Address] = m.Identity
-	}
-	for _, g := range top.Gateways {
-		byAddr[g.Address] = g.Identity
-	}
-	for _, node := range n.Nodes() {
-		id, ok := byAddr[node.Announce.String()]
-		if !ok {
-			return fmt.Errorf("testnet: %s (%s) is not in the topology", node.Name(), node.Announce)
+	var missing *Node
+	err := pollUntil(ctx, 20*time.Millisecond, func() (bool, error) {
+		top, err := n.Topology(ctx)
+		if err != nil {
+			return false, nil // the directory is starting
 		}
-		node.identity = id
+		byAddr := make(map[string]string)
+		for _, m := range top.Mixnodes {
+			byAddr[m.Address] = m.Identity
+		}
+		for _, g := range top.Gateways {
+			byAddr[g.Address] = g.Identity
+		}
+		for _, node := range n.Nodes() {
+			id, ok := byAddr[node.Announce.String()]
+			if !ok {
+				missing = node
+				return false, nil
+			}
+			node.identity = id
+		}
+		return true, nil
+	})
+	if err != nil && missing != nil {
+		return fmt.Errorf("testnet: %s (%s) is not in the topology: %w", missing.Name(), missing.Announce, err)
 	}
-	return nil
+	return err
 }
 
 // Topology fetches the directory's topology.

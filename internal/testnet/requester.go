@@ -108,10 +108,11 @@ func (r *Requester) resendLoop(ctx context.Context) {
 				dues = append(dues, due{id, p.body})
 			}
 		}
+		surbs := r.opts.SURBs
 		r.mu.Unlock()
 		for _, d := range dues {
 			r.tracker.Resent(d.id)
-			if err := r.ep.SendAnonymous(ctx, r.provider, d.body, r.opts.SURBs); err != nil {
+			if err := r.ep.SendAnonymous(ctx, r.provider, d.body, surbs); err != nil {
 				return
 			}
 		}
@@ -179,8 +180,9 @@ func (r *Requester) RequestRaw(ctx context.Context, id string, body []byte) erro
 	if r.opts.Resend > 0 && len(r.replies[id]) == 0 {
 		r.pending[id] = &pendingRequest{body: body, sentAt: time.Now()}
 	}
+	surbs := r.opts.SURBs
 	r.mu.Unlock()
-	if err := r.ep.SendAnonymous(ctx, r.provider, body, r.opts.SURBs); err != nil {
+	if err := r.ep.SendAnonymous(ctx, r.provider, body, surbs); err != nil {
 		r.tracker.Forget(id)
 		r.mu.Lock()
 		delete(r.pending, id)
@@ -188,6 +190,13 @@ func (r *Requester) RequestRaw(ctx context.Context, id string, body []byte) erro
 		return err
 	}
 	return nil
+}
+
+// SetSURBs changes how many reply SURBs go with the next requests.
+func (r *Requester) SetSURBs(n int) {
+	r.mu.Lock()
+	r.opts.SURBs = n
+	r.mu.Unlock()
 }
 
 // Replies returns the replies that arrived for id, first first.

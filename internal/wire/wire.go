@@ -9,9 +9,10 @@
 // version 8, the first with the key-rotation byte. The packet's length is
 // implied by its size tag ([sphinx.PacketSize.Len]), so a frame carries no
 // length field and a receiver knows how many bytes to read before it reads
-// them. peapod sends only Sphinx packets (type [PacketTypeMix]) and key
-// rotation [KeyRotationUnknown]; a decoder refuses any version, size tag or
-// packet type it does not know with a [*HeaderError] naming the field.
+// them. peapod sends only Sphinx packets (type [PacketTypeMix]); the key
+// rotation names the Sphinx key a packet was made for (see internal/node). A
+// decoder refuses any version, size tag, packet type or key rotation it does
+// not know with a [*HeaderError] naming the field.
 // Nothing re-synchronises a byte stream after a bad header, so whoever reads
 // frames closes the connection on the first error.
 //
@@ -85,8 +86,8 @@ func (t PacketType) String() string {
 // SphinxKeyRotation.
 type KeyRotation uint8
 
-// The key rotations of Nym's network. peapod's nodes hold one Sphinx key and
-// send KeyRotationUnknown; they accept all three.
+// The key rotations of Nym's network: a node holds at most two keys, of
+// consecutive rotations, so the parity of a rotation names one of them.
 const (
 	// KeyRotationUnknown names no rotation: the node uses its current key.
 	KeyRotationUnknown KeyRotation = 0
