@@ -654,3 +654,30 @@ func (n *Network) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// MoveGateway stops gateway i, gives it new packet and client ports (its
+// data folder, so its identity and keys, stay), and starts it again,
+// waiting until it is ready: a gateway moved to another port, or host. It
+// needs a network without relays or namespaces.
+func (n *Network) MoveGateway(ctx context.Context, i int) error {
+	if n.cfg.Relays || n.cfg.Namespaces != nil {
+		return errors.New("testnet: MoveGateway needs a network without relays or namespaces")
+	}
+	node := n.Gateway(i)
+	if err := node.Stop(); err != nil {
+		n.logf("%s: stop before moving: %v", node.Name(), err)
+	}
+	listen, err := n.port(true)
+	if err != nil {
+		return err
+	}
+	client, err := n.port(true)
+	if err != nil {
+		return err
+	}
+	node.Listen, node.Announce, node.ClientListen = listen, listen, client
+	node.SetFlag("--listen", listen.String())
+	node.SetFlag("--announce", listen.String())
+	node.SetFlag("--client-listen", client.String())
+	return node.Start(ctx)
+}

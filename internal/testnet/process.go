@@ -676,3 +676,17 @@ func RunCommand(ctx context.Context, stdin io.Reader, path string, args ...strin
 	}
 	return res, nil
 }
+
+// SetFlag gives flag (such as "--listen") the value value in the arguments
+// of the process's next start, adding it when it is not there.
+func (p *Process) SetFlag(flag, value string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, a := range p.cfg.Args {
+		if a == flag && i+1 < len(p.cfg.Args) {
+			p.cfg.Args[i+1] = value
+			return
+		}
+	}
+	p.cfg.Args = append(p.cfg.Args, flag, value)
+}

@@ -27,13 +27,13 @@ func startProvider(t testing.TB, ctx context.Context, n *Network, opts ProviderO
 // newRequester starts a client process called name and returns a
 // Requester to p over its WebSocket API, recording into tr, that never
 // resends: every reply the system loses shows as lost.
-func newRequester(t *testing.T, ctx context.Context, n *Network, name string, p *Provider, tr *Tracker, opts ClientOptions) *Requester {
+func newRequester(t testing.TB, ctx context.Context, n *Network, name string, p *Provider, tr *Tracker, opts ClientOptions) *Requester {
 	t.Helper()
 	return newRequesterOpts(t, ctx, n, name, p, tr, opts, RequesterOptions{})
 }
 
 // newRequesterOpts is newRequester with RequesterOptions.
-func newRequesterOpts(t *testing.T, ctx context.Context, n *Network, name string, p *Provider, tr *Tracker, opts ClientOptions, ropts RequesterOptions) *Requester {
+func newRequesterOpts(t testing.TB, ctx context.Context, n *Network, name string, p *Provider, tr *Tracker, opts ClientOptions, ropts RequesterOptions) *Requester {
 	t.Helper()
 	c, err := n.StartClient(ctx, name, opts)
 	if err != nil {
@@ -128,19 +128,19 @@ func newWorkload() *workload {
 }
 
 // echo sends an echo request with id through r.
-func (w *workload) echo(t *testing.T, ctx context.Context, r *Requester, id string, codes ...string) {
+func (w *workload) echo(t testing.TB, ctx context.Context, r *Requester, id string, codes ...string) {
 	t.Helper()
 	data := []byte("echo payload " + id + " " + strings.Repeat("x", len(id)*7))
 	w.send(t, ctx, r, id, expectation{service: "echo", data: data, want: data, codes: codes})
 }
 
 // put sends a kv put of key=value through r.
-func (w *workload) put(t *testing.T, ctx context.Context, r *Requester, id, key, value string, codes ...string) {
+func (w *workload) put(t testing.TB, ctx context.Context, r *Requester, id, key, value string, codes ...string) {
 	t.Helper()
 	w.send(t, ctx, r, id, expectation{service: "kv", data: kvRequest("put", key, value), want: []byte(`{"ok":true}`), codes: codes})
 }
 
-func (w *workload) send(t *testing.T, ctx context.Context, r *Requester, id string, e expectation) {
+func (w *workload) send(t testing.TB, ctx context.Context, r *Requester, id string, e expectation) {
 	t.Helper()
 	w.expect[id] = e
 	if err := r.Request(ctx, id, e.service, e.data); err != nil {
@@ -150,7 +150,7 @@ func (w *workload) send(t *testing.T, ctx context.Context, r *Requester, id stri
 
 // check waits for every reply and checks each against its expectation:
 // nothing lost, nothing twice, every reply right.
-func (w *workload) check(t *testing.T, ctx context.Context, rs ...*Requester) Report {
+func (w *workload) check(t testing.TB, ctx context.Context, rs ...*Requester) Report {
 	t.Helper()
 	if err := w.tr.WaitAll(ctx); err != nil {
 		t.Error(err)
