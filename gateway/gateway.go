@@ -553,18 +553,7 @@ func (g *Gateway) NoiseKey() *node.NoiseKey { return g.keys.Noise }
 // SphinxPublicKey returns the gateway's X25519 Sphinx public key of the
 // current rotation (the zero key before the schedule is known), or, for a
 // gateway without a directory, its one key.
-func (g *Gateway) SphinxPublicKey() sphinx.PublicKey {
-	if g.sphinx.Static() {
-		k, _ := g.sphinx.PublicKey(node.StaticRotation)
-		return k
-	}
-	s, ok := g.sphinx.Schedule()
-	if !ok {
-		return sphinx.PublicKey{}
-	}
-	k, _ := g.sphinx.PublicKey(s.RotationAt(time.Now()))
-	return k
-}
+func (g *Gateway) SphinxPublicKey() sphinx.PublicKey { return g.sphinx.Current(time.Now()) }
 
 // SphinxKeys are the gateway's Sphinx keys, by rotation.
 func (g *Gateway) SphinxKeys() *node.SphinxKeys { return g.sphinx }

@@ -395,18 +395,7 @@ func (n *Node) NoiseKey() *node.NoiseKey { return n.keys.Noise }
 // rotation (the zero key before the schedule is known), or, for a node
 // without a directory, its one key: the key senders build packets routed
 // through it with.
-func (n *Node) SphinxKey() sphinx.PublicKey {
-	if n.sphinx.Static() {
-		k, _ := n.sphinx.PublicKey(node.StaticRotation)
-		return k
-	}
-	s, ok := n.sphinx.Schedule()
-	if !ok {
-		return sphinx.PublicKey{}
-	}
-	k, _ := n.sphinx.PublicKey(s.RotationAt(time.Now()))
-	return k
-}
+func (n *Node) SphinxKey() sphinx.PublicKey { return n.sphinx.Current(time.Now()) }
 
 // SphinxKeys are the node's Sphinx keys, by rotation.
 func (n *Node) SphinxKeys() *node.SphinxKeys { return n.sphinx }

@@ -547,6 +547,22 @@ func (k *SphinxKeys) PublicKey(r uint32) (sphinx.PublicKey, bool) {
 	return sphinx.PublicKey{}, false
 }
 
+// Current returns the public key of the rotation under way at now (the zero
+// key before the schedule is known), or a static node's one key: the key
+// senders build packets routed through the node with.
+func (k *SphinxKeys) Current(now time.Time) sphinx.PublicKey {
+	r := uint32(StaticRotation)
+	if k.static == nil {
+		s, ok := k.Schedule()
+		if !ok {
+			return sphinx.PublicKey{}
+		}
+		r = s.RotationAt(now)
+	}
+	pub, _ := k.PublicKey(r)
+	return pub
+}
+
 // Process peels one layer of packet (see sphinx.Processor.Process) with
 // the key the frame's key-rotation byte names, as Nym's nodes do: odd or
 // even names the held key of that parity; unknown names the current key

@@ -35,6 +35,21 @@ func providerHealthy(ctx context.Context, p *Provider) (bool, error) {
 	return true, nil
 }
 
+// requesterOnTheOtherGateway starts a provider on n and a requester on the
+// gateway the provider is not on, and returns them with the provider's
+// gateway and the requester's workload.
+func requesterOnTheOtherGateway(t testing.TB, ctx context.Context, n *Network) (*Provider, *Node, *workload, *Requester) {
+	t.Helper()
+	p := startProvider(t, ctx, n, ProviderOptions{})
+	gw := n.GatewayByIdentity(p.Gateway())
+	other := n.Gateway(0)
+	if other == gw {
+		other = n.Gateway(1)
+	}
+	w := newWorkload()
+	return p, gw, w, newRequester(t, ctx, n, "client-1", p, w.tr, ClientOptions{Gateway: other.Identity()})
+}
+
 // TestGatewayMoved moves the provider's gateway to other ports (same data
 // folder, so the same identity and keys) while a requester on the other
 // gateway sends to the provider. The provider's client looks its gateway up
@@ -46,14 +61,7 @@ func TestGatewayMoved(t *testing.T) {
 	t.Parallel()
 	n := startNet(t, Config{})
 	ctx := ctxFor(t, waitTimeout+time.Minute)
-	p := startProvider(t, ctx, n, ProviderOptions{})
-	gw := n.GatewayByIdentity(p.Gateway())
-	other := n.Gateway(0)
-	if other == gw {
-		other = n.Gateway(1)
-	}
-	w := newWorkload()
-	r := newRequester(t, ctx, n, "client-1", p, w.tr, ClientOptions{Gateway: other.Identity()})
+	p, gw, w, r := requesterOnTheOtherGateway(t, ctx, n)
 	w.echo(t, ctx, r, "before")
 	w.check(t, ctx, r)
 
@@ -95,14 +103,7 @@ func TestGatewayMoved(t *testing.T) {
 func BenchmarkGatewayMove(b *testing.B) {
 	n := startNet(b, Config{})
 	ctx := ctxFor(b, 30*time.Minute)
-	p := startProvider(b, ctx, n, ProviderOptions{})
-	gw := n.GatewayByIdentity(p.Gateway())
-	other := n.Gateway(0)
-	if other == gw {
-		other = n.Gateway(1)
-	}
-	w := newWorkload()
-	r := newRequester(b, ctx, n, "client-1", p, w.tr, ClientOptions{Gateway: other.Identity()})
+	p, gw, w, r := requesterOnTheOtherGateway(b, ctx, n)
 	echo := func(id string) time.Duration {
 		start := time.Now()
 		w.echo(b, ctx, r, id)
