@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -167,12 +166,9 @@ func TestReplayFilterAcrossRotations(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := keyRot
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", target.Announce.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	// Layer 1 takes packets from the topology's gateways only, over Noise:
+	// the test sends as gateway-0.
+	_, conn := dialAs(t, n.Gateway(0), target)
 	// Packets are built by two goroutines (building costs as much as
 	// peeling) and sent in batches every 100 ms.
 	const batch = rate / 10
