@@ -171,10 +171,17 @@ func TestInboxBytesBound(t *testing.T) {
 	if s := victim.Stats(); s.InboxBytes < inboxBytes || s.InboxBytes > inboxBytes+size {
 		t.Fatalf("stopped reading with %d bytes held, want %d to %d", s.InboxBytes, inboxBytes, inboxBytes+size)
 	}
-	for i, want := range sent {
-		if m := receive(t, ctx, victim); !bytes.Equal(m.Data, want) {
-			t.Fatalf("message %d: %d bytes starting %x, want %d of %x", i, len(m.Data), m.Data[:1], size, want[:1])
+	// Every message arrives, whole. Not always in order: while the client
+	// reads nothing, a message whose fragments wait at the gateway can
+	// stay missing longer than the ordering layer waits for a gap (30 s;
+	// on a loaded machine this happens), and is then handed over late.
+	got := make(map[byte]bool)
+	for range sent {
+		m := receive(t, ctx, victim)
+		if len(m.Data) != size || !bytes.Equal(m.Data, sent[m.Data[0]%count]) || got[m.Data[0]] {
+			t.Fatalf("got %d bytes starting %x, want one of the %d messages of %d bytes, each once", len(m.Data), m.Data[:1], count, size)
 		}
+		got[m.Data[0]] = true
 	}
 	if s := victim.Stats(); s.InboxBytes != 0 || s.InboxFull {
 		t.Fatalf("after reading everything: %d bytes held, full %v", s.InboxBytes, s.InboxFull)
