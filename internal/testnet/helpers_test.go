@@ -204,6 +204,19 @@ func (in *inbox) messages() []string {
 // duplicated or out of order.
 func checkSequence(t testing.TB, got, want []string) {
 	t.Helper()
+	checkSet(t, got, want)
+	for i := range min(len(got), len(want)) {
+		if got[i] != want[i] {
+			t.Errorf("out of order from position %d: got %v…, want %v…", i, head(got[i:]), head(want[i:]))
+			break
+		}
+	}
+}
+
+// checkSet fails t unless got holds every message of want exactly once,
+// in any order.
+func checkSet(t testing.TB, got, want []string) {
+	t.Helper()
 	count := make(map[string]int)
 	for _, g := range got {
 		count[g]++
@@ -223,12 +236,6 @@ func checkSequence(t testing.TB, got, want []string) {
 	}
 	if len(got) != len(want) {
 		t.Errorf("got %d messages, want %d", len(got), len(want))
-	}
-	for i := range min(len(got), len(want)) {
-		if got[i] != want[i] {
-			t.Errorf("out of order from position %d: got %v…, want %v…", i, head(got[i:]), head(want[i:]))
-			break
-		}
 	}
 }
 
