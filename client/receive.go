@@ -61,6 +61,11 @@ func (c *Client) ReceiveKept(ctx context.Context) (Message, error) {
 	}
 	c.recvMu.Lock()
 	c.inboxBytes -= len(it.msg.Data)
+	if c.inboxBytes < c.cfg.InboxBytes {
+		// Cleared here, not by the reader it wakes, so that Stats says
+		// so as soon as this returns.
+		c.inboxFull.Store(false)
+	}
 	close(c.inboxRoom)
 	c.inboxRoom = make(chan struct{})
 	c.recvMu.Unlock()
@@ -83,7 +88,6 @@ func (c *Client) waitInboxRoom() bool {
 		c.recvMu.Unlock()
 		select {
 		case <-room:
-			c.inboxFull.Store(false)
 		case <-c.closed():
 			return false
 		}

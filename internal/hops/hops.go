@@ -146,7 +146,12 @@ type Cache struct {
 
 	fetchMu   sync.Mutex // serialises fetches
 	lastFetch time.Time  // guarded by fetchMu
-	fetches   atomic.Uint64
+	// lastOnDemand is when the last fetch made because of an unknown hop
+	// began (guarded by fetchMu). OnDemandGap counts from it, not from the
+	// scheduled fetches: a node that fetched at its start and meets a node
+	// that registered a moment later fetches at once, not a second later.
+	lastOnDemand time.Time
+	fetches      atomic.Uint64
 
 	// kick asks Run for a fetch as soon as OnDemandGap allows, when a
 	// lookup met an unknown hop it could not wait for.
@@ -279,7 +284,7 @@ func (c *Cache) Allowed(ctx context.Context, ap netip.AddrPort, p Policy) bool {
 	if c.Known(ap) {
 		return true // fetched while this call waited
 	}
-	if p != Wait && time.Since(c.lastFetch) < OnDemandGap {
+	if p != Wait && time.Since(c.lastOnDemand) < OnDemandGap {
 		c.kickRefresh()
 		return false
 	}
@@ -330,9 +335,10 @@ func (c *Cache) refreshSoon(ctx context.Context) {
 }
 
 // fetchAfterGapLocked waits until OnDemandGap has passed since the last
-// fetch, then fetches, unless ctx ends first. The caller holds fetchMu.
+// on-demand fetch, then fetches, unless ctx ends first. The caller holds
+// fetchMu.
 func (c *Cache) fetchAfterGapLocked(ctx context.Context) {
-	if gap := OnDemandGap - time.Since(c.lastFetch); gap > 0 {
+	if gap := OnDemandGap - time.Since(c.lastOnDemand); gap > 0 {
 		timer := time.NewTimer(gap)
 		defer timer.Stop()
 		select {
@@ -341,6 +347,7 @@ func (c *Cache) fetchAfterGapLocked(ctx context.Context) {
 		case <-timer.C:
 		}
 	}
+	c.lastOnDemand = time.Now()
 	c.fetchLocked(ctx)
 }
 

@@ -239,8 +239,10 @@ func TestNoFetch(t *testing.T) {
 	}
 }
 
-// FetchIfDue fetches at once when the gap has passed, and otherwise answers
-// false at once and leaves the fetch to Run.
+// FetchIfDue fetches at once when no on-demand fetch was made within
+// OnDemandGap (the scheduled fetches do not count: a node that fetched at its
+// start finds a node that registered a moment later at once), and otherwise
+// answers false at once and leaves the fetch to Run.
 func TestFetchIfDue(t *testing.T) {
 	d := newFakeDirectory(t)
 	c := New(d.client, Mixnodes(1), zerolog.Nop())
@@ -248,20 +250,28 @@ func TestFetchIfDue(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.addMixnode(t, 1, "10.0.0.1:1789")
-	start := time.Now()
-	if c.Allowed(context.Background(), ap("10.0.0.1:1789"), FetchIfDue) {
-		t.Fatal("FetchIfDue fetched within OnDemandGap of the last fetch")
+	if !c.Allowed(context.Background(), ap("10.0.0.1:1789"), FetchIfDue) {
+		t.Fatal("FetchIfDue did not fetch right after a scheduled fetch")
 	}
-	if time.Since(start) >= OnDemandGap/2 || d.requests.Load() != 1 {
+	if n := d.requests.Load(); n != 2 {
+		t.Fatalf("%d requests, want 2", n)
+	}
+	d.addMixnode(t, 1, "10.0.0.2:1789")
+	start := time.Now()
+	if c.Allowed(context.Background(), ap("10.0.0.2:1789"), FetchIfDue) {
+		t.Fatal("FetchIfDue fetched within OnDemandGap of the last on-demand fetch")
+	}
+	if time.Since(start) >= OnDemandGap/2 || d.requests.Load() != 2 {
 		t.Fatal("FetchIfDue waited or fetched within the gap")
 	}
 	time.Sleep(OnDemandGap)
-	if !c.Allowed(context.Background(), ap("10.0.0.1:1789"), FetchIfDue) {
+	if !c.Allowed(context.Background(), ap("10.0.0.2:1789"), FetchIfDue) {
 		t.Fatal("FetchIfDue did not fetch once the gap had passed")
 	}
 }
 
-// Wait waits for the gap, then fetches; a cancelled ctx ends the wait.
+// Wait fetches at once after a scheduled fetch, waits for the gap after an
+// on-demand one; a cancelled ctx ends the wait.
 func TestWait(t *testing.T) {
 	d := newFakeDirectory(t)
 	c := New(d.client, Mixnodes(1), zerolog.Nop())
@@ -269,17 +279,25 @@ func TestWait(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.addMixnode(t, 1, "10.0.0.1:1789")
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if c.Allowed(ctx, ap("10.0.0.1:1789"), Wait) {
-		t.Fatal("fetched with a cancelled context")
-	}
 	start := time.Now()
 	if !c.Allowed(context.Background(), ap("10.0.0.1:1789"), Wait) {
 		t.Fatal("Wait did not find the new hop")
 	}
+	if waited := time.Since(start); waited >= OnDemandGap/2 {
+		t.Fatalf("Wait took %s after a scheduled fetch, want at once", waited)
+	}
+	d.addMixnode(t, 1, "10.0.0.2:1789")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if c.Allowed(ctx, ap("10.0.0.2:1789"), Wait) {
+		t.Fatal("fetched with a cancelled context")
+	}
+	start = time.Now()
+	if !c.Allowed(context.Background(), ap("10.0.0.2:1789"), Wait) {
+		t.Fatal("Wait did not find the second new hop")
+	}
 	if waited := time.Since(start); waited < OnDemandGap/2 {
-		t.Fatalf("Wait fetched after %s, within the gap", waited)
+		t.Fatalf("Wait fetched after %s, within the gap of the last on-demand fetch", waited)
 	}
 }
 
