@@ -159,6 +159,22 @@ func measureConfig(m measureSection) (measure.Config, error) {
 	if m.TimeScale < 1 || m.TimeScale > 100 {
 		return c, fmt.Errorf("mixnet measure: --time-scale %g: want 1 to 100", m.TimeScale)
 	}
+	// The library reads a zero as its default; here every default is
+	// filled in already, so a zero was asked for and is refused.
+	switch {
+	case m.Clients < 3:
+		return c, fmt.Errorf("mixnet measure: --clients %d: want at least 3 (a watched client, a prober and a recipient)", m.Clients)
+	case m.Rate <= 0:
+		return c, fmt.Errorf("mixnet measure: --rate %g: want a positive number of messages a second per client", m.Rate)
+	case m.BusyRate <= 0:
+		return c, fmt.Errorf("mixnet measure: --busy-rate %g: want a positive number of messages a second", m.BusyRate)
+	case m.Duration <= 0:
+		return c, fmt.Errorf("mixnet measure: --duration %s: want a positive duration", m.Duration)
+	case m.Window <= 0:
+		return c, fmt.Errorf("mixnet measure: --window %s: want a positive duration", m.Window)
+	case m.Probes < 0:
+		return c, fmt.Errorf("mixnet measure: --probes %d: want 0 or more", m.Probes)
+	}
 	if m.Short {
 		c.UseShortMode()
 		return c, nil

@@ -62,6 +62,12 @@ func TestMeasureConfigRejects(t *testing.T) {
 		"negative": {func(m *measureSection) { m.Delays = "-5ms" }, `"-5ms" is negative`},
 		"no bin":   {func(m *measureSection) { m.Bin = t.TempDir() }, "mixnet measure"},
 		"scale":    {func(m *measureSection) { m.TimeScale = 0.5 }, "--time-scale 0.5"},
+		"clients":  {func(m *measureSection) { m.Clients = 1 }, "--clients 1: want at least 3"},
+		"rate":     {func(m *measureSection) { m.Rate = 0 }, "--rate 0: want a positive"},
+		"busy":     {func(m *measureSection) { m.BusyRate = -1 }, "--busy-rate -1"},
+		"duration": {func(m *measureSection) { m.Duration = 0 }, "--duration 0s"},
+		"window":   {func(m *measureSection) { m.Window = 0 }, "--window 0s"},
+		"probes":   {func(m *measureSection) { m.Probes = -1 }, "--probes -1"},
 	} {
 		m := defaultMeasureFile().Measure
 		m.Bin = fakeBin(t)
