@@ -117,8 +117,13 @@ type Client struct {
 	inboxBytes int           // data of the items held by order or in inbox
 	inboxRoom  chan struct{} // closed and replaced when inboxBytes goes down
 	inboxFull  atomic.Bool   // deliver waits for inboxRoom
-	inboxKey   uint64        // the last key given to an inbox item
-	releaseSeq uint64        // the last release order given
+	// The ordering buffer's clock (see orderClockLocked): orderPaused is
+	// the time it stopped (zero: running); orderLag the total of the stops
+	// before.
+	orderPaused time.Time
+	orderLag    time.Duration
+	inboxKey    uint64 // the last key given to an inbox item
+	releaseSeq  uint64 // the last release order given
 }
 
 // counters are the client's statistics.
@@ -155,6 +160,13 @@ type Stats struct {
 	// InboxFull is true while the client reads nothing from its gateway
 	// because the messages not yet taken hold Config.InboxBytes.
 	InboxFull bool
+	// OrderHeld is how many complete messages wait for an earlier one from
+	// their sender; OrderSkipped counts the sequence numbers given up on
+	// after Config.MaxGapWait (their messages, if they come, are delivered
+	// late, out of order). The gap wait stands still while InboxFull and
+	// the app has messages to take.
+	OrderHeld    int
+	OrderSkipped uint64
 	// IncompleteDropped counts incomplete messages dropped to keep within
 	// MaxIncompleteBytes, or after ten minutes without a new fragment;
 	// TooLong those dropped because their fragments made them longer than
@@ -280,7 +292,7 @@ func (c *Client) loadState() error {
 		c.inbox <- it
 	}
 	// Held messages wait for their gap again.
-	now := time.Now()
+	now := c.orderNowLocked(time.Now())
 	for _, it := range held {
 		for _, r := range c.order.Push(now, it.pos.stream, it.pos.seq, it) {
 			c.releaseSeq++
@@ -415,7 +427,7 @@ func (c *Client) Stats() Stats {
 	surbs, senders := c.surbsHeld, len(c.pools)
 	c.mu.Unlock()
 	c.recvMu.Lock()
-	inboxBytes, reasm := c.inboxBytes, c.reasm.Stats()
+	inboxBytes, reasm, order := c.inboxBytes, c.reasm.Stats(), c.order.Stats()
 	c.recvMu.Unlock()
 	return Stats{
 		PacketsSent:        c.stats.packetsSent.Load(),
@@ -435,6 +447,8 @@ func (c *Client) Stats() Stats {
 		InboxBytes:         inboxBytes,
 		IncompleteBytes:    reasm.PendingBytes,
 		InboxFull:          c.inboxFull.Load(),
+		OrderHeld:          order.Held,
+		OrderSkipped:       order.Skipped,
 		IncompleteDropped:  reasm.DroppedForMemory + reasm.Expired,
 		TooLong:            reasm.TooLong,
 		Reconnects:         uint64(c.link.reconnect.Load()),

@@ -126,7 +126,10 @@ type Config struct {
 	// same sender before the gap is skipped. A skipped message that arrives
 	// later is still delivered, out of order, if it is among the last 256
 	// its stream skipped and the client has not restarted since; otherwise
-	// it is taken for a duplicate and dropped. Default DefaultMaxGapWait.
+	// it is taken for a duplicate and dropped. The wait stands still while
+	// the app takes nothing and InboxBytes are held (the client reads
+	// nothing from its gateway then, where the missing message may wait).
+	// Default DefaultMaxGapWait.
 	MaxGapWait time.Duration
 	// ConfirmInterval is how often received messages are confirmed to the
 	// gateway (and the client's state committed first).

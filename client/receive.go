@@ -66,6 +66,7 @@ func (c *Client) ReceiveKept(ctx context.Context) (Message, error) {
 		// so as soon as this returns.
 		c.inboxFull.Store(false)
 	}
+	c.orderClockLocked(time.Now())
 	close(c.inboxRoom)
 	c.inboxRoom = make(chan struct{})
 	c.recvMu.Unlock()
@@ -85,6 +86,7 @@ func (c *Client) waitInboxRoom() bool {
 		}
 		room := c.inboxRoom
 		c.inboxFull.Store(true)
+		c.orderClockLocked(time.Now())
 		c.recvMu.Unlock()
 		select {
 		case <-room:
@@ -222,7 +224,7 @@ func (c *Client) ordered(pos streamPos, m Message) {
 	c.inboxKey++
 	it := &inboxItem{key: c.inboxKey, pos: pos, msg: m}
 	before := c.order.Stats().Duplicates
-	ready := c.order.Push(time.Now(), pos.stream, pos.seq, it)
+	ready := c.order.Push(c.orderNowLocked(time.Now()), pos.stream, pos.seq, it)
 	duplicate := c.order.Stats().Duplicates != before
 	if !duplicate {
 		c.inboxBytes += len(m.Data)
@@ -285,11 +287,41 @@ func (c *Client) persistOrder() {
 func (c *Client) expire(now time.Time) {
 	c.recvMu.Lock()
 	c.reasm.Expire(now)
-	ready := c.order.Expire(now)
+	c.orderClockLocked(now)
+	ready := c.order.Expire(c.orderNowLocked(now))
 	if len(ready) > 0 {
 		c.orderDirty = true
 	}
 	c.recvMu.Unlock()
 	c.toApp(nil, ready)
 	c.expireReplyKeys(now)
+}
+
+// orderNowLocked is the ordering buffer's clock at now: the time, less the
+// time the inbox was full (see Client.orderPaused); it stands still while
+// the inbox is full. The caller holds recvMu.
+func (c *Client) orderNowLocked(now time.Time) time.Time {
+	if !c.orderPaused.IsZero() {
+		now = c.orderPaused
+	}
+	return now.Add(-c.orderLag)
+}
+
+// orderClockLocked stops or starts the ordering clock at now. It stands
+// still while the inbox is full and holds messages the app has not taken:
+// the app is away, the client reads nothing from its gateway, and a
+// missing message may be waiting there. It runs while the inbox is full
+// only of messages that wait for a gap, since only the gap wait running
+// out frees that room. The caller holds recvMu.
+func (c *Client) orderClockLocked(now time.Time) {
+	stop := c.inboxFull.Load() && len(c.inbox) > 0
+	switch {
+	case stop && c.orderPaused.IsZero():
+		c.orderPaused = now
+	case !stop && !c.orderPaused.IsZero():
+		if d := now.Sub(c.orderPaused); d > 0 {
+			c.orderLag += d
+		}
+		c.orderPaused = time.Time{}
+	}
 }
