@@ -20,6 +20,7 @@ func TestGapWaitStopsWhileAppAway(t *testing.T) {
 	}
 	defer c.Close()
 	c.ctx = context.Background()
+	ctx := timeout(t, 10*time.Second)
 	stream := [streamIDSize]byte{7}
 	msg := func(seq uint64, data string) {
 		c.ordered(streamPos{stream: stream, seq: seq}, Message{Data: []byte(data)})
@@ -30,7 +31,7 @@ func TestGapWaitStopsWhileAppAway(t *testing.T) {
 	// The link's reader finds the inbox full and waits (as deliver does).
 	waited := make(chan bool, 1)
 	go func() { waited <- c.waitInboxRoom() }()
-	waitFor(t, "the reader to find the inbox full", func() bool { return c.Stats().InboxFull })
+	waitUntil(t, ctx, "the reader to find the inbox full", func() bool { return c.Stats().InboxFull })
 
 	// The app stays away for many gap waits.
 	c.expire(time.Now().Add(10 * gapWait))
@@ -63,7 +64,7 @@ func TestGapWaitStopsWhileAppAway(t *testing.T) {
 	msg(4, "four-4444")
 	msg(5, "five-5555")
 	go func() { waited <- c.waitInboxRoom() }()
-	waitFor(t, "the reader to find the inbox full", func() bool { return c.Stats().InboxFull })
+	waitUntil(t, ctx, "the reader to find the inbox full", func() bool { return c.Stats().InboxFull })
 	c.expire(time.Now().Add(2 * gapWait))
 	if s := c.Stats(); s.OrderSkipped != 1 || s.OrderHeld != 0 {
 		t.Fatalf("inbox full of held messages: %d skipped, %d held; want 1 and 0", s.OrderSkipped, s.OrderHeld)
@@ -75,16 +76,5 @@ func TestGapWaitStopsWhileAppAway(t *testing.T) {
 	}
 	if !<-waited {
 		t.Fatal("the reader did not go on")
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
