@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/peapod-mixnet/peapod/internal/gwproto"
+	"github.com/peapod-mixnet/peapod/sphinx"
 )
 
 // BenchmarkGatewayStore measures the store's throughput through a whole
@@ -18,7 +19,14 @@ import (
 // the gateway's store workers, without Sphinx or sockets.
 func BenchmarkGatewayStore(b *testing.B) {
 	b.Run("gateway", func(b *testing.B) {
-		g := startGateway(b, testConfig(b, b.TempDir(), nil, nil))
+		cfg := testConfig(b, b.TempDir(), nil, nil)
+		// The packets come in one write, faster than they are peeled: the
+		// exit queue holds them all, as TCP held them when each connection
+		// peeled its own.
+		cfg.MaxExitQueue = max(b.N, DefaultMaxExitQueue)
+		cfg.MaxExitQueueBytes = max(b.N*sphinx.AckPacket.Len(), DefaultMaxExitQueueBytes)
+		cfg.MaxExitQueuePerPeer, cfg.MaxExitQueueBytesPerPeer = cfg.MaxExitQueue, cfg.MaxExitQueueBytes
+		g := startGateway(b, cfg)
 		c := newTestClient()
 		c.register(b, g)
 		c.disconnect()

@@ -6,12 +6,14 @@ import (
 	"math"
 	"net/netip"
 	"net/url"
+	"runtime"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/peapod-mixnet/peapod/internal/gwproto"
 	"github.com/peapod-mixnet/peapod/internal/replaystore"
+	"github.com/peapod-mixnet/peapod/internal/wire"
 	"github.com/peapod-mixnet/peapod/sphinx"
 )
 
@@ -94,6 +96,21 @@ type Config struct {
 	// DefaultMaxStored and DefaultMaxStoredPerClient.
 	MaxStored          int
 	MaxStoredPerClient int
+	// MaxExitQueue and MaxExitQueueBytes bound the packets from mixnodes
+	// waiting to be peeled (the exit path), and MaxExitQueuePerPeer and
+	// MaxExitQueueBytesPerPeer each upstream peer's part of them (a
+	// layer-3 mixnode's Noise key; on a plain link, a connection). A
+	// packet that does not fit evicts the newest packet of the peer holding
+	// the most bytes, when that is another peer, and is dropped otherwise;
+	// ExitWorkers take the peers' packets in turn. So a layer-3 node that
+	// sends faster than the gateway peels loses its own packets, never
+	// another node's share. Every drop is counted by reason and by peer
+	// (Stats.PeerDrops). Defaults DefaultMaxExitQueue,
+	// DefaultMaxExitQueueBytes, and half of each for the per-peer bounds.
+	MaxExitQueue, MaxExitQueueBytes, MaxExitQueuePerPeer, MaxExitQueueBytesPerPeer int
+	// ExitWorkers is how many goroutines peel packets from mixnodes.
+	// Default GOMAXPROCS.
+	ExitWorkers int
 	// PurgeInterval is the time between purges of expired messages.
 	// Default DefaultPurgeInterval.
 	PurgeInterval time.Duration
@@ -214,6 +231,21 @@ func (c *Config) applyDefaults() error {
 	if c.ReplaySaveInterval == 0 {
 		c.ReplaySaveInterval = DefaultReplaySaveInterval
 	}
+	if c.MaxExitQueue == 0 {
+		c.MaxExitQueue = DefaultMaxExitQueue
+	}
+	if c.MaxExitQueueBytes == 0 {
+		c.MaxExitQueueBytes = DefaultMaxExitQueueBytes
+	}
+	if c.MaxExitQueuePerPeer == 0 {
+		c.MaxExitQueuePerPeer = max(c.MaxExitQueue/2, 1)
+	}
+	if c.MaxExitQueueBytesPerPeer == 0 {
+		c.MaxExitQueueBytesPerPeer = max(c.MaxExitQueueBytes/2, wire.MaxPacketLen)
+	}
+	if c.ExitWorkers == 0 {
+		c.ExitWorkers = runtime.GOMAXPROCS(0)
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -228,6 +260,17 @@ func (c *Config) applyDefaults() error {
 		return fmt.Errorf("gateway: Config.MaxPendingPerClient %d is negative", c.MaxPendingPerClient)
 	case c.MaxStored < 0 || c.MaxStoredPerClient < 0:
 		return fmt.Errorf("gateway: Config.MaxStored %d or MaxStoredPerClient %d is negative", c.MaxStored, c.MaxStoredPerClient)
+	case c.MaxExitQueue < 0:
+		return fmt.Errorf("gateway: Config.MaxExitQueue %d is negative", c.MaxExitQueue)
+	case c.MaxExitQueuePerPeer < 0 || c.MaxExitQueuePerPeer > c.MaxExitQueue:
+		return fmt.Errorf("gateway: Config.MaxExitQueuePerPeer %d is not between 1 and MaxExitQueue (%d)", c.MaxExitQueuePerPeer, c.MaxExitQueue)
+	case c.MaxExitQueueBytes < wire.MaxPacketLen:
+		return fmt.Errorf("gateway: Config.MaxExitQueueBytes %d is less than the largest packet (%d bytes)", c.MaxExitQueueBytes, wire.MaxPacketLen)
+	case c.MaxExitQueueBytesPerPeer < wire.MaxPacketLen || c.MaxExitQueueBytesPerPeer > c.MaxExitQueueBytes:
+		return fmt.Errorf("gateway: Config.MaxExitQueueBytesPerPeer %d is not between the largest packet (%d bytes) and MaxExitQueueBytes (%d)",
+			c.MaxExitQueueBytesPerPeer, wire.MaxPacketLen, c.MaxExitQueueBytes)
+	case c.ExitWorkers < 0:
+		return fmt.Errorf("gateway: Config.ExitWorkers %d is negative", c.ExitWorkers)
 	case c.PurgeInterval < 0:
 		return fmt.Errorf("gateway: Config.PurgeInterval %s is negative", c.PurgeInterval)
 	case c.TopologyRefresh < 0:

@@ -107,6 +107,7 @@ import (
 
 	"github.com/peapod-mixnet/peapod/address"
 	"github.com/peapod-mixnet/peapod/directory"
+	"github.com/peapod-mixnet/peapod/internal/fairq"
 	"github.com/peapod-mixnet/peapod/internal/node"
 	"github.com/peapod-mixnet/peapod/internal/wire"
 	"github.com/peapod-mixnet/peapod/sphinx"
@@ -162,6 +163,12 @@ type Gateway struct {
 	metrics    *http.Server
 	announce   netip.AddrPort
 	clientURL  string
+
+	// The exit path: packets from mixnodes wait in exitQ, fairly shared
+	// between the peers, for the exit workers (exitqueue.go).
+	exitQ     *fairq.Queue[*exitPacket]
+	exitWG    sync.WaitGroup
+	peerDrops fairq.Drops
 
 	storeQ  chan *message
 	quota   storeQuota
@@ -233,6 +240,7 @@ func New(cfg Config) (*Gateway, error) {
 		counters:   newCounters(),
 		ctx:        ctx,
 		cancel:     cancel,
+		exitQ:      fairq.NewOrdered[*exitPacket](cfg.exitQuota()),
 		storeQ:     make(chan *message, storeQueueLen),
 		quota:      storeQuota{client: make(map[clientID]int)},
 		conns:      make(map[clientID]*conn),
@@ -309,6 +317,10 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	for range storeWorkers {
 		g.storeWG.Add(1)
 		go g.storeWorker()
+	}
+	for range g.cfg.ExitWorkers {
+		g.exitWG.Add(1)
+		go g.exitWorker()
 	}
 	g.goBackground(func() {
 		if err := g.mixServer.Serve(g.mixLn); err != nil && !errors.Is(err, wire.ErrServerClosed) {
@@ -488,13 +500,15 @@ func (g *Gateway) stop() error {
 		g.lifeDone = make(chan error, 1)
 		go func() { g.lifeDone <- g.life.Close() }()
 	}
-	// No more frames from mixnodes once the server has closed: every frame
-	// being handled has been delivered live or queued for the store.
+	// No more frames from mixnodes once the server has closed; then every
+	// packet taken is peeled, and its message delivered live or queued for
+	// the store.
 	if g.mixServer != nil {
 		g.mixServer.Close()
 	} else if g.mixLn != nil {
 		g.mixLn.Close()
 	}
+	g.stopExit()
 	if g.clientHTTP != nil {
 		g.clientHTTP.Close() // the listener and connections not yet upgraded
 	} else if g.clientLn != nil {
@@ -613,6 +627,9 @@ func (g *Gateway) Stats() Stats {
 		ConnectedClients:    g.connectedClients(),
 		StoredMessages:      g.store.stored(),
 		RegisteredClients:   g.store.clientCount(),
+		ExitQueue:           g.exitQ.Len(),
+		PeerExitQueues:      g.peerExitQueues(),
+		PeerDrops:           g.peerDrops.Snapshot(),
 	}
 	for r, v := range c.dropped {
 		s.Dropped[r] = v.Load()

@@ -48,6 +48,14 @@ const (
 	// DropStoreFailed: the database failed to store a message; the sender
 	// gets no ack and retransmits.
 	DropStoreFailed DropReason = "store_failed"
+	// DropExitQueueFull: a packet from a mixnode found no room in the exit
+	// queue, and its peer held at least as much of the queue as any other
+	// (the gateway is overloaded, or the peer sends more than its share).
+	DropExitQueueFull DropReason = "exit_queue_full"
+	// DropExitQueueEvicted: a packet from a mixnode waited to be peeled,
+	// the newest of the peer holding the most of the full exit queue, and
+	// made room for a packet of a peer holding less.
+	DropExitQueueEvicted DropReason = "exit_queue_evicted"
 	// DropStoreFull: the store, or the recipient's inbox in it, holds as
 	// many messages as allowed (Config.MaxStored, MaxStoredPerClient); the
 	// sender gets no ack and retransmits, so the message comes once the
@@ -58,7 +66,7 @@ const (
 var dropReasons = []DropReason{
 	DropAuthentication, DropReplay, DropExpiredKey, DropBadPacket, DropNotFinal, DropUnknownClient,
 	DropMalformedPayload, DropAckHop, DropForwardRefused, DropSendFailed, DropStoreFailed,
-	DropStoreFull,
+	DropStoreFull, DropExitQueueFull, DropExitQueueEvicted,
 }
 
 // RefusalReason says why the gateway refused a client connection or a
@@ -127,6 +135,15 @@ type Stats struct {
 	StoredMessages int
 	// RegisteredClients is the number of clients registered now.
 	RegisteredClients int
+	// ExitQueue is the number of packets from mixnodes waiting to be
+	// peeled now, and PeerExitQueues what each upstream peer holds of them
+	// (by wire.PeerID.String: a Noise key in base58, or an address).
+	ExitQueue      int
+	PeerExitQueues map[string]int
+	// PeerDrops counts the packets from mixnodes dropped, for any reason,
+	// by the upstream peer that sent them (the first 256 peers with drops;
+	// the rest under fairq.OtherPeers, "other").
+	PeerDrops map[string]uint64
 }
 
 // counters are a gateway's event counters.
@@ -209,7 +226,7 @@ func newRegistry(g *Gateway) *prometheus.Registry {
 			ConstLabels: prometheus.Labels{"limit": string(r)},
 		}, func() float64 { return float64(max(v, -1)) }))
 	}
-	reg.MustRegister(mixCollector{g})
+	reg.MustRegister(mixCollector{g}, newPeerCollector(g))
 	for _, r := range dropReasons {
 		v := c.dropped[r]
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -236,6 +253,41 @@ func (c mixCollector) Collect(ch chan<- prometheus.Metric) {
 	c.g.mu.Unlock()
 	if srv != nil {
 		wire.NewCollector("peapod_gateway_mix_", srv).Collect(ch)
+	}
+}
+
+// peerCollector exports the exit queue and the drops by upstream peer.
+type peerCollector struct {
+	g                         *Gateway
+	depth, peerDepth, dropped *prometheus.Desc
+}
+
+func newPeerCollector(g *Gateway) peerCollector {
+	return peerCollector{
+		g:     g,
+		depth: prometheus.NewDesc("peapod_gateway_exit_queue_depth", "Packets from mixnodes waiting to be peeled.", nil, nil),
+		peerDepth: prometheus.NewDesc("peapod_gateway_peer_exit_queue_depth", "Packets an upstream peer (a layer-3 mixnode's Noise key) "+
+			"holds in the exit queue now; peers holding none are absent.", []string{"peer"}, nil),
+		dropped: prometheus.NewDesc("peapod_gateway_peer_packets_dropped_total", "Packets from mixnodes dropped, by the upstream peer "+
+			"that sent them (the first 256 peers with drops; the rest under peer=\"other\").", []string{"peer"}, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c peerCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.depth
+	ch <- c.peerDepth
+	ch <- c.dropped
+}
+
+// Collect implements prometheus.Collector.
+func (c peerCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(c.g.exitQ.Len()))
+	for peer, v := range c.g.peerExitQueues() {
+		ch <- prometheus.MustNewConstMetric(c.peerDepth, prometheus.GaugeValue, float64(v), peer)
+	}
+	for peer, v := range c.g.peerDrops.Snapshot() {
+		ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(v), peer)
 	}
 }
 

@@ -72,12 +72,10 @@ func appendPayload(dst []byte, hop netip.AddrPort, ack, rest []byte) ([]byte, er
 	return append(dst, rest...), nil
 }
 
-// handleFrame is the exit role: it peels a packet from a mixnode and hands
-// the message to its client, live or through the store. It runs on the
-// frame's connection goroutine; packet is the server's buffer, processed in
-// place.
-func (g *Gateway) handleFrame(from *wire.Peer, h wire.Header, packet []byte) {
-	g.counters.fromMixes.Add(1)
+// exit is the exit role: it peels a packet from a mixnode and hands the
+// message to its client, live or through the store. It runs on an exit
+// worker; packet is processed in place.
+func (g *Gateway) exit(from *wire.Peer, h wire.Header, packet []byte) {
 	res, _, err := g.sphinx.Process(h.KeyRotation, packet[:0], packet)
 	if err != nil {
 		switch {
@@ -129,10 +127,12 @@ func (g *Gateway) handleFrame(from *wire.Peer, h wire.Header, packet []byte) {
 	g.deliver(m)
 }
 
-// dropped counts a packet from a mixnode dropped for reason, and logs it at
-// debug level (the reason and the peer, never the packet).
+// dropped counts a packet from a mixnode dropped for reason, by reason and
+// by peer, and logs it at debug level (the reason and the peer, never the
+// packet).
 func (g *Gateway) dropped(reason DropReason, from *wire.Peer) {
 	g.counters.drop(reason)
+	g.peerDrops.Add(from)
 	g.log.Debug().Str("reason", string(reason)).Stringer("peer", from.Addr).Msg("dropping a packet from a mixnode")
 }
 

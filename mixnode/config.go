@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/peapod-mixnet/peapod/internal/fairq"
 	"github.com/peapod-mixnet/peapod/internal/replaystore"
 	"github.com/peapod-mixnet/peapod/internal/wire"
 	"github.com/peapod-mixnet/peapod/sphinx"
@@ -282,6 +283,6 @@ func reachable(ip netip.Addr) bool {
 }
 
 // queueQuota is the quota of each of the node's queues.
-func (c *Config) queueQuota() quota {
-	return quota{packets: c.MaxQueue, bytes: c.MaxQueueBytes, peerPackets: c.MaxQueuePerPeer, peerBytes: c.MaxQueueBytesPerPeer}
+func (c *Config) queueQuota() fairq.Quota {
+	return fairq.Quota{Packets: c.MaxQueue, Bytes: c.MaxQueueBytes, PeerPackets: c.MaxQueuePerPeer, PeerBytes: c.MaxQueueBytesPerPeer}
 }

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/peapod-mixnet/peapod/internal/fairq"
 )
 
 // delayQueue holds packets until their delay has passed. Workers push into
@@ -24,16 +26,21 @@ type delayQueue struct {
 
 	mu     sync.Mutex
 	heap   pheap
-	shares shares
+	shares fairq.Shares[pheap] // a peer's packets, latest due on top
 	seq    uint64
 }
 
-func newDelayQueue(q quota) *delayQueue {
+// peerShare is one upstream peer's part of the delay queue: its packets,
+// latest due first, so that the packets asking for the longest delays give
+// way first.
+type peerShare = fairq.Share[pheap]
+
+func newDelayQueue(q fairq.Quota) *delayQueue {
 	return &delayQueue{
 		epoch:  time.Now(),
 		wake:   make(chan struct{}, 1),
 		heap:   pheap{which: queueIndex},
-		shares: newShares(q),
+		shares: fairq.NewShares(q, func(h *pheap) { *h = pheap{which: peerIndex, latest: true} }),
 	}
 }
 
@@ -48,12 +55,12 @@ func (q *delayQueue) push(at time.Duration, to netip.AddrPort, pb *packetBuf) (e
 	q.mu.Lock()
 	q.seq++
 	pb.at, pb.seq, pb.to = at, q.seq, to
-	p := q.shares.peer(pb.from.ID())
-	for !q.shares.fits(p, size) {
-		v := q.shares.victim(p, size)
-		last := v.late.top()
+	p := q.shares.Peer(pb.from.ID())
+	for !q.shares.Fits(p, size) {
+		v := q.shares.Victim(p, size)
+		last := v.Held.top()
 		if last == nil || (v == p && !pb.before(last)) {
-			q.shares.forget(p)
+			q.shares.Forget(p)
 			q.mu.Unlock()
 			return evicted, false
 		}
@@ -61,8 +68,8 @@ func (q *delayQueue) push(at time.Duration, to netip.AddrPort, pb *packetBuf) (e
 		evicted = append(evicted, last)
 	}
 	pb.share = p
-	q.shares.add(p, size)
-	p.late.push(pb)
+	q.shares.Add(p, size)
+	p.Held.push(pb)
 	q.heap.push(pb)
 	earliest := q.heap.top() == pb
 	q.mu.Unlock()
@@ -79,9 +86,9 @@ func (q *delayQueue) push(at time.Duration, to netip.AddrPort, pb *packetBuf) (e
 func (q *delayQueue) removeLocked(pb *packetBuf) {
 	q.heap.remove(pb.idx[queueIndex])
 	p := pb.share
-	p.late.remove(pb.idx[peerIndex])
+	p.Held.remove(pb.idx[peerIndex])
 	pb.share = nil
-	q.shares.sub(p, len(pb.b))
+	q.shares.Sub(p, len(pb.b))
 }
 
 // popDue appends every packet due at now to out, earliest first, and
@@ -121,11 +128,11 @@ func (q *delayQueue) len() int {
 func (q *delayQueue) perPeer(byPeer map[string]*PeerQueue) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for id, p := range q.shares.peers {
-		pq := peerQueue(byPeer, id.String())
-		pq.Delayed += p.packets
-		pq.DelayedBytes += p.bytes
-	}
+	q.shares.Each(func(p *peerShare) {
+		pq := peerQueue(byPeer, p.ID.String())
+		pq.Delayed += p.Packets
+		pq.DelayedBytes += p.Bytes
+	})
 }
 
 // run sends every packet on with send when it is due, until stop is

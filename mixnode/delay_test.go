@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peapod-mixnet/peapod/internal/fairq"
 	"github.com/peapod-mixnet/peapod/internal/wire"
 )
 
@@ -21,8 +22,8 @@ func testPacket(from *wire.Peer, size int) *packetBuf {
 }
 
 // bigQuota bounds nothing the tests reach but the packet count.
-func bigQuota(packets int) quota {
-	return quota{packets: packets, bytes: 1 << 30, peerPackets: packets, peerBytes: 1 << 30}
+func bigQuota(packets int) fairq.Quota {
+	return fairq.Quota{Packets: packets, Bytes: 1 << 30, PeerPackets: packets, PeerBytes: 1 << 30}
 }
 
 // TestDelayQueueMatchesReference drives the heap with random pushes and
@@ -84,8 +85,8 @@ func TestDelayQueueMatchesReference(t *testing.T) {
 		if rest := q.drain(); len(rest) != len(ref) {
 			t.Fatalf("drain returned %d, want %d", len(rest), len(ref))
 		}
-		if len(q.shares.peers) != 0 || q.shares.packets != 0 || q.shares.bytes != 0 {
-			t.Fatalf("round %d: an empty queue still counts %d packets, %d bytes, %d peers", round, q.shares.packets, q.shares.bytes, len(q.shares.peers))
+		if packets, bytes := q.shares.Len(); q.shares.Peers() != 0 || packets != 0 || bytes != 0 {
+			t.Fatalf("round %d: an empty queue still counts %d packets, %d bytes, %d peers", round, packets, bytes, q.shares.Peers())
 		}
 	}
 }
@@ -95,7 +96,7 @@ func TestDelayQueueMatchesReference(t *testing.T) {
 // and cannot take more than its own quota.
 func TestDelayQueueShares(t *testing.T) {
 	flooder, honest := testPeer(1), testPeer(2)
-	q := newDelayQueue(quota{packets: 8, bytes: 1 << 20, peerPackets: 6, peerBytes: 1 << 20})
+	q := newDelayQueue(fairq.Quota{Packets: 8, Bytes: 1 << 20, PeerPackets: 6, PeerBytes: 1 << 20})
 	var flood []*packetBuf
 	for i := range 10 {
 		pb := testPacket(flooder, 100)
@@ -132,12 +133,12 @@ func TestDelayQueueShares(t *testing.T) {
 	if !ok || len(evicted) != 1 || evicted[0] != flood[len(flood)-1] {
 		t.Fatalf("an earlier flood packet: push = %v evicting %d, want its peer's latest", ok, len(evicted))
 	}
-	if got := q.shares.peers[honest.ID()].packets; got != 4 {
+	if got := q.shares.Get(honest.ID()).Packets; got != 4 {
 		t.Fatalf("the honest peer holds %d packets, want its 4", got)
 	}
 
 	// Bytes count as packets do: a peer's bytes are bounded too.
-	q = newDelayQueue(quota{packets: 100, bytes: 1000, peerPackets: 100, peerBytes: 600})
+	q = newDelayQueue(fairq.Quota{Packets: 100, Bytes: 1000, PeerPackets: 100, PeerBytes: 600})
 	if _, ok := q.push(time.Second, netip.AddrPort{}, testPacket(flooder, 500)); !ok {
 		t.Fatal("first packet refused")
 	}
@@ -188,62 +189,4 @@ func TestDelayQueueRun(t *testing.T) {
 	}
 	close(stop)
 	<-done
-}
-
-// TestWorkQueueFair: workers take the peers' packets in turn, and a peer
-// that fills the queue gives up its newest packets to another peer.
-func TestWorkQueueFair(t *testing.T) {
-	a, b := testPeer(1), testPeer(2)
-	w := newWorkQueue(quota{packets: 6, bytes: 1 << 20, peerPackets: 6, peerBytes: 1 << 20})
-	var fromA []*packetBuf
-	for i := range 8 {
-		pb := testPacket(a, 100)
-		_, ok := w.push(pb)
-		if ok != (i < 6) {
-			t.Fatalf("packet %d of a: push = %v with %d queued", i, ok, w.len())
-		}
-		if ok {
-			fromA = append(fromA, pb)
-		}
-	}
-	var fromB []*packetBuf
-	for i := range 2 {
-		pb := testPacket(b, 100)
-		evicted, ok := w.push(pb)
-		if !ok || len(evicted) != 1 || evicted[0] != fromA[len(fromA)-1] {
-			t.Fatalf("packet %d of b: push = %v evicting %d, want a's newest", i, ok, len(evicted))
-		}
-		fromA = fromA[:len(fromA)-1]
-		fromB = append(fromB, pb)
-	}
-	// a is served first (it was first), then the two take turns.
-	want := []*packetBuf{fromA[0], fromB[0], fromA[1], fromB[1], fromA[2], fromA[3]}
-	for i, pb := range want {
-		if got := w.pop(); got != pb {
-			t.Fatalf("pop %d: %v, want %v", i, got.from.Addr, pb.from.Addr)
-		}
-	}
-	if w.len() != 0 || len(w.active) != 0 || len(w.shares.peers) != 0 {
-		t.Fatalf("an empty queue holds %d packets, %d active peers", w.len(), len(w.active))
-	}
-
-	// A peer that joins while others wait is served after them.
-	c := testPeer(3)
-	w.push(testPacket(a, 1))
-	w.push(testPacket(b, 1))
-	w.pop() // a's
-	w.push(testPacket(a, 1))
-	w.push(testPacket(c, 1))
-	for i, wantFrom := range []*wire.Peer{b, a, c} {
-		if got := w.pop(); got.from != wantFrom {
-			t.Fatalf("pop %d is %v's, want %v's", i, got.from.Addr, wantFrom.Addr)
-		}
-	}
-
-	done := make(chan *packetBuf)
-	go func() { done <- w.pop() }()
-	w.close()
-	if pb := <-done; pb != nil {
-		t.Fatal("pop after close returned a packet")
-	}
 }

@@ -58,6 +58,7 @@ import (
 
 	"github.com/peapod-mixnet/peapod/address"
 	"github.com/peapod-mixnet/peapod/directory"
+	"github.com/peapod-mixnet/peapod/internal/fairq"
 	"github.com/peapod-mixnet/peapod/internal/hops"
 	"github.com/peapod-mixnet/peapod/internal/httpstop"
 	"github.com/peapod-mixnet/peapod/internal/node"
@@ -76,10 +77,10 @@ type Node struct {
 
 	server    *wire.Server
 	pool      *wire.Pool
-	work      *workQueue
+	work      workQueue
 	delay     *delayQueue
 	counters  counters
-	peerDrops peerDrops
+	peerDrops fairq.Drops
 	registry  *prometheus.Registry
 	// hops are the next hops the node may forward to; nil without
 	// Config.DirectoryURL, when it forwards to any.
@@ -455,7 +456,7 @@ func (n *Node) Stats() Stats {
 		WorkQueue:       n.work.len(),
 		DelayQueue:      n.delay.len(),
 		PeerQueues:      n.peerQueues(),
-		PeerDrops:       n.peerDrops.snapshot(),
+		PeerDrops:       n.peerDrops.Snapshot(),
 		OutboundQueue:   ps.Queued,
 		Connections:     ss.Active,
 		MalformedFrames: ss.Malformed,

@@ -316,7 +316,7 @@ func (n *Node) releaseAll(pbs []*packetBuf, r DropReason) {
 // and the peer that sent the packet, never its bytes.
 func (n *Node) dropped(r DropReason, from *wire.Peer) {
 	n.counters.drop(r)
-	n.peerDrops.add(from)
+	n.peerDrops.Add(from)
 	if e := n.log.Debug(); e.Enabled() {
 		e.Str("reason", string(r)).Stringer("peer", from.Addr).Msg("dropped a packet")
 	}

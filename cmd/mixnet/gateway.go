@@ -25,6 +25,8 @@ type gatewaySection struct {
 	MaxPending       int           `toml:"max_pending"`
 	MaxStored        int           `toml:"max_stored"`
 	MaxStoredClient  int           `toml:"max_stored_per_client"`
+	MaxExitQueue     int           `toml:"max_exit_queue"`
+	MaxExitQueuePeer int           `toml:"max_exit_queue_per_peer"`
 	PurgeInterval    time.Duration `toml:"purge_interval"`
 	TopologyRefresh  time.Duration `toml:"topology_refresh"`
 	HandshakeTimeout time.Duration `toml:"handshake_timeout"`
@@ -63,6 +65,8 @@ func bindGatewayFlags(fs *flag.FlagSet, c *mixnetFile) {
 	fs.IntVar(&g.MaxPending, "max-pending", g.MaxPending, "unconfirmed live messages per client before the rest go to the store (0: the default)")
 	fs.IntVar(&g.MaxStored, "max-stored", g.MaxStored, "messages the store holds for all clients; beyond, new ones are refused unacknowledged (0: the default)")
 	fs.IntVar(&g.MaxStoredClient, "max-stored-per-client", g.MaxStoredClient, "messages the store holds for one client (0: the default)")
+	fs.IntVar(&g.MaxExitQueue, "max-exit-queue", g.MaxExitQueue, "packets from mixnodes waiting to be peeled (0: 4096)")
+	fs.IntVar(&g.MaxExitQueuePeer, "max-exit-queue-per-peer", g.MaxExitQueuePeer, "one layer-3 mixnode's part of those; beyond, its own packets are dropped (0: half of --max-exit-queue)")
 	fs.DurationVar(&g.PurgeInterval, "purge-interval", g.PurgeInterval, "time between purges of expired messages (0: the default)")
 	fs.DurationVar(&g.TopologyRefresh, "topology-refresh", g.TopologyRefresh, "time between topology fetches (0: the default)")
 	fs.DurationVar(&g.HandshakeTimeout, "handshake-timeout", g.HandshakeTimeout, "bound on a client's handshake, from its TCP connection on (0: the default)")
@@ -102,6 +106,8 @@ func runGateway(args []string, stdout, stderr io.Writer) int {
 		MaxPendingPerClient:     s.MaxPending,
 		MaxStored:               s.MaxStored,
 		MaxStoredPerClient:      s.MaxStoredClient,
+		MaxExitQueue:            s.MaxExitQueue,
+		MaxExitQueuePerPeer:     s.MaxExitQueuePeer,
 		PurgeInterval:           s.PurgeInterval,
 		TopologyRefresh:         s.TopologyRefresh,
 		HandshakeTimeout:        s.HandshakeTimeout,
