@@ -298,6 +298,8 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	var noise *wire.NoiseConfig
 	if g.cfg.DirectoryURL != "" {
 		noise = &wire.NoiseConfig{Key: g.keys.Noise, Peers: g.topo}
+	} else {
+		g.log.Warn().Msg("no directory: the mix listener reads plain frames from anyone and delivers their packets; for tests and benchmarks only")
 	}
 	if g.pool, err = wire.NewPool(wire.PoolConfig{Noise: noise, Logger: g.log.With().Str("side", "outbound").Logger()}); err != nil {
 		return fmt.Errorf("gateway: %w", err)

@@ -146,6 +146,8 @@ func New(cfg Config) (*Node, error) {
 		n.hops = hops.New(&directory.Client{BaseURL: cfg.DirectoryURL}, hops.After(cfg.Layer), n.log)
 		n.hops.AcceptFrom(hops.Before(cfg.Layer))
 		noise = &wire.NoiseConfig{Key: keys.Noise, Peers: n.hops}
+	} else {
+		n.log.Warn().Msg("no directory: the node reads plain frames from anyone and forwards to any address; for tests and benchmarks only")
 	}
 	n.server, err = wire.NewServer(wire.ServerConfig{
 		Handler:      wire.HandlerFunc(n.handleFrame),

@@ -247,7 +247,6 @@ func TestDelayQueueFlood(t *testing.T) {
 	flooded := r.echo(t, "flooded", floodEchoes)
 
 	// While the flood still runs: what the layer-1 nodes did with it.
-	honestKey, flooderKey := peerName(r.n.Gateway(0)), peerName(r.attack.flooder(r.n))
 	for _, nd := range r.targets {
 		if got := metricOf(t, ctx, nd, "max_delay_seconds"); got != wantBound.Seconds() {
 			t.Errorf("%s honours delays up to %vs, want %v (20 times the advertised mean)", nd.Name(), got, wantBound)
@@ -255,12 +254,7 @@ func TestDelayQueueFlood(t *testing.T) {
 		if got := metricOf(t, ctx, nd, "delays_clamped_total"); got == 0 {
 			t.Errorf("%s clamped no delay", nd.Name())
 		}
-		if got := metricOf(t, ctx, nd, "peer_packets_dropped_total", "peer", flooderKey); got == 0 {
-			t.Errorf("%s dropped none of the flooder's packets", nd.Name())
-		}
-		if got, err := nd.Metric(ctx, "peer_packets_dropped_total", "peer", honestKey); err == nil {
-			t.Errorf("%s dropped %v packets of the honest gateway", nd.Name(), got)
-		}
+		checkPeerDrops(t, ctx, nd, "peer_packets_dropped_total", r.attack.flooder(r.n), r.n.Gateway(0))
 		evicted := metricOf(t, ctx, nd, "packets_dropped_total", "reason", "delay_evicted")
 		refused := metricOf(t, ctx, nd, "packets_dropped_total", "reason", "delay_queue_full")
 		t.Logf("%s: %v flood packets evicted, %v refused", nd.Name(), evicted, refused)
@@ -290,13 +284,7 @@ func TestExitFlood(t *testing.T) {
 	stop := r.flood(t)
 	flooded := r.echo(t, "flooded", floodEchoes)
 
-	otherKey, flooderKey := peerName(r.n.Mixnode(3, 0)), peerName(r.attack.flooder(r.n))
-	if got := metricOf(t, ctx, gw, "peapod_gateway_peer_packets_dropped_total", "peer", flooderKey); got == 0 {
-		t.Errorf("%s dropped none of the flooder's packets", gw.Name())
-	}
-	if got, err := gw.Metric(ctx, "peapod_gateway_peer_packets_dropped_total", "peer", otherKey); err == nil {
-		t.Errorf("%s dropped %v packets of the other layer-3 node", gw.Name(), got)
-	}
+	checkPeerDrops(t, ctx, gw, "peapod_gateway_peer_packets_dropped_total", r.attack.flooder(r.n), r.n.Mixnode(3, 0))
 	full := metricOf(t, ctx, gw, "peapod_gateway_dropped_total", "reason", "exit_queue_full")
 	evicted := metricOf(t, ctx, gw, "peapod_gateway_dropped_total", "reason", "exit_queue_evicted")
 	peeled := metricOf(t, ctx, gw, "peapod_gateway_dropped_total", "reason", "replay") +
@@ -307,6 +295,19 @@ func TestExitFlood(t *testing.T) {
 	}
 	reportFlood(t, unloaded, flooded)
 	r.check(t)
+}
+
+// checkPeerDrops fails t unless nd's metric of drops by peer counts some
+// of flooder's packets and none of spared's (a peer without drops is
+// absent).
+func checkPeerDrops(t *testing.T, ctx context.Context, nd *Node, metric string, flooder, spared *Node) {
+	t.Helper()
+	if got := metricOf(t, ctx, nd, metric, "peer", peerName(flooder)); got == 0 {
+		t.Errorf("%s dropped none of the flooder's (%s's key's) packets", nd.Name(), flooder.Name())
+	}
+	if got, err := nd.Metric(ctx, metric, "peer", peerName(spared)); err == nil {
+		t.Errorf("%s dropped %v packets of %s", nd.Name(), got, spared.Name())
+	}
 }
 
 // BenchmarkFloods measures the honest echoes of TestDelayQueueFlood and
