@@ -2,7 +2,10 @@ package gateway
 
 import (
 	"fmt"
+	"net/netip"
 	"testing"
+
+	"github.com/peapod-mixnet/peapod/internal/wire"
 )
 
 // TestExitQueueShares: a mixnode link that floods the exit path with more
@@ -59,5 +62,34 @@ func TestExitQueueShares(t *testing.T) {
 		if !got[fmt.Sprintf("honest-%d", i)] {
 			t.Errorf("honest-%d was not delivered", i)
 		}
+	}
+}
+
+// TestStoreShare: one mixnode's messages on their way to the store are
+// bounded to a quarter of the store queue, so that a mixnode delivering
+// faster than the store commits leaves room in the queue for the others';
+// its share comes back as its messages are committed.
+func TestStoreShare(t *testing.T) {
+	g := startGateway(t, testConfig(t, t.TempDir(), nil, nil))
+	peerA := (&wire.Peer{Addr: netip.MustParseAddrPort("10.0.0.1:1789")}).ID()
+	peerB := (&wire.Peer{Addr: netip.MustParseAddrPort("10.0.0.2:1789")}).ID()
+	client := newTestClient().identity()
+	var fromA []*message
+	for i := range storeQueuePerPeer {
+		m := &message{client: client, peer: peerA}
+		if r := g.admit(m); r != "" {
+			t.Fatalf("message %d of a: refused (%s) within its share", i, r)
+		}
+		fromA = append(fromA, m)
+	}
+	if r := g.admit(&message{client: client, peer: peerA}); r != DropStoreShare {
+		t.Fatalf("a message past a's share: %q, want %q", r, DropStoreShare)
+	}
+	if r := g.admit(&message{client: client, peer: peerB}); r != "" {
+		t.Fatalf("b's message refused (%s) while a's share is full", r)
+	}
+	g.settle(fromA[:1])
+	if r := g.admit(&message{client: client, peer: peerA}); r != "" {
+		t.Fatalf("a's message refused (%s) after one of its messages was committed", r)
 	}
 }

@@ -242,7 +242,7 @@ func New(cfg Config) (*Gateway, error) {
 		cancel:     cancel,
 		exitQ:      fairq.NewOrdered[*exitPacket](cfg.exitQuota()),
 		storeQ:     make(chan *message, storeQueueLen),
-		quota:      storeQuota{client: make(map[clientID]int)},
+		quota:      storeQuota{client: make(map[clientID]int), peer: make(map[wire.PeerID]int)},
 		conns:      make(map[clientID]*conn),
 		handshakes: make(map[*websocket.Conn]struct{}),
 		upgrader: websocket.Upgrader{

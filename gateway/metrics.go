@@ -48,6 +48,11 @@ const (
 	// DropStoreFailed: the database failed to store a message; the sender
 	// gets no ack and retransmits.
 	DropStoreFailed DropReason = "store_failed"
+	// DropStoreShare: a message for the store came from a mixnode whose
+	// messages on their way to the store were a quarter of the store queue
+	// already (the mixnode delivers faster than the store commits); the
+	// sender gets no ack and retransmits.
+	DropStoreShare DropReason = "store_share"
 	// DropExitQueueFull: a packet from a mixnode found no room in the exit
 	// queue, and its peer held at least as much of the queue as any other
 	// (the gateway is overloaded, or the peer sends more than its share).
@@ -66,7 +71,7 @@ const (
 var dropReasons = []DropReason{
 	DropAuthentication, DropReplay, DropExpiredKey, DropBadPacket, DropNotFinal, DropUnknownClient,
 	DropMalformedPayload, DropAckHop, DropForwardRefused, DropSendFailed, DropStoreFailed,
-	DropStoreFull, DropExitQueueFull, DropExitQueueEvicted,
+	DropStoreFull, DropStoreShare, DropExitQueueFull, DropExitQueueEvicted,
 }
 
 // RefusalReason says why the gateway refused a client connection or a

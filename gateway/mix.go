@@ -35,6 +35,9 @@ type message struct {
 	// for a KindAck message, which has none.
 	ackTo netip.AddrPort
 	ack   []byte
+	// peer is the mixnode that delivered m, whose share of the store queue
+	// m counts against while admitted.
+	peer wire.PeerID
 	// admitted is set while m counts against the store's quotas on its way
 	// to the store (see admit).
 	admitted bool
@@ -100,7 +103,7 @@ func (g *Gateway) exit(from *wire.Peer, h wire.Header, packet []byte) {
 		g.dropped(DropUnknownClient, from)
 		return
 	}
-	m := &message{client: client}
+	m := &message{client: client, peer: from.ID()}
 	m.received = g.cfg.Now()
 	if h.Size == sphinx.AckPacket {
 		m.kind = gwproto.KindAck
@@ -124,7 +127,7 @@ func (g *Gateway) exit(from *wire.Peer, h wire.Header, packet []byte) {
 		copy(m.payload, rest)
 	}
 	clear(res.Payload) // the plaintext stays in no reused buffer
-	g.deliver(m)
+	g.deliver(m, from)
 }
 
 // dropped counts a packet from a mixnode dropped for reason, by reason and
@@ -136,11 +139,12 @@ func (g *Gateway) dropped(reason DropReason, from *wire.Peer) {
 	g.log.Debug().Str("reason", string(reason)).Stringer("peer", from.Addr).Msg("dropping a packet from a mixnode")
 }
 
-// deliver hands m to its client at once if it is connected and has room
-// for another pending message, and queues it for the store otherwise, unless
-// the store is full (MaxStored, MaxStoredPerClient): then m is dropped
-// unacknowledged, for its sender to retransmit.
-func (g *Gateway) deliver(m *message) {
+// deliver hands m, from the mixnode from, to its client at once if it is
+// connected and has room for another pending message, and queues it for
+// the store otherwise, unless the store is full (MaxStored,
+// MaxStoredPerClient) or from has its share of the store queue on its way
+// already: then m is dropped unacknowledged, for its sender to retransmit.
+func (g *Gateway) deliver(m *message, from *wire.Peer) {
 	id, err := g.store.newID()
 	if err != nil {
 		g.log.Error().Err(err).Msg("dropping a message")
@@ -155,13 +159,18 @@ func (g *Gateway) deliver(m *message) {
 	if live {
 		return
 	}
-	if !g.admit(m) {
-		g.counters.drop(DropStoreFull)
-		g.log.Debug().Msg("dropping a message: the store holds as many as allowed")
+	if reason := g.admit(m); reason != "" {
+		g.dropped(reason, from)
 		return
 	}
 	g.storeQ <- m
 }
+
+// storeQueuePerPeer bounds the messages of one mixnode on their way to the
+// store: a quarter of the store queue, so that a mixnode that delivers
+// faster than the store commits cannot fill the queue the others' messages
+// wait in.
+const storeQueuePerPeer = storeQueueLen / 4
 
 // storeQuota counts the messages on their way to the store, so that the
 // quotas hold before they are committed.
@@ -169,23 +178,29 @@ type storeQuota struct {
 	mu     sync.Mutex
 	total  int
 	client map[clientID]int
+	peer   map[wire.PeerID]int
 }
 
-// admit reports whether m fits within MaxStored and MaxStoredPerClient,
-// counting the messages stored and those on their way, and if so counts m
-// on its way until settle.
-func (g *Gateway) admit(m *message) bool {
+// admit reports why m does not fit (MaxStored, MaxStoredPerClient, its
+// mixnode's share of the store queue), counting the messages stored and
+// those on their way, or "" when it fits; then it counts m on its way
+// until settle.
+func (g *Gateway) admit(m *message) DropReason {
 	q := &g.quota
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if g.store.stored()+q.total >= g.cfg.MaxStored ||
 		g.store.storedFor(m.client)+q.client[m.client] >= g.cfg.MaxStoredPerClient {
-		return false
+		return DropStoreFull
+	}
+	if q.peer[m.peer] >= storeQueuePerPeer {
+		return DropStoreShare
 	}
 	q.total++
 	q.client[m.client]++
+	q.peer[m.peer]++
 	m.admitted = true
-	return true
+	return ""
 }
 
 // settle stops counting msgs as on their way to the store: they are
@@ -202,6 +217,9 @@ func (g *Gateway) settle(msgs []*message) {
 		q.total--
 		if q.client[m.client]--; q.client[m.client] <= 0 {
 			delete(q.client, m.client)
+		}
+		if q.peer[m.peer]--; q.peer[m.peer] <= 0 {
+			delete(q.peer, m.peer)
 		}
 	}
 }
