@@ -175,6 +175,9 @@ type Stats struct {
 	TooLong           uint64
 	Reconnects        uint64
 	Connected         bool
+	// TopologyRefused counts the topology documents refused (with
+	// Config.Trust set), by reason: see directory.RefusedReasons.
+	TopologyRefused map[string]uint64
 }
 
 // New loads or creates the client's keys and state in cfg.DataDir. Call Start
@@ -202,7 +205,7 @@ func New(cfg Config) (*Client, error) {
 		log:        cfg.Logger.With().Str("component", "client").Logger(),
 		keys:       k,
 		state:      st,
-		dir:        &directory.Client{BaseURL: cfg.DirectoryURL},
+		dir:        &directory.Client{BaseURL: cfg.DirectoryURL, Trust: cfg.Trust},
 		queue:      make(chan *pendingFragment, cfg.MaxQueuedPackets),
 		window:     make(chan struct{}, cfg.Window),
 		jobs:       make(chan *pendingFragment, cfg.Window),
@@ -453,6 +456,7 @@ func (c *Client) Stats() Stats {
 		TooLong:            reasm.TooLong,
 		Reconnects:         uint64(c.link.reconnect.Load()),
 		Connected:          c.Connected(),
+		TopologyRefused:    c.dir.Refused(),
 	}
 }
 

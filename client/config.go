@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/peapod-mixnet/peapod/directory"
 )
 
 // Defaults of a zero Config.
@@ -67,6 +69,12 @@ type Config struct {
 	DataDir string
 	// DirectoryURL is the base URL of the network's directory. Required.
 	DirectoryURL string
+	// Trust, when set, makes the client accept a topology only as a document
+	// signed by a threshold of the directory authorities it names (see
+	// directory.Client.Trust); DirectoryURL then lists the authorities'
+	// URLs, separated by commas. Nil takes the unsigned topology of
+	// DirectoryURL: whoever answers there chooses the client's view.
+	Trust *directory.Trust
 	// Gateway is the base58 identity of the gateway to register with. Empty
 	// keeps the gateway the client registered with before, or picks one at
 	// random on first start. Naming another gateway than the one in DataDir
@@ -208,8 +216,13 @@ func (c *Config) applyDefaults() error {
 	if c.DataDir == "" {
 		return errors.New("client: Config.DataDir is required")
 	}
-	if c.DirectoryURL == "" {
-		return errors.New("client: Config.DirectoryURL is required")
+	if err := directory.CheckURLs(c.DirectoryURL); err != nil {
+		return fmt.Errorf("client: Config.DirectoryURL: %w", err)
+	}
+	if c.Trust != nil {
+		if err := c.Trust.Validate(); err != nil {
+			return fmt.Errorf("client: Config.Trust: %w", err)
+		}
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {

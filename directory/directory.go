@@ -34,9 +34,11 @@
 //
 //	400  the body is not a valid descriptor, or its timestamp is too far from the server's clock
 //	401  the signature is missing or invalid (one message for every cause)
+//	403  the identity is not on the directory's allow-list (Config.AllowList)
 //	409  the timestamp is not after the last one accepted for the identity (a replay)
 //	413  the body is larger than MaxDescriptorSize
-//	429  the directory holds Config.MaxNodes identities already
+//	429  the directory holds Config.MaxNodes identities already, or the
+//	     source (or everyone) sent more requests than Config.RegisterRate allows
 //
 // An accepted request gets 200 and {"status":"registered"} or
 // {"status":"deregistered"}. Deregistering an identity the server does not
@@ -54,7 +56,11 @@ import (
 
 // HTTP paths served by the directory.
 const (
-	PathTopology   = "/v1/topology"
+	PathTopology = "/v1/topology"
+	// PathDocument serves the last signed topology [Document] an authority
+	// published, and PathVote its own signed view, for its peers.
+	PathDocument   = "/v1/document"
+	PathVote       = "/v1/vote"
 	PathRegister   = "/v1/register"
 	PathDeregister = "/v1/deregister"
 	PathHealth     = "/healthz"

@@ -123,6 +123,9 @@ func startServer(t testing.TB, cfg Config) *testServer {
 	if cfg.Schedule == (Schedule{}) {
 		cfg.Schedule = testSchedule()
 	}
+	if cfg.RegisterRate == 0 {
+		cfg.RegisterRate = unlimitedRate // tests register many nodes from 127.0.0.1
+	}
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -130,15 +133,30 @@ func startServer(t testing.TB, cfg Config) *testServer {
 	return serveOn(t, s, cfg, nil)
 }
 
+// unlimitedRate is a registration rate no test reaches.
+const unlimitedRate = 1e6
+
 // serveOn serves s on a loopback listener: with s.Serve when wrap is nil,
 // else with an http.Server of its own around wrap(s.Handler()). When the
 // test ends it closes s and checks that Serve returned nil.
 func serveOn(t testing.TB, s *Server, cfg Config, wrap func(http.Handler) http.Handler) *testServer {
 	t.Helper()
+	return serveOnListener(t, s, cfg, wrap, listen(t))
+}
+
+// listen returns a loopback listener on a free port.
+func listen(t testing.TB) net.Listener {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ln
+}
+
+// serveOnListener is serveOn on a listener of the caller's.
+func serveOnListener(t testing.TB, s *Server, cfg Config, wrap func(http.Handler) http.Handler, ln net.Listener) *testServer {
+	t.Helper()
 	served := make(chan error, 1)
 	stopOwn := func() {}
 	if wrap == nil {

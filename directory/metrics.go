@@ -14,11 +14,15 @@ const (
 	reasonClockSkew = "clock_skew"
 	reasonReplay    = "replay" // timestamp not after the last accepted one
 	reasonFull      = "full"   // MaxNodes reached
+	// reasonRateLimited: over Config.RegisterRate or RegisterRateTotal.
+	reasonRateLimited = "rate_limited"
+	// reasonNotAdmitted: the identity is not on Config.AllowList.
+	reasonNotAdmitted = "not_admitted"
 )
 
 var rejectReasons = []string{
 	reasonTooLarge, reasonMalformed, reasonInvalid, reasonSignature,
-	reasonClockSkew, reasonReplay, reasonFull,
+	reasonClockSkew, reasonReplay, reasonFull, reasonRateLimited, reasonNotAdmitted,
 }
 
 // metrics are one server's Prometheus metrics, in a registry of their own so
@@ -27,6 +31,11 @@ type metrics struct {
 	registry *prometheus.Registry
 	accepted *prometheus.CounterVec // by request: "register" or "deregister"
 	rejected *prometheus.CounterVec // by reason
+	// An authority's: its peers' votes by result, and the document it
+	// serves.
+	peerVotes          *prometheus.CounterVec
+	documentEpoch      prometheus.Gauge
+	documentSignatures prometheus.Gauge
 }
 
 // newMetrics registers the server's metrics; listed counts the nodes of a
@@ -43,7 +52,22 @@ func newMetrics(listed func(Role) int, tracked func() int) *metrics {
 			Help: "Registrations and deregistrations refused, by reason.",
 		}, []string{"reason"}),
 	}
-	m.registry.MustRegister(m.accepted, m.rejected)
+	m.peerVotes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "peapod_directory_peer_votes_total",
+		Help: "Peer authorities' votes fetched, by result: agree (signature kept), disagree (another topology), unreachable, bad_signature.",
+	}, []string{"result"})
+	m.documentEpoch = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "peapod_directory_document_epoch",
+		Help: "Epoch of the signed topology document this authority serves.",
+	})
+	m.documentSignatures = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "peapod_directory_document_signatures",
+		Help: "Authority signatures on the document this authority serves (0 before the first).",
+	})
+	m.registry.MustRegister(m.accepted, m.rejected, m.peerVotes, m.documentEpoch, m.documentSignatures)
+	for _, res := range []string{"agree", "disagree", "unreachable", "bad_signature"} {
+		m.peerVotes.WithLabelValues(res)
+	}
 	for _, req := range []string{"register", "deregister"} {
 		m.accepted.WithLabelValues(req)
 	}

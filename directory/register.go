@@ -31,7 +31,10 @@ func (s *Server) handleSigned(path string) http.HandlerFunc {
 		apply, request, done = s.deregister, "deregister", "deregistered"
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
-		d, err := s.authenticate(w, r, path)
+		d, err := Descriptor{}, s.limiter.allow(r.RemoteAddr, s.cfg.Now())
+		if err == nil {
+			d, err = s.authenticate(w, r, path)
+		}
 		if err == nil {
 			err = apply(d)
 		}
@@ -83,6 +86,10 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, path strin
 
 // register adds or refreshes the entry of an authenticated descriptor.
 func (s *Server) register(d Descriptor) error {
+	if !s.admits(d.Identity) {
+		return reject(http.StatusForbidden, reasonNotAdmitted,
+			fmt.Errorf("directory: identity %s is not on this directory's allow-list", d.Identity))
+	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	now := s.cfg.Now()

@@ -135,7 +135,13 @@ func (r *Registrar) Run(ctx context.Context) error {
 		err := r.Client.Register(attemptCtx, d, r.Key)
 		cancel()
 		wait := interval
+		var partial *PartialError
 		switch {
+		case errors.As(err, &partial):
+			// Listed by the authorities that took it: keep the pace,
+			// the others get it next time.
+			log.Warn().Err(err).Msg("some directory authorities did not take the registration")
+			registered, failures = true, 0
 		case err == nil && !registered:
 			log.Info().Str("address", d.Address).Msg("registered with the directory")
 			registered, failures = true, 0
@@ -157,7 +163,13 @@ func (r *Registrar) Run(ctx context.Context) error {
 func (r *Registrar) deregister(ctx context.Context, d Descriptor, log zerolog.Logger) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deregisterTimeout)
 	defer cancel()
-	if err := r.Client.Deregister(ctx, d, r.Key); err != nil {
+	err := r.Client.Deregister(ctx, d, r.Key)
+	if _, ok := errors.AsType[*PartialError](err); ok {
+		// An authority that is down forgets the node after its TTL.
+		log.Warn().Err(err).Msg("some directory authorities did not take the deregistration")
+		return nil
+	}
+	if err != nil {
 		log.Warn().Err(err).Msg("directory deregistration failed")
 		return fmt.Errorf("directory: deregistering: %w", err)
 	}

@@ -45,6 +45,21 @@ type Config struct {
 	// Schedule is the network's timetable of epochs and key rotations,
 	// served with every topology. Zero fields take DefaultSchedule's.
 	Schedule Schedule
+	// AllowList, when set, is the set of identities the server admits: a
+	// registration by any other identity is refused (403) and a listed
+	// node taken off the list leaves the topology. Nil admits every
+	// identity (open mode, for local and test networks).
+	AllowList *AllowList
+	// RegisterRate is the signed requests a second accepted from one
+	// source address, and RegisterRateTotal from all of them, each with a
+	// burst of twice as many; past either a request is refused (429).
+	// Defaults DefaultRegisterRate and DefaultRegisterRateTotal.
+	RegisterRate      float64
+	RegisterRateTotal float64
+	// Authority, when set, makes the server a directory authority: it signs
+	// its view of the topology, exchanges signatures with its peers and
+	// publishes a signed [Document] (see authority.go).
+	Authority *AuthorityConfig
 }
 
 // applyDefaults fills in zero fields and then checks the result.
@@ -71,6 +86,17 @@ func (c *Config) applyDefaults() error {
 	if c.Schedule.RotationEpochs == 0 {
 		c.Schedule.RotationEpochs = def.RotationEpochs
 	}
+	if c.RegisterRate == 0 {
+		c.RegisterRate = DefaultRegisterRate
+	}
+	if c.RegisterRateTotal == 0 {
+		c.RegisterRateTotal = DefaultRegisterRateTotal
+	}
+	if c.Authority != nil {
+		if err := c.Authority.applyDefaults(); err != nil {
+			return err
+		}
+	}
 	if err := c.Schedule.Validate(); err != nil {
 		return fmt.Errorf("directory: Config.Schedule: %s", reason(err))
 	}
@@ -83,6 +109,8 @@ func (c *Config) applyDefaults() error {
 		return fmt.Errorf("directory: Config.MaxNodes %d is negative", c.MaxNodes)
 	case c.MaxClockSkew < 0:
 		return fmt.Errorf("directory: Config.MaxClockSkew %s is negative", c.MaxClockSkew)
+	case !(c.RegisterRate > 0) || !(c.RegisterRateTotal > 0):
+		return fmt.Errorf("directory: Config.RegisterRate %v and RegisterRateTotal %v must be positive", c.RegisterRate, c.RegisterRateTotal)
 	case c.Params != nil && c.Params.MeanMixDelay < 0:
 		return fmt.Errorf("directory: Config.Params.MeanMixDelay %d is negative", c.Params.MeanMixDelay)
 	}
@@ -108,6 +136,8 @@ type Server struct {
 	log     zerolog.Logger
 	store   *store
 	metrics *metrics
+	limiter *limiter
+	auth    *authority // nil unless Config.Authority is set
 	handler http.Handler
 	http    *httpstop.Server
 
@@ -148,7 +178,11 @@ func New(cfg Config) (*Server, error) {
 		nodes: nodes,
 		stop:  make(chan struct{}),
 	}
+	s.limiter = newLimiter(cfg.RegisterRate, cfg.RegisterRateTotal)
 	s.metrics = newMetrics(s.countListed, s.countTracked)
+	if cfg.Authority != nil {
+		s.auth = newAuthority(s, *cfg.Authority)
+	}
 	s.handler = s.routes()
 	s.http = httpstop.Wrap(&http.Server{
 		Handler:           s.handler,
@@ -161,6 +195,10 @@ func New(cfg Config) (*Server, error) {
 	})
 	s.sweeperWG.Add(1)
 	go s.sweeper()
+	if s.auth != nil {
+		s.sweeperWG.Add(1)
+		go s.auth.run(s.stop, &s.sweeperWG)
+	}
 	log.Info().Str("data_dir", cfg.DataDir).Int("entries", len(nodes)).
 		Dur("ttl", cfg.TTL).Msg("directory opened")
 	return s, nil
@@ -170,6 +208,10 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) routes() http.Handler {
 	r := chi.NewRouter()
 	r.Get(PathTopology, s.handleTopology)
+	if s.auth != nil {
+		r.Get(PathDocument, s.auth.handleDocument)
+		r.Get(PathVote, s.auth.handleVote)
+	}
 	r.Post(PathRegister, s.handleSigned(PathRegister))
 	r.Post(PathDeregister, s.handleSigned(PathDeregister))
 	r.Get(PathHealth, func(w http.ResponseWriter, _ *http.Request) {
@@ -236,7 +278,7 @@ func (s *Server) Topology() Topology {
 	}
 	s.mu.RLock()
 	for _, r := range s.nodes {
-		if !s.listed(r, now) {
+		if !s.listed(r, now) || !s.admits(r.desc.Identity) {
 			continue
 		}
 		d := r.desc

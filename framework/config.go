@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/peapod-mixnet/peapod/client"
+	"github.com/peapod-mixnet/peapod/directory"
 	"github.com/peapod-mixnet/peapod/framework/descriptor"
 	"github.com/peapod-mixnet/peapod/handlers"
 	"github.com/peapod-mixnet/peapod/plugins"
@@ -48,11 +49,15 @@ type Config struct {
 	DataDir string
 
 	// DirectoryURL selects the embedded peapod client (ClientTransport),
-	// joining the network whose directory is at this URL; its state lives
-	// in DataDir/client, so the provider's address survives restarts.
+	// joining the network whose directory is at this URL (or whose
+	// directory authorities are at these URLs, separated by commas); its
+	// state lives in DataDir/client, so the provider's address survives
+	// restarts.
 	DirectoryURL string
 	// Client tunes the embedded client (mix delays, cover traffic, SURB
 	// policy, logger). Its DataDir and DirectoryURL are set by the Host.
+	// Its Trust, the network's directory authorities, is published in the
+	// descriptor's network section.
 	Client client.Config
 	// NymClientURL selects an external Nym native client (NymTransport)
 	// at this WebSocket URL, such as "ws://127.0.0.1:1977".
@@ -210,7 +215,7 @@ func (c *Config) applyDefaults() error {
 		}
 	}
 	if c.DirectoryURL != "" {
-		if err := checkURL(c.DirectoryURL, "http", "https"); err != nil {
+		if err := directory.CheckURLs(c.DirectoryURL); err != nil {
 			return fmt.Errorf("framework: Config.DirectoryURL: %w", err)
 		}
 	}

@@ -188,6 +188,9 @@ func New(cfg Config) (*Host, error) {
 		}
 		h.transport = t
 		h.network = descriptor.Network{Type: descriptor.NetworkPeapod, Directory: cfg.DirectoryURL}
+		if tr := cfg.Client.Trust; tr != nil {
+			h.network.Authorities, h.network.Threshold = tr.Keys(), tr.Threshold
+		}
 	}
 
 	h.supervisor, err = plugins.NewSupervisor(plugins.SupervisorConfig{

@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/peapod-mixnet/peapod/directory"
 	"github.com/peapod-mixnet/peapod/internal/gwproto"
 	"github.com/peapod-mixnet/peapod/internal/replaystore"
 	"github.com/peapod-mixnet/peapod/internal/wire"
@@ -76,6 +77,12 @@ type Config struct {
 	// topology: every Forward is refused and every data packet dropped,
 	// since no hop can be checked; only ack packets get through.
 	DirectoryURL string
+	// Trust, when set, makes the gateway accept a topology only as a document
+	// signed by a threshold of the directory authorities it names (see
+	// directory.Client.Trust); DirectoryURL then lists the authorities'
+	// URLs, separated by commas. Nil takes the unsigned topology of
+	// DirectoryURL: whoever answers there chooses the gateway's view.
+	Trust *directory.Trust
 	// MetricsAddr is the TCP address serving /metrics and /healthz. Empty
 	// means no metrics server.
 	MetricsAddr string
@@ -303,9 +310,13 @@ func (c *Config) applyDefaults() error {
 		}
 	}
 	if c.DirectoryURL != "" {
-		u, err := url.Parse(c.DirectoryURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("gateway: Config.DirectoryURL %q is not an http:// or https:// URL", c.DirectoryURL)
+		if err := directory.CheckURLs(c.DirectoryURL); err != nil {
+			return fmt.Errorf("gateway: Config.DirectoryURL: %w", err)
+		}
+	}
+	if c.Trust != nil {
+		if err := c.Trust.Validate(); err != nil {
+			return fmt.Errorf("gateway: Config.Trust: %w", err)
 		}
 	}
 	return nil

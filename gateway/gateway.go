@@ -227,7 +227,7 @@ func New(cfg Config) (*Gateway, error) {
 	st.limits = registrationLimits{total: cfg.MaxClients, perSource: cfg.MaxClientsPerSource}
 	var dir *directory.Client
 	if cfg.DirectoryURL != "" {
-		dir = &directory.Client{BaseURL: cfg.DirectoryURL}
+		dir = &directory.Client{BaseURL: cfg.DirectoryURL, Trust: cfg.Trust}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &Gateway{
@@ -254,6 +254,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g.admission = newAdmission(&g.cfg, g.counters)
 	g.registry = newRegistry(g)
+	if dir != nil {
+		g.registry.MustRegister(directory.NewRefusedCollector(dir))
+	}
 	return g, nil
 }
 

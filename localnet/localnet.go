@@ -1,23 +1,32 @@
-// Package localnet runs a whole peapod mixnet in one process: a directory,
-// MixnodesPerLayer mixnodes in each of the three layers and a number of
-// gateways, each on its own loopback port, talking over real sockets. It is
-// what `mixnet local` runs, what the client's tests connect to, and what the
-// provider's embedded mode starts.
+// Package localnet runs a whole peapod mixnet in one process: three
+// directory authorities (Config.Authorities), MixnodesPerLayer mixnodes in
+// each of the three layers and a number of gateways, each on its own
+// loopback port, talking over real sockets. It is what `mixnet local` runs,
+// what the client's tests connect to, and what the provider's embedded mode
+// starts.
+//
+// The authorities admit the network's own nodes only (an allow-list the
+// network fills as it makes each node; Config.Open admits anyone) and sign
+// the topology together: the nodes, and the clients given
+// [Network.DirectoryURL] and [Network.Trust], accept only a topology
+// document a majority of them signed.
 //
 // Every node keeps its state under Config.DataDir:
 //
-//	DataDir/directory/       the directory's database
+//	DataDir/directory/       the first authority's key and database
+//	DataDir/directory-<i>/   those of authority i (from 1)
 //	DataDir/mixnode-<L>-<i>/ the keys of mixnode i of layer L (from 0)
 //	DataDir/gateway-<i>/     the keys and database of gateway i (from 0)
 //
 // so a second Start on the same folder brings back the same identities,
-// the same gateway inboxes and the same registered clients, and the same
-// addresses: every node, and the directory when DirectoryAddr has port 0,
-// binds the port it had before (internal/node.ListenFile), so that clients
-// and a provider that outlive the network find it where it was. [Start] returns
-// once every node is listed in the directory's topology; [Network.Close]
-// stops the gateways (which flush what they hold to disk), then the
-// mixnodes, then the directory.
+// the same authority keys, the same gateway inboxes and the same registered
+// clients, and the same addresses: every node, and the authorities when
+// DirectoryAddr has port 0, binds the port it had before
+// (internal/node.ListenFile), so that clients and a provider that outlive
+// the network find it where it was. [Start] returns once every node is
+// listed in a signed topology document; [Network.Close] stops the gateways
+// (which flush what they hold to disk), then the mixnodes, then the
+// authorities.
 //
 // For fault tests, [Network.RestartGateway] stops one gateway and starts it
 // again on the same data and addresses, [Network.MoveGateway] does the same
@@ -90,6 +99,13 @@ type Config struct {
 	// directory.DefaultRotationEpochs. Tests run epochs of a second.
 	EpochLength    time.Duration
 	RotationEpochs int
+	// Authorities is how many directory authorities the network runs, each
+	// on a port of its own (the first on DirectoryAddr); a topology document
+	// needs a majority of their signatures. Default DefaultAuthorities.
+	Authorities int
+	// Open makes the authorities admit every node identity that signs its
+	// registration; by default they admit the network's own nodes only.
+	Open bool
 	// ConfigureMixnode, when set, may change the configuration of mixnode
 	// index (from 0) of layer (1 to 3) before it starts; for example set
 	// DropRate to make it lose a share of the packets. Addresses, layer,
@@ -113,6 +129,9 @@ func (c *Config) applyDefaults() error {
 	if c.Gateways == 0 {
 		c.Gateways = DefaultGateways
 	}
+	if c.Authorities == 0 {
+		c.Authorities = DefaultAuthorities
+	}
 	if c.PeakRate == 0 {
 		c.PeakRate = DefaultPeakRate
 	}
@@ -121,6 +140,8 @@ func (c *Config) applyDefaults() error {
 		return errors.New("localnet: Config.DataDir is required")
 	case c.MixnodesPerLayer < 0:
 		return fmt.Errorf("localnet: Config.MixnodesPerLayer %d is negative", c.MixnodesPerLayer)
+	case c.Authorities < 0 || c.Authorities > directory.MaxAuthorities:
+		return fmt.Errorf("localnet: Config.Authorities %d is out of range 1..%d", c.Authorities, directory.MaxAuthorities)
 	case c.Gateways < 0:
 		return fmt.Errorf("localnet: Config.Gateways %d is negative", c.Gateways)
 	case c.MeanMixDelay < 0:
@@ -138,11 +159,11 @@ func (c *Config) applyDefaults() error {
 // Network is a running local mixnet. Its methods are safe for concurrent
 // use.
 type Network struct {
-	cfg     Config
-	log     zerolog.Logger
-	dir     *directory.Server
-	dirURL  string
-	dirDone chan struct{}
+	cfg   Config
+	log   zerolog.Logger
+	auths []*authority // authority 0 serves on Config.DirectoryAddr
+	trust directory.Trust
+	allow *directory.AllowList // the network's own nodes; nil with Config.Open
 
 	restartMu  sync.Mutex        // serialises restarts and Close
 	mu         sync.Mutex        // guards the fields below
@@ -169,7 +190,7 @@ func Start(ctx context.Context, cfg Config) (_ *Network, err error) {
 			n.Close()
 		}
 	}()
-	if err := n.startDirectory(ctx); err != nil {
+	if err := n.startAuthorities(ctx); err != nil {
 		return nil, err
 	}
 	if err := n.startMixnodes(ctx); err != nil {
@@ -182,14 +203,15 @@ func Start(ctx context.Context, cfg Config) (_ *Network, err error) {
 			MixListenAddr:    "127.0.0.1:0",
 			ClientListenAddr: "127.0.0.1:0",
 			DataDir:          filepath.Join(cfg.DataDir, fmt.Sprintf("gateway-%d", i)),
-			DirectoryURL:     n.dirURL,
+			DirectoryURL:     n.DirectoryURL(),
+			Trust:            n.Trust(),
 			PeakRate:         cfg.PeakRate,
 			Logger:           cfg.Logger.With().Str("node", fmt.Sprintf("gateway-%d", i)).Logger(),
 		}
 		if cfg.ConfigureGateway != nil {
 			cfg.ConfigureGateway(i, &c)
 		}
-		g, c, err := startGateway(ctx, c)
+		g, c, err := n.startGateway(ctx, c)
 		if err != nil {
 			return nil, fmt.Errorf("localnet: gateway %d: %w", i, err)
 		}
@@ -201,36 +223,9 @@ func Start(ctx context.Context, cfg Config) (_ *Network, err error) {
 	if err := n.waitListed(ctx); err != nil {
 		return nil, err
 	}
-	n.log.Info().Str("directory", n.dirURL).Int("mixnodes_per_layer", cfg.MixnodesPerLayer).
+	n.log.Info().Str("directory", n.DirectoryURL()).Int("mixnodes_per_layer", cfg.MixnodesPerLayer).
 		Int("gateways", cfg.Gateways).Msg("local network started")
 	return n, nil
-}
-
-// startDirectory opens the directory and serves it on DirectoryAddr.
-func (n *Network) startDirectory(ctx context.Context) error {
-	dirData := filepath.Join(n.cfg.DataDir, "directory")
-	dir, err := directory.New(directory.Config{
-		DataDir:  dirData,
-		Schedule: directory.Schedule{EpochLength: n.cfg.EpochLength, RotationEpochs: n.cfg.RotationEpochs},
-		Params:   &directory.Params{MeanMixDelay: int64(n.cfg.MeanMixDelay)},
-		Logger:   n.cfg.Logger.With().Str("node", "directory").Logger(),
-	})
-	if err != nil {
-		return fmt.Errorf("localnet: %w", err)
-	}
-	ln, err := node.Listen(ctx, dirData, "http", n.cfg.DirectoryAddr)
-	if err != nil {
-		dir.Close()
-		return fmt.Errorf("localnet: directory: %w", err)
-	}
-	n.dir, n.dirURL, n.dirDone = dir, "http://"+ln.Addr().String(), make(chan struct{})
-	go func() {
-		defer close(n.dirDone)
-		if err := dir.Serve(ln); err != nil {
-			n.log.Error().Err(err).Msg("directory stopped serving")
-		}
-	}()
-	return nil
 }
 
 // startMixnodes starts every mixnode, layer by layer.
@@ -251,8 +246,8 @@ func (n *Network) startMixnodes(ctx context.Context) error {
 			if n.cfg.ConfigureMixnode != nil {
 				n.cfg.ConfigureMixnode(layer, i, &c)
 			}
-			c.ListenAddr, c.AnnounceAddr, c.DirectoryURL = "127.0.0.1:0", "", n.dirURL
-			m, err := startMixnode(ctx, c)
+			c.ListenAddr, c.AnnounceAddr, c.DirectoryURL, c.Trust = "127.0.0.1:0", "", n.DirectoryURL(), n.Trust()
+			m, err := n.startMixnode(ctx, c)
 			if err != nil {
 				return fmt.Errorf("localnet: %s: %w", name, err)
 			}
@@ -265,12 +260,13 @@ func (n *Network) startMixnodes(ctx context.Context) error {
 	return nil
 }
 
-// startMixnode makes and starts a mixnode.
-func startMixnode(ctx context.Context, cfg mixnode.Config) (*mixnode.Node, error) {
+// startMixnode makes a mixnode, admits it and starts it.
+func (n *Network) startMixnode(ctx context.Context, cfg mixnode.Config) (*mixnode.Node, error) {
 	m, err := mixnode.New(cfg)
 	if err != nil {
 		return nil, err
 	}
+	n.admit(m.Identity())
 	if err := m.Start(ctx); err != nil {
 		m.Close()
 		return nil, err
@@ -280,52 +276,18 @@ func startMixnode(ctx context.Context, cfg mixnode.Config) (*mixnode.Node, error
 
 // startGateway starts a gateway and returns cfg with its bound addresses,
 // so that a restart binds the same ones.
-func startGateway(ctx context.Context, cfg gateway.Config) (*gateway.Gateway, gateway.Config, error) {
+func (n *Network) startGateway(ctx context.Context, cfg gateway.Config) (*gateway.Gateway, gateway.Config, error) {
 	g, err := gateway.New(cfg)
 	if err != nil {
 		return nil, cfg, err
 	}
+	n.admit(g.Identity())
 	if err := g.Start(ctx); err != nil {
 		return nil, cfg, err // Start closed it
 	}
 	cfg.MixListenAddr = g.MixAddr().String()
 	cfg.ClientListenAddr = g.ClientAddr().String()
 	return g, cfg, nil
-}
-
-// listedPoll is how often Start looks at the topology while it waits for
-// the mixnodes' registrars, which signal nothing.
-const listedPoll = 10 * time.Millisecond
-
-// waitListed waits until the topology lists every node of the network.
-func (n *Network) waitListed(ctx context.Context) error {
-	want := n.identities()
-	t := time.NewTicker(listedPoll)
-	defer t.Stop()
-	for {
-		top := n.dir.Topology()
-		listed := make(map[string]bool, len(top.Mixnodes)+len(top.Gateways))
-		for _, m := range top.Mixnodes {
-			listed[m.Identity] = true
-		}
-		for _, g := range top.Gateways {
-			listed[g.Identity] = true
-		}
-		missing := 0
-		for _, id := range want {
-			if !listed[id] {
-				missing++
-			}
-		}
-		if missing == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("localnet: %d of %d nodes not registered with the directory: %w", missing, len(want), ctx.Err())
-		case <-t.C:
-		}
-	}
 }
 
 // identities lists the base58 identities of every node.
@@ -339,13 +301,6 @@ func (n *Network) identities() []string {
 	}
 	return ids
 }
-
-// DirectoryURL is the directory's base URL, such as
-// "http://127.0.0.1:8090".
-func (n *Network) DirectoryURL() string { return n.dirURL }
-
-// Directory is the directory server.
-func (n *Network) Directory() *directory.Server { return n.dir }
 
 // Mixnodes returns the mixnodes, layer 1 first, each layer in index order.
 // A restart replaces a mixnode: call again after RestartMixnode.
@@ -409,7 +364,7 @@ func (n *Network) restartMixnode(layer, index int, move bool) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), restartTimeout)
 	defer cancel()
-	m, err := startMixnode(ctx, cfg)
+	m, err := n.startMixnode(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("localnet: restarting mixnode %d of layer %d: %w", index, layer, err)
 	}
@@ -489,7 +444,7 @@ func (n *Network) restartGateway(i int, move bool) error {
 			return fmt.Errorf("localnet: moving gateway %d: %w", i, err)
 		}
 	}
-	g, cfg, err := startGateway(ctx, cfg)
+	g, cfg, err := n.startGateway(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("localnet: restarting gateway %d: %w", i, err)
 	}
@@ -539,14 +494,7 @@ func (n *Network) Close() error {
 				errs = append(errs, err)
 			}
 		}
-		if n.dir != nil {
-			if err := n.dir.Close(); err != nil {
-				errs = append(errs, err)
-			}
-			if n.dirDone != nil {
-				<-n.dirDone
-			}
-		}
+		errs = append(errs, n.closeAuthorities())
 		n.closeErr = errors.Join(errs...)
 	})
 	return n.closeErr

@@ -6,13 +6,13 @@ import (
 	"math"
 	"net"
 	"net/netip"
-	"net/url"
 	"runtime"
 	"strconv"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/peapod-mixnet/peapod/directory"
 	"github.com/peapod-mixnet/peapod/internal/fairq"
 	"github.com/peapod-mixnet/peapod/internal/replaystore"
 	"github.com/peapod-mixnet/peapod/internal/wire"
@@ -87,6 +87,12 @@ type Config struct {
 	// dropped (DropUnknownHop) if the hop is still unknown then. "" (the
 	// default) registers nowhere and forwards to any next hop.
 	DirectoryURL string
+	// Trust, when set, makes the mixnode accept a topology only as a document
+	// signed by a threshold of the directory authorities it names (see
+	// directory.Client.Trust); DirectoryURL then lists the authorities'
+	// URLs, separated by commas. Nil takes the unsigned topology of
+	// DirectoryURL: whoever answers there chooses the mixnode's view.
+	Trust *directory.Trust
 	// TopologyRefresh is the time between topology fetches when
 	// DirectoryURL is set; a next hop the topology held does not list also
 	// triggers a fetch, at most one a second (internal/hops). Default
@@ -209,9 +215,13 @@ func (c *Config) applyDefaults() error {
 		return fmt.Errorf("mixnode: Config.AnnounceAddr is required when ListenAddr %q is a wildcard address and DirectoryURL is set", c.ListenAddr)
 	}
 	if c.DirectoryURL != "" {
-		u, err := url.Parse(c.DirectoryURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("mixnode: Config.DirectoryURL %q is not an http:// or https:// URL", c.DirectoryURL)
+		if err := directory.CheckURLs(c.DirectoryURL); err != nil {
+			return fmt.Errorf("mixnode: Config.DirectoryURL: %w", err)
+		}
+	}
+	if c.Trust != nil {
+		if err := c.Trust.Validate(); err != nil {
+			return fmt.Errorf("mixnode: Config.Trust: %w", err)
 		}
 	}
 

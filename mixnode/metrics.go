@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/peapod-mixnet/peapod/directory"
 	"github.com/peapod-mixnet/peapod/internal/httpstop"
 	"github.com/peapod-mixnet/peapod/internal/node"
 	"github.com/peapod-mixnet/peapod/internal/wire"
@@ -89,6 +90,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 func newRegistry(n *Node) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newCollector(n), wire.NewCollector("", n.server), node.NewKeysCollector(n.sphinx), collectors.NewGoCollector())
+	if n.dir != nil {
+		reg.MustRegister(directory.NewRefusedCollector(n.dir))
+	}
 	return reg
 }
 

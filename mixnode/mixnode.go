@@ -85,6 +85,7 @@ type Node struct {
 	// hops are the next hops the node may forward to; nil without
 	// Config.DirectoryURL, when it forwards to any.
 	hops   *hops.Cache
+	dir    *directory.Client // the one hops fetches with; nil with hops
 	heldMu sync.Mutex
 	held   []heldPacket // waiting for a fetch of the topology; guarded by heldMu
 
@@ -143,7 +144,8 @@ func New(cfg Config) (*Node, error) {
 	// around its layer, as the topology lists them.
 	var noise *wire.NoiseConfig
 	if cfg.DirectoryURL != "" {
-		n.hops = hops.New(&directory.Client{BaseURL: cfg.DirectoryURL}, hops.After(cfg.Layer), n.log)
+		n.dir = &directory.Client{BaseURL: cfg.DirectoryURL, Trust: cfg.Trust}
+		n.hops = hops.New(n.dir, hops.After(cfg.Layer), n.log)
 		n.hops.AcceptFrom(hops.Before(cfg.Layer))
 		noise = &wire.NoiseConfig{Key: keys.Noise, Peers: n.hops}
 	} else {

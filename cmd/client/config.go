@@ -43,6 +43,10 @@ type clientSection struct {
 	// defaults, Nym's.
 	CoverMainGap time.Duration `toml:"cover_main_gap"`
 	CoverLoopGap time.Duration `toml:"cover_loop_gap"`
+	// The network's directory authorities (base58 keys separated by
+	// commas) and the signatures a topology needs (0: a majority).
+	Authorities string `toml:"authorities"`
+	Threshold   int    `toml:"threshold"`
 }
 
 // webSocketSection configures the WebSocket API; zero values take nymapi's
@@ -76,7 +80,8 @@ func defaultClientFile(logLevel string) clientFile {
 
 // bindCommon registers the flags every subcommand has.
 func bindCommon(fs *flag.FlagSet, c *clientFile) {
-	fs.StringVar(&c.Client.Directory, "directory", c.Client.Directory, "base `URL` of the network's directory")
+	fs.StringVar(&c.Client.Directory, "directory", c.Client.Directory, "base `URL` of the network's directory, or its authorities' URLs separated by commas")
+	cli.TrustFlags(fs, &c.Client.Authorities, &c.Client.Threshold)
 	fs.StringVar(&c.Client.Data, "data", c.Client.Data, "`folder` of the client's keys and state")
 	fs.StringVar(&c.Log.Level, "log-level", c.Log.Level, "log `level`: trace, debug, info, warn or error")
 }
@@ -102,6 +107,9 @@ func (c *clientFile) check() error {
 	case c.Client.CoverMainGap < 0 || c.Client.CoverLoopGap < 0:
 		return fmt.Errorf("client: --cover-main-gap %v or --cover-loop-gap %v is negative", c.Client.CoverMainGap, c.Client.CoverLoopGap)
 	}
+	if _, err := cli.ParseTrust(c.Client.Authorities, c.Client.Threshold); err != nil {
+		return fmt.Errorf("client: --authorities: %w", err)
+	}
 	for _, o := range c.WebSocket.AllowOrigin {
 		if _, err := nymapi.ParseOrigin(o); err != nil {
 			return fmt.Errorf("client: --allow-origin: %w (write it as the browser's address bar shows it, e.g. http://localhost:5173)", err)
@@ -110,9 +118,12 @@ func (c *clientFile) check() error {
 	return nil
 }
 
-// clientConfig returns the client.Config of the [client] section.
+// clientConfig returns the client.Config of the [client] section, which
+// check has checked.
 func (s clientSection) clientConfig(log zerolog.Logger) client.Config {
+	trust, _ := cli.ParseTrust(s.Authorities, s.Threshold)
 	return client.Config{
+		Trust:        trust,
 		DataDir:      s.Data,
 		DirectoryURL: s.Directory,
 		Gateway:      s.Gateway,

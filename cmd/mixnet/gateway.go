@@ -39,6 +39,8 @@ type gatewaySection struct {
 	PeakRate         float64       `toml:"peak_rate"`
 	ReplayFPRate     float64       `toml:"replay_fp_rate"`
 	ReplaySave       time.Duration `toml:"replay_save_interval"`
+	Authorities      string        `toml:"authorities"`
+	Threshold        int           `toml:"threshold"`
 }
 
 func defaultGatewayFile() mixnetFile {
@@ -58,7 +60,8 @@ func bindGatewayFlags(fs *flag.FlagSet, c *mixnetFile) {
 	fs.StringVar(&g.Announce, "announce", g.Announce, "`ip:port` published in the directory for mixnodes (default: the listening address)")
 	fs.StringVar(&g.ClientAnnounce, "client-announce", g.ClientAnnounce, "ws:// or wss:// `URL` published in the directory for clients (default: ws:// and the client listening address)")
 	fs.StringVar(&g.Data, "data", g.Data, "`folder` of the gateway's keys, database and replay filter (required)")
-	fs.StringVar(&g.Directory, "directory", g.Directory, "`URL` of the directory to register with and fetch the topology from (default: none, which refuses every forward)")
+	fs.StringVar(&g.Directory, "directory", g.Directory, "`URL` of the directory, or the directory authorities' URLs separated by commas, to register with and fetch the topology from (default: none, which refuses every forward)")
+	cli.TrustFlags(fs, &g.Authorities, &g.Threshold)
 	fs.StringVar(&g.Metrics, "metrics", g.Metrics, "`ip:port` of the /metrics and /healthz server (default: none)")
 	fs.DurationVar(&g.MessageTTL, "message-ttl", g.MessageTTL, "how long a stored message waits for its client (0: 24h)")
 	fs.IntVar(&g.PageSize, "page-size", g.PageSize, "stored messages handed to a client at once (0: 100)")
@@ -93,7 +96,12 @@ func runGateway(args []string, stdout, stderr io.Writer) int {
 		return cmd.Status(err)
 	}
 	s := cfg.Gateway
+	trust, err := cli.ParseTrust(s.Authorities, s.Threshold)
+	if err != nil {
+		return cmd.Status(cmd.Errorf("%v", err))
+	}
 	g, err := gateway.New(gateway.Config{
+		Trust:                   trust,
 		MixListenAddr:           s.Listen,
 		ClientListenAddr:        s.ClientListen,
 		AnnounceAddr:            s.Announce,

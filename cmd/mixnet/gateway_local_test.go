@@ -72,8 +72,9 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
-// TestLocalProcess runs `mixnet local`: the whole network registers, the
-// mix delay is advertised, and SIGTERM stops it cleanly.
+// TestLocalProcess runs `mixnet local`: the whole network registers with
+// three authorities and is in a document a majority of them signed, the mix
+// delay is advertised, and SIGTERM stops it cleanly.
 func TestLocalProcess(t *testing.T) {
 	bin := buildBinary(t)
 	p := start(t, bin, "local", "--directory-addr", "127.0.0.1:0", "--data", t.TempDir(), "--mix-delay", "20ms")
@@ -81,7 +82,12 @@ func TestLocalProcess(t *testing.T) {
 	if delay := p.last["mix_delay"]; delay != "20ms" {
 		t.Errorf("the log says mix_delay %v; a duration in a log line carries its unit: want \"20ms\"", delay)
 	}
-	top, err := (&directory.Client{BaseURL: url}).Topology(context.Background())
+	keys, _ := p.last["authorities"].(string)
+	trust, err := directory.ParseTrust(strings.Split(keys, ","), 0)
+	if err != nil || len(trust.Authorities) != 3 || !strings.Contains(url, ",") {
+		t.Fatalf("authorities %v (%v) at %s, want 3 keys and their URLs", trust.Keys(), err, url)
+	}
+	top, err := (&directory.Client{BaseURL: url, Trust: &trust}).Topology(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +104,7 @@ func TestLocalProcess(t *testing.T) {
 // gateway registers at start, and deregisters on SIGTERM.
 func TestGatewayProcess(t *testing.T) {
 	bin := buildBinary(t)
-	dir := start(t, bin, "directory", "--listen", "127.0.0.1:0", "--data", t.TempDir())
+	dir := start(t, bin, "directory", "--listen", "127.0.0.1:0", "--data", t.TempDir(), "--open")
 	client := &directory.Client{BaseURL: "http://" + dir.field(t, "directory listening", "addr")}
 	gw := start(t, bin, "gateway", "--listen", "127.0.0.1:0", "--client-listen", "127.0.0.1:0",
 		"--directory", client.BaseURL, "--data", t.TempDir(), "--replay-capacity", "10000")

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/peapod-mixnet/peapod/internal/cli"
@@ -22,6 +23,8 @@ type localSection struct {
 	Epoch            time.Duration `toml:"epoch"`
 	RotationEpochs   int           `toml:"rotation_epochs"`
 	PeakRate         float64       `toml:"peak_rate"`
+	Authorities      int           `toml:"authorities"`
+	Open             bool          `toml:"open"`
 }
 
 // defaultMixDelay is Nym's mean delay per hop.
@@ -52,11 +55,15 @@ func bindLocalFlags(fs *flag.FlagSet, c *mixnetFile) {
 	fs.IntVar(&l.Gateways, "gateways", l.Gateways, "number of gateways")
 	scheduleFlags(fs, &l.Epoch, &l.RotationEpochs)
 	fs.Float64Var(&l.PeakRate, "peak-rate", l.PeakRate, "packets a second each node's replay filters are sized for (0: 50)")
+	fs.IntVar(&l.Authorities, "authorities", l.Authorities, "directory authorities; a topology needs a majority of their signatures (0: 3)")
+	fs.BoolVar(&l.Open, "open", l.Open, "the authorities admit any node that registers, not only the network's own")
 	c.Log.flags(fs)
 }
 
 // runLocal is `mixnet local`: a whole network in this process, until
-// interrupted. It prints the directory's URL on stdout.
+// interrupted. It prints two lines on stdout: the directory authorities'
+// URLs, then their keys, each list separated by commas (what a client's or
+// a node's --directory and --authorities take).
 func runLocal(args []string, stdout, stderr io.Writer) int {
 	cmd := command("local", stdout, stderr)
 	cfg := defaultLocalFile()
@@ -82,6 +89,8 @@ func runLocal(args []string, stdout, stderr io.Writer) int {
 		EpochLength:      l.Epoch,
 		RotationEpochs:   l.RotationEpochs,
 		PeakRate:         l.PeakRate,
+		Authorities:      l.Authorities,
+		Open:             l.Open,
 		Logger:           log,
 	})
 	cancel()
@@ -93,9 +102,13 @@ func runLocal(args []string, stdout, stderr io.Writer) int {
 		log.Info().Int("gateway", i).Str("client_url", g.ClientURL()).Msg("gateway ready")
 	}
 	sched := network.Directory().Schedule()
-	log.Info().Str("directory", network.DirectoryURL()).Dur("mix_delay", l.MixDelay).
-		Dur("epoch", sched.EpochLength).Int("rotation_epochs", sched.RotationEpochs).Msg("local network running")
+	trust := network.Trust()
+	keys := strings.Join(trust.Keys(), ",")
+	log.Info().Str("directory", network.DirectoryURL()).Str("authorities", keys).Int("threshold", trust.K()).
+		Dur("mix_delay", l.MixDelay).Dur("epoch", sched.EpochLength).Int("rotation_epochs", sched.RotationEpochs).
+		Msg("local network running")
 	fmt.Fprintln(stdout, network.DirectoryURL())
+	fmt.Fprintln(stdout, keys)
 
 	ctx, stop := cli.SignalContext(log, nil)
 	defer stop()

@@ -1,9 +1,10 @@
 // Command mixnet runs the processes of a peapod mixnet: the directory,
 // mixnodes and gateways, one subcommand each, or a whole network on loopback.
 //
-//	mixnet directory --listen 127.0.0.1:8090 --data DIR [--ttl 90s] [--config FILE]
-//	mixnet mixnode --listen ADDR --announce ADDR --layer N --directory URL --data DIR [--metrics ADDR] [--config FILE]
-//	mixnet gateway --listen ADDR --client-listen ADDR --directory URL --data DIR [--metrics ADDR] [--config FILE]
+//	mixnet directory --listen 127.0.0.1:8090 --data DIR (--open | --allow-list FILE) [--peers URL=KEY,...] [--threshold K] [--ttl 90s] [--config FILE]
+//	mixnet authority-key --data DIR
+//	mixnet mixnode --listen ADDR --announce ADDR --layer N --directory URL[,URL...] [--authorities KEY,... [--threshold K]] --data DIR [--metrics ADDR] [--config FILE]
+//	mixnet gateway --listen ADDR --client-listen ADDR --directory URL[,URL...] [--authorities KEY,... [--threshold K]] --data DIR [--metrics ADDR] [--config FILE]
 //	mixnet local [--data ./.peapod/network] [--directory-addr 127.0.0.1:8090] [--mix-delay 15ms]
 //	mixnet measure [--short] [--clients 20] [--delays 0,5ms,15ms,50ms] [--cover on,off] [--doc docs/anonymity.md]
 //	mixnet --version
@@ -31,11 +32,12 @@ var subcommands = map[string]struct {
 	run     func(args []string, stdout, stderr io.Writer) int
 	summary string
 }{
-	"directory": {runDirectory, "run the directory that lists mixnodes and gateways"},
-	"mixnode":   {runMixnode, "run a mixnode"},
-	"gateway":   {runGateway, "run a gateway, where clients attach to the mixnet"},
-	"local":     {runLocal, "run a whole network (directory, mixnodes, gateways) on loopback"},
-	"measure":   {runMeasure, "measure the anonymity a network of processes gives against a global passive adversary"},
+	"directory":     {runDirectory, "run a directory authority, which admits mixnodes and gateways and signs the topology with its peers"},
+	"authority-key": {runAuthorityKey, "print a directory authority's public key (made on first use)"},
+	"mixnode":       {runMixnode, "run a mixnode"},
+	"gateway":       {runGateway, "run a gateway, where clients attach to the mixnet"},
+	"local":         {runLocal, "run a whole network (directory authorities, mixnodes, gateways) on loopback"},
+	"measure":       {runMeasure, "measure the anonymity a network of processes gives against a global passive adversary"},
 }
 
 func main() {
@@ -68,8 +70,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: mixnet <subcommand> [flags]")
 	fmt.Fprintln(w, "\nsubcommands:")
-	for _, name := range []string{"directory", "mixnode", "gateway", "local", "measure"} {
-		fmt.Fprintf(w, "  %-10s %s\n", name, subcommands[name].summary)
+	for _, name := range []string{"directory", "authority-key", "mixnode", "gateway", "local", "measure"} {
+		fmt.Fprintf(w, "  %-14s %s\n", name, subcommands[name].summary)
 	}
 	fmt.Fprintln(w, "\nRun 'mixnet <subcommand> -h' for its flags, 'mixnet --version' for the version.")
 }

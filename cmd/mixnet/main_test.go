@@ -185,7 +185,7 @@ func TestProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := start(t, bin, "directory", "--config", example, "--listen", "127.0.0.1:0", "--data", t.TempDir(), "--mix-delay", "40ms")
+	dir := start(t, bin, "directory", "--config", example, "--listen", "127.0.0.1:0", "--data", t.TempDir(), "--mix-delay", "40ms", "--allow-list", "", "--open")
 	addr := dir.field(t, "directory listening", "addr")
 	client := &directory.Client{BaseURL: "http://" + addr}
 

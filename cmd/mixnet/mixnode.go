@@ -34,6 +34,8 @@ type mixnodeSection struct {
 	IdleTimeout     time.Duration `toml:"idle_timeout"`
 	FrameTimeout    time.Duration `toml:"frame_timeout"`
 	OutboundQueue   int           `toml:"outbound_queue"`
+	Authorities     string        `toml:"authorities"`
+	Threshold       int           `toml:"threshold"`
 }
 
 func defaultMixnodeFile() mixnetFile {
@@ -47,7 +49,8 @@ func bindMixnodeFlags(fs *flag.FlagSet, c *mixnetFile) {
 	fs.StringVar(&m.Metrics, "metrics", m.Metrics, "`ip:port` of the /metrics and /healthz server (default: none)")
 	fs.IntVar(&m.Layer, "layer", m.Layer, "the node's layer, 1 to 3 (required)")
 	fs.StringVar(&m.Data, "data", m.Data, "`folder` of the node's keys and replay filter (required)")
-	fs.StringVar(&m.Directory, "directory", m.Directory, "`URL` of the directory to register with and fetch the next hops from (default: none, which forwards to any next hop)")
+	fs.StringVar(&m.Directory, "directory", m.Directory, "`URL` of the directory, or the directory authorities' URLs separated by commas, to register with and fetch the next hops from (default: none, which forwards to any next hop)")
+	cli.TrustFlags(fs, &m.Authorities, &m.Threshold)
 	fs.DurationVar(&m.TopologyRefresh, "topology-refresh", m.TopologyRefresh, "time between topology fetches (0: the default)")
 	fs.IntVar(&m.ReplayCapacity, "replay-capacity", m.ReplayCapacity, "packets the replay filter of a node without a directory is sized for (0: 10 million, about 30 MB)")
 	peakRateFlag(fs, &m.PeakRate, &m.ReplayFPRate)
@@ -77,7 +80,12 @@ func runMixnode(args []string, stdout, stderr io.Writer) int {
 		return cmd.Status(err)
 	}
 	m := cfg.Mixnode
+	trust, err := cli.ParseTrust(m.Authorities, m.Threshold)
+	if err != nil {
+		return cmd.Status(cmd.Errorf("%v", err))
+	}
 	node, err := mixnode.New(mixnode.Config{
+		Trust:                   trust,
 		ListenAddr:              m.Listen,
 		AnnounceAddr:            m.Announce,
 		MetricsAddr:             m.Metrics,

@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/peapod-mixnet/peapod/client"
+	"github.com/peapod-mixnet/peapod/directory"
 	"github.com/peapod-mixnet/peapod/framework"
 	"github.com/peapod-mixnet/peapod/internal/cli"
 	"github.com/peapod-mixnet/peapod/localnet"
@@ -48,6 +49,8 @@ type providerSection struct {
 	Plugins       string        `toml:"plugins"`
 	PluginPaths   []string      `toml:"plugin_paths"`
 	Directory     string        `toml:"directory"`
+	Authorities   string        `toml:"authorities"`
+	Threshold     int           `toml:"threshold"`
 	NymClient     string        `toml:"nym_client"`
 	DrainTimeout  time.Duration `toml:"drain_timeout"`
 	DescriptorTTL time.Duration `toml:"descriptor_ttl"`
@@ -117,7 +120,9 @@ func defaultConfig() fileConfig {
 func bind(fs *flag.FlagSet, c *fileConfig) {
 	fs.StringVar(&c.Provider.Data, "data", c.Provider.Data, "state `folder`: keys, plugin data, the embedded network")
 	fs.StringVar(&c.Provider.Plugins, "plugins", c.Provider.Plugins, "plugins `folder` (default: \"plugins\" next to the provider binary)")
-	fs.StringVar(&c.Provider.Directory, "directory", c.Provider.Directory, "join the peapod network whose directory is at this `URL` instead of starting one")
+	fs.StringVar(&c.Provider.Directory, "directory", c.Provider.Directory, "join the peapod network whose directory is at this `URL` (or whose authorities are at these URLs, separated by commas) instead of starting one")
+	fs.StringVar(&c.Provider.Authorities, "authorities", c.Provider.Authorities, "with --directory: the network's directory authority `keys`, separated by commas; the client accepts only a topology a threshold of them signed, and the descriptor publishes them")
+	fs.IntVar(&c.Provider.Threshold, "threshold", c.Provider.Threshold, "with --authorities: signatures of distinct authorities a topology needs (0: a majority)")
 	fs.StringVar(&c.Provider.NymClient, "nym-client", c.Provider.NymClient, "serve through the Nym native client at this WebSocket `URL` (e.g. ws://127.0.0.1:1977)")
 	fs.DurationVar(&c.Provider.DrainTimeout, "drain-timeout", c.Provider.DrainTimeout, "how long a shutdown waits for requests in flight (default 10s)")
 	fs.StringVar(&c.HTTP.Listen, "http", c.HTTP.Listen, "`address` of the HTTP endpoint")
@@ -142,6 +147,8 @@ func (c *fileConfig) check() error {
 		return errors.New("provider: --data must not be empty")
 	case c.Provider.Directory != "" && c.Provider.NymClient != "":
 		return errors.New("provider: --directory and --nym-client exclude each other")
+	case c.Provider.Directory == "" && (c.Provider.Authorities != "" || c.Provider.Threshold != 0):
+		return errors.New("provider: --authorities and --threshold go with --directory (the embedded network has its own)")
 	case c.Network.MixDelay < 0:
 		return fmt.Errorf("provider: --mix-delay %v is negative", c.Network.MixDelay)
 	case c.Client.MixDelay < 0:
@@ -170,13 +177,25 @@ func (c *fileConfig) embedded() bool {
 	return c.Provider.Directory == "" && c.Provider.NymClient == ""
 }
 
+// trust returns the directory authorities of the network --directory
+// names, nil when none are configured.
+func (c *fileConfig) trust() (*directory.Trust, error) {
+	t, err := cli.ParseTrust(c.Provider.Authorities, c.Provider.Threshold)
+	if err != nil {
+		return nil, fmt.Errorf("provider: --authorities: %w", err)
+	}
+	return t, nil
+}
+
 // hostConfig returns the framework.Config of c; directoryURL is the
-// network to join when the provider is not behind a Nym client.
-func (c *fileConfig) hostConfig(directoryURL, pluginsDir string, log zerolog.Logger) framework.Config {
+// network to join when the provider is not behind a Nym client, and trust
+// its directory authorities (nil: none).
+func (c *fileConfig) hostConfig(directoryURL string, trust *directory.Trust, pluginsDir string, log zerolog.Logger) framework.Config {
 	cfg := framework.Config{
 		DataDir:      filepath.Join(c.Provider.Data, providerSubdir),
 		NymClientURL: c.Provider.NymClient,
 		Client: client.Config{
+			Trust:    trust,
 			MixDelay: c.Client.MixDelay,
 			NoDelay:  c.Client.NoDelay,
 			Cover:    client.CoverConfig{Disabled: c.Client.NoCover, MainGap: c.Client.CoverMainGap, LoopGap: c.Client.CoverLoopGap},

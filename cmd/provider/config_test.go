@@ -86,7 +86,7 @@ level = "debug"
 	if cfg.HTTP.Listen != "127.0.0.1:9001" || cfg.Limits.MaxConcurrent != 6 || !cfg.Client.NoDelay {
 		t.Errorf("flags did not override the file: %+v", cfg)
 	}
-	h := cfg.hostConfig("http://127.0.0.1:9100", "/opt/plugins", zerolog.Nop())
+	h := cfg.hostConfig("http://127.0.0.1:9100", nil, "/opt/plugins", zerolog.Nop())
 	switch {
 	case h.DataDir != "/var/lib/peapod/provider", h.DirectoryURL != "http://127.0.0.1:9100", h.NymClientURL != "":
 		t.Errorf("host: %+v", h)
@@ -126,7 +126,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Errorf("network defaults: %+v", n)
 	}
 	cfg.Provider.NymClient = "ws://127.0.0.1:1977"
-	if h := cfg.hostConfig("http://ignored", "", zerolog.Nop()); h.DirectoryURL != "" || h.NymClientURL == "" || cfg.embedded() {
+	if h := cfg.hostConfig("http://ignored", nil, "", zerolog.Nop()); h.DirectoryURL != "" || h.NymClientURL == "" || cfg.embedded() {
 		t.Errorf("nym mode: %+v", h)
 	}
 }
@@ -194,7 +194,7 @@ func TestExampleConfig(t *testing.T) {
 	if err := cfg.check(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := framework.New(cfg.hostConfig("http://127.0.0.1:1", "", zerolog.Nop())); err != nil {
+	if _, err := framework.New(cfg.hostConfig("http://127.0.0.1:1", nil, "", zerolog.Nop())); err != nil {
 		t.Fatalf("the host refuses the example: %v", err)
 	}
 }

@@ -41,6 +41,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/peapod-mixnet/peapod/address"
+	"github.com/peapod-mixnet/peapod/directory"
 	"github.com/peapod-mixnet/peapod/framework"
 	"github.com/peapod-mixnet/peapod/internal/cli"
 	"github.com/peapod-mixnet/peapod/localnet"
@@ -103,6 +104,10 @@ func serve(ctx context.Context, cfg *fileConfig, stdout io.Writer, log zerolog.L
 	defer cancel()
 
 	directory := cfg.Provider.Directory
+	trust, err := cfg.trust()
+	if err != nil {
+		return err
+	}
 	var network *localnet.Network
 	if cfg.embedded() {
 		network, err = localnet.Start(startCtx, cfg.networkConfig(cfg.networkLogger(log)))
@@ -114,10 +119,10 @@ func serve(ctx context.Context, cfg *fileConfig, stdout io.Writer, log zerolog.L
 				log.Warn().Err(err).Msg("closing the local network")
 			}
 		}()
-		directory = network.DirectoryURL()
+		directory, trust = network.DirectoryURL(), network.Trust()
 	}
 
-	host, err := framework.New(cfg.hostConfig(directory, pluginsDir, log))
+	host, err := framework.New(cfg.hostConfig(directory, trust, pluginsDir, log))
 	if err != nil {
 		return err
 	}
@@ -125,7 +130,7 @@ func serve(ctx context.Context, cfg *fileConfig, stdout io.Writer, log zerolog.L
 	if err := host.Start(startCtx); err != nil {
 		return err // Start has stopped whatever it started
 	}
-	printBanner(stdout, host, cfg, directory)
+	printBanner(stdout, host, cfg, directory, trust)
 
 	<-ctx.Done()
 	drain := cfg.Provider.DrainTimeout
@@ -165,7 +170,7 @@ func pluginsFolder(configured string, log zerolog.Logger) (string, error) {
 // printBanner tells the user where the provider is, what it serves, which
 // plugins it runs (and why any of them is not running), and how to try the
 // services it has.
-func printBanner(w io.Writer, h *framework.Host, cfg *fileConfig, directory string) {
+func printBanner(w io.Writer, h *framework.Host, cfg *fileConfig, dirURL string, trust *directory.Trust) {
 	endpoint := "http://" + h.HTTPAddr()
 	services := make(map[string]bool)
 	var names []string
@@ -189,9 +194,14 @@ func printBanner(w io.Writer, h *framework.Host, cfg *fileConfig, directory stri
 		if cfg.Client.NoDelay {
 			delay = 0
 		}
-		fmt.Fprintf(w, "  network   local, in this process: directory %s, mean delay %v per hop\n", directory, delay)
+		fmt.Fprintf(w, "  network   local, in this process: directory %s, mean delay %v per hop\n", dirURL, delay)
 	default:
-		fmt.Fprintf(w, "  network   peapod, directory %s\n", directory)
+		fmt.Fprintf(w, "  network   peapod, directory %s\n", dirURL)
+	}
+	if trust != nil {
+		fmt.Fprintf(w, "  trust     %d of the directory authorities %s sign the topology\n", trust.K(), strings.Join(trust.Keys(), ", "))
+	} else if cfg.Provider.NymClient == "" {
+		fmt.Fprintln(w, "  trust     none: the topology is whatever the directory serves (give --authorities)")
 	}
 	printPlugins(w, h.Plugins())
 	if len(names) == 0 {

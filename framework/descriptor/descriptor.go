@@ -15,7 +15,7 @@
 // signature. The payload is
 //
 //	{"v":1,"address":"...","services":[{"name":"echo","description":"..."}],
-//	 "network":{"type":"peapod","directory":"http://..."},
+//	 "network":{"type":"peapod","directory":"http://...,http://...","authorities":["<base58 key>",...],"threshold":2},
 //	 "limits":{"max_request_size":262144,"max_reply_size":1048576,"request_timeout_ms":10000},
 //	 "key":"<base58 ed25519 public key>",
 //	 "issued_at":"2025-01-02T03:04:05Z","expires_at":"2025-01-03T03:04:05Z"}
@@ -48,10 +48,12 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/peapod-mixnet/peapod/address"
+	"github.com/peapod-mixnet/peapod/directory"
 	"github.com/peapod-mixnet/peapod/handlers"
 )
 
@@ -116,9 +118,33 @@ type Service struct {
 type Network struct {
 	// Type is NetworkPeapod or NetworkNym.
 	Type string `json:"type"`
-	// Directory is the base URL of the peapod network's directory; empty
-	// for Nym.
+	// Directory is the base URL of the peapod network's directory, or the
+	// URLs of its directory authorities separated by commas; empty for Nym.
 	Directory string `json:"directory,omitempty"`
+	// Authorities are the base58 ed25519 keys of the peapod network's
+	// directory authorities, and Threshold the signatures of distinct
+	// authorities a topology document needs (0: a majority): the network's
+	// trust roots, which a requester that trusts the descriptor uses to
+	// verify the topology (see directory.Trust). Empty for a network whose
+	// topology is not signed, and for Nym.
+	Authorities []string `json:"authorities,omitempty"`
+	Threshold   int      `json:"threshold,omitempty"`
+}
+
+// Trust returns the network's trust roots, nil when it names no
+// authorities.
+func (n Network) Trust() (*directory.Trust, error) {
+	if len(n.Authorities) == 0 {
+		if n.Threshold != 0 {
+			return nil, errors.New("descriptor: a network threshold without authorities")
+		}
+		return nil, nil
+	}
+	t, err := directory.ParseTrust(n.Authorities, n.Threshold)
+	if err != nil {
+		return nil, fmt.Errorf("descriptor: network authorities: %s", strings.TrimPrefix(err.Error(), "directory: "))
+	}
+	return &t, nil
 }
 
 // Limits are the limits a provider enforces, published so that a requester
@@ -420,6 +446,18 @@ func readPayload(payload []byte) (*Descriptor, error) {
 			return nil, fmt.Errorf(`"network": %w`, err)
 		}
 	}
+	if raw, ok := network["authorities"]; ok {
+		if len(raw) == 0 || raw[0] != '[' || json.Unmarshal(raw, &d.Network.Authorities) != nil || len(d.Network.Authorities) == 0 {
+			return nil, errors.New(`"network": "authorities" is not a non-empty array of strings`)
+		}
+	}
+	if raw, ok := network["threshold"]; ok {
+		n, err := strconv.ParseInt(string(raw), 10, 32)
+		if err != nil || n < 1 || raw[0] == '0' || raw[0] == '+' {
+			return nil, errors.New(`"network": "threshold" is not a whole number above 0`)
+		}
+		d.Network.Threshold = int(n)
+	}
 	if _, ok := m["limits"]; ok {
 		limits, err := objectMember(m, "limits")
 		if err != nil {
@@ -517,6 +555,12 @@ func checkInfo(info *Info) error {
 	}
 	if !utf8.ValidString(info.Network.Directory) {
 		return errors.New("descriptor: directory URL is not UTF-8")
+	}
+	if info.Network.Type != NetworkPeapod && (len(info.Network.Authorities) > 0 || info.Network.Threshold != 0) {
+		return errors.New("descriptor: only a peapod network has directory authorities")
+	}
+	if _, err := info.Network.Trust(); err != nil {
+		return err
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -16,14 +17,14 @@ import (
 )
 
 var (
-	t0        = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
-	seedA     = bytes.Repeat([]byte{1}, ed25519.SeedSize)
-	seedB     = bytes.Repeat([]byte{2}, ed25519.SeedSize)
-	keyA      = ed25519.NewKeyFromSeed(seedA)
-	keyB      = ed25519.NewKeyFromSeed(seedB)
-	publicA   = keyA.Public().(ed25519.PublicKey)
-	publicB   = keyB.Public().(ed25519.PublicKey)
-	directory = "http://127.0.0.1:9000"
+	t0      = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	seedA   = bytes.Repeat([]byte{1}, ed25519.SeedSize)
+	seedB   = bytes.Repeat([]byte{2}, ed25519.SeedSize)
+	keyA    = ed25519.NewKeyFromSeed(seedA)
+	keyB    = ed25519.NewKeyFromSeed(seedB)
+	publicA = keyA.Public().(ed25519.PublicKey)
+	publicB = keyB.Public().(ed25519.PublicKey)
+	dirURL  = "http://127.0.0.1:9000"
 )
 
 // testAddress returns an address whose identity is the public half of
@@ -47,7 +48,7 @@ func testInfo(t testing.TB) Info {
 			{Name: "echo", Description: "replies with what it gets"},
 			{Name: "kv", Description: `key-value store; {"op":...}`},
 		},
-		Network: Network{Type: NetworkPeapod, Directory: directory},
+		Network: Network{Type: NetworkPeapod, Directory: dirURL},
 	}
 }
 
@@ -60,6 +61,33 @@ func sign(t testing.TB, key ed25519.PrivateKey, info Info) []byte {
 	return doc
 }
 
+// TestNetworkAuthorities: the network section carries the authorities'
+// keys and the threshold through signing and verifying; a payload whose
+// authorities are not an array of keys is refused.
+func TestNetworkAuthorities(t *testing.T) {
+	info := testInfo(t)
+	info.Network.Authorities = []string{address.EncodeKey(publicA), address.EncodeKey(publicB)}
+	info.Network.Threshold = 2
+	d, err := Verify(sign(t, keyA, info), VerifyOptions{Now: t0.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	trust, err := d.Network.Trust()
+	if err != nil || trust == nil || trust.K() != 2 || !reflect.DeepEqual(trust.Keys(), info.Network.Authorities) {
+		t.Fatalf("Trust() = %+v, %v", trust, err)
+	}
+	payload := payloadOf(t, sign(t, keyA, testInfo(t)))
+	if _, err := Verify(resign(keyA, payload), VerifyOptions{Now: t0.Add(time.Hour)}); err != nil {
+		t.Fatalf("the re-signed payload itself: %v", err)
+	}
+	for _, bad := range []string{`"authorities":"x"`, `"authorities":[]`, `"authorities":[1]`, `"threshold":0`, `"threshold":"2"`} {
+		changed := bytes.Replace(payload, []byte(`"type":"peapod",`), []byte(`"type":"peapod",`+bad+`,`), 1)
+		if _, err := Verify(resign(keyA, changed), VerifyOptions{Now: t0.Add(time.Hour)}); err == nil || errors.Is(err, ErrSignature) {
+			t.Errorf("network with %s: Verify = %v, want a refusal of the member", bad, err)
+		}
+	}
+}
+
 func TestSignVerify(t *testing.T) {
 	info := testInfo(t)
 	doc := sign(t, keyA, info)
@@ -67,7 +95,7 @@ func TestSignVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.Address != info.Address || d.Network != info.Network || len(d.Services) != 2 || d.Services[1] != info.Services[1] {
+	if d.Address != info.Address || !reflect.DeepEqual(d.Network, info.Network) || len(d.Services) != 2 || d.Services[1] != info.Services[1] {
 		t.Errorf("content: got %+v, want %+v", d.Info, info)
 	}
 	if !bytes.Equal(d.Key, publicA) || !d.IssuedAt.Equal(t0) || !d.ExpiresAt.Equal(t0.Add(24*time.Hour)) {
@@ -291,6 +319,25 @@ func TestSignRefuses(t *testing.T) {
 			_, err := Sign(keyA, i, t0, t0.Add(time.Hour))
 			return err
 		},
+		"an authority key that is not one": func() error {
+			i := info
+			i.Network.Authorities = []string{"nope"}
+			_, err := Sign(keyA, i, t0, t0.Add(time.Hour))
+			return err
+		},
+		"a threshold below a majority": func() error {
+			i := info
+			i.Network.Authorities = []string{address.EncodeKey(publicA), address.EncodeKey(publicB)}
+			i.Network.Threshold = 1
+			_, err := Sign(keyA, i, t0, t0.Add(time.Hour))
+			return err
+		},
+		"a threshold without authorities": func() error {
+			i := info
+			i.Network.Threshold = 2
+			_, err := Sign(keyA, i, t0, t0.Add(time.Hour))
+			return err
+		},
 		"unknown net": func() error {
 			i := info
 			i.Network.Type = "tor"
@@ -391,7 +438,7 @@ func FuzzVerify(f *testing.F) {
 			t.Fatal(err)
 		}
 		d2, err := Verify(again, VerifyOptions{Now: t0})
-		if err != nil || d2.Address != d.Address || d2.Network != d.Network || len(d2.Services) != len(d.Services) {
+		if err != nil || d2.Address != d.Address || !reflect.DeepEqual(d2.Network, d.Network) || len(d2.Services) != len(d.Services) {
 			t.Fatalf("re-signed: %+v, %v; want %+v", d2, err, d)
 		}
 	})
@@ -411,7 +458,7 @@ func FuzzPayload(f *testing.F) {
 			t.Fatal(err)
 		}
 		d2, err := Verify(again, VerifyOptions{Now: t0})
-		if err != nil || d2.Address != d.Address || d2.Network != d.Network || len(d2.Services) != len(d.Services) {
+		if err != nil || d2.Address != d.Address || !reflect.DeepEqual(d2.Network, d.Network) || len(d2.Services) != len(d.Services) {
 			t.Fatalf("re-signed: %+v, %v; want %+v", d2, err, d)
 		}
 		for i := range d.Services {

@@ -44,12 +44,14 @@ type Discovery struct {
 // *KeyChangedError, or remembers it when the provider is new. hc and known
 // may be nil.
 //
-// The descriptor's network section (the directory a requester joins) is
-// trusted as far as the descriptor is, unless the caller names its own
-// network (Config.Directory, through Connect); once the directory
-// publishes authority keys, a requester will also refuse a network whose
-// authorities it was not told to trust (issue 15, with the trust issue's
-// authorities).
+// The descriptor's network section (the directory a requester joins, and
+// the keys of its directory authorities) is trusted as far as the
+// descriptor is, unless the caller names its own network (Config.Directory,
+// through Connect) or its own authorities (Config.Client.Trust: Connect
+// refuses a network whose authorities contradict them,
+// ErrOtherAuthorities); a warning says when the network names no
+// authorities, so that whoever answers on its directory URL chooses the
+// routes.
 func Discover(ctx context.Context, hc *http.Client, providerURL string, pin ed25519.PublicKey, known *KnownProviders) (*Discovery, error) {
 	return discover(ctx, hc, providerURL, pin, known, "")
 }
@@ -102,6 +104,9 @@ func discover(ctx context.Context, hc *http.Client, providerURL string, pin ed25
 	}
 	if (disc.Trust == TrustNone || disc.Trust == TrustFirstUse) && !strings.HasPrefix(id, "https://") {
 		disc.Warnings = append(disc.Warnings, fmt.Sprintf("nothing is pinned and %s is not https: whoever serves it could hand you another provider and network", id))
+	}
+	if d.Network.Type == descriptor.NetworkPeapod && len(d.Network.Authorities) == 0 {
+		disc.Warnings = append(disc.Warnings, fmt.Sprintf("%s's network names no directory authorities: its topology is not signed, and whoever answers on %s chooses your routes", id, d.Network.Directory))
 	}
 	if !d.SelfCertifying && pin == nil {
 		disc.Warnings = append(disc.Warnings, fmt.Sprintf("the descriptor is signed by %s, which is not its address's key; pin it once you know it is the provider's", keyText))

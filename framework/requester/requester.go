@@ -27,6 +27,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -34,6 +35,7 @@ import (
 
 	"github.com/peapod-mixnet/peapod/address"
 	"github.com/peapod-mixnet/peapod/client"
+	"github.com/peapod-mixnet/peapod/directory"
 	"github.com/peapod-mixnet/peapod/framework/descriptor"
 	"github.com/peapod-mixnet/peapod/framework/envelope"
 	"github.com/peapod-mixnet/peapod/handlers"
@@ -349,7 +351,10 @@ type Config struct {
 	// removed by Close: a new identity and sender tag every time.
 	DataDir string
 	// Client tunes the mixnet client (delays, cover traffic, logger); its
-	// DataDir and DirectoryURL are set by Connect.
+	// DataDir and DirectoryURL are set by Connect. Its Trust, when set, is
+	// the directory authorities the requester trusts: a provider whose
+	// descriptor names others is refused (ErrOtherAuthorities). When it is
+	// nil, Connect takes the authorities from the descriptor.
 	Client client.Config
 	// Options tune the Requester.
 	Options Options
@@ -391,6 +396,9 @@ func Connect(ctx context.Context, cfg Config) (_ *Session, err error) {
 	s := &Session{Discovery: disc}
 	cc := cfg.Client
 	cc.DataDir, cc.DirectoryURL = cfg.DataDir, d.Network.Directory
+	if cc.Trust, err = networkTrust(cfg.Client.Trust, d.Network); err != nil {
+		return nil, fmt.Errorf("requester: %s: %w", disc.ProviderID, err)
+	}
 	if cc.DataDir == "" {
 		if s.tmpDir, err = os.MkdirTemp("", "peapod-requester-"); err != nil {
 			return nil, fmt.Errorf("requester: %w", err)
@@ -410,6 +418,28 @@ func Connect(ctx context.Context, cfg Config) (_ *Session, err error) {
 	}
 	s.Requester = New(s.Client, d.Address, withLimits(cfg.Options, d.Limits))
 	return s, nil
+}
+
+// ErrOtherAuthorities is returned by Connect when the provider's
+// descriptor names other directory authorities, or a lower threshold, than
+// Config.Client.Trust.
+var ErrOtherAuthorities = errors.New("requester: the provider's network names other directory authorities than the ones trusted")
+
+// networkTrust returns the trust the client joins the provider's network
+// with: the configured one, which the descriptor must not contradict, or
+// else the descriptor's, or nil when neither names authorities.
+func networkTrust(configured *directory.Trust, n descriptor.Network) (*directory.Trust, error) {
+	published, err := n.Trust()
+	if err != nil {
+		return nil, err
+	}
+	if configured == nil {
+		return published, nil
+	}
+	if published != nil && (!slices.Equal(published.Keys(), configured.Keys()) || published.K() < configured.K()) {
+		return nil, ErrOtherAuthorities
+	}
+	return configured, nil
 }
 
 // resendMargin is what a resend waits beyond the provider's request

@@ -10,11 +10,13 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/peapod-mixnet/peapod/address"
+	"github.com/peapod-mixnet/peapod/directory"
 	"github.com/peapod-mixnet/peapod/framework/descriptor"
 )
 
@@ -49,7 +51,7 @@ func signedDoc(t *testing.T, key ed25519.PrivateKey, addr address.Address) []byt
 	doc, err := descriptor.Sign(key, descriptor.Info{
 		Address:  addr,
 		Services: []descriptor.Service{{Name: "echo", Description: "echo"}},
-		Network:  descriptor.Network{Type: descriptor.NetworkPeapod, Directory: "http://127.0.0.1:8090"},
+		Network:  descriptor.Network{Type: descriptor.NetworkPeapod, Directory: "http://127.0.0.1:8090", Authorities: authorityKeys(t, 3)},
 	}, now.Add(-time.Minute), now.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
@@ -181,5 +183,70 @@ func TestConnectRefusesAnotherNetwork(t *testing.T) {
 	var mismatch *NetworkMismatchError
 	if !errors.As(err, &mismatch) || mismatch.Got != "a nym network" {
 		t.Errorf("a Nym provider with a peapod directory pinned: %v", err)
+	}
+}
+
+// authorityKeys returns the base58 keys of n fresh authorities.
+func authorityKeys(t *testing.T, n int) []string {
+	var keys []string
+	for range n {
+		pub, _, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, address.EncodeKey(pub))
+	}
+	return keys
+}
+
+// TestConnectRefusesOtherAuthorities: a requester told to trust some
+// directory authorities refuses a provider whose descriptor names others,
+// or a lower threshold, before it starts a client; one told nothing takes
+// the descriptor's.
+func TestConnectRefusesOtherAuthorities(t *testing.T) {
+	mine, theirs := authorityKeys(t, 3), authorityKeys(t, 3)
+	pub, key, _ := ed25519.GenerateKey(rand.Reader)
+	doc, err := descriptor.Sign(key, descriptor.Info{
+		Address: testAddress(t, pub), Services: []descriptor.Service{},
+		Network: descriptor.Network{Type: descriptor.NetworkPeapod, Directory: "http://127.0.0.1:1", Authorities: theirs},
+	}, time.Now(), time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	trust, err := directory.ParseTrust(mine, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{ProviderURL: serve(t, doc, http.StatusOK), DataDir: t.TempDir()}
+	cfg.Client.Trust = &trust
+	if _, err := Connect(context.Background(), cfg); !errors.Is(err, ErrOtherAuthorities) {
+		t.Fatalf("Connect with other authorities trusted: %v, want ErrOtherAuthorities", err)
+	}
+
+	unsigned, err := descriptor.Sign(key, descriptor.Info{
+		Address: testAddress(t, pub), Services: []descriptor.Service{},
+		Network: descriptor.Network{Type: descriptor.NetworkPeapod, Directory: "http://127.0.0.1:1"},
+	}, time.Now(), time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	disc, err := Discover(context.Background(), nil, serve(t, unsigned, http.StatusOK), pub, nil)
+	if err != nil || !strings.Contains(strings.Join(disc.Warnings, "\n"), "names no directory authorities") {
+		t.Fatalf("Discover of a network without authorities: %v, %v; want a warning", disc, err)
+	}
+
+	published := descriptor.Network{Type: descriptor.NetworkPeapod, Authorities: mine, Threshold: 2}
+	if got, err := networkTrust(nil, published); err != nil || got == nil || !slices.Equal(got.Keys(), mine) {
+		t.Fatalf("networkTrust(nil, descriptor's) = %v, %v; want the descriptor's", got, err)
+	}
+	strict, _ := directory.ParseTrust(mine, 3)
+	if _, err := networkTrust(&strict, published); !errors.Is(err, ErrOtherAuthorities) {
+		t.Fatalf("a descriptor's threshold below the trusted one: %v, want ErrOtherAuthorities", err)
+	}
+	if got, err := networkTrust(&trust, published); err != nil || got != &trust {
+		t.Fatalf("the same authorities: %v, %v", got, err)
+	}
+	if got, err := networkTrust(&trust, descriptor.Network{Type: descriptor.NetworkPeapod}); err != nil || got != &trust {
+		t.Fatalf("a descriptor naming none: %v, %v; want the configured trust", got, err)
 	}
 }

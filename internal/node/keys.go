@@ -119,3 +119,22 @@ func LoadKeys(dir string) (*Keys, error) {
 	}
 	return &Keys{Identity: identity, Noise: noise}, nil
 }
+
+// AuthorityKeyFile is the directory authority's signing key in its data
+// folder, and AuthorityPEMType its PEM type (an ed25519 seed).
+const (
+	AuthorityKeyFile = "authority.pem"
+	AuthorityPEMType = "PEAPOD AUTHORITY KEY"
+)
+
+// LoadAuthorityKey returns a directory authority's ed25519 signing key from
+// dir, making it on first start.
+func LoadAuthorityKey(dir string) (ed25519.PrivateKey, error) {
+	seed, _, err := keyfile.LoadOrCreate(filepath.Join(dir, AuthorityKeyFile), AuthorityPEMType, ed25519.SeedSize, rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("node: authority key: %w", err)
+	}
+	key := ed25519.NewKeyFromSeed(seed)
+	clear(seed)
+	return key, nil
+}

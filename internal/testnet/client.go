@@ -46,7 +46,7 @@ func (n *Network) StartClient(ctx context.Context, name string, opts ClientOptio
 		return nil, err
 	}
 	c := &Client{WS: "ws://" + ws.String(), Data: n.DataDir(name)}
-	args := []string{"run", "--directory", n.DirectoryURL(), "--ws", ws.String(), "--data", c.Data,
+	args := []string{"run", "--directory", n.DirectoryURL(), "--authorities", n.AuthorityKeys(), "--ws", ws.String(), "--data", c.Data,
 		"--log-level", n.cfg.LogLevel}
 	if opts.Gateway != "" {
 		args = append(args, "--gateway", opts.Gateway)

@@ -67,6 +67,17 @@ type Config struct {
 	// MixDelay, when positive, is the mean per-hop delay the directory
 	// advertises (`mixnet directory --mix-delay`); zero advertises none.
 	MixDelay time.Duration
+	// Authorities is how many directory authorities (mixnet directory
+	// processes, peers of each other, admitting any node: --open) the
+	// network runs. Every node, client and provider is given their URLs and
+	// keys and accepts only a topology a majority of them signed. Default
+	// 1: a network of one authority, whose signature alone makes a
+	// document.
+	Authorities int
+	// DirectoryProxy puts an HTTP proxy (DirectoryProxy) in front of every
+	// authority: the nodes, clients and providers reach the authorities
+	// through it, and a test can make it serve a forged document.
+	DirectoryProxy bool
 	// MixnodeArgs and GatewayArgs, when set, add flags to a node's command
 	// line (for example "--frame-timeout", "2s").
 	MixnodeArgs func(layer, index int) []string
@@ -93,10 +104,12 @@ type Network struct {
 	dataDir string
 	logDir  string
 
-	directory *Process
-	dirAddr   netip.AddrPort
-	mixnodes  [][]*Node // by layer (index 0 is layer 1), then index
-	gateways  []*Node
+	authorities []*Process
+	authAddrs   []netip.AddrPort
+	authKeys    []string // base58, in the order of authorities
+	proxies     []*DirectoryProxy
+	mixnodes    [][]*Node // by layer (index 0 is layer 1), then index
+	gateways    []*Node
 
 	mu        sync.Mutex
 	noiseKeys map[[wire.NoiseKeySize]byte]*node.NoiseKey // every node's, by public key
@@ -177,7 +190,10 @@ func Start(ctx context.Context, cfg Config) (_ *Network, err error) {
 			n.Close()
 		}
 	}()
-	if err := n.startDirectory(ctx); err != nil {
+	if cfg.Authorities == 0 {
+		n.cfg.Authorities = 1
+	}
+	if err := n.startAuthorities(ctx); err != nil {
 		return nil, err
 	}
 	if err := n.startMixnodes(ctx); err != nil {
@@ -234,33 +250,6 @@ func (n *Network) NewProcess(cfg ProcessConfig) (*Process, error) {
 }
 
 func (n *Network) port(check bool) (netip.AddrPort, error) { return freePort(n.hostIP, check) }
-
-func (n *Network) startDirectory(ctx context.Context) error {
-	addr, err := n.port(true)
-	if err != nil {
-		return err
-	}
-	args := []string{"directory", "--listen", addr.String(), "--data", n.DataDir("directory"), "--log-level", n.cfg.LogLevel}
-	if n.cfg.DirectoryTTL > 0 {
-		args = append(args, "--ttl", n.cfg.DirectoryTTL.String())
-	}
-	if n.cfg.MixDelay > 0 {
-		args = append(args, "--mix-delay", n.cfg.MixDelay.String())
-	}
-	if n.cfg.Epoch > 0 {
-		args = append(args, "--epoch", n.cfg.Epoch.String())
-	}
-	if n.cfg.RotationEpochs > 0 {
-		args = append(args, "--rotation-epochs", strconv.Itoa(n.cfg.RotationEpochs))
-	}
-	p, err := NewProcess(ProcessConfig{Name: "directory", Path: n.cfg.Bin.Mixnet, Args: args, LogDir: n.logDir,
-		Ready: "directory listening", Logf: n.cfg.Logf})
-	if err != nil {
-		return err
-	}
-	n.directory, n.dirAddr = p, addr
-	return p.Start(ctx)
-}
 
 // nodeAddrs makes a node's keys in its data folder and picks its
 // addresses: its listener (in its namespace, if any), its metrics server,
@@ -358,6 +347,7 @@ func (n *Network) startMixnodes(ctx context.Context) error {
 			args := []string{"mixnode", "--layer", strconv.Itoa(layer),
 				"--listen", node.Listen.String(), "--announce", node.Announce.String(),
 				"--metrics", node.Metrics.String(), "--directory", n.DirectoryURL(),
+				"--authorities", n.AuthorityKeys(),
 				"--data", n.DataDir(name), "--peak-rate", strconv.FormatFloat(n.cfg.PeakRate, 'g', -1, 64),
 				"--log-level", n.cfg.LogLevel}
 			if n.cfg.MixnodeArgs != nil {
@@ -391,6 +381,7 @@ func (n *Network) startGateways(ctx context.Context) error {
 			"--listen", node.Listen.String(), "--announce", node.Announce.String(),
 			"--client-listen", node.ClientListen.String(),
 			"--metrics", node.Metrics.String(), "--directory", n.DirectoryURL(),
+			"--authorities", n.AuthorityKeys(),
 			"--data", n.DataDir(name), "--peak-rate", strconv.FormatFloat(n.cfg.PeakRate, 'g', -1, 64),
 			"--log-level", n.cfg.LogLevel}
 		if n.cfg.GatewayArgs != nil {
@@ -455,20 +446,12 @@ func (n *Network) learnIdentities(ctx context.Context) error {
 	return err
 }
 
-// Topology fetches the directory's topology.
+// Topology fetches the topology document the authorities signed, and
+// checks it as the nodes do.
 func (n *Network) Topology(ctx context.Context) (*directory.Topology, error) {
-	c := &directory.Client{BaseURL: n.DirectoryURL(), HTTP: &http.Client{Timeout: 10 * time.Second}}
+	c := &directory.Client{BaseURL: n.DirectoryURL(), HTTP: &http.Client{Timeout: 10 * time.Second}, Trust: n.Trust()}
 	return c.Topology(ctx)
 }
-
-// DirectoryURL is the directory's base URL.
-func (n *Network) DirectoryURL() string { return "http://" + n.dirAddr.String() }
-
-// DirectoryAddr is the directory's listening address.
-func (n *Network) DirectoryAddr() netip.AddrPort { return n.dirAddr }
-
-// Directory is the directory process.
-func (n *Network) Directory() *Process { return n.directory }
 
 // Mixnodes returns the mixnodes, layer 1 first.
 func (n *Network) Mixnodes() []*Node {
@@ -516,8 +499,10 @@ func (n *Network) Nodes() []*Node { return append(n.Mixnodes(), n.gateways...) }
 // nodes, the provider, the clients and the rest, in that order.
 func (n *Network) Processes() []*Process {
 	var out []*Process
-	if n.directory != nil {
-		out = append(out, n.directory)
+	for _, a := range n.authorities {
+		if a != nil {
+			out = append(out, a)
+		}
 	}
 	for _, node := range n.Nodes() {
 		if node.Process != nil {
@@ -642,7 +627,10 @@ func (n *Network) Close() error {
 		ps = append(ps, m.Process)
 	}
 	stop(ps)
-	stop([]*Process{n.directory})
+	stop(n.authorities)
+	for _, p := range n.proxies {
+		p.Close()
+	}
 	for _, node := range n.Nodes() {
 		if node.Relay != nil {
 			node.Relay.Close()

@@ -272,7 +272,7 @@ func TestLateMessageAfterSkippedGap(t *testing.T) {
 	n := startNet(t, Config{})
 	ctx := ctxFor(t, 2*time.Minute)
 	newLib := func(name string, cfg client.Config) *client.Client {
-		cfg.DataDir, cfg.DirectoryURL = filepath.Join(t.TempDir(), name), n.DirectoryURL()
+		cfg.DataDir, cfg.DirectoryURL, cfg.Trust = filepath.Join(t.TempDir(), name), n.DirectoryURL(), n.Trust()
 		cfg.Cover.Disabled = true
 		c, err := client.New(cfg)
 		if err != nil {

@@ -54,7 +54,7 @@ func (n *Network) StartProvider(ctx context.Context, name string, opts ProviderO
 		plugins = n.cfg.Bin.Plugins
 	}
 	p := &Provider{HTTP: "http://" + httpAddr.String(), Data: n.DataDir(name)}
-	args := []string{"--directory", n.DirectoryURL(), "--http", httpAddr.String(), "--data", p.Data,
+	args := []string{"--directory", n.DirectoryURL(), "--authorities", n.AuthorityKeys(), "--http", httpAddr.String(), "--data", p.Data,
 		"--plugins", plugins, "--log-level", n.cfg.LogLevel}
 	if !opts.Delays {
 		args = append(args, "--no-delay")
