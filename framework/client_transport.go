@@ -57,7 +57,16 @@ var (
 	_ Transport     = (*ClientTransport)(nil)
 	_ AddressSigner = (*ClientTransport)(nil)
 	_ SURBCounter   = (*ClientTransport)(nil)
+	_ topologyGuard = (*ClientTransport)(nil)
 )
+
+// topologyGuard is a transport that checks the network's signed topology
+// documents and counts those it refuses.
+type topologyGuard interface {
+	// TopologyRefused returns the documents refused, by reason (every
+	// reason of directory.RefusedReasons).
+	TopologyRefused() map[string]uint64
+}
 
 // NewClientTransport creates the client (its keys are made on first use)
 // without connecting it.
@@ -151,6 +160,10 @@ func (t *ClientTransport) SURBStats() SURBStats {
 	st := t.c.Stats()
 	return SURBStats{Held: st.SURBsHeld, Senders: st.SURBSenders, SendersEvicted: st.SURBSendersEvicted}
 }
+
+// TopologyRefused returns the topology documents the client refused, by
+// reason.
+func (t *ClientTransport) TopologyRefused() map[string]uint64 { return t.c.Stats().TopologyRefused }
 
 // Close waits up to FlushTimeout for replies in flight to be delivered,
 // then closes the client.

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/peapod-mixnet/peapod/directory"
 	"github.com/peapod-mixnet/peapod/handlers"
 )
 
@@ -109,6 +110,15 @@ func newMetrics(reg *prometheus.Registry, h *Host) *metrics {
 				Name: "peapod_provider_surb_senders_evicted_total",
 				Help: "Requesters whose reply SURBs were dropped whole to stay within max_surb_senders and max_surbs_held, least recently heard from first.",
 			}, func() float64 { return float64(sc.SURBStats().SendersEvicted) }))
+	}
+	if tg, ok := h.transport.(topologyGuard); ok {
+		for _, why := range directory.RefusedReasons {
+			reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name:        "peapod_topology_documents_refused_total",
+				Help:        "Topology documents from the directory authorities refused, by reason.",
+				ConstLabels: prometheus.Labels{"reason": why},
+			}, func() float64 { return float64(tg.TopologyRefused()[why]) }))
+		}
 	}
 	return m
 }

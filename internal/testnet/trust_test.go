@@ -68,8 +68,8 @@ func madeUpMixnode(t *testing.T, layer int, r uint32) (directory.Mixnode, ed2551
 // documents: one signed by a single authority (what one lying authority
 // can make alone) listing a made-up mixnode in every layer and claiming the
 // next epoch, then one with no signature. Every mixnode and gateway counts
-// them as refused under the threshold in /metrics, the client processes
-// and the provider log the refusal, and messages and requests keep flowing
+// them as refused under the threshold in /metrics, as does the provider,
+// the client processes and the provider log the refusal, and messages and requests keep flowing
 // on the last good document meanwhile. Meanwhile the third authority also
 // lies to its peers: it admits a made-up node and a copy of a real mixnode
 // at another address; its peers disagree with its vote, and no document
@@ -164,6 +164,9 @@ func TestForgedTopology(t *testing.T) {
 		if _, err := proc.WaitOutput(ctx, "refused ("+directory.RefusedUnderThreshold+")"); err != nil {
 			t.Errorf("%s never logged a refused document: %v", proc.Name(), err)
 		}
+	}
+	if v, err := scrapeMetric(ctx, p.HTTP+"/metrics", "peapod_topology_documents_refused_total", "reason", directory.RefusedUnderThreshold); err != nil || v == 0 {
+		t.Errorf("the provider's /metrics counts %v documents refused under the threshold (%v)", v, err)
 	}
 	w.echo(t, ctx, req, "during-the-forgery")
 	w.check(t, ctx, req)
