@@ -107,9 +107,13 @@ func TestForgedTopology(t *testing.T) {
 		t.Fatalf("registering a made-up node with the liar: %v", err)
 	}
 	real := good.Mixnodes[0]
-	realKey := loadKey(t, filepath.Join(n.DataDir(fmt.Sprintf("mixnode-%d-0", real.Layer)), node.IdentityFile), node.IdentityPEMType)
+	i := slices.IndexFunc(n.Mixnodes(), func(m *Node) bool { return m.Identity() == real.Identity })
+	if i < 0 {
+		t.Fatalf("no mixnode process has the identity %s", real.Identity)
+	}
+	realKey := loadKey(t, filepath.Join(n.DataDir(n.Mixnodes()[i].Name()), node.IdentityFile), node.IdentityPEMType)
 	if address.EncodeKey(realKey.Public().(ed25519.PublicKey)) != real.Identity {
-		t.Fatalf("mixnode-%d-0 is not the first mixnode of the topology", real.Layer)
+		t.Fatalf("%s's identity file does not hold %s", n.Mixnodes()[i].Name(), real.Identity)
 	}
 	moved := directory.Descriptor{Role: directory.RoleMixnode, Layer: real.Layer, Address: "127.0.0.1:7", Identity: real.Identity, SphinxKeys: real.SphinxKeys}
 	if err := liar.Register(ctx, moved, realKey); err != nil {
