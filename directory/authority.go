@@ -299,10 +299,12 @@ func encodeDocument(d Document) ([]byte, error) {
 	return b, nil
 }
 
-// writeRaw writes an encoded JSON body with status 200.
+// writeRaw writes an encoded JSON body with status 200. body is shared
+// between requests: it is only read.
 func writeRaw(w http.ResponseWriter, body []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
-	w.Write(append(body, '\n'))
+	w.Write(body)
+	w.Write([]byte{'\n'})
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -114,6 +115,19 @@ func TestAuthoritiesPublish(t *testing.T) {
 			t.Fatalf("authority %d's document: %v, %d signatures, want 3", i, err, len(d.Signatures))
 		}
 	}
+
+	// Many consumers read the same published document at once (the race
+	// detector watches the shared bytes).
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			c := &Client{BaseURL: a.urls(0), Trust: &a.trust}
+			if _, err := c.Topology(context.Background()); err != nil {
+				t.Errorf("a concurrent fetch: %v", err)
+			}
+		})
+	}
+	wg.Wait()
 
 	a.servers[2].Close()
 	late := newMixnode(t, 1)
