@@ -69,12 +69,13 @@ func delayQueueFlood() floodAttack {
 // honest echoes, with one-hop packets for a client it does not have: each
 // costs the gateway a peel. 256 packets sent again and again (a replay
 // costs the peel as much), 3000 a second in bursts of 30; the gateway's
-// exit queue holds 32 packets, all of which one peer may hold.
+// exit queue holds 32 packets, 16 of them one peer's, so that every burst
+// overflows the flooder's share however fast the gateway peels.
 func exitFlood() floodAttack {
-	const queue = 32
+	const queue, share = 32, 16
 	return floodAttack{
 		cfg: Config{MixDelay: floodMixDelay, GatewayArgs: func(int) []string {
-			return []string{"--max-exit-queue", fmt.Sprint(queue), "--max-exit-queue-per-peer", fmt.Sprint(queue)}
+			return []string{"--max-exit-queue", fmt.Sprint(queue), "--max-exit-queue-per-peer", fmt.Sprint(share)}
 		}},
 		flooder: func(n *Network) *Node { return n.Mixnode(3, 1) },
 		targets: func(n *Network) []*Node { return []*Node{n.Gateway(0)} },
@@ -270,7 +271,7 @@ func TestDelayQueueFlood(t *testing.T) {
 // one kind of key the gateway takes exit frames from, TestExitInjection)
 // floods the honest clients' gateway with packets to peel, far faster than
 // it peels them, while that mixnode keeps relaying honest packets. The
-// gateway's exit queue holds 32 packets, all of which one peer may hold.
+// gateway's exit queue holds 32 packets, 16 of them one peer's.
 // While the flood runs, honest echoes (client a to client b on that
 // gateway) all arrive, none of the other layer-3 node's packets is
 // dropped, and the flooder's are, counted under its key; their latency is
