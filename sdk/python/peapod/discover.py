@@ -7,6 +7,7 @@ import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Optional, Union
+from urllib.parse import urlsplit
 
 from .descriptor import MAX_DESCRIPTOR_SIZE, WELL_KNOWN_PATH, Descriptor, verify_descriptor
 from .errors import DescriptorError
@@ -34,14 +35,19 @@ class Provider:
 
 
 async def discover(url: str, *, pinned_key: Union[str, bytes, None] = None, trust_store=None,
+                   directory: Optional[str] = None,
                    on_warning: Optional[Callable[[str], None]] = None, now: Optional[datetime] = None,
                    timeout: float = FETCH_TIMEOUT) -> Provider:
     """Fetch url + /.well-known/peapod.json, verify it, and return the provider.
 
     pinned_key (base58, as the provider prints it) refuses any other key.
     trust_store (FileTrustStore, MemoryTrustStore) remembers the key on first
-    use and refuses another one later with code "key_changed". Warnings go to
-    on_warning, or to the "peapod" logger. Raises DescriptorError.
+    use and refuses another one later with code "key_changed". directory, the
+    URL of the directory of the network you use (your client's), refuses a
+    descriptor naming another network with code "network_mismatch", before
+    its key is remembered: its network section picks the gateway that sees
+    your address and every mixnode. Warnings go to on_warning, or to the
+    "peapod" logger. Raises DescriptorError.
     """
     warn = on_warning or log.warning
     if not url.startswith(("http://", "https://")):
@@ -65,6 +71,8 @@ async def discover(url: str, *, pinned_key: Union[str, bytes, None] = None, trus
                 f"This is what a substituted descriptor looks like. If the provider changed its key on purpose, "
                 f"remove it from {trust_store.where} and discover again.") from None
         raise
+    if directory is not None:
+        _check_network(pid, d, directory)
     if pinned_key is not None:
         trust = "pinned"
     elif remembered is not None:
@@ -83,6 +91,29 @@ async def discover(url: str, *, pinned_key: Union[str, bytes, None] = None, trus
         warn(f"peapod: warning: the descriptor is signed by {d.key_text}, which is not its address's key; "
              "pin it once you know it is the provider's")
     return Provider(pid, d, trust)
+
+
+def _check_network(pid: str, d: Descriptor, directory: str) -> None:
+    """Raise "network_mismatch" unless d names the peapod network whose
+    directory is directory (URLs compared as provider ids are)."""
+    if not _is_http(directory):
+        raise ValueError(f"peapod: directory {directory!r} is not an http(s) URL")
+    want = provider_id(directory)
+    got = d.network.directory
+    if d.network.type != "peapod" or not got:
+        got = f"a {d.network.type} network"
+    elif _is_http(got) and provider_id(got) == want:
+        return
+    raise DescriptorError(
+        "network_mismatch",
+        f"THE PROVIDER'S NETWORK IS NOT YOURS: the descriptor of {pid} points at {got}, and you use the directory "
+        f"{want}. Nothing was sent. A descriptor substituted on the way looks like this; if the provider moved "
+        f"networks, check its key with its operator and use its directory.")
+
+
+def _is_http(url: str) -> bool:
+    u = urlsplit(url)
+    return u.scheme.lower() in ("http", "https") and bool(u.hostname)
 
 
 def _fetch(target: str, timeout: float) -> bytes:

@@ -16,8 +16,9 @@ class DescriptorError(PeapodError):
 
     Codes: ``signature`` (every signature failure), ``key_mismatch`` (signed
     by another key than the pinned one), ``key_changed`` (another key than
-    the one remembered from an earlier use), ``expired``, ``not_yet_valid``,
-    ``malformed``, ``fetch``. The first five are those of the shared test
+    the one remembered from an earlier use), ``network_mismatch`` (it names
+    another network than the directory you use), ``expired``,
+    ``not_yet_valid``, ``malformed``, ``fetch``. The first five are those of the shared test
     vectors (framework/descriptor/testdata/vectors.json).
     """
 

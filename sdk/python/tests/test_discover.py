@@ -91,6 +91,26 @@ class DiscoverTest(unittest.IsolatedAsyncioTestCase):
         p = await discover(s.url, now=NOW, trust_store=MemoryTrustStore(), on_warning=lambda m: None)
         self.assertEqual(p.key_text, NYM["pinned_key"])
 
+    async def test_network_mismatch(self):
+        s = self.serve(SELF_CERT["document"])  # names http://127.0.0.1:8090
+        for same in ("http://127.0.0.1:8090", "HTTP://127.0.0.1:8090/"):
+            p = await discover(s.url, now=NOW, directory=same, on_warning=lambda m: None)
+            self.assertEqual(p.network.directory, "http://127.0.0.1:8090")
+        store = MemoryTrustStore()
+        for other, named in (("http://127.0.0.1:9999", "http://127.0.0.1:8090"), ("https://127.0.0.1:8090", None)):
+            with self.assertRaises(DescriptorError) as cm:
+                await discover(s.url, now=NOW, directory=other, trust_store=store, on_warning=lambda m: None)
+            self.assertEqual(cm.exception.code, "network_mismatch")
+            self.assertIn("NETWORK IS NOT YOURS", str(cm.exception))
+            if named:
+                self.assertIn(named, str(cm.exception))
+        self.assertIsNone(store.get(s.url), "the key of a refused descriptor was remembered")
+        s.doc = NYM["document"]
+        with self.assertRaises(DescriptorError) as cm:
+            await discover(s.url, now=NOW, directory="http://127.0.0.1:8090", on_warning=lambda m: None)
+        self.assertEqual(cm.exception.code, "network_mismatch")
+        self.assertIn("a nym network", str(cm.exception))
+
     async def test_fetch_failure(self):
         s = self.serve(SELF_CERT["document"])
         for url in (s.url + "/nothing-here", "ftp://example"):

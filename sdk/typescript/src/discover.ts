@@ -12,6 +12,13 @@ export interface DiscoverOptions {
    * a browser, LocalStorageTrustStore.
    */
   trustStore?: TrustStore;
+  /**
+   * The URL of the directory of the network you use (your client's): a
+   * descriptor naming another network is refused ("network_mismatch")
+   * before its key is remembered, since its network section picks the
+   * gateway that sees your address and every mixnode.
+   */
+  directory?: string;
   /** Receives warnings (first use, nothing pinned over http); default console.warn. */
   onWarning?: (message: string) => void;
   /** Cancels the fetch. */
@@ -67,6 +74,7 @@ export async function discover(url: string, opts: DiscoverOptions = {}): Promise
     }
     throw e;
   }
+  if (opts.directory !== undefined) checkNetwork(id, d, opts.directory);
   let trust: Provider["trust"] = "none";
   if (opts.pinnedKey !== undefined) {
     trust = "pinned";
@@ -86,6 +94,36 @@ export async function discover(url: string, opts: DiscoverOptions = {}): Promise
     warn(`peapod: warning: the descriptor is signed by ${d.keyText}, which is not its address's key; pin it once you know it is the provider's`);
   }
   return { ...d, url: id, trust };
+}
+
+/**
+ * checkNetwork throws "network_mismatch" unless d names the peapod network
+ * whose directory is directory (URLs compared as provider ids are).
+ */
+function checkNetwork(id: string, d: Descriptor, directory: string): void {
+  const want = httpId(directory);
+  if (want === undefined) {
+    throw new TypeError(`peapod: directory ${JSON.stringify(directory)} is not an http(s) URL`);
+  }
+  let got = d.network.type === "peapod" ? d.network.directory : undefined;
+  if (got !== undefined && httpId(got) === want) return;
+  got ??= `a ${d.network.type} network`;
+  throw new DescriptorError(
+    "network_mismatch",
+    `THE PROVIDER'S NETWORK IS NOT YOURS: the descriptor of ${id} points at ${got}, and you use the directory ${want}. ` +
+      `Nothing was sent. A descriptor substituted on the way looks like this; if the provider moved networks, ` +
+      `check its key with its operator and use its directory.`,
+  );
+}
+
+/** httpId is providerId of an http(s) URL, or undefined for anything else. */
+function httpId(s: string): string | undefined {
+  try {
+    const u = new URL(s);
+    return (u.protocol === "http:" || u.protocol === "https:") && u.host !== "" ? providerId(u) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 async function fetchDocument(target: string, opts: DiscoverOptions): Promise<Uint8Array> {

@@ -22,6 +22,7 @@ export type DescriptorErrorCode =
   | "not_yet_valid"
   | "malformed"
   | "key_changed"
+  | "network_mismatch"
   | "address_mismatch"
   | "fetch";
 
@@ -30,7 +31,8 @@ export type DescriptorErrorCode =
  * is malformed, its signature does not verify ("signature", whatever
  * failed), it is signed by another key than the pinned one
  * ("key_mismatch") or than the one remembered from an earlier use
- * ("key_changed"), or it is expired or not yet valid.
+ * ("key_changed"), it names another network than the directory you use
+ * ("network_mismatch"), or it is expired or not yet valid.
  */
 export class DescriptorError extends PeapodError {
   declare readonly code: DescriptorErrorCode;

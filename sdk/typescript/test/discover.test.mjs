@@ -85,6 +85,30 @@ test("trust on first use: the key is remembered and a substitute refused", async
   assert.equal((await discover(url, { now, trustStore: store, onWarning() {} })).keyText, nym.pinned_key);
 });
 
+test("a descriptor naming another network than yours is refused before its key is remembered", async (t) => {
+  let doc = selfCert.document; // names http://127.0.0.1:8090
+  const url = await serve(t, () => doc);
+  for (const same of ["http://127.0.0.1:8090", "HTTP://127.0.0.1:8090/"]) {
+    const p = await discover(url, { now, directory: same, onWarning() {} });
+    assert.equal(p.network.directory, "http://127.0.0.1:8090");
+  }
+  const store = new MemoryTrustStore();
+  for (const other of ["http://127.0.0.1:9999", "https://127.0.0.1:8090"]) {
+    await assert.rejects(discover(url, { now, directory: other, trustStore: store, onWarning() {} }), (e) => {
+      assert.ok(e instanceof DescriptorError && e.code === "network_mismatch", String(e));
+      assert.match(e.message, /NETWORK IS NOT YOURS/);
+      assert.ok(e.message.includes("http://127.0.0.1:8090"), e.message);
+      return true;
+    });
+  }
+  assert.equal(store.get(url), undefined, "the key of a refused descriptor was remembered");
+  doc = nym.document;
+  await assert.rejects(
+    discover(url, { now, directory: "http://127.0.0.1:8090", onWarning() {} }),
+    (e) => e instanceof DescriptorError && e.code === "network_mismatch" && e.message.includes("a nym network"),
+  );
+});
+
 test("a fetch failure is a DescriptorError", async (t) => {
   const url = await serve(t, () => selfCert.document);
   await assert.rejects(discover(url + "/nothing-here", { now, onWarning() {} }), (e) => e instanceof DescriptorError && e.code === "fetch");
