@@ -5,9 +5,9 @@
 //	client run     [--data DIR] [--directory URL] [--ws 127.0.0.1:1977] [--mix-delay D] [--no-delay] [--no-cover] [--config FILE]
 //	client send    --to ADDRESS [--anonymous [--reply-surbs N]] [--wait D] [--replies N] [--via ws://127.0.0.1:1977] [MESSAGE]
 //	client address [--data DIR]
-//	client echo    [--provider URL] [--provider-key KEY] [--known-providers FILE] [--data DIR] MESSAGE
-//	client kv      [--provider URL] [--provider-key KEY] [--known-providers FILE] [--data DIR] put KEY VALUE|@FILE|- | get KEY | delete KEY | list [PREFIX]
-//	client call    [--provider URL] [--provider-key KEY] [--known-providers FILE] [--data DIR] SERVICE [DATA | @FILE | -]
+//	client echo    [--provider URL] [--provider-key KEY] [--known-providers FILE] [--directory URL] [--authorities KEYS] [--data DIR] MESSAGE
+//	client kv      [--provider URL] [--provider-key KEY] [--known-providers FILE] [--directory URL] [--authorities KEYS] [--data DIR] put KEY VALUE|@FILE|- | get KEY | delete KEY | list [PREFIX]
+//	client call    [--provider URL] [--provider-key KEY] [--known-providers FILE] [--directory URL] [--authorities KEYS] [--data DIR] SERVICE [DATA | @FILE | -]
 //
 // init creates the client's keys in its data folder (default
 // ./.peapod/client), registers with a gateway and prints the address. run
@@ -27,6 +27,10 @@
 // provider's key on first use: they print it, remember it in
 // known_providers.json in the data folder (./.peapod/client for a
 // temporary client), and refuse a descriptor signed by another key later.
+// With --directory or --authorities they refuse, before anything is sent,
+// a descriptor naming another network or other directory authorities than
+// those (THE PROVIDER'S NETWORK IS NOT YOURS); without --authorities they
+// verify the topology with the authorities the descriptor names.
 //
 // Every subcommand reads an optional TOML file (--config, sections
 // [client], [websocket] and [log]; unknown keys are refused) and then its

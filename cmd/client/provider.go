@@ -49,6 +49,9 @@ func setupProvider(cmd cli.Command, args []string, cfg *clientFile, f *providerF
 			requester.KnownProvidersFile+" in --data, or in "+defaultDataDir+")")
 		fs.StringVar(&f.network, "directory", f.network, "refuse a provider whose descriptor names another network than this directory `URL` "+
 			"(default: join the network the descriptor names)")
+		fs.StringVar(&c.Client.Authorities, "authorities", c.Client.Authorities, "the directory authorities' base58 `keys` you trust, separated by commas: "+
+			"refuse a provider whose descriptor names others, and accept only a topology a threshold of them signed (default: the descriptor's)")
+		fs.IntVar(&c.Client.Threshold, "threshold", c.Client.Threshold, "signatures of distinct authorities a topology needs (0: a majority)")
 		fs.DurationVar(&f.timeout, "timeout", f.timeout, "how long to wait for connecting and the reply")
 		fs.StringVar(&c.Client.Data, "data", c.Client.Data, "client `folder` to use (default: a temporary one, a new identity each time)")
 		fs.StringVar(&c.Log.Level, "log-level", c.Log.Level, "log `level`: trace, debug, info, warn or error")
@@ -56,6 +59,11 @@ func setupProvider(cmd cli.Command, args []string, cfg *clientFile, f *providerF
 	})
 	if err == nil && f.timeout <= 0 {
 		err = cmd.Errorf("--timeout must be positive")
+	}
+	if err == nil {
+		if _, terr := cli.ParseTrust(cfg.Client.Authorities, cfg.Client.Threshold); terr != nil {
+			err = cmd.Errorf("--authorities: %v", terr)
+		}
 	}
 	if err != nil {
 		return nil, zerolog.Logger{}, cmd.Status(err), false

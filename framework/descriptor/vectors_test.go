@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -34,6 +35,10 @@ type vector struct {
 	// Limits are the expected limits of a valid document that publishes
 	// them.
 	Limits *wireLimits `json:"limits,omitempty"`
+	// Authorities and Threshold are the expected network authorities and
+	// threshold of a valid document that names them.
+	Authorities []string `json:"authorities,omitempty"`
+	Threshold   int      `json:"threshold,omitempty"`
 }
 
 type vectorFile struct {
@@ -73,6 +78,14 @@ func makeVectors(t *testing.T) vectorFile {
 	nymInfo := info
 	nymInfo.Network = Network{Type: NetworkNym}
 	nym := sign(k2, nymInfo)
+	var authorities []string
+	for _, b := range []byte{0x33, 0x44, 0x55} {
+		k := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{b}, ed25519.SeedSize))
+		authorities = append(authorities, address.EncodeKey(k.Public().(ed25519.PublicKey)))
+	}
+	authInfo := info
+	authInfo.Network.Authorities, authInfo.Network.Threshold = authorities, 2
+	withAuthorities := sign(k1, authInfo)
 
 	var w wireDocument
 	_ = json.Unmarshal([]byte(selfCert), &w)
@@ -97,6 +110,25 @@ func makeVectors(t *testing.T) vectorFile {
 	dupNested := signRaw(bytes.Replace(payload, []byte(`{"name":"echo",`), []byte(`{"name":"echo","name":"kv",`), 1))
 	badKey := signRaw(bytes.Replace(payload, []byte(`"key":"`), []byte(`"key":"0`), 1))
 
+	// Network authorities a verifier must refuse, signed correctly.
+	var aw wireDocument
+	_ = json.Unmarshal([]byte(withAuthorities), &aw)
+	authPayload, _ := base64.StdEncoding.DecodeString(aw.Payload)
+	quoted := func(keys ...string) string { b, _ := json.Marshal(keys); return string(b) }
+	network := func(members string) string {
+		return signRaw(bytes.Replace(payload, []byte(`"directory":"http://127.0.0.1:8090"`),
+			[]byte(`"directory":"http://127.0.0.1:8090",`+members), 1))
+	}
+	belowMajority := signRaw(bytes.Replace(authPayload, []byte(`"threshold":2`), []byte(`"threshold":1`), 1))
+	authTwice := network(`"authorities":` + quoted(authorities[0], authorities[1], authorities[0]))
+	thresholdAlone := network(`"threshold":1`)
+	thresholdZero := signRaw(bytes.Replace(authPayload, []byte(`"threshold":2`), []byte(`"threshold":0`), 1))
+	thresholdText := signRaw(bytes.Replace(authPayload, []byte(`"threshold":2`), []byte(`"threshold":"2"`), 1))
+	noAuthorities := network(`"authorities":[]`)
+	shortKey := network(`"authorities":` + quoted(authorities[0][:20]))
+	nymAuthorities := signRaw(bytes.Replace(payload, []byte(`"network":{"type":"peapod","directory":"http://127.0.0.1:8090"}`),
+		[]byte(`"network":{"type":"nym","authorities":`+quoted(authorities...)+`}`), 1))
+
 	now := issued.Add(time.Hour).Format(TimeLayout)
 	key1 := address.EncodeKey(k1.Public().(ed25519.PublicKey))
 	key2 := address.EncodeKey(k2.Public().(ed25519.PublicKey))
@@ -108,6 +140,16 @@ func makeVectors(t *testing.T) vectorFile {
 		Vectors: []vector{
 			{Name: "self-certifying peapod provider", Document: selfCert, Now: now, Valid: true, SelfCertifying: true},
 			{Name: "self-certifying, with limits", Document: withLimits, Now: now, Valid: true, SelfCertifying: true, Limits: &wantLimits},
+			{Name: "self-certifying, with its network's authorities", Document: withAuthorities, Now: now, Valid: true, SelfCertifying: true,
+				Authorities: authorities, Threshold: 2},
+			{Name: "network authorities with a threshold below a majority", Document: belowMajority, Now: now, Error: "malformed"},
+			{Name: "a network authority listed twice", Document: authTwice, Now: now, Error: "malformed"},
+			{Name: "a network threshold without authorities", Document: thresholdAlone, Now: now, Error: "malformed"},
+			{Name: "a network threshold of 0", Document: thresholdZero, Now: now, Error: "malformed"},
+			{Name: "a network threshold that is a string", Document: thresholdText, Now: now, Error: "malformed"},
+			{Name: "an empty list of network authorities", Document: noAuthorities, Now: now, Error: "malformed"},
+			{Name: "a network authority key that is not 32 bytes", Document: shortKey, Now: now, Error: "malformed"},
+			{Name: "authorities of a Nym network", Document: nymAuthorities, Now: now, Error: "malformed"},
 			{Name: "self-certifying, pinned to its key", Document: selfCert, Now: now, PinnedKey: key1, Valid: true, SelfCertifying: true},
 			{Name: "nym provider with its own key, pinned", Document: nym, Now: now, PinnedKey: key2, Valid: true},
 			{Name: "nym provider, pinned to another key", Document: nym, Now: now, PinnedKey: key1, Error: "key_mismatch"},
@@ -152,6 +194,8 @@ func TestVectors(t *testing.T) {
 				t.Errorf("%s: self-certifying %v", v.Name, d.SelfCertifying)
 			} else if (d.Limits == nil) != (v.Limits == nil) || d.Limits != nil && d.Limits.wire() != *v.Limits {
 				t.Errorf("%s: limits %+v, want %+v", v.Name, d.Limits, v.Limits)
+			} else if !slices.Equal(d.Network.Authorities, v.Authorities) || d.Network.Threshold != v.Threshold {
+				t.Errorf("%s: authorities %v threshold %d, want %v %d", v.Name, d.Network.Authorities, d.Network.Threshold, v.Authorities, v.Threshold)
 			}
 			continue
 		}

@@ -53,13 +53,13 @@ type Discovery struct {
 // authorities, so that whoever answers on its directory URL chooses the
 // routes.
 func Discover(ctx context.Context, hc *http.Client, providerURL string, pin ed25519.PublicKey, known *KnownProviders) (*Discovery, error) {
-	return discover(ctx, hc, providerURL, pin, known, "")
+	return discover(ctx, hc, providerURL, pin, known, yourNetwork{})
 }
 
-// discover is Discover that also refuses, with a *NetworkMismatchError, a
-// descriptor naming another network than directory (when set), before a
-// first-use key is remembered.
-func discover(ctx context.Context, hc *http.Client, providerURL string, pin ed25519.PublicKey, known *KnownProviders, directory string) (*Discovery, error) {
+// discover is Discover that also refuses a descriptor naming another
+// network than mine (a *NetworkMismatchError or an
+// *AuthoritiesMismatchError), before a first-use key is remembered.
+func discover(ctx context.Context, hc *http.Client, providerURL string, pin ed25519.PublicKey, known *KnownProviders, mine yourNetwork) (*Discovery, error) {
 	id, err := ProviderID(providerURL)
 	if err != nil {
 		return nil, err
@@ -87,7 +87,7 @@ func discover(ctx context.Context, hc *http.Client, providerURL string, pin ed25
 	case disc.Trust == TrustRemembered && !sameKey(d.Key, key):
 		return nil, &KeyChangedError{Provider: id, Remembered: address.EncodeKey(key), Seen: address.EncodeKey(d.Key), File: known.Path()}
 	}
-	if err := checkNetwork(id, d, directory); err != nil {
+	if err := mine.check(id, d); err != nil {
 		return nil, err
 	}
 	disc.Descriptor = d
@@ -105,7 +105,7 @@ func discover(ctx context.Context, hc *http.Client, providerURL string, pin ed25
 	if (disc.Trust == TrustNone || disc.Trust == TrustFirstUse) && !strings.HasPrefix(id, "https://") {
 		disc.Warnings = append(disc.Warnings, fmt.Sprintf("nothing is pinned and %s is not https: whoever serves it could hand you another provider and network", id))
 	}
-	if d.Network.Type == descriptor.NetworkPeapod && len(d.Network.Authorities) == 0 {
+	if d.Network.Type == descriptor.NetworkPeapod && len(d.Network.Authorities) == 0 && mine.trust == nil {
 		disc.Warnings = append(disc.Warnings, fmt.Sprintf("%s's network names no directory authorities: its topology is not signed, and whoever answers on %s chooses your routes", id, d.Network.Directory))
 	}
 	if !d.SelfCertifying && pin == nil {

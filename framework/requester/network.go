@@ -1,10 +1,31 @@
 package requester
 
 import (
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
+	"github.com/peapod-mixnet/peapod/directory"
 	"github.com/peapod-mixnet/peapod/framework/descriptor"
 )
+
+// yourNetwork is the network a requester was told to use: a directory
+// (Config.Directory) and directory authorities (Config.Client.Trust). A
+// zero field accepts what the descriptor names.
+type yourNetwork struct {
+	directory string
+	trust     *directory.Trust
+}
+
+// check returns a *NetworkMismatchError or an *AuthoritiesMismatchError
+// when d's network is not the requester's.
+func (n yourNetwork) check(provider string, d *descriptor.Descriptor) error {
+	if err := checkNetwork(provider, d, n.directory); err != nil {
+		return err
+	}
+	return checkAuthorities(provider, d, n.trust)
+}
 
 // NetworkMismatchError is Connect's refusal of a descriptor whose network
 // is not the one the requester was told to use (Config.Directory): what a
@@ -28,13 +49,13 @@ func (e *NetworkMismatchError) Error() string {
 // checkNetwork returns a *NetworkMismatchError unless d's network is the
 // peapod network whose directory is directory (compared as ProviderID
 // compares URLs); an empty directory accepts any.
-func checkNetwork(provider string, d *descriptor.Descriptor, directory string) error {
-	if directory == "" {
+func checkNetwork(provider string, d *descriptor.Descriptor, dir string) error {
+	if dir == "" {
 		return nil
 	}
-	want, err := ProviderID(directory)
+	want, err := ProviderID(dir)
 	if err != nil {
-		return fmt.Errorf("requester: Config.Directory %q is not an http(s) URL", directory)
+		return fmt.Errorf("requester: Config.Directory %q is not an http(s) URL", dir)
 	}
 	got := d.Network.Directory
 	if d.Network.Type != descriptor.NetworkPeapod || got == "" {
@@ -43,4 +64,65 @@ func checkNetwork(provider string, d *descriptor.Descriptor, directory string) e
 		return nil
 	}
 	return &NetworkMismatchError{Provider: provider, Want: want, Got: got}
+}
+
+// ErrOtherAuthorities matches (errors.Is) the *AuthoritiesMismatchError of
+// Connect: the provider's descriptor names other directory authorities, or
+// a lower threshold, than the ones the requester trusts
+// (Config.Client.Trust).
+var ErrOtherAuthorities = errors.New("requester: the provider's network names other directory authorities than the ones trusted")
+
+// AuthoritiesMismatchError is Connect's refusal of a descriptor whose
+// network names other directory authorities than the requester trusts, or
+// a lower threshold: with them, whoever substituted the descriptor would
+// choose the topology, and so the requester's routes. It matches
+// ErrOtherAuthorities.
+type AuthoritiesMismatchError struct {
+	// Provider is the ProviderID.
+	Provider string
+	// Want and Got are the trusted authorities' and the descriptor's base58
+	// keys, sorted; WantK and GotK the signatures each requires.
+	Want, Got   []string
+	WantK, GotK int
+}
+
+// Error says loudly what happened and what to do if the change is real.
+func (e *AuthoritiesMismatchError) Error() string {
+	return fmt.Sprintf("requester: THE PROVIDER'S NETWORK IS NOT YOURS: the descriptor of %s names the directory authorities %s (%d of them must sign), "+
+		"and you trust %s (%d of them must sign). Nothing was sent. A descriptor substituted on the way looks like this; "+
+		"if the network changed its authorities, check them with its operator.",
+		e.Provider, strings.Join(e.Got, ","), e.GotK, strings.Join(e.Want, ","), e.WantK)
+}
+
+// Is reports whether target is ErrOtherAuthorities.
+func (e *AuthoritiesMismatchError) Is(target error) bool { return target == ErrOtherAuthorities }
+
+// checkAuthorities returns an *AuthoritiesMismatchError when d's network
+// names directory authorities that are not exactly trust's (in any order),
+// or a threshold below trust's. A nil trust accepts any; a descriptor
+// naming no authorities passes, as the requester verifies the topology
+// with trust itself.
+func checkAuthorities(provider string, d *descriptor.Descriptor, trust *directory.Trust) error {
+	if trust == nil {
+		return nil
+	}
+	published, err := d.Network.Trust()
+	if err != nil {
+		return fmt.Errorf("requester: %s: %w", provider, err)
+	}
+	if published == nil {
+		return nil
+	}
+	want, got := sortedKeys(*trust), sortedKeys(*published)
+	if slices.Equal(want, got) && published.K() >= trust.K() {
+		return nil
+	}
+	return &AuthoritiesMismatchError{Provider: provider, Want: want, Got: got, WantK: trust.K(), GotK: published.K()}
+}
+
+// sortedKeys returns t's base58 keys, sorted.
+func sortedKeys(t directory.Trust) []string {
+	keys := t.Keys()
+	slices.Sort(keys)
+	return keys
 }

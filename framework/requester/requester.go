@@ -27,7 +27,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"slices"
 	"sync"
 	"time"
 
@@ -378,7 +377,7 @@ var ErrNymNetwork = errors.New("requester: the provider is on Nym's mixnet; use 
 // on the provider's network, and returns a Session ready for Do. ctx bounds
 // the connecting only.
 func Connect(ctx context.Context, cfg Config) (_ *Session, err error) {
-	disc, err := discover(ctx, cfg.HTTPClient, cfg.ProviderURL, cfg.ProviderKey, cfg.KnownProviders, cfg.Directory)
+	disc, err := discover(ctx, cfg.HTTPClient, cfg.ProviderURL, cfg.ProviderKey, cfg.KnownProviders, yourNetwork{cfg.Directory, cfg.Client.Trust})
 	if err != nil {
 		return nil, err
 	}
@@ -420,26 +419,15 @@ func Connect(ctx context.Context, cfg Config) (_ *Session, err error) {
 	return s, nil
 }
 
-// ErrOtherAuthorities is returned by Connect when the provider's
-// descriptor names other directory authorities, or a lower threshold, than
-// Config.Client.Trust.
-var ErrOtherAuthorities = errors.New("requester: the provider's network names other directory authorities than the ones trusted")
-
 // networkTrust returns the trust the client joins the provider's network
-// with: the configured one, which the descriptor must not contradict, or
-// else the descriptor's, or nil when neither names authorities.
+// with: the configured one (discover has checked that the descriptor does
+// not contradict it), or else the descriptor's, or nil when neither names
+// authorities.
 func networkTrust(configured *directory.Trust, n descriptor.Network) (*directory.Trust, error) {
-	published, err := n.Trust()
-	if err != nil {
-		return nil, err
+	if configured != nil {
+		return configured, nil
 	}
-	if configured == nil {
-		return published, nil
-	}
-	if published != nil && (!slices.Equal(published.Keys(), configured.Keys()) || published.K() < configured.K()) {
-		return nil, ErrOtherAuthorities
-	}
-	return configured, nil
+	return n.Trust()
 }
 
 // resendMargin is what a resend waits beyond the provider's request

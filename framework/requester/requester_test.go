@@ -166,7 +166,7 @@ func TestConnectRefusesAnotherNetwork(t *testing.T) {
 		t.Errorf("the refused descriptor's key was remembered (%v)", err)
 	}
 	for _, dir := range []string{"http://127.0.0.1:8090", "HTTP://127.0.0.1:8090/"} {
-		d, err := discover(context.Background(), nil, url, nil, nil, dir)
+		d, err := discover(context.Background(), nil, url, nil, nil, yourNetwork{directory: dir})
 		if err != nil || d.Descriptor == nil {
 			t.Errorf("Directory %s: %v, want the descriptor accepted", dir, err)
 		}
@@ -201,47 +201,68 @@ func authorityKeys(t *testing.T, n int) []string {
 
 // TestConnectRefusesOtherAuthorities: a requester told to trust some
 // directory authorities refuses a provider whose descriptor names others,
-// or a lower threshold, before it starts a client; one told nothing takes
-// the descriptor's.
+// or a lower threshold, loudly, before it remembers the provider's key or
+// starts a client; the same authorities in another order pass; one told
+// nothing takes the descriptor's.
 func TestConnectRefusesOtherAuthorities(t *testing.T) {
 	mine, theirs := authorityKeys(t, 3), authorityKeys(t, 3)
 	pub, key, _ := ed25519.GenerateKey(rand.Reader)
-	doc, err := descriptor.Sign(key, descriptor.Info{
-		Address: testAddress(t, pub), Services: []descriptor.Service{},
-		Network: descriptor.Network{Type: descriptor.NetworkPeapod, Directory: "http://127.0.0.1:1", Authorities: theirs},
-	}, time.Now(), time.Now().Add(time.Hour))
-	if err != nil {
-		t.Fatal(err)
+	sign := func(n descriptor.Network) []byte {
+		t.Helper()
+		n.Type, n.Directory = descriptor.NetworkPeapod, "http://127.0.0.1:1"
+		doc, err := descriptor.Sign(key, descriptor.Info{Address: testAddress(t, pub), Services: []descriptor.Service{}, Network: n},
+			time.Now(), time.Now().Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return doc
 	}
 	trust, err := directory.ParseTrust(mine, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{ProviderURL: serve(t, doc, http.StatusOK), DataDir: t.TempDir()}
-	cfg.Client.Trust = &trust
-	if _, err := Connect(context.Background(), cfg); !errors.Is(err, ErrOtherAuthorities) {
-		t.Fatalf("Connect with other authorities trusted: %v, want ErrOtherAuthorities", err)
+	known := OpenKnownProviders(t.TempDir() + "/known.json")
+	for _, c := range []struct {
+		name string
+		n    descriptor.Network
+	}{
+		{"other authorities", descriptor.Network{Authorities: theirs}},
+		{"one authority replaced", descriptor.Network{Authorities: append(slices.Clone(mine[:2]), theirs[0])}},
+		{"a lower threshold", descriptor.Network{Authorities: append(slices.Clone(mine), theirs...), Threshold: 4}},
+	} {
+		cfg := Config{ProviderURL: serve(t, sign(c.n), http.StatusOK), DataDir: t.TempDir(), KnownProviders: known}
+		cfg.Client.Trust = &trust
+		_, err := Connect(context.Background(), cfg)
+		var mismatch *AuthoritiesMismatchError
+		if !errors.Is(err, ErrOtherAuthorities) || !errors.As(err, &mismatch) ||
+			!strings.Contains(err.Error(), "THE PROVIDER'S NETWORK IS NOT YOURS") || !strings.Contains(err.Error(), mismatch.Got[0]) {
+			t.Errorf("%s: Connect = %v, want a loud *AuthoritiesMismatchError", c.name, err)
+		}
+		id, _ := ProviderID(cfg.ProviderURL)
+		if _, ok, err := known.Key(id); ok || err != nil {
+			t.Errorf("%s: the refused descriptor's key was remembered (%v)", c.name, err)
+		}
+	}
+	strict, _ := directory.ParseTrust(mine, 3)
+	lower := &descriptor.Descriptor{Info: descriptor.Info{Network: descriptor.Network{Type: descriptor.NetworkPeapod, Authorities: mine, Threshold: 2}}}
+	if err := checkAuthorities("p", lower, &strict); !errors.Is(err, ErrOtherAuthorities) {
+		t.Errorf("a descriptor's threshold below the trusted one: %v, want ErrOtherAuthorities", err)
+	}
+	reordered := &descriptor.Descriptor{Info: descriptor.Info{Network: descriptor.Network{Type: descriptor.NetworkPeapod, Authorities: []string{mine[2], mine[0], mine[1]}, Threshold: 3}}}
+	if err := checkAuthorities("p", reordered, &trust); err != nil {
+		t.Errorf("the same authorities in another order, a higher threshold: %v", err)
+	}
+	if _, err := discover(context.Background(), nil, serve(t, sign(reordered.Network), http.StatusOK), pub, nil, yourNetwork{trust: &trust}); err != nil {
+		t.Errorf("discover with the same authorities: %v", err)
 	}
 
-	unsigned, err := descriptor.Sign(key, descriptor.Info{
-		Address: testAddress(t, pub), Services: []descriptor.Service{},
-		Network: descriptor.Network{Type: descriptor.NetworkPeapod, Directory: "http://127.0.0.1:1"},
-	}, time.Now(), time.Now().Add(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	disc, err := Discover(context.Background(), nil, serve(t, unsigned, http.StatusOK), pub, nil)
+	disc, err := Discover(context.Background(), nil, serve(t, sign(descriptor.Network{}), http.StatusOK), pub, nil)
 	if err != nil || !strings.Contains(strings.Join(disc.Warnings, "\n"), "names no directory authorities") {
 		t.Fatalf("Discover of a network without authorities: %v, %v; want a warning", disc, err)
 	}
-
 	published := descriptor.Network{Type: descriptor.NetworkPeapod, Authorities: mine, Threshold: 2}
 	if got, err := networkTrust(nil, published); err != nil || got == nil || !slices.Equal(got.Keys(), mine) {
 		t.Fatalf("networkTrust(nil, descriptor's) = %v, %v; want the descriptor's", got, err)
-	}
-	strict, _ := directory.ParseTrust(mine, 3)
-	if _, err := networkTrust(&strict, published); !errors.Is(err, ErrOtherAuthorities) {
-		t.Fatalf("a descriptor's threshold below the trusted one: %v, want ErrOtherAuthorities", err)
 	}
 	if got, err := networkTrust(&trust, published); err != nil || got != &trust {
 		t.Fatalf("the same authorities: %v, %v", got, err)

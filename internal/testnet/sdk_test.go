@@ -108,7 +108,8 @@ func summary(out string, lines int) string {
 // network of processes: a provider with the example plugins (its request
 // limit raised to 1 MiB, so that the kv service's own too_large can be
 // reached) and a `client run` whose WebSocket API the SDKs use. Each SDK
-// discovers the provider, puts, gets, lists and deletes kv keys through the
+// discovers the provider (trusting the network's directory authorities,
+// which the descriptor names), puts, gets, lists and deletes kv keys through the
 // mixnet, sees unknown_service and too_large as typed errors, refuses a
 // tampered descriptor and a wrong pinned key, and runs its README's example
 // as written. The browser subtest does the kv part from the TypeScript
@@ -123,7 +124,7 @@ func TestSDKs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := []string{"PEAPOD_PROVIDER_URL=" + p.HTTP, "PEAPOD_WS_URL=" + c.WS}
+	env := []string{"PEAPOD_PROVIDER_URL=" + p.HTTP, "PEAPOD_WS_URL=" + c.WS, "PEAPOD_AUTHORITIES=" + n.AuthorityKeys()}
 
 	t.Run("node", func(t *testing.T) {
 		out := e.run(t, ctx, e.typescript(), env, e.node, "--experimental-websocket", "--test", "test/integration.test.mjs")

@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ._codec import b58decode_key, b58encode, b64decode_canonical, is_one, parse_json, valid_service
 from .address import KEY_SIZE, Address, parse_address
+from .authorities import check_authorities
 from .errors import DescriptorError
 
 WELL_KNOWN_PATH = "/.well-known/peapod.json"
@@ -29,10 +30,19 @@ class Service:
 
 @dataclass(frozen=True)
 class Network:
-    """``type`` is "peapod" (with ``directory``) or "nym"."""
+    """``type`` is "peapod" (with ``directory``) or "nym".
+
+    ``authorities`` are the base58 ed25519 keys of a peapod network's
+    directory authorities, its trust roots (docs/protocol.md, section 3b),
+    and ``threshold`` the signatures a topology needs (0: a majority);
+    ``authorities`` is empty when the network names none (its topology is
+    not signed) and for Nym.
+    """
 
     type: str
     directory: Optional[str] = None
+    authorities: List[str] = field(default_factory=list)
+    threshold: int = 0
 
 
 @dataclass(frozen=True)
@@ -120,6 +130,14 @@ def verify_descriptor(doc: Union[bytes, str], *, now: Optional[datetime] = None,
         malformed('payload: "network" missing or not an object')
     net_type = string(net, "type", "network")
     directory = string(net, "directory", "network") if "directory" in net else None
+    authorities = net.get("authorities", [])
+    if "authorities" in net and (not isinstance(authorities, list) or not authorities
+                                 or not all(isinstance(k, str) for k in authorities)):
+        malformed('network: "authorities" is not a non-empty array of strings')
+    threshold = net.get("threshold", 0)
+    # json reads only plain digits as int, so 2.0, 2e0, "2" and true are refused here.
+    if "threshold" in net and (type(threshold) is not int or not 1 <= threshold <= 999_999_999):
+        malformed('network: "threshold" is not a whole number above 0')
     limits = {}
     if "limits" in p:
         raw_limits = p["limits"]
@@ -158,6 +176,12 @@ def verify_descriptor(doc: Union[bytes, str], *, now: Optional[datetime] = None,
             malformed("a Nym network has no directory URL")
     else:
         malformed(f"unknown network type {net_type[:20]!r}")
+    if net_type != "peapod" and (authorities or threshold):
+        malformed("only a peapod network has directory authorities")
+    if threshold and not authorities:
+        malformed("a network threshold without authorities")
+    if authorities:
+        check_authorities(authorities, threshold)
 
     if pinned_key is not None and decode_key(pinned_key) != key:
         raise DescriptorError("key_mismatch", "descriptor: signed by another key than the pinned one")
@@ -171,7 +195,7 @@ def verify_descriptor(doc: Union[bytes, str], *, now: Optional[datetime] = None,
         raise DescriptorError("not_yet_valid", f"descriptor: issued in the future ({_format(issued_at)})")
     if expires_at <= now - max_skew:
         raise DescriptorError("expired", f"descriptor: expired at {_format(expires_at)}")
-    return Descriptor(address=address, services=services, network=Network(net_type, directory), key=key,
+    return Descriptor(address=address, services=services, network=Network(net_type, directory, list(authorities), threshold), key=key,
                       key_text=b58encode(key), issued_at=issued_at, expires_at=expires_at,
                       self_certifying=key == address.identity, limits=limits)
 

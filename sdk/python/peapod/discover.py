@@ -6,9 +6,10 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Sequence, Union
 from urllib.parse import urlsplit
 
+from .authorities import Authorities, check_authorities, refuse_other_authorities
 from .descriptor import MAX_DESCRIPTOR_SIZE, WELL_KNOWN_PATH, Descriptor, verify_descriptor
 from .errors import DescriptorError
 from .trust import provider_id
@@ -36,6 +37,7 @@ class Provider:
 
 async def discover(url: str, *, pinned_key: Union[str, bytes, None] = None, trust_store=None,
                    directory: Optional[str] = None,
+                   authorities: Optional[Sequence[Union[str, bytes]]] = None, threshold: int = 0,
                    on_warning: Optional[Callable[[str], None]] = None, now: Optional[datetime] = None,
                    timeout: float = FETCH_TIMEOUT) -> Provider:
     """Fetch url + /.well-known/peapod.json, verify it, and return the provider.
@@ -43,13 +45,19 @@ async def discover(url: str, *, pinned_key: Union[str, bytes, None] = None, trus
     pinned_key (base58, as the provider prints it) refuses any other key.
     trust_store (FileTrustStore, MemoryTrustStore) remembers the key on first
     use and refuses another one later with code "key_changed". directory, the
-    URL of the directory of the network you use (your client's), refuses a
+    URL(s) of the directory of the network you use (your client's), refuses a
     descriptor naming another network with code "network_mismatch", before
     its key is remembered: its network section picks the gateway that sees
-    your address and every mixnode. Warnings go to on_warning, or to the
-    "peapod" logger. Raises DescriptorError.
+    your address and every mixnode. authorities (base58 keys, as ``mixnet
+    local`` or the network's operator prints them) and threshold (0: a
+    majority) are the directory authorities you trust: a descriptor whose
+    network names others, or a lower threshold, is refused with
+    AuthoritiesMismatchError (code "other_authorities") before its key is
+    remembered; by default the descriptor's are trusted. Warnings go to
+    on_warning, or to the "peapod" logger. Raises DescriptorError.
     """
     warn = on_warning or log.warning
+    trusted = check_authorities(authorities, threshold) if authorities is not None else None
     if not url.startswith(("http://", "https://")):
         raise DescriptorError("fetch", f"provider URL {url!r} is not an http(s) URL")
     pid = provider_id(url)
@@ -73,6 +81,9 @@ async def discover(url: str, *, pinned_key: Union[str, bytes, None] = None, trus
         raise
     if directory is not None:
         _check_network(pid, d, directory)
+    net = d.network
+    if trusted is not None:
+        refuse_other_authorities(pid, trusted, Authorities(net.authorities, net.threshold) if net.authorities else None)
     if pinned_key is not None:
         trust = "pinned"
     elif remembered is not None:
@@ -87,6 +98,13 @@ async def discover(url: str, *, pinned_key: Union[str, bytes, None] = None, trus
         warn(f"peapod: {pid} is signed by {d.key_text}; nothing is pinned or remembered (pass pinned_key or a trust_store)")
     if trust in ("first_use", "none") and not pid.startswith("https://"):
         warn(f"peapod: warning: nothing is pinned and {pid} is not https: whoever serves it could hand you another provider")
+    if net.type == "peapod" and not net.authorities:
+        if trusted is not None:
+            warn(f"peapod: {pid}'s network names no directory authorities: only your mixnet client's own authorities "
+                 "check its topology")
+        else:
+            warn(f"peapod: {pid}'s network names no directory authorities: its topology is not signed, and whoever "
+                 f"answers on {net.directory} chooses your routes")
     if not d.self_certifying and pinned_key is None:
         warn(f"peapod: warning: the descriptor is signed by {d.key_text}, which is not its address's key; "
              "pin it once you know it is the provider's")

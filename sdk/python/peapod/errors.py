@@ -18,9 +18,32 @@ class DescriptorError(PeapodError):
     by another key than the pinned one), ``key_changed`` (another key than
     the one remembered from an earlier use), ``network_mismatch`` (it names
     another network than the directory you use), ``expired``,
-    ``not_yet_valid``, ``malformed``, ``fetch``. The first five are those of the shared test
+    ``not_yet_valid``, ``malformed``, ``fetch``, ``other_authorities``
+    (AuthoritiesMismatchError). The first five are those of the shared test
     vectors (framework/descriptor/testdata/vectors.json).
     """
+
+
+class AuthoritiesMismatchError(DescriptorError):
+    """A descriptor whose network names other directory authorities than the trusted ones.
+
+    Its code is ``other_authorities``: the descriptor's network names other
+    keys than ``discover(authorities=...)``, or a lower threshold; with them,
+    whoever substituted the descriptor would choose the topology, and so the
+    routes. ``trusted`` and ``published`` are base58 keys, sorted;
+    ``trusted_threshold`` and ``published_threshold`` the signatures each requires.
+    """
+
+    def __init__(self, provider: str, trusted, trusted_threshold: int, published, published_threshold: int):
+        super().__init__(
+            "other_authorities",
+            f"THE PROVIDER'S NETWORK IS NOT YOURS: the descriptor of {provider} names the directory authorities "
+            f"{','.join(published)} ({published_threshold} of them must sign), and you trust {','.join(trusted)} "
+            f"({trusted_threshold} of them must sign). A descriptor substituted on the way looks like this; "
+            "if the network changed its authorities, check them with its operator.")
+        self.provider = provider
+        self.trusted, self.trusted_threshold = list(trusted), trusted_threshold
+        self.published, self.published_threshold = list(published), published_threshold
 
 
 class ProviderError(PeapodError):

@@ -9,7 +9,7 @@ import tempfile
 import unittest
 from datetime import datetime, timezone
 
-from peapod import DescriptorError, FileTrustStore, MemoryTrustStore, discover
+from peapod import AuthoritiesMismatchError, DescriptorError, FileTrustStore, MemoryTrustStore, discover
 
 from .httpserver import Server
 
@@ -19,6 +19,7 @@ BY_NAME = {v["name"]: v for v in VECTORS}
 SELF_CERT = BY_NAME["self-certifying peapod provider"]
 NYM = BY_NAME["nym provider with its own key, pinned"]
 ALTERED = BY_NAME["payload altered (directory port)"]
+WITH_AUTHORITIES = BY_NAME["self-certifying, with its network's authorities"]
 NOW = datetime.strptime(SELF_CERT["now"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
 
 
@@ -55,7 +56,8 @@ class DiscoverTest(unittest.IsolatedAsyncioTestCase):
         with self.assertRaises(DescriptorError) as cm:
             await discover(good.url, now=NOW, pinned_key=NYM["pinned_key"], on_warning=lambda m: None)
         self.assertEqual(cm.exception.code, "key_mismatch")
-        pinned = await discover(good.url, now=NOW, pinned_key=BY_NAME["self-certifying, pinned to its key"]["pinned_key"],
+        signed = self.serve(WITH_AUTHORITIES["document"])  # the same key, and no warning
+        pinned = await discover(signed.url, now=NOW, pinned_key=BY_NAME["self-certifying, pinned to its key"]["pinned_key"],
                                 on_warning=self.fail)
         self.assertEqual(pinned.trust, "pinned")
 
@@ -66,7 +68,7 @@ class DiscoverTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(cm.exception.code, "expired")
 
     async def test_trust_on_first_use(self):
-        s = self.serve(SELF_CERT["document"])
+        s = self.serve(WITH_AUTHORITIES["document"])
         path = os.path.join(tempfile.mkdtemp(), "client", "known_providers.json")
         warnings = []
         first = await discover(s.url, now=NOW, trust_store=FileTrustStore(path), on_warning=warnings.append)
@@ -110,6 +112,43 @@ class DiscoverTest(unittest.IsolatedAsyncioTestCase):
             await discover(s.url, now=NOW, directory="http://127.0.0.1:8090", on_warning=lambda m: None)
         self.assertEqual(cm.exception.code, "network_mismatch")
         self.assertIn("a nym network", str(cm.exception))
+
+    async def test_authorities(self):
+        """The network's directory authorities: returned, and others than the trusted ones refused."""
+        s = self.serve(WITH_AUTHORITIES["document"])
+        keys = WITH_AUTHORITIES["authorities"]
+        p = await discover(s.url, now=NOW, on_warning=lambda m: None)
+        self.assertEqual((p.network.authorities, p.network.threshold), (keys, WITH_AUTHORITIES["threshold"]))
+
+        warnings = []
+        same = await discover(s.url, now=NOW, authorities=[keys[2], keys[0], keys[1]], threshold=2,
+                              on_warning=warnings.append)
+        self.assertEqual(same.network.authorities, keys, "the same authorities in another order pass")
+        self.assertFalse([w for w in warnings if "authorities" in w])
+
+        other = NYM["pinned_key"]  # a valid key that is not one of the network's
+        for what, kwargs in (("another authority", dict(authorities=[keys[0], keys[1], other])),
+                             ("a higher threshold", dict(authorities=keys, threshold=3))):
+            with self.subTest(what):
+                store = MemoryTrustStore()
+                with self.assertRaises(AuthoritiesMismatchError) as cm:
+                    await discover(s.url, now=NOW, trust_store=store, on_warning=lambda m: None, **kwargs)
+                self.assertEqual(cm.exception.code, "other_authorities")
+                self.assertIsInstance(cm.exception, DescriptorError)
+                self.assertIn("THE PROVIDER'S NETWORK IS NOT YOURS", str(cm.exception))
+                self.assertEqual(cm.exception.published, sorted(keys))
+                self.assertIsNone(store.get(s.url), "the refused descriptor's key was remembered")
+        with self.assertRaises(DescriptorError) as cm:
+            await discover(s.url, now=NOW, authorities=[keys[0], keys[0]], on_warning=lambda m: None)
+        self.assertEqual(cm.exception.code, "malformed")
+
+        s.doc = SELF_CERT["document"]  # names no authorities
+        warnings.clear()
+        await discover(s.url, now=NOW, authorities=keys, on_warning=warnings.append)
+        self.assertTrue(any("only your mixnet client's own authorities" in w for w in warnings), warnings)
+        warnings.clear()
+        await discover(s.url, now=NOW, on_warning=warnings.append)
+        self.assertTrue(any("its topology is not signed" in w for w in warnings), warnings)
 
     async def test_fetch_failure(self):
         s = self.serve(SELF_CERT["document"])

@@ -1,6 +1,7 @@
 """Integration tests through a real network: internal/testnet's TestSDKs
 starts the mixnet, a provider (--max-request 1048576) and ``client run``,
-and runs this module with PEAPOD_PROVIDER_URL and PEAPOD_WS_URL set.
+and runs this module with PEAPOD_PROVIDER_URL, PEAPOD_WS_URL and
+PEAPOD_AUTHORITIES (the network's directory authorities) set.
 Without them the tests are skipped."""
 
 import asyncio
@@ -22,15 +23,18 @@ from .httpserver import Server
 
 PROVIDER_URL = os.environ.get("PEAPOD_PROVIDER_URL")
 WS_URL = os.environ.get("PEAPOD_WS_URL")
+AUTHORITIES = [k for k in os.environ.get("PEAPOD_AUTHORITIES", "").split(",") if k]
 HERE = pathlib.Path(__file__).resolve().parent.parent
 quiet = dict(on_warning=lambda m: None)
 
 
-@unittest.skipUnless(PROVIDER_URL and WS_URL, "PEAPOD_PROVIDER_URL and PEAPOD_WS_URL are not set")
+@unittest.skipUnless(PROVIDER_URL and WS_URL and AUTHORITIES,
+                     "PEAPOD_PROVIDER_URL, PEAPOD_WS_URL and PEAPOD_AUTHORITIES are not set")
 class Integration(unittest.IsolatedAsyncioTestCase):
     async def test_kv_through_the_mixnet(self):
-        provider = await peapod.discover(PROVIDER_URL, **quiet)
+        provider = await peapod.discover(PROVIDER_URL, authorities=AUTHORITIES, **quiet)
         self.assertTrue(provider.self_certifying)
+        self.assertEqual(provider.network.authorities, AUTHORITIES, "the descriptor names the network's authorities")
         self.assertIn("kv", [s.name for s in provider.services])
         async with await peapod.connect(WS_URL, provider, **quiet) as client:
             prefix = f"python-{os.getpid()}/"

@@ -7,7 +7,7 @@ import pathlib
 import unittest
 from datetime import datetime, timezone
 
-from peapod import (DescriptorError, encode_request, encode_self_address, encode_send_anonymous, parse_address,
+from peapod import (AuthoritiesMismatchError, DescriptorError, check_authorities, refuse_other_authorities, encode_request, encode_self_address, encode_send_anonymous, parse_address,
                     parse_reply, parse_response, provider_id, verify_descriptor)
 from peapod.frames import ClientError, LaneQueueLength, Received, SelfAddress
 
@@ -66,10 +66,28 @@ class Vectors(unittest.TestCase):
                     d = verify_descriptor(v["document"], **kwargs)
                     self.assertEqual(d.self_certifying, v.get("self_certifying", False))
                     self.assertEqual(d.limits, v.get("limits", {}))
+                    self.assertEqual((d.network.authorities, d.network.threshold),
+                                     (v.get("authorities", []), v.get("threshold", 0)))
                     continue
                 with self.assertRaises(DescriptorError) as cm:
                     verify_descriptor(v["document"], **kwargs)
                 self.assertEqual(cm.exception.code, v["error"], str(cm.exception))
+
+    def test_authorities(self):
+        """A requester's trusted directory authorities against a descriptor's."""
+        vectors = load("framework/requester/testdata/authorities.json")["vectors"]
+        self.assertGreaterEqual(len(vectors), 8)
+        for v in vectors:
+            if not v["trusted"]:
+                continue  # nothing trusted: the SDK makes no check
+            with self.subTest(v["name"]):
+                trusted = check_authorities(v["trusted"], v["trusted_threshold"])
+                published = check_authorities(v["published"], v["published_threshold"]) if v["published"] else None
+                if v["refused"]:
+                    with self.assertRaises(AuthoritiesMismatchError):
+                        refuse_other_authorities("p", trusted, published)
+                else:
+                    refuse_other_authorities("p", trusted, published)
 
     def test_frames(self):
         f = load("wsapi/testdata/vectors.json")

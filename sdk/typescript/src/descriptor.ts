@@ -6,6 +6,7 @@ import { decodeUTF8, equalBytes, fromBase58, fromBase64, toBase58, utf8 } from "
 import { DescriptorError } from "./errors.js";
 import { JsonNumber, JsonObject, JsonValue, isObject, parseJSON } from "./json.js";
 import { validService } from "./envelope.js";
+import { checkAuthorities } from "./authorities.js";
 
 /** Where a provider's HTTP endpoint serves its descriptor. */
 export const WELL_KNOWN_PATH = "/.well-known/peapod.json";
@@ -27,8 +28,16 @@ export interface Service {
 export interface Network {
   /** "peapod" (joined through its directory) or "nym" (Nym's mixnet). */
   type: "peapod" | "nym";
-  /** The peapod network's directory URL; absent for Nym. */
+  /** The peapod network's directory URL, or its authorities' URLs separated by commas; absent for Nym. */
   directory?: string;
+  /**
+   * The base58 ed25519 keys of the peapod network's directory authorities,
+   * the network's trust roots (docs/protocol.md §3b); absent when the
+   * network names none (its topology is not signed) and for Nym.
+   */
+  authorities?: string[];
+  /** Signatures of distinct authorities a topology needs; absent (with authorities) means a majority. */
+  threshold?: number;
 }
 
 /**
@@ -121,6 +130,20 @@ export async function verifyDescriptor(doc: Uint8Array | string, opts: VerifyOpt
   if (!isObject(net)) return malformed('payload: "network" missing or not an object');
   const type = str(net, "type", "network");
   const directory = net.has("directory") ? str(net, "directory", "network") : undefined;
+  let authorities: string[] | undefined;
+  if (net.has("authorities")) {
+    const a = net.get("authorities");
+    if (!Array.isArray(a) || a.length === 0 || !a.every((k) => typeof k === "string")) {
+      return malformed('network: "authorities" is not a non-empty array of strings');
+    }
+    authorities = a as string[];
+  }
+  let threshold: number | undefined;
+  if (net.has("threshold")) {
+    const v = net.get("threshold");
+    if (!(v instanceof JsonNumber) || !/^[1-9][0-9]{0,8}$/.test(v.raw)) return malformed('network: "threshold" is not a whole number above 0');
+    threshold = v.value;
+  }
   let limits: Limits | undefined;
   if (p.has("limits")) {
     const l = p.get("limits");
@@ -156,6 +179,9 @@ export async function verifyDescriptor(doc: Uint8Array | string, opts: VerifyOpt
   } else {
     malformed(`unknown network type ${JSON.stringify(type.slice(0, 20))}`);
   }
+  if (type !== "peapod" && (authorities || threshold)) malformed("only a peapod network has directory authorities");
+  if (threshold && !authorities) malformed("a network threshold without authorities");
+  if (authorities) checkAuthorities(authorities, threshold);
 
   if (opts.pinnedKey !== undefined && !equalBytes(decodeKey(opts.pinnedKey), key)) {
     throw new DescriptorError("key_mismatch", "descriptor: signed by another key than the pinned one");
@@ -182,7 +208,10 @@ export async function verifyDescriptor(doc: Uint8Array | string, opts: VerifyOpt
   return {
     address,
     services,
-    network: directory === undefined ? { type: type as "nym" } : { type: type as "peapod", directory },
+    network:
+      directory === undefined
+        ? { type: type as "nym" }
+        : { type: type as "peapod", directory, ...(authorities && { authorities }), ...(threshold && { threshold }) },
     ...(limits && { limits }),
     key,
     keyText: toBase58(key),

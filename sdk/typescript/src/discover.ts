@@ -2,6 +2,7 @@ import { DescriptorError } from "./errors.js";
 import { Descriptor, MAX_DESCRIPTOR_SIZE, WELL_KNOWN_PATH, decodeKey, verifyDescriptor } from "./descriptor.js";
 import { TrustStore, providerId } from "./trust.js";
 import { toBase58 } from "./bytes.js";
+import { checkAuthorities, refuseOtherAuthorities } from "./authorities.js";
 
 export interface DiscoverOptions {
   /** The provider's key (base58, as it prints it, or 32 bytes): any other is refused. */
@@ -21,6 +22,16 @@ export interface DiscoverOptions {
   directory?: string;
   /** Receives warnings (first use, nothing pinned over http); default console.warn. */
   onWarning?: (message: string) => void;
+  /**
+   * The directory authorities you trust (base58 keys, as `mixnet local` or
+   * the network's operator prints them): a provider whose descriptor names
+   * other authorities, or a lower threshold, is refused with an
+   * AuthoritiesMismatchError (code "other_authorities") before its key is
+   * remembered. Default: trust the descriptor's.
+   */
+  authorities?: (string | Uint8Array)[];
+  /** The threshold of those authorities (signatures a topology needs); default 0, a majority. */
+  threshold?: number;
   /** Cancels the fetch. */
   signal?: AbortSignal;
   /** The time to check validity against; default now. */
@@ -41,7 +52,8 @@ export interface Provider extends Descriptor {
  * discover fetches the provider's descriptor from its HTTP endpoint
  * (url + /.well-known/peapod.json), verifies it and returns the provider.
  * It throws a DescriptorError when the descriptor cannot be fetched or is
- * refused.
+ * refused (an AuthoritiesMismatchError when its network names other
+ * directory authorities than opts.authorities).
  */
 export async function discover(url: string, opts: DiscoverOptions = {}): Promise<Provider> {
   const warn = opts.onWarning ?? ((m: string) => console.warn(m));
@@ -54,6 +66,7 @@ export async function discover(url: string, opts: DiscoverOptions = {}): Promise
   if ((u.protocol !== "http:" && u.protocol !== "https:") || u.host === "") {
     throw new DescriptorError("fetch", `provider URL ${JSON.stringify(url)} is not an http(s) URL`);
   }
+  const trusted = opts.authorities === undefined ? undefined : checkAuthorities(opts.authorities, opts.threshold ?? 0);
   const id = providerId(u);
   const target = id + WELL_KNOWN_PATH;
   const doc = await fetchDocument(target, opts);
@@ -75,6 +88,8 @@ export async function discover(url: string, opts: DiscoverOptions = {}): Promise
     throw e;
   }
   if (opts.directory !== undefined) checkNetwork(id, d, opts.directory);
+  const net = d.network;
+  if (trusted) refuseOtherAuthorities(id, trusted, net.authorities && { keys: net.authorities, threshold: net.threshold ?? 0 });
   let trust: Provider["trust"] = "none";
   if (opts.pinnedKey !== undefined) {
     trust = "pinned";
@@ -89,6 +104,13 @@ export async function discover(url: string, opts: DiscoverOptions = {}): Promise
   }
   if ((trust === "first_use" || trust === "none") && u.protocol !== "https:") {
     warn(`peapod: warning: nothing is pinned and ${id} is not https: whoever serves it could hand you another provider`);
+  }
+  if (net.type === "peapod" && !net.authorities) {
+    warn(
+      trusted
+        ? `peapod: ${id}'s network names no directory authorities: only your mixnet client's own authorities check its topology`
+        : `peapod: ${id}'s network names no directory authorities: its topology is not signed, and whoever answers on ${net.directory} chooses your routes`,
+    );
   }
   if (!d.selfCertifying && opts.pinnedKey === undefined) {
     warn(`peapod: warning: the descriptor is signed by ${d.keyText}, which is not its address's key; pin it once you know it is the provider's`);

@@ -24,6 +24,7 @@ export type DescriptorErrorCode =
   | "key_changed"
   | "network_mismatch"
   | "address_mismatch"
+  | "other_authorities"
   | "fetch";
 
 /**
@@ -32,12 +33,40 @@ export type DescriptorErrorCode =
  * failed), it is signed by another key than the pinned one
  * ("key_mismatch") or than the one remembered from an earlier use
  * ("key_changed"), it names another network than the directory you use
- * ("network_mismatch"), or it is expired or not yet valid.
+ * ("network_mismatch"), or other directory authorities than the trusted
+ * ones ("other_authorities", an AuthoritiesMismatchError), or it is expired
+ * or not yet valid.
  */
 export class DescriptorError extends PeapodError {
   declare readonly code: DescriptorErrorCode;
   constructor(code: DescriptorErrorCode, message: string, options?: { cause?: unknown }) {
     super(code, message, options);
+  }
+}
+
+/**
+ * AuthoritiesMismatchError (code "other_authorities") refuses a descriptor
+ * whose network names other directory authorities than the ones the
+ * caller trusts (DiscoverOptions.authorities), or a lower threshold: with
+ * them, whoever substituted the descriptor would choose the topology, and
+ * so the routes. Keys are base58, sorted; thresholds are the signatures
+ * each requires.
+ */
+export class AuthoritiesMismatchError extends DescriptorError {
+  constructor(
+    readonly provider: string,
+    readonly trusted: string[],
+    readonly trustedThreshold: number,
+    readonly published: string[],
+    readonly publishedThreshold: number,
+  ) {
+    super(
+      "other_authorities",
+      `THE PROVIDER'S NETWORK IS NOT YOURS: the descriptor of ${provider} names the directory authorities ` +
+        `${published.join(",")} (${publishedThreshold} of them must sign), and you trust ${trusted.join(",")} ` +
+        `(${trustedThreshold} of them must sign). A descriptor substituted on the way looks like this; ` +
+        `if the network changed its authorities, check them with its operator.`,
+    );
   }
 }
 

@@ -17,8 +17,10 @@ export { connect, Client, DEFAULT_MAX_REQUEST_SIZE, DEFAULT_REPLY_SURBS, DEFAULT
 export type { CallOptions, ConnectOptions, ProviderTarget, WebSocketClass, WebSocketLike } from "./client.js";
 export { verifyDescriptor, decodeKey, WELL_KNOWN_PATH, SIGNATURE_CONTEXT } from "./descriptor.js";
 export type { Descriptor, Limits, Network, Service, VerifyOptions } from "./descriptor.js";
-export { PeapodError, DescriptorError, ProviderError, TooLargeError, NoReplyError, ConnectionError } from "./errors.js";
+export { PeapodError, DescriptorError, AuthoritiesMismatchError, ProviderError, TooLargeError, NoReplyError, ConnectionError } from "./errors.js";
 export type { DescriptorErrorCode } from "./errors.js";
+export { checkAuthorities, refuseOtherAuthorities, signaturesNeeded, MAX_AUTHORITIES } from "./authorities.js";
+export type { Authorities } from "./authorities.js";
 export { MemoryTrustStore, LocalStorageTrustStore, providerId } from "./trust.js";
 export type { TrustStore } from "./trust.js";
 export { parseAddress } from "./address.js";

@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-import { DescriptorError, MemoryTrustStore, discover } from "../dist/index.js";
+import { AuthoritiesMismatchError, DescriptorError, MemoryTrustStore, discover } from "../dist/index.js";
 import { FileTrustStore } from "../dist/node.js";
 
 const vectors = JSON.parse(readFileSync(new URL("../../../framework/descriptor/testdata/vectors.json", import.meta.url), "utf8"));
@@ -15,6 +15,7 @@ const byName = (name) => vectors.vectors.find((v) => v.name === name);
 const selfCert = byName("self-certifying peapod provider");
 const nym = byName("nym provider with its own key, pinned");
 const altered = byName("payload altered (directory port)");
+const withAuthorities = byName("self-certifying, with its network's authorities");
 const now = new Date(selfCert.now);
 
 // serve starts an HTTP server whose descriptor is whatever doc() returns.
@@ -48,7 +49,8 @@ test("a tampered descriptor and a wrong pinned key are refused", async (t) => {
     discover(good, { now, pinnedKey: nym.pinned_key, onWarning() {} }),
     (e) => e instanceof DescriptorError && e.code === "key_mismatch",
   );
-  const pinned = await discover(good, { now, pinnedKey: byName("self-certifying, pinned to its key").pinned_key, onWarning: assert.fail });
+  const signed = await serve(t, () => withAuthorities.document); // the same key, and no warning
+  const pinned = await discover(signed, { now, pinnedKey: byName("self-certifying, pinned to its key").pinned_key, onWarning: assert.fail });
   assert.equal(pinned.trust, "pinned");
 });
 
@@ -58,7 +60,7 @@ test("an expired descriptor is refused", async (t) => {
 });
 
 test("trust on first use: the key is remembered and a substitute refused", async (t) => {
-  let doc = selfCert.document;
+  let doc = withAuthorities.document;
   const url = await serve(t, () => doc);
   const file = join(mkdtempSync(join(tmpdir(), "peapod-sdk-")), "client", "known_providers.json");
   const warnings = [];
@@ -113,4 +115,45 @@ test("a fetch failure is a DescriptorError", async (t) => {
   const url = await serve(t, () => selfCert.document);
   await assert.rejects(discover(url + "/nothing-here", { now, onWarning() {} }), (e) => e instanceof DescriptorError && e.code === "fetch");
   await assert.rejects(discover("ftp://example", { onWarning() {} }), (e) => e instanceof DescriptorError && e.code === "fetch");
+});
+
+test("the network's directory authorities: returned, and others than the trusted ones refused", async (t) => {
+  let doc = withAuthorities.document;
+  const url = await serve(t, () => doc);
+  const keys = withAuthorities.authorities;
+  const p = await discover(url, { now, onWarning() {} });
+  assert.deepEqual(p.network.authorities, keys);
+  assert.equal(p.network.threshold, withAuthorities.threshold);
+
+  const warnings = [];
+  const same = await discover(url, { now, authorities: [keys[2], keys[0], keys[1]], threshold: 2, onWarning: (m) => warnings.push(m) });
+  assert.deepEqual(same.network.authorities, keys, "the same authorities in another order pass");
+  assert.ok(!warnings.some((w) => w.includes("authorities")), warnings.join("\n"));
+
+  // Another network's authorities (the descriptor's two first and one of
+  // the caller's own), or a stricter threshold than the descriptor's.
+  const other = byName("nym provider with its own key, pinned").pinned_key;
+  for (const [what, opts] of [
+    ["another authority", { authorities: [keys[0], keys[1], other] }],
+    ["a higher threshold", { authorities: keys, threshold: 3 }],
+  ]) {
+    const store = new MemoryTrustStore();
+    await assert.rejects(discover(url, { now, trustStore: store, onWarning() {}, ...opts }), (e) => {
+      assert.ok(e instanceof AuthoritiesMismatchError && e instanceof DescriptorError, `${what}: ${e}`);
+      assert.equal(e.code, "other_authorities", what);
+      assert.match(e.message, /THE PROVIDER'S NETWORK IS NOT YOURS/);
+      assert.deepEqual(e.published, [...keys].sort(), what);
+      return true;
+    });
+    assert.equal(await store.get(new URL(url).origin), undefined, `${what}: the refused descriptor's key was remembered`);
+  }
+  await assert.rejects(discover(url, { now, authorities: [keys[0], keys[0]], onWarning() {} }), (e) => e.code === "malformed");
+
+  doc = selfCert.document; // names no authorities
+  warnings.length = 0;
+  await discover(url, { now, authorities: keys, onWarning: (m) => warnings.push(m) });
+  assert.ok(warnings.some((w) => w.includes("only your mixnet client's own authorities")), warnings.join("\n"));
+  warnings.length = 0;
+  await discover(url, { now, onWarning: (m) => warnings.push(m) });
+  assert.ok(warnings.some((w) => w.includes("its topology is not signed")), warnings.join("\n"));
 });

@@ -1,6 +1,7 @@
 // Integration tests through a real network: internal/testnet's TestSDKs
 // starts the mixnet, a provider (--max-request 1048576) and `client run`,
-// and runs this file with PEAPOD_PROVIDER_URL and PEAPOD_WS_URL set.
+// and runs this file with PEAPOD_PROVIDER_URL, PEAPOD_WS_URL and
+// PEAPOD_AUTHORITIES (the network's directory authorities) set.
 // Without them the tests are skipped (npm test runs the unit tests only).
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -12,12 +13,14 @@ import { DescriptorError, ProviderError, TooLargeError, connect, discover, echo,
 
 const providerURL = process.env.PEAPOD_PROVIDER_URL;
 const wsURL = process.env.PEAPOD_WS_URL;
-const skip = !providerURL || !wsURL ? "PEAPOD_PROVIDER_URL and PEAPOD_WS_URL are not set" : false;
+const authorities = process.env.PEAPOD_AUTHORITIES?.split(",") ?? [];
+const skip = !providerURL || !wsURL || !authorities.length ? "PEAPOD_PROVIDER_URL, PEAPOD_WS_URL and PEAPOD_AUTHORITIES are not set" : false;
 const quiet = { onWarning() {} };
 
 test("discover, then put, get, list and delete through the mixnet", { skip }, async () => {
-  const provider = await discover(providerURL, quiet);
+  const provider = await discover(providerURL, { authorities, ...quiet });
   assert.ok(provider.selfCertifying);
+  assert.deepEqual(provider.network.authorities, authorities, "the descriptor names the network's authorities");
   assert.ok(provider.services.some((s) => s.name === "kv"));
   const client = await connect(wsURL, provider, quiet);
   try {

@@ -5,7 +5,10 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 
 import {
+  AuthoritiesMismatchError,
   DescriptorError,
+  checkAuthorities,
+  refuseOtherAuthorities,
   encodeRequest,
   encodeSelfAddress,
   encodeSendAnonymous,
@@ -74,6 +77,8 @@ test("descriptor vectors", async () => {
         requestTimeoutMs: v.limits.request_timeout_ms,
       };
       assert.deepEqual(d.limits, limits, v.name);
+      assert.deepEqual(d.network.authorities, v.authorities, v.name);
+      assert.equal(d.network.threshold, v.threshold, v.name);
       continue;
     }
     await assert.rejects(verifyDescriptor(v.document, opts), (e) => {
@@ -127,4 +132,19 @@ test("provider id vectors (trust on first use)", () => {
   const { provider_ids } = load("framework/requester/testdata/vectors.json");
   assert.ok(provider_ids.length >= 5);
   for (const v of provider_ids) assert.equal(providerId(new URL(v.url)), v.id, v.url);
+});
+
+test("directory authorities vectors (a requester's trusted authorities against a descriptor's)", () => {
+  const { vectors } = load("framework/requester/testdata/authorities.json");
+  assert.ok(vectors.length >= 8);
+  for (const v of vectors) {
+    if (!v.trusted) continue; // nothing trusted: the SDK makes no check
+    const trusted = checkAuthorities(v.trusted, v.trusted_threshold);
+    const published = v.published ? checkAuthorities(v.published, v.published_threshold) : undefined;
+    if (v.refused) {
+      assert.throws(() => refuseOtherAuthorities("p", trusted, published), AuthoritiesMismatchError, v.name);
+    } else {
+      refuseOtherAuthorities("p", trusted, published);
+    }
+  }
 });
