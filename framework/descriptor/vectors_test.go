@@ -84,6 +84,7 @@ func makeVectors(t *testing.T) vectorFile {
 		authorities = append(authorities, address.EncodeKey(k.Public().(ed25519.PublicKey)))
 	}
 	authInfo := info
+	authInfo.Network.Directory = "http://127.0.0.1:8090,http://127.0.0.1:8091,http://127.0.0.1:8092"
 	authInfo.Network.Authorities, authInfo.Network.Threshold = authorities, 2
 	withAuthorities := sign(k1, authInfo)
 
@@ -140,7 +141,7 @@ func makeVectors(t *testing.T) vectorFile {
 		Vectors: []vector{
 			{Name: "self-certifying peapod provider", Document: selfCert, Now: now, Valid: true, SelfCertifying: true},
 			{Name: "self-certifying, with limits", Document: withLimits, Now: now, Valid: true, SelfCertifying: true, Limits: &wantLimits},
-			{Name: "self-certifying, with its network's authorities", Document: withAuthorities, Now: now, Valid: true, SelfCertifying: true,
+			{Name: "self-certifying, a network of three authorities", Document: withAuthorities, Now: now, Valid: true, SelfCertifying: true,
 				Authorities: authorities, Threshold: 2},
 			{Name: "network authorities with a threshold below a majority", Document: belowMajority, Now: now, Error: "malformed"},
 			{Name: "a network authority listed twice", Document: authTwice, Now: now, Error: "malformed"},

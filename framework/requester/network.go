@@ -47,23 +47,39 @@ func (e *NetworkMismatchError) Error() string {
 }
 
 // checkNetwork returns a *NetworkMismatchError unless d's network is the
-// peapod network whose directory is directory (compared as ProviderID
-// compares URLs); an empty directory accepts any.
+// peapod network whose directory is dir: the same URLs (a network of
+// several authorities lists them separated by commas), in any order,
+// compared as ProviderID compares URLs; an empty dir accepts any.
 func checkNetwork(provider string, d *descriptor.Descriptor, dir string) error {
 	if dir == "" {
 		return nil
 	}
-	want, err := ProviderID(dir)
+	want, err := directoryIDs(dir)
 	if err != nil {
-		return fmt.Errorf("requester: Config.Directory %q is not an http(s) URL", dir)
+		return fmt.Errorf("requester: Config.Directory %q is not an http(s) URL or a list of them", dir)
 	}
 	got := d.Network.Directory
 	if d.Network.Type != descriptor.NetworkPeapod || got == "" {
 		got = "a " + d.Network.Type + " network"
-	} else if id, err := ProviderID(got); err == nil && id == want {
+	} else if ids, err := directoryIDs(got); err == nil && slices.Equal(ids, want) {
 		return nil
 	}
-	return &NetworkMismatchError{Provider: provider, Want: want, Got: got}
+	return &NetworkMismatchError{Provider: provider, Want: strings.Join(want, ","), Got: got}
+}
+
+// directoryIDs returns the ProviderIDs of the URLs of a directory,
+// separated by commas, sorted and each once.
+func directoryIDs(dir string) ([]string, error) {
+	var ids []string
+	for u := range strings.SplitSeq(dir, ",") {
+		id, err := ProviderID(strings.TrimSpace(u))
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids), nil
 }
 
 // ErrOtherAuthorities matches (errors.Is) the *AuthoritiesMismatchError of

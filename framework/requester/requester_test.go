@@ -271,3 +271,34 @@ func TestConnectRefusesOtherAuthorities(t *testing.T) {
 		t.Fatalf("a descriptor naming none: %v, %v; want the configured trust", got, err)
 	}
 }
+
+// TestCheckNetworkAuthorityURLs: a network of several directory
+// authorities names their URLs separated by commas; the requester's
+// directory matches it when it lists the same URLs in any order (compared
+// as provider ids), and not when it lists only some of them or others.
+func TestCheckNetworkAuthorityURLs(t *testing.T) {
+	d := &descriptor.Descriptor{Info: descriptor.Info{Network: descriptor.Network{
+		Type: descriptor.NetworkPeapod, Directory: "http://127.0.0.1:8090,http://127.0.0.1:8091,http://127.0.0.1:8092"}}}
+	for _, dir := range []string{
+		"http://127.0.0.1:8090,http://127.0.0.1:8091,http://127.0.0.1:8092",
+		"HTTP://127.0.0.1:8092/, http://127.0.0.1:8090,http://127.0.0.1:8091",
+	} {
+		if err := checkNetwork("p", d, dir); err != nil {
+			t.Errorf("directory %q: %v, want the network accepted", dir, err)
+		}
+	}
+	for _, dir := range []string{
+		"http://127.0.0.1:8090",
+		"http://127.0.0.1:8090,http://127.0.0.1:8091",
+		"http://127.0.0.1:8090,http://127.0.0.1:8091,http://127.0.0.1:9999",
+		"http://127.0.0.1:8090,http://127.0.0.1:8091,http://127.0.0.1:8092,http://127.0.0.1:8093",
+	} {
+		var mismatch *NetworkMismatchError
+		if err := checkNetwork("p", d, dir); !errors.As(err, &mismatch) {
+			t.Errorf("directory %q: %v, want a *NetworkMismatchError", dir, err)
+		}
+	}
+	if err := checkNetwork("p", d, "http://127.0.0.1:8090,ftp://x"); err == nil || !strings.Contains(err.Error(), "not an http(s) URL") {
+		t.Errorf("a directory list with a non-http URL: %v", err)
+	}
+}

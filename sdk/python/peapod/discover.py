@@ -113,20 +113,33 @@ async def discover(url: str, *, pinned_key: Union[str, bytes, None] = None, trus
 
 def _check_network(pid: str, d: Descriptor, directory: str) -> None:
     """Raise "network_mismatch" unless d names the peapod network whose
-    directory is directory (URLs compared as provider ids are)."""
-    if not _is_http(directory):
-        raise ValueError(f"peapod: directory {directory!r} is not an http(s) URL")
-    want = provider_id(directory)
+    directory is directory: the same URLs (a network of several authorities
+    lists them separated by commas), in any order, compared as provider ids are."""
+    want = _directory_ids(directory)
+    if want is None:
+        raise ValueError(f"peapod: directory {directory!r} is not an http(s) URL or a list of them")
     got = d.network.directory
     if d.network.type != "peapod" or not got:
         got = f"a {d.network.type} network"
-    elif _is_http(got) and provider_id(got) == want:
+    elif _directory_ids(got) == want:
         return
     raise DescriptorError(
         "network_mismatch",
         f"THE PROVIDER'S NETWORK IS NOT YOURS: the descriptor of {pid} points at {got}, and you use the directory "
         f"{want}. Nothing was sent. A descriptor substituted on the way looks like this; if the provider moved "
         f"networks, check its key with its operator and use its directory.")
+
+
+def _directory_ids(directory: str) -> Optional[str]:
+    """The provider ids of a directory's URLs, separated by commas, sorted and each once;
+    None when one is not an http(s) URL."""
+    ids = set()
+    for part in directory.split(","):
+        part = part.strip()
+        if not _is_http(part):
+            return None
+        ids.add(provider_id(part))
+    return ",".join(sorted(ids))
 
 
 def _is_http(url: str) -> bool:

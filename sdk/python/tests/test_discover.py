@@ -19,7 +19,7 @@ BY_NAME = {v["name"]: v for v in VECTORS}
 SELF_CERT = BY_NAME["self-certifying peapod provider"]
 NYM = BY_NAME["nym provider with its own key, pinned"]
 ALTERED = BY_NAME["payload altered (directory port)"]
-WITH_AUTHORITIES = BY_NAME["self-certifying, with its network's authorities"]
+WITH_AUTHORITIES = BY_NAME["self-certifying, a network of three authorities"]
 NOW = datetime.strptime(SELF_CERT["now"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
 
 
@@ -141,6 +141,14 @@ class DiscoverTest(unittest.IsolatedAsyncioTestCase):
         with self.assertRaises(DescriptorError) as cm:
             await discover(s.url, now=NOW, authorities=[keys[0], keys[0]], on_warning=lambda m: None)
         self.assertEqual(cm.exception.code, "malformed")
+
+        # The network's directory is its three authorities' URLs: the same ones
+        # in any order are the same network, some of them are not.
+        await discover(s.url, now=NOW, directory="http://127.0.0.1:8092,HTTP://127.0.0.1:8090/, http://127.0.0.1:8091",
+                       on_warning=lambda m: None)
+        with self.assertRaises(DescriptorError) as cm:
+            await discover(s.url, now=NOW, directory="http://127.0.0.1:8090", on_warning=lambda m: None)
+        self.assertEqual(cm.exception.code, "network_mismatch")
 
         s.doc = SELF_CERT["document"]  # names no authorities
         warnings.clear()

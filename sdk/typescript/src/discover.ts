@@ -14,7 +14,9 @@ export interface DiscoverOptions {
    */
   trustStore?: TrustStore;
   /**
-   * The URL of the directory of the network you use (your client's): a
+   * The URL of the directory of the network you use (your client's; the
+   * authorities' URLs separated by commas, in any order, for a network of
+   * several): a
    * descriptor naming another network is refused ("network_mismatch")
    * before its key is remembered, since its network section picks the
    * gateway that sees your address and every mixnode.
@@ -123,12 +125,12 @@ export async function discover(url: string, opts: DiscoverOptions = {}): Promise
  * whose directory is directory (URLs compared as provider ids are).
  */
 function checkNetwork(id: string, d: Descriptor, directory: string): void {
-  const want = httpId(directory);
+  const want = directoryIds(directory);
   if (want === undefined) {
-    throw new TypeError(`peapod: directory ${JSON.stringify(directory)} is not an http(s) URL`);
+    throw new TypeError(`peapod: directory ${JSON.stringify(directory)} is not an http(s) URL or a list of them`);
   }
   let got = d.network.type === "peapod" ? d.network.directory : undefined;
-  if (got !== undefined && httpId(got) === want) return;
+  if (got !== undefined && directoryIds(got) === want) return;
   got ??= `a ${d.network.type} network`;
   throw new DescriptorError(
     "network_mismatch",
@@ -136,6 +138,21 @@ function checkNetwork(id: string, d: Descriptor, directory: string): void {
       `Nothing was sent. A descriptor substituted on the way looks like this; if the provider moved networks, ` +
       `check its key with its operator and use its directory.`,
   );
+}
+
+/**
+ * directoryIds returns the provider ids of a directory's URLs (a network of
+ * several authorities lists them separated by commas), sorted, each once,
+ * joined by commas; undefined when one is not an http(s) URL.
+ */
+function directoryIds(s: string): string | undefined {
+  const ids: string[] = [];
+  for (const part of s.split(",")) {
+    const id = httpId(part.trim());
+    if (id === undefined) return undefined;
+    if (!ids.includes(id)) ids.push(id);
+  }
+  return ids.sort().join(",");
 }
 
 /** httpId is providerId of an http(s) URL, or undefined for anything else. */

@@ -15,7 +15,7 @@ const byName = (name) => vectors.vectors.find((v) => v.name === name);
 const selfCert = byName("self-certifying peapod provider");
 const nym = byName("nym provider with its own key, pinned");
 const altered = byName("payload altered (directory port)");
-const withAuthorities = byName("self-certifying, with its network's authorities");
+const withAuthorities = byName("self-certifying, a network of three authorities");
 const now = new Date(selfCert.now);
 
 // serve starts an HTTP server whose descriptor is whatever doc() returns.
@@ -148,6 +148,14 @@ test("the network's directory authorities: returned, and others than the trusted
     assert.equal(await store.get(new URL(url).origin), undefined, `${what}: the refused descriptor's key was remembered`);
   }
   await assert.rejects(discover(url, { now, authorities: [keys[0], keys[0]], onWarning() {} }), (e) => e.code === "malformed");
+
+  // The network's directory is its three authorities' URLs: the same ones
+  // in any order are the same network, some of them are not.
+  await discover(url, { now, directory: "http://127.0.0.1:8092,HTTP://127.0.0.1:8090/, http://127.0.0.1:8091", onWarning() {} });
+  await assert.rejects(
+    discover(url, { now, directory: "http://127.0.0.1:8090", onWarning() {} }),
+    (e) => e instanceof DescriptorError && e.code === "network_mismatch",
+  );
 
   doc = selfCert.document; // names no authorities
   warnings.length = 0;
