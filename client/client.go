@@ -70,6 +70,9 @@ type Client struct {
 	viewMu  sync.Mutex // serialises topology fetches
 	viewAt  time.Time  // when view was fetched; guarded by viewMu
 	fetchAt time.Time  // when the last fetch was tried; guarded by viewMu
+	// unroutable counts the fetches in a row whose topology could not
+	// route and was not taken (see errUnroutable); guarded by viewMu.
+	unroutable int
 	// topoKick asks watchTopology for a fetch, and then to send again the
 	// fragments whose first hop the new topology does not list.
 	topoKick chan struct{}
@@ -108,15 +111,23 @@ type Client struct {
 	answered map[address.SenderTag]time.Time
 
 	// Receiving (guarded by recvMu).
-	recvMu     sync.Mutex
-	reasm      *fragment.Reassembler
-	order      *ordering.Buffer[*inboxItem]
-	orderDirty bool
-	orderSaved map[[streamIDSize]byte]uint64 // what state.db holds
-	inbox      chan *inboxItem
-	inboxBytes int           // data of the items held by order or in inbox
-	inboxRoom  chan struct{} // closed and replaced when inboxBytes goes down
-	inboxFull  atomic.Bool   // deliver waits for inboxRoom
+	recvMu sync.Mutex
+	reasm  *fragment.Reassembler
+	// partialAdd are fragments of incomplete messages, and partialDone
+	// the sets of messages completed since, to record in state.db before
+	// the next confirmation to the gateway (see persistPartials).
+	partialAdd  []fragment.Fragment
+	partialDone []int32
+	// partialPruned is when expire last pruned the fragments on disk
+	// (used by the maintenance loop only).
+	partialPruned time.Time
+	order         *ordering.Buffer[*inboxItem]
+	orderDirty    bool
+	orderSaved    map[[streamIDSize]byte]uint64 // what state.db holds
+	inbox         chan *inboxItem
+	inboxBytes    int           // data of the items held by order or in inbox
+	inboxRoom     chan struct{} // closed and replaced when inboxBytes goes down
+	inboxFull     atomic.Bool   // deliver waits for inboxRoom
 	// The ordering buffer's clock (see orderClockLocked): orderPaused is
 	// the time it stopped (zero: running); orderLag the total of the stops
 	// before.
@@ -257,6 +268,15 @@ func (c *Client) loadState() error {
 	}
 	if err := c.loadSURBs(); err != nil {
 		return err
+	}
+	partials, err := c.state.loadPartials()
+	if err != nil {
+		return fmt.Errorf("client: loading the fragments of incomplete messages: %w", err)
+	}
+	for _, f := range partials {
+		// Recorded only while their message was incomplete: they cannot
+		// complete one by themselves; the rest comes from the gateway.
+		c.reasm.Add(time.Now(), f)
 	}
 	order, err := c.state.loadOrder()
 	if err != nil {

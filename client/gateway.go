@@ -316,6 +316,13 @@ func (l *link) flushConfirms() {
 		return
 	}
 	l.c.persistOrder()
+	if err := l.c.persistPartials(); err != nil {
+		// Not confirmed: the gateway keeps them, and delivers them again.
+		l.confirmMu.Lock()
+		l.confirms = append(ids, l.confirms...)
+		l.confirmMu.Unlock()
+		return
+	}
 	sess := l.session.Load()
 	for len(ids) > 0 && sess != nil {
 		n := min(len(ids), gwproto.MaxReceivedIDs)

@@ -143,6 +143,12 @@ func (c *Client) deliver(id uint64, kind gwproto.DeliverKind, payload []byte) {
 	if isCover(frag) {
 		return
 	}
+	c.receiveFragment(frag, viaReply)
+}
+
+// receiveFragment takes a decrypted fragment: it adds it to its message,
+// and hands the message on once complete.
+func (c *Client) receiveFragment(frag []byte, viaReply bool) {
 	f, err := fragment.Parse(frag)
 	if err != nil {
 		c.stats.badMessages.Add(1)
@@ -151,6 +157,14 @@ func (c *Client) deliver(id uint64, kind gwproto.DeliverKind, payload []byte) {
 	}
 	c.recvMu.Lock()
 	msg, complete, err := c.reasm.Add(time.Now(), f)
+	switch {
+	case complete && (f.Total > 1 || f.PreviousSetID != 0 || f.NextSetID != 0):
+		c.partialDone = append(c.partialDone, f.SetID)
+	case err == nil && !complete && c.reasm.Holds(f.SetID):
+		// Confirmed to the gateway soon, so kept on disk until its
+		// message is complete (persistPartials).
+		c.partialAdd = append(c.partialAdd, f)
+	}
 	c.recvMu.Unlock()
 	if err != nil {
 		c.stats.badMessages.Add(1)
@@ -263,6 +277,31 @@ func (c *Client) toApp(add *inboxItem, ready []*inboxItem) {
 	}
 }
 
+// persistPartials records the fragments of incomplete messages received
+// since the last call, and forgets those of messages completed since. A
+// message whose first fragments the client confirmed to its gateway is
+// then rebuilt after a restart from the fragments on disk and the rest,
+// which the gateway still holds: without them it would never complete.
+// The sets of messages the reassembler dropped (expired, or for memory)
+// are pruned by expire.
+func (c *Client) persistPartials() error {
+	c.recvMu.Lock()
+	add, done := c.partialAdd, c.partialDone
+	c.partialAdd, c.partialDone = nil, nil
+	c.recvMu.Unlock()
+	if len(add) == 0 && len(done) == 0 {
+		return nil
+	}
+	if err := c.state.savePartials(add, done); err != nil {
+		c.log.Error().Err(err).Msg("saving the fragments of incomplete messages")
+		c.recvMu.Lock()
+		c.partialAdd, c.partialDone = append(add, c.partialAdd...), append(done, c.partialDone...)
+		c.recvMu.Unlock()
+		return err
+	}
+	return nil
+}
+
 // persistOrder saves the ordering positions if they changed.
 func (c *Client) persistOrder() {
 	c.recvMu.Lock()
@@ -283,16 +322,33 @@ func (c *Client) persistOrder() {
 	c.recvMu.Unlock()
 }
 
+// partialPruneInterval is how often expire prunes the recorded fragments of
+// messages the reassembler no longer holds (dropped for memory).
+const partialPruneInterval = time.Minute
+
+// holdsSet reports whether the reassembler holds fragments of set id.
+func (c *Client) holdsSet(id int32) bool {
+	c.recvMu.Lock()
+	defer c.recvMu.Unlock()
+	return c.reasm.Holds(id)
+}
+
 // expire runs the periodic clean-ups.
 func (c *Client) expire(now time.Time) {
 	c.recvMu.Lock()
-	c.reasm.Expire(now)
+	dropped := c.reasm.Expire(now)
 	c.orderClockLocked(now)
 	ready := c.order.Expire(c.orderNowLocked(now))
 	if len(ready) > 0 {
 		c.orderDirty = true
 	}
 	c.recvMu.Unlock()
+	if dropped > 0 || now.Sub(c.partialPruned) > partialPruneInterval {
+		c.partialPruned = now
+		if _, err := c.state.prunePartials(c.holdsSet); err != nil {
+			c.log.Error().Err(err).Msg("pruning the fragments of incomplete messages")
+		}
+	}
 	c.toApp(nil, ready)
 	c.expireReplyKeys(now)
 }

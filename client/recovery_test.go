@@ -1,9 +1,16 @@
 package client
 
 import (
+	"bytes"
+	"crypto/rand"
+	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/peapod-mixnet/peapod/address"
+	"github.com/peapod-mixnet/peapod/client/internal/fragment"
 )
 
 // Recovery from a network that changed under the client, without waiting
@@ -91,11 +98,14 @@ func TestFirstHopRefused(t *testing.T) {
 	}
 }
 
-// TestSendsWaitWhileOwnGatewayUnlisted: a client whose topology no longer
-// lists its own gateway (it left the directory while it stopped, and the
-// client looked it up again meanwhile) keeps what it sends until the
-// gateway is back, rather than failing it: the soak under attack
-// (`soak -flood`, where gateways stop slowly) lost replies this way.
+// TestSendsWaitWhileOwnGatewayUnlisted: a client whose gateway has left
+// the directory (it stopped; a whole network restarting looks the same
+// until its nodes register again) keeps the topology it holds, which can
+// route, rather than take one that cannot, and keeps what it sends, plain
+// and anonymous, until the gateway is back, rather than failing it: the
+// soak under attack (`soak -flood`, where gateways stop slowly) lost
+// replies this way, and so did a provider's embedded network restarted
+// under a client (testnet.TestProviderRestartEmbedded).
 func TestSendsWaitWhileOwnGatewayUnlisted(t *testing.T) {
 	n := startTestNet(t, netOptions{})
 	a := startClient(t, testConfig(t, n, 0))
@@ -103,10 +113,11 @@ func TestSendsWaitWhileOwnGatewayUnlisted(t *testing.T) {
 	ctx := timeout(t, 2*time.Minute)
 	n.stopGateway(0)
 	for {
-		if err := a.refreshTopology(ctx); err != nil {
+		top, err := a.dir.Topology(ctx)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if _, listed := a.view.Load().gateway(a.addr.Gateway[:]); !listed {
+		if _, listed := top.Gateway(address.EncodeKey(a.addr.Gateway[:])); !listed {
 			break
 		}
 		select {
@@ -114,6 +125,15 @@ func TestSendsWaitWhileOwnGatewayUnlisted(t *testing.T) {
 			t.Fatal("the stopped gateway stayed in the directory")
 		case <-time.After(100 * time.Millisecond):
 		}
+	}
+	a.viewMu.Lock()
+	a.fetchAt = time.Time{} // no rate limit for this fetch
+	a.viewMu.Unlock()
+	if err := a.refreshTopology(ctx); !errors.Is(err, errUnroutable) {
+		t.Fatalf("refreshing without the own gateway listed: %v, want errUnroutable", err)
+	}
+	if _, listed := a.view.Load().gateway(a.addr.Gateway[:]); !listed {
+		t.Fatal("the client took a topology that does not list its gateway")
 	}
 	var ds []*Delivery
 	for i := range 5 {
@@ -123,15 +143,74 @@ func TestSendsWaitWhileOwnGatewayUnlisted(t *testing.T) {
 		}
 		ds = append(ds, d)
 	}
+	d, err := a.SendAnonymous(ctx, b.Address(), []byte("anonymous"), 2)
+	if err != nil {
+		t.Fatalf("an anonymous send while the gateway is unlisted: %v", err)
+	}
+	ds = append(ds, d)
 	n.restartGateway(0)
-	for i := range 5 {
-		if m := receive(t, ctx, b); string(m.Data) != fmt.Sprintf("unlisted %d", i) {
-			t.Fatalf("message %d: got %q", i, m.Data)
+	// The plain messages in order; the anonymous one, a stream of its own,
+	// anywhere among them.
+	var plain []string
+	anonymous := 0
+	for range 6 {
+		if m := string(receive(t, ctx, b).Data); m == "anonymous" {
+			anonymous++
+		} else {
+			plain = append(plain, m)
 		}
+	}
+	if want := []string{"unlisted 0", "unlisted 1", "unlisted 2", "unlisted 3", "unlisted 4"}; anonymous != 1 || !slices.Equal(plain, want) {
+		t.Fatalf("got %q and %d anonymous, want %q and one", plain, anonymous, want)
 	}
 	for i, d := range ds {
 		if err := d.Wait(ctx); err != nil {
 			t.Fatalf("message %d: %v", i, err)
 		}
+	}
+}
+
+// TestIncompleteMessageSurvivesRestart: a client that has received, and so
+// confirmed to its gateway, some fragments of a message when it stops
+// rebuilds the message after its restart from those (kept on disk) and the
+// rest. Before, the fragments lived only in memory: the message was never
+// completed, and its stream waited out the gap (a provider restarted under
+// a requester, testnet.TestProviderRestartEmbedded, lost a request so).
+func TestIncompleteMessageSurvivesRestart(t *testing.T) {
+	n := startTestNet(t, netOptions{})
+	cfg := testConfig(t, n, 0)
+	b := startClient(t, cfg)
+	ctx := timeout(t, 30*time.Second)
+	data := bytes.Repeat([]byte("three fragments "), FragmentCapacity*3/16)
+	frags, err := fragment.Split(plainMessage(streamPos{stream: [streamIDSize]byte{1}}, data), FragmentCapacity, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(frags) < 3 {
+		t.Fatalf("%d fragments, want 3 or more", len(frags))
+	}
+	for _, f := range frags[:2] {
+		b.receiveFragment(f.AppendBinary(nil), false)
+	}
+	if err := b.persistPartials(); err != nil { // as before a confirmation
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	b = startClient(t, cfg)
+	for _, f := range frags[2:] {
+		b.receiveFragment(f.AppendBinary(nil), false)
+	}
+	if m := receive(t, ctx, b); !bytes.Equal(m.Data, data) {
+		t.Fatalf("got %d bytes, want the %d of the message", len(m.Data), len(data))
+	}
+	// Complete, its fragments leave the disk with the next commit.
+	if err := b.persistPartials(); err != nil {
+		t.Fatal(err)
+	}
+	if left, err := b.state.loadPartials(); err != nil || len(left) != 0 {
+		t.Fatalf("%d fragments left on disk (%v)", len(left), err)
 	}
 }

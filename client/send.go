@@ -361,7 +361,7 @@ func (c *Client) buildLoop() {
 		case pf := <-c.jobs:
 			err := c.send(pf)
 			switch {
-			case errors.Is(err, errOwnGatewayUnlisted):
+			case errors.Is(err, errOwnGatewayUnlisted), errors.Is(err, errNoRoute):
 				c.sendLater(pf)
 			case err != nil:
 				c.log.Warn().Err(err).Str("fragment", pf.id.String()).Msg("cannot send a fragment")
@@ -379,9 +379,11 @@ var errOwnGatewayUnlisted = errors.New("client: own gateway is not in the topolo
 
 // sendLater tries pf again after RetransmitBase, asking for the topology
 // meanwhile: the fragment keeps its place in the window, and it is not an
-// attempt (nothing was sent).
+// attempt (nothing was sent). It is for a topology that cannot route now
+// (the own gateway unlisted, or a layer without a mixnode): a node or
+// network restarting, which a fragment waits out rather than fail.
 func (c *Client) sendLater(pf *pendingFragment) {
-	c.log.Debug().Str("fragment", pf.id.String()).Msg("own gateway not listed; the fragment waits for it")
+	c.log.Debug().Str("fragment", pf.id.String()).Msg("the topology cannot route now; the fragment waits")
 	c.kickTopology()
 	time.AfterFunc(c.cfg.RetransmitBase, func() {
 		select {

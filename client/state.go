@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"cmp"
 	"container/list"
 	"encoding/binary"
@@ -14,6 +15,7 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/peapod-mixnet/peapod/address"
+	"github.com/peapod-mixnet/peapod/client/internal/fragment"
 	"github.com/peapod-mixnet/peapod/sphinx"
 )
 
@@ -29,6 +31,9 @@ import (
 //	released key u64 → release seq u64: the inbox message has passed the
 //	        ordering buffer and waits only for the app, in release order;
 //	        without it, it waits for an earlier message of its stream
+//	partial set id u32 ‖ index u8 → fragment (its wire bytes, decrypted):
+//	        a fragment of a message not complete yet, so that what the
+//	        client confirmed to its gateway survives a restart
 //	meta    "surb-seq" → u64
 //
 // The database is opened without fsync on commit: every commit still reaches
@@ -51,6 +56,7 @@ var (
 	bucketInbox    = []byte("inbox")
 	bucketReleased = []byte("released")
 	bucketMeta     = []byte("meta")
+	bucketPartial  = []byte("partial")
 	keySURBSeq     = []byte("surb-seq")
 )
 
@@ -63,7 +69,7 @@ func openState(path string) (*state, error) {
 		return nil, fmt.Errorf("client: opening %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketTags, bucketKeys, bucketSURBs, bucketOrder, bucketInbox, bucketReleased, bucketMeta} {
+		for _, b := range [][]byte{bucketTags, bucketKeys, bucketSURBs, bucketOrder, bucketInbox, bucketReleased, bucketMeta, bucketPartial} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -334,6 +340,77 @@ func (s *state) deleteInbox(key uint64) error {
 		}
 		return tx.Bucket(bucketReleased).Delete(inboxKey(key))
 	})
+}
+
+// savePartials records the fragments add (of messages not complete yet),
+// then deletes every fragment recorded of the sets done, in one
+// transaction.
+func (s *state) savePartials(add []fragment.Fragment, done []int32) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketPartial)
+		for _, f := range add {
+			k := binary.BigEndian.AppendUint32(nil, uint32(f.SetID))
+			if err := b.Put(append(k, f.Index), f.AppendBinary(nil)); err != nil {
+				return err
+			}
+		}
+		for _, id := range done {
+			if err := deletePartialSet(b, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// deletePartialSet deletes the fragments recorded of set id.
+func deletePartialSet(b *bolt.Bucket, id int32) error {
+	prefix := binary.BigEndian.AppendUint32(nil, uint32(id))
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// prunePartials deletes the fragments recorded of the sets keep does not
+// want (their message completed, or was dropped), and returns how many
+// sets it deleted.
+func (s *state) prunePartials(keep func(setID int32) bool) (int, error) {
+	var drop []int32
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketPartial).ForEach(func(k, _ []byte) error {
+			if len(k) != 5 {
+				return nil
+			}
+			id := int32(binary.BigEndian.Uint32(k))
+			if (len(drop) == 0 || drop[len(drop)-1] != id) && !keep(id) {
+				drop = append(drop, id)
+			}
+			return nil
+		})
+	})
+	if err != nil || len(drop) == 0 {
+		return 0, err
+	}
+	return len(drop), s.savePartials(nil, drop)
+}
+
+// loadPartials returns the fragments recorded, in set and index order;
+// a record that does not parse is skipped.
+func (s *state) loadPartials() ([]fragment.Fragment, error) {
+	var out []fragment.Fragment
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketPartial).ForEach(func(k, v []byte) error {
+			if f, err := fragment.Parse(bytes.Clone(v)); err == nil && len(k) == 5 {
+				out = append(out, f)
+			}
+			return nil
+		})
+	})
+	return out, err
 }
 
 // loadInbox returns the kept items: the released ones in the order they

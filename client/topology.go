@@ -137,6 +137,21 @@ func (v *netView) gateway(id []byte) (*netGateway, bool) {
 	return g, ok
 }
 
+// routable reports whether a client of the gateway whose identity is gw
+// can send with v at now: v lists the gateway, and it and a mixnode of
+// every layer list keys of a rotation whose keys the nodes still hold.
+func (v *netView) routable(gw []byte, now time.Time) bool {
+	g, ok := v.gateway(gw)
+	if !ok {
+		return false
+	}
+	r := v.rotation
+	if cur := v.sched.RotationAt(now); v.hasKeys(cur, &g.netNode) {
+		r = cur
+	}
+	return v.hasKeys(r, &g.netNode) && now.Before(v.sched.KeyExpires(r))
+}
+
 // health keeps a score per mixnode so that routes avoid nodes that lose
 // packets: a timed-out packet blames every mixnode of its route, an ack
 // credits them. A dead node collects blame from every route through it,

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -20,6 +21,23 @@ import (
 
 // topologyGap is the least time between two fetches of the topology.
 const topologyGap = time.Second
+
+// A topology that cannot route (it lists no mixnode with live keys in some
+// layer, or not the client's own gateway) while the view held can (its
+// keys are still held by the nodes) is, most likely, a
+// network restarting: its directory answers before its nodes have
+// registered again (a provider's embedded network, `mixnet local`, a
+// gateway that left the directory while it stopped). The client keeps the
+// view it holds, so that what it sends meanwhile is built and waits for its
+// gateway rather than failing, and fetches again soon: after topologyGap,
+// doubling up to maxUnroutableWait while the answer stays the same. A
+// gateway that is gone for good leaves the client no worse off than before:
+// it could not send without it either.
+const maxUnroutableWait = 30 * time.Second
+
+// errUnroutable is refreshTopology's error for a topology it did not take
+// because it cannot route.
+var errUnroutable = errors.New("client: the topology fetched cannot route (a layer without mixnodes, or no own gateway): the view held is kept")
 
 // firstTopology reads the topology, retrying until ctx ends.
 func (c *Client) firstTopology(ctx context.Context) error {
@@ -55,6 +73,15 @@ func (c *Client) refreshTopology(ctx context.Context) error {
 	for _, e := range skipped {
 		c.log.Warn().Err(e).Msg("skipping a topology entry")
 	}
+	now := time.Now()
+	if held := c.view.Load(); held != nil && !v.routable(c.addr.Gateway[:], now) && held.routable(c.addr.Gateway[:], now) {
+		if c.unroutable == 0 {
+			c.log.Info().Msg("the topology fetched cannot route (the network restarting?): keeping the one held until it can")
+		}
+		c.unroutable++
+		return errUnroutable
+	}
+	c.unroutable = 0
 	c.view.Store(v)
 	c.viewAt = time.Now()
 	return nil
@@ -111,6 +138,9 @@ const (
 func (c *Client) nextRefresh(now time.Time) time.Duration {
 	c.viewMu.Lock()
 	wait := c.cfg.TopologyRefresh - now.Sub(c.fetchAt)
+	if c.unroutable > 0 {
+		wait = min(wait, topologyGap<<min(c.unroutable-1, 5), maxUnroutableWait)
+	}
 	c.viewMu.Unlock()
 	if v := c.view.Load(); v != nil {
 		settle := min(v.sched.EpochLength/20, maxEpochSettle)
@@ -147,6 +177,9 @@ func (c *Client) watchTopology() {
 		err := c.refreshTopology(c.ctx)
 		timer.Stop()
 		timer.Reset(c.nextRefresh(time.Now()))
+		if errors.Is(err, errUnroutable) {
+			continue
+		}
 		if err != nil {
 			c.log.Warn().Err(err).Msg("refreshing the topology")
 			continue

@@ -304,9 +304,16 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	} else {
 		g.log.Warn().Msg("no directory: the mix listener reads plain frames from anyone and delivers their packets; for tests and benchmarks only")
 	}
-	if g.pool, err = wire.NewPool(wire.PoolConfig{Noise: noise, Logger: g.log.With().Str("side", "outbound").Logger()}); err != nil {
+	pcfg := wire.PoolConfig{Noise: noise, Logger: g.log.With().Str("side", "outbound").Logger()}
+	if g.cfg.DirectoryURL != "" {
+		// A layer-1 mixnode that cannot be reached may have moved: look it
+		// up again at once, and follow it (internal/hops, moved.go).
+		pcfg.OnDialFailure = g.topo.DialFailed
+	}
+	if g.pool, err = wire.NewPool(pcfg); err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
+	g.topo.FollowMoves(g.pool)
 	mixServer, err := wire.NewServer(wire.ServerConfig{
 		Handler:      wire.HandlerFunc(g.handleFrame),
 		Noise:        noise,

@@ -114,7 +114,8 @@ func (g *Gateway) exit(from *wire.Peer, h wire.Header, packet []byte) {
 			g.dropped(DropMalformedPayload, from)
 			return
 		}
-		if !g.topo.isLayer1(g.ctx, hop, false) {
+		hop, ok := g.topo.layer1(g.ctx, hop, false)
+		if !ok {
 			g.dropped(DropAckHop, from)
 			return
 		}

@@ -44,6 +44,27 @@ func (t *topology) isLayer1(ctx context.Context, ap netip.AddrPort, wait bool) b
 	return t.Allowed(ctx, ap, p)
 }
 
+// layer1 returns where to send a SURB-ack whose first hop is ap, which
+// must be a layer-1 mixnode: ap itself, or, when the mixnode the topology
+// listed at ap until recently is listed elsewhere now, its new address
+// (hops.Cache.MovedTo: the ack's maker routed it before the move). An
+// address it does not know makes it fetch the topology as isLayer1 does,
+// wait saying the same. A client's own first hop is not followed: the
+// gateway refuses it, and the client fetches the topology and routes
+// again (client/watch.go).
+func (t *topology) layer1(ctx context.Context, ap netip.AddrPort, wait bool) (netip.AddrPort, bool) {
+	if t.Known(ap) {
+		return ap, true
+	}
+	if to, ok := t.MovedTo(ap); ok {
+		return to, true
+	}
+	if t.isLayer1(ctx, ap, wait) {
+		return ap, true
+	}
+	return t.MovedTo(ap)
+}
+
 // unmap normalises an IPv4-mapped IPv6 address to IPv4, as node addresses
 // inside Sphinx headers are encoded.
 func unmap(ap netip.AddrPort) netip.AddrPort {

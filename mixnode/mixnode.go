@@ -163,10 +163,19 @@ func New(cfg Config) (*Node, error) {
 		sphinxKeys.Close()
 		return nil, fmt.Errorf("mixnode: %w", err)
 	}
-	n.pool, err = wire.NewPool(wire.PoolConfig{Noise: noise, QueueLen: cfg.OutboundQueue, Logger: n.log})
+	pcfg := wire.PoolConfig{Noise: noise, QueueLen: cfg.OutboundQueue, Logger: n.log}
+	if n.hops != nil {
+		// A next hop that cannot be reached may have moved: look it up
+		// again at once, and follow it (internal/hops, moved.go).
+		pcfg.OnDialFailure = n.hops.DialFailed
+	}
+	n.pool, err = wire.NewPool(pcfg)
 	if err != nil {
 		sphinxKeys.Close()
 		return nil, fmt.Errorf("mixnode: %w", err)
+	}
+	if n.hops != nil {
+		n.hops.FollowMoves(n.pool)
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.registry = newRegistry(n)

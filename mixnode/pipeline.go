@@ -220,8 +220,12 @@ func (n *Node) process(pb *packetBuf) {
 		n.counters.clamped.Add(1)
 	}
 	at := n.delay.now() + delay
-	if n.hops != nil && !n.hops.Known(to) && n.hold(to, at, pb) {
-		return
+	if n.hops != nil && !n.hops.Known(to) {
+		if moved, ok := n.hops.MovedTo(to); ok {
+			to = moved // the sender's topology is older than the move
+		} else if n.hold(to, at, pb) {
+			return
+		}
 	}
 	n.schedule(to, at, pb)
 }
@@ -286,6 +290,8 @@ func (n *Node) resolveHeld() {
 	for _, h := range held {
 		if n.hops.Known(h.to) {
 			n.schedule(h.to, h.at, h.pb)
+		} else if moved, ok := n.hops.MovedTo(h.to); ok {
+			n.schedule(moved, h.at, h.pb)
 		} else {
 			n.release(h.pb, DropUnknownHop)
 		}

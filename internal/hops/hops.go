@@ -124,6 +124,9 @@ type view struct {
 	// next maps the allowed next hops to their Noise keys (the zero key
 	// when a hop has none).
 	next map[netip.AddrPort]Node
+	// byKey maps the Noise keys of the next hops that publish one to
+	// their addresses.
+	byKey map[[wire.NoiseKeySize]byte]netip.AddrPort
 	// prevAddrs and prevKeys are the addresses and the Noise keys of the
 	// nodes that send to this one; prevKeys maps each key to the
 	// addresses of the nodes that hold it.
@@ -159,6 +162,9 @@ type Cache struct {
 
 	// onFetch, when set, is given every topology fetched.
 	onFetch func(*directory.Topology)
+
+	// moves follows the next hops that moved (see moved.go).
+	moves moves
 }
 
 // OnFetch makes the cache hand every topology it fetches to f, on the
@@ -384,15 +390,19 @@ func (c *Cache) fetchLocked(ctx context.Context) error {
 		c.log.Info().Int("next_hops", len(v.next)).Int("previous_hops", len(v.prevKeys)).
 			Int("mixnodes", len(top.Mixnodes)).Int("gateways", len(top.Gateways)).Msg("topology updated")
 	}
+	c.followMoves(old, v)
 	return nil
 }
 
 // viewOf picks the cache's view of top.
 func (c *Cache) viewOf(top *directory.Topology) *view {
-	v := &view{next: make(map[netip.AddrPort]Node), params: top.Params}
+	v := &view{next: make(map[netip.AddrPort]Node), byKey: make(map[[wire.NoiseKeySize]byte]netip.AddrPort), params: top.Params}
 	for _, n := range c.sel(top) {
 		n.Addr = unmap(n.Addr)
 		v.next[n.Addr] = n
+		if n.HasNoiseKey {
+			v.byKey[n.NoiseKey] = n.Addr
+		}
 	}
 	if c.prev != nil {
 		v.prevAddrs = make(map[netip.Addr]struct{})

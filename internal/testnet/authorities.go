@@ -104,6 +104,9 @@ func (n *Network) startAuthorities(ctx context.Context) error {
 // --directory: the authorities' URLs (their proxies' with
 // Config.DirectoryProxy), separated by commas.
 func (n *Network) DirectoryURL() string {
+	if urls, _ := n.oneProcessTrust(); urls != "" {
+		return urls
+	}
 	if len(n.proxies) > 0 {
 		urls := make([]string, len(n.proxies))
 		for i, p := range n.proxies {
@@ -125,11 +128,16 @@ func (n *Network) AuthorityURLs() []string {
 
 // AuthorityKeys is what the nodes, clients and providers are given as
 // --authorities: the authorities' base58 keys, separated by commas.
-func (n *Network) AuthorityKeys() string { return strings.Join(n.authKeys, ",") }
+func (n *Network) AuthorityKeys() string {
+	if _, keys := n.oneProcessTrust(); keys != "" {
+		return keys
+	}
+	return strings.Join(n.authKeys, ",")
+}
 
 // Trust is the trust the network's consumers have.
 func (n *Network) Trust() *directory.Trust {
-	t, err := directory.ParseTrust(n.authKeys, 0)
+	t, err := directory.ParseTrust(strings.Split(n.AuthorityKeys(), ","), 0)
 	if err != nil {
 		panic("testnet: the authorities' own keys do not parse: " + err.Error())
 	}
@@ -137,7 +145,12 @@ func (n *Network) Trust() *directory.Trust {
 }
 
 // DirectoryAddr is the first authority's listening address.
-func (n *Network) DirectoryAddr() netip.AddrPort { return n.authAddrs[0] }
+func (n *Network) DirectoryAddr() netip.AddrPort {
+	if n.cfg.OneProcess {
+		return n.oneAddr
+	}
+	return n.authAddrs[0]
+}
 
 // Directory is the first authority's process.
 func (n *Network) Directory() *Process { return n.authorities[0] }

@@ -93,6 +93,13 @@ type Config struct {
 	// Logf receives one line per harness event (starts, stops, faults);
 	// nil discards them.
 	Logf func(format string, args ...any)
+	// OneProcess starts no authority, mixnode or gateway: the test runs a
+	// network that lives in one process, `mixnet local`
+	// ([Network.StartLocal]) or a provider's embedded network
+	// (ProviderOptions.Embedded), whose first authority binds
+	// DirectoryAddr, and which tells the harness its authorities' URLs and
+	// keys once it runs.
+	OneProcess bool
 }
 
 // Network is a mixnet of separate processes on this machine: a directory,
@@ -107,9 +114,14 @@ type Network struct {
 	authorities []*Process
 	authAddrs   []netip.AddrPort
 	authKeys    []string // base58, in the order of authorities
-	proxies     []*DirectoryProxy
-	mixnodes    [][]*Node // by layer (index 0 is layer 1), then index
-	gateways    []*Node
+	// oneAddr is where a Config.OneProcess network's first authority
+	// listens; oneURLs and oneKeys are its authorities' URLs and keys
+	// (comma-separated), as it said when it started (guarded by mu).
+	oneAddr          netip.AddrPort
+	oneURLs, oneKeys string
+	proxies          []*DirectoryProxy
+	mixnodes         [][]*Node // by layer (index 0 is layer 1), then index
+	gateways         []*Node
 
 	mu        sync.Mutex
 	noiseKeys map[[wire.NoiseKeySize]byte]*node.NoiseKey // every node's, by public key
@@ -190,6 +202,14 @@ func Start(ctx context.Context, cfg Config) (_ *Network, err error) {
 			n.Close()
 		}
 	}()
+	if cfg.OneProcess {
+		if n.oneAddr, err = n.port(true); err != nil {
+			return nil, err
+		}
+		n.samplerOn = true
+		go n.sampler()
+		return n, nil
+	}
 	if cfg.Authorities == 0 {
 		n.cfg.Authorities = 1
 	}

@@ -24,6 +24,12 @@ type ProviderOptions struct {
 	Args []string
 	// Env is added to its environment (for example SSL_CERT_FILE).
 	Env []string
+	// Embedded runs the provider with its embedded network (no
+	// --directory: it runs authorities, mixnodes and gateways in its own
+	// process, the first authority at the network's DirectoryAddr), on a
+	// network made with Config.OneProcess, which learns the authorities
+	// from it.
+	Embedded bool
 }
 
 // Provider is a `provider` process joined to the network, with its HTTP
@@ -37,6 +43,9 @@ type Provider struct {
 
 	addr address.Address
 	key  string
+	// net, when the provider runs its embedded network, learns the
+	// network's authorities at every start.
+	net *Network
 }
 
 // StartProvider starts a provider process named name on the network and
@@ -54,8 +63,16 @@ func (n *Network) StartProvider(ctx context.Context, name string, opts ProviderO
 		plugins = n.cfg.Bin.Plugins
 	}
 	p := &Provider{HTTP: "http://" + httpAddr.String(), Data: n.DataDir(name)}
-	args := []string{"--directory", n.DirectoryURL(), "--authorities", n.AuthorityKeys(), "--http", httpAddr.String(), "--data", p.Data,
-		"--plugins", plugins, "--log-level", n.cfg.LogLevel}
+	args := []string{"--directory", n.DirectoryURL(), "--authorities", n.AuthorityKeys()}
+	if opts.Embedded {
+		if !n.cfg.OneProcess {
+			return nil, errors.New("testnet: an embedded network needs a network made with Config.OneProcess")
+		}
+		args = []string{"--local-directory", n.oneAddr.String(), "--network-log-level", "info"}
+		p.net = n
+	}
+	args = append(args, "--http", httpAddr.String(), "--data", p.Data,
+		"--plugins", plugins, "--log-level", n.cfg.LogLevel)
 	if !opts.Delays {
 		args = append(args, "--no-delay")
 	}
@@ -94,6 +111,9 @@ func (p *Provider) Start(ctx context.Context) error {
 	}
 	p.addr = a
 	p.key, _ = fields["key"].(string)
+	if p.net != nil {
+		return p.net.learnEmbeddedTrust(ctx, p.Process)
+	}
 	return nil
 }
 

@@ -16,10 +16,11 @@ type Tracker struct {
 	sent     map[string]time.Time
 	got      map[string]int
 	latency  []time.Duration // of each id's first arrival
-	resent   map[string]int  // sends of an id after the first
-	unknown  int             // arrivals of ids never sent
-	changed  chan struct{}   // closed and replaced at every arrival
-	outcomes map[string]int  // arrivals by outcome label (see Outcome)
+	arrived  map[string]time.Time
+	resent   map[string]int // sends of an id after the first
+	unknown  int            // arrivals of ids never sent
+	changed  chan struct{}  // closed and replaced at every arrival
+	outcomes map[string]int // arrivals by outcome label (see Outcome)
 }
 
 // NewTracker returns an empty Tracker.
@@ -27,6 +28,7 @@ func NewTracker() *Tracker {
 	return &Tracker{
 		sent:     make(map[string]time.Time),
 		got:      make(map[string]int),
+		arrived:  make(map[string]time.Time),
 		resent:   make(map[string]int),
 		changed:  make(chan struct{}),
 		outcomes: make(map[string]int),
@@ -78,8 +80,18 @@ func (t *Tracker) Got(id, outcome string) bool {
 		return false
 	}
 	t.outcomes[outcome]++
-	t.latency = append(t.latency, time.Since(at))
+	now := time.Now()
+	t.arrived[id] = now
+	t.latency = append(t.latency, now.Sub(at))
 	return true
+}
+
+// Arrived returns when id first arrived, and false if it has not.
+func (t *Tracker) Arrived(id string) (time.Time, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	at, ok := t.arrived[id]
+	return at, ok
 }
 
 // Report is a Tracker's summary.

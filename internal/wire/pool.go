@@ -81,6 +81,12 @@ type PoolConfig struct {
 	// Logger receives one line per connection event (field peer); the zero
 	// value discards them.
 	Logger zerolog.Logger
+	// OnDialFailure, when set, is called on the writer's goroutine after
+	// each failed connection attempt, with the destination and the number
+	// of failures in a row: a node uses it to look its next hops up again
+	// at once (the destination may have moved; see [Pool.Redirect]). It
+	// must not block.
+	OnDialFailure func(to netip.AddrPort, failures int)
 }
 
 func (c *PoolConfig) applyDefaults() error {
@@ -153,6 +159,8 @@ type PoolStats struct {
 	// (HandshakeFailures: the destination did not prove it holds the key
 	// expected, or did not answer in time).
 	Dials, DialFailures, NoKey, HandshakeFailures uint64
+	// Redirected counts frames Redirect moved to another destination.
+	Redirected uint64
 	// Destinations is how many destinations have a writer now; Connected how
 	// many of them have an open connection; Queued how many frames wait in
 	// their queues. QueuedBytes counts the bytes held against
@@ -183,6 +191,7 @@ type Pool struct {
 
 	sent, dials, dialFailures, noKey, handshakeFailures                       atomic.Uint64
 	droppedQueueFull, droppedWriteError, droppedClosed, droppedDests, invalid atomic.Uint64
+	redirected                                                                atomic.Uint64
 	connected                                                                 atomic.Int64
 	queuedBytes                                                               atomic.Int64 // frames accepted and not yet released
 }
@@ -192,6 +201,10 @@ type destination struct {
 	addr  netip.AddrPort
 	queue chan *frameBuf
 	log   zerolog.Logger
+	// moved, set by Redirect, is where the writer hands the frame it
+	// holds; wake cuts its backoff short. Both guarded by Pool.mu.
+	moved netip.AddrPort
+	wake  chan struct{}
 }
 
 // NewPool returns a Pool. It dials nothing until the first Send.
@@ -229,7 +242,13 @@ func (p *Pool) Send(to netip.AddrPort, h Header, packet []byte) bool {
 	}
 	fb := getFrame(h.Size)
 	fb.b = AppendFrame(fb.b[:0], h, packet)
+	return p.enqueueFor(to, fb)
+}
 
+// enqueueFor queues fb, counted in queuedBytes already, for to, making
+// its destination if it has none, and reports whether it did; a frame it
+// does not queue is released and counted by reason.
+func (p *Pool) enqueueFor(to netip.AddrPort, fb *frameBuf) bool {
 	p.mu.RLock()
 	if d := p.dests[to]; d != nil && !p.closed {
 		ok := p.enqueue(d, fb)
@@ -241,6 +260,11 @@ func (p *Pool) Send(to netip.AddrPort, h Header, packet []byte) bool {
 	// First frame for this destination: take the write lock to add it.
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.enqueueLocked(to, fb)
+}
+
+// enqueueLocked is enqueueFor with p.mu held for writing.
+func (p *Pool) enqueueLocked(to netip.AddrPort, fb *frameBuf) bool {
 	if p.closed {
 		p.droppedClosed.Add(1)
 		p.release(fb)
@@ -257,12 +281,59 @@ func (p *Pool) Send(to netip.AddrPort, h Header, packet []byte) bool {
 			addr:  to,
 			queue: make(chan *frameBuf, p.cfg.QueueLen),
 			log:   p.log.With().Stringer("peer", to).Logger(),
+			wake:  make(chan struct{}, 1),
 		}
 		p.dests[to] = d
 		p.wg.Add(1)
 		go p.run(d)
 	}
 	return p.enqueue(d, fb)
+}
+
+// Redirect moves the frames queued for from to the queue of to, and has
+// from's writer hand over the frame it holds for a connection too, at once
+// rather than after its backoff: for a destination that moved (the node a
+// frame was queued for is now listed at to). It moves only what is queued
+// now; frames sent to from afterwards stay there. It returns how many
+// frames it moved, the held one not counted.
+func (p *Pool) Redirect(from, to netip.AddrPort) int {
+	if from == to {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	d := p.dests[from]
+	if d == nil || p.closed {
+		return 0
+	}
+	moved := 0
+	for {
+		select {
+		case fb := <-d.queue:
+			if p.enqueueLocked(to, fb) {
+				moved++
+			}
+			continue
+		default:
+		}
+		break
+	}
+	p.redirected.Add(uint64(moved))
+	d.moved = to
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+	return moved
+}
+
+// takeMoved returns, once, where Redirect last moved d.
+func (p *Pool) takeMoved(d *destination) (netip.AddrPort, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	to := d.moved
+	d.moved = netip.AddrPort{}
+	return to, to.IsValid()
 }
 
 // enqueue queues fb without blocking. The caller holds p.mu (either way),
@@ -304,6 +375,7 @@ func (p *Pool) Stats() PoolStats {
 		DialFailures:               p.dialFailures.Load(),
 		NoKey:                      p.noKey.Load(),
 		HandshakeFailures:          p.handshakeFailures.Load(),
+		Redirected:                 p.redirected.Load(),
 		Destinations:               dests,
 		Connected:                  int(p.connected.Load()),
 		Queued:                     queued,
@@ -388,6 +460,7 @@ func (p *Pool) run(d *destination) {
 			}
 			select {
 			case held = <-d.queue:
+				p.takeMoved(d) // a frame queued after a Redirect stays here
 			case <-gone:
 				lost()
 				d.log.Debug().Msg("peer closed the connection")
@@ -416,13 +489,24 @@ func (p *Pool) run(d *destination) {
 			disconnect()
 		}
 		if cn == nil {
-			if failures > 0 && !p.backoff(failures) {
+			if failures > 0 && !p.backoff(d, failures) {
 				p.drain(d, nil, held)
 				return
+			}
+			if to, ok := p.takeMoved(d); ok {
+				// Redirect moved the queue: the held frame follows it.
+				if p.enqueueFor(to, held) {
+					p.redirected.Add(1)
+				}
+				held, failures = nil, 0
+				continue
 			}
 			var err error
 			if cn, err = p.dial(p.ctx, d); err != nil {
 				failures++
+				if p.cfg.OnDialFailure != nil {
+					p.cfg.OnDialFailure(d.addr, failures)
+				}
 				if closedChan(p.closing) {
 					continue // the backoff above returns false
 				}
@@ -447,9 +531,9 @@ func (p *Pool) run(d *destination) {
 	}
 }
 
-// backoff waits before reconnection attempt number failures+1 and reports
-// false if the pool closed meanwhile.
-func (p *Pool) backoff(failures int) bool {
+// backoff waits before reconnection attempt number failures+1, or until
+// Redirect wakes d, and reports false if the pool closed meanwhile.
+func (p *Pool) backoff(d *destination, failures int) bool {
 	wait := p.cfg.MinBackoff
 	for i := 1; i < failures && wait < p.cfg.MaxBackoff; i++ {
 		wait *= 2
@@ -460,6 +544,8 @@ func (p *Pool) backoff(failures int) bool {
 	defer t.Stop()
 	select {
 	case <-t.C:
+		return true
+	case <-d.wake:
 		return true
 	case <-p.closing:
 		return false

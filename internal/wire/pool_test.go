@@ -244,3 +244,61 @@ func TestPoolConfigRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestPoolRedirect queues frames for an address where nothing listens (a
+// node that moved) with a backoff far longer than the test: OnDialFailure
+// reports the failed attempt, and Redirect moves every frame, the one the
+// writer holds for its next attempt included, to the node's new address at
+// once. A frame sent to the old address afterwards stays there.
+func TestPoolRedirect(t *testing.T) {
+	old := freePort(t)
+	failed := make(chan int, 16)
+	p := newPool(t, PoolConfig{MinBackoff: time.Hour, MaxBackoff: time.Hour,
+		OnDialFailure: func(to netip.AddrPort, failures int) {
+			if to == old {
+				failed <- failures
+			}
+		}})
+	var want [][]byte
+	for range 5 {
+		packet := randomPacket(sphinx.AckPacket)
+		want = append(want, packet)
+		if !p.Send(old, mixHeader(sphinx.AckPacket), packet) {
+			t.Fatal("Send refused")
+		}
+	}
+	select {
+	case n := <-failed:
+		if n != 1 {
+			t.Fatalf("the first failure reported as failure %d", n)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("OnDialFailure was not called")
+	}
+	s := newSink(t, ServerConfig{})
+	if moved := p.Redirect(old, s.addr); moved != len(want)-1 {
+		t.Fatalf("Redirect moved %d queued frames, want %d (one is held by the writer)", moved, len(want)-1)
+	}
+	got := make(map[string]bool)
+	for range want {
+		got[string(s.next(t).packet)] = true
+	}
+	for i, w := range want {
+		if !got[string(w)] {
+			t.Fatalf("frame %d did not follow the redirect", i)
+		}
+	}
+	eventually(t, "the pool counts the held frame", func() bool { return p.Stats().Redirected == uint64(len(want)) })
+
+	// The redirect was for what was queued: a later frame for the old
+	// address waits there (its writer is in its hour-long backoff).
+	p.Send(old, mixHeader(sphinx.AckPacket), randomPacket(sphinx.AckPacket))
+	select {
+	case f := <-s.frames:
+		t.Fatalf("a frame sent to the old address after the redirect arrived at the new one (%d bytes)", len(f.packet))
+	case <-time.After(100 * time.Millisecond):
+	}
+	if p.Redirect(old, old) != 0 || p.Redirect(freePort(t), s.addr) != 0 {
+		t.Fatal("Redirect to itself, or of an unknown destination, moved frames")
+	}
+}

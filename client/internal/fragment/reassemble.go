@@ -469,6 +469,13 @@ func (r *Reassembler) Expire(now time.Time) int {
 	return dropped
 }
 
+// Holds reports whether the set setID is pending: some of its fragments
+// are held for a message not complete yet.
+func (r *Reassembler) Holds(setID int32) bool {
+	_, ok := r.sets[setID]
+	return ok
+}
+
 // Stats returns the counters and the current load.
 func (r *Reassembler) Stats() Stats {
 	st := r.stats
