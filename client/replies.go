@@ -287,6 +287,10 @@ func (c *Client) senderTag(to address.Address) (address.SenderTag, error) {
 // They are made with the keys of the newest rotation the route's nodes have
 // announced (see netView.surbRotation), so that they stay usable as long
 // as they can.
+// unroutableWait bounds how long making SURBs waits for a topology that can
+// route, when the one held cannot (a node or network restarting).
+const unroutableWait = 10 * time.Second
+
 func (c *Client) makeSURBs(ctx context.Context, tag address.SenderTag, n int) (surbBatch, error) {
 	if n == 0 {
 		return surbBatch{}, nil
@@ -296,14 +300,31 @@ func (c *Client) makeSURBs(ctx context.Context, tag address.SenderTag, n int) (s
 		return surbBatch{}, err
 	}
 	self, ok := view.gateway(c.addr.Gateway[:])
-	if ok && view.lacksAnnounced(&self.netNode, time.Now()) {
+	if !ok || view.lacksAnnounced(&self.netNode, time.Now()) || !view.routable(c.addr.Gateway[:], time.Now()) {
 		// SURBs made without the keys announced since the view was fetched
-		// would expire a rotation early. (refreshTopology fetches at most
-		// once every topologyGap.)
-		if err := c.refreshTopology(ctx); err != nil {
+		// would expire a rotation early; a view that cannot route (a node
+		// restarting, or the own gateway) may be older than the node's
+		// return. (refreshTopology fetches at most once every topologyGap.)
+		if err := c.refreshTopology(ctx); err != nil && !errors.Is(err, errUnroutable) {
 			c.log.Warn().Err(err).Msg("refreshing the topology before making SURBs")
 		}
 		view = c.view.Load()
+		// A network restarting (a node, or the whole of it): wait for a
+		// topology that can route, a fetch every topologyGap, for at most
+		// unroutableWait, rather than fail the send.
+		for deadline := time.Now().Add(unroutableWait); !view.routable(c.addr.Gateway[:], time.Now()) && time.Now().Before(deadline); {
+			select {
+			case <-ctx.Done():
+				return surbBatch{}, ctx.Err()
+			case <-c.ctx.Done():
+				return surbBatch{}, ErrClosed
+			case <-time.After(topologyGap):
+			}
+			if err := c.refreshTopology(ctx); err != nil && !errors.Is(err, errUnroutable) {
+				c.log.Debug().Err(err).Msg("refreshing the topology before making SURBs")
+			}
+			view = c.view.Load()
+		}
 		self, ok = view.gateway(c.addr.Gateway[:])
 	}
 	if !ok {
