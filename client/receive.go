@@ -354,8 +354,8 @@ func (c *Client) expire(now time.Time) {
 }
 
 // orderNowLocked is the ordering buffer's clock at now: the time, less the
-// time the inbox was full (see Client.orderPaused); it stands still while
-// the inbox is full. The caller holds recvMu.
+// time the clock was stopped (see orderClockLocked); it stands still while
+// stopped. The caller holds recvMu.
 func (c *Client) orderNowLocked(now time.Time) time.Time {
 	if !c.orderPaused.IsZero() {
 		now = c.orderPaused
