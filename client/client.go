@@ -104,8 +104,11 @@ type Client struct {
 	replyKeys  *replyKeyring
 	pools      map[address.SenderTag]*surbPool
 	poolLRU    list.List // of *surbPool, least recently used first
-	surbsHeld  int       // in all pools
-	seen       seenSURBs
+	// replyCost is what reply fragments cost in SURBs, to size requests
+	// for more.
+	replyCost replyCost
+	surbsHeld int // in all pools
+	seen      seenSURBs
 	// answered is when each recipient's last request for SURBs was
 	// answered: the copies of one request are answered once.
 	answered map[address.SenderTag]time.Time

@@ -183,7 +183,8 @@ type SURBConfig struct {
 	Request int
 	// MaxRequest caps how many an anonymous sender sends on one request.
 	MaxRequest int
-	// RequestWait is how long a replier waits for SURBs it asked for before
+	// RequestWait is how long a replier waits for SURBs it asked for (from
+	// the request, or from the last part of the answer to come) before
 	// asking again or, with none left, failing the replies that wait.
 	RequestWait time.Duration
 	// KeyTTL is how long a sender keeps the keys to open replies.

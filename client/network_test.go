@@ -447,6 +447,12 @@ func TestSURBTopUpUnderLoss(t *testing.T) {
 	if st := b.Stats(); st.Retransmits == 0 {
 		t.Error("nothing was retransmitted: the loss did not happen")
 	}
+	b.mu.Lock()
+	cost := b.replyCost.perFragment()
+	b.mu.Unlock()
+	if cost <= 1 {
+		t.Errorf("the replier expects a reply fragment to spend %v SURBs after retransmitting under loss, want more than 1", cost)
+	}
 }
 
 // A long reply on a few SURBs asks for enough SURBs for all of its fragments

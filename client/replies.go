@@ -40,6 +40,13 @@ const (
 	// batch. (A real second request comes RequestWait/urgentRetryDivisor
 	// later at the soonest, or after the answer to the first.)
 	requestCopyWindow = time.Second
+	// surbAnswerChunk is how many SURBs a sender puts in each message of
+	// an answer: as many as fill three fragments. An answer goes out as
+	// several messages, each reassembled on its own, so that under loss
+	// the replier gets SURBs as each message completes instead of when
+	// the last fragment of one large message does (200 SURBs are 58
+	// fragments).
+	surbAnswerChunk = (3*FragmentCapacity - (2 + address.SenderTagSize + 8)) / surbSize
 	// requestRetryMin: a replier asks again no sooner than this after its
 	// last request, so that the retry reaches the sender outside the copy
 	// window of any answer it sent before that request.
@@ -53,6 +60,10 @@ type surbPool struct {
 	surbs       []storedSURB // oldest first
 	requesting  bool
 	requestedAt time.Time
+	// outstanding is how many of the SURBs last asked for have not come
+	// yet. While an answer arrives (in chunks, surbAnswerChunk) the
+	// request stays under way and its wait starts again with each chunk.
+	outstanding int
 	waiting     []*pendingFragment
 	// used counts the SURBs taken since the last request for more: a pool
 	// asks ahead of need only when it is being drawn down steadily, so a
@@ -418,7 +429,12 @@ func (c *Client) addSURBs(tag address.SenderTag, batch surbBatch) {
 		c.dropSURBsLocked(p, extra, pc)
 	}
 	c.boundPoolsLocked(p, pc)
-	p.requesting = false
+	p.outstanding = max(0, p.outstanding-len(stored))
+	if p.requesting && p.outstanding > 0 {
+		p.requestedAt = now // more of the answer to come: wait for it
+	} else {
+		p.requesting = false
+	}
 	waiting := p.waiting
 	p.waiting = nil
 	c.mu.Unlock()
@@ -501,13 +517,13 @@ func (p *surbPool) pruneWaitingLocked() {
 	p.waiting = slices.DeleteFunc(p.waiting, func(pf *pendingFragment) bool { return pf.done })
 }
 
-// requestSURBsLocked spends up to requestCopies of the pool's SURBs on a
-// request for more, one copy on each: for amount, or when amount is 0 for
-// SURBs.Request and one for each reply fragment waiting or queued. c.mu
-// must be held.
+// requestSURBsLocked spends a few of the pool's SURBs on a request for
+// more, one copy on each (replyCost.copies): for amount, or when amount is
+// 0 for SURBs.Request and what the reply fragments waiting or queued are
+// expected to spend (replyCost.need), at most SURBs.Max. c.mu must be held.
 func (c *Client) requestSURBsLocked(p *surbPool, amount int) {
 	p.pruneWaitingLocked()
-	n := min(requestCopies, len(p.surbs))
+	n := min(c.replyCost.copies(), len(p.surbs))
 	if n == 0 {
 		return
 	}
@@ -519,9 +535,10 @@ func (c *Client) requestSURBsLocked(p *surbPool, amount int) {
 	p.requestedAt = time.Now()
 	p.used = 0
 	if amount == 0 {
-		amount = c.cfg.SURBs.Request + len(p.waiting) + p.queued
+		amount = min(c.cfg.SURBs.Request+c.replyCost.need(len(p.waiting)+p.queued), c.cfg.SURBs.Max)
 	}
 	ask := uint32(min(amount, c.cfg.SURBs.MaxRequest))
+	p.outstanding = int(ask)
 	tag := p.tag
 	c.stats.surbRequests.Add(1)
 	c.log.Debug().Str("sender", tag.String()).Uint32("amount", ask).Int("copies", n).Int("left", len(p.surbs)).Int("waiting", len(p.waiting)).Int("queued", p.queued).Msg("asking for reply SURBs")
@@ -609,13 +626,18 @@ func (c *Client) answerSURBRequest(requester address.Address, amount uint32) {
 			}
 			return
 		}
-		msg, err := surbsMessage(tag, surbs)
-		if err != nil {
-			c.log.Warn().Err(err).Msg("making SURBs a recipient asked for")
-			return
-		}
-		if _, err := c.submit(c.ctx, target{to: requester}, msg, 0); err != nil && c.ctx.Err() == nil {
-			c.log.Warn().Err(err).Msg("sending SURBs a recipient asked for")
+		for chunk := range slices.Chunk(surbs.surbs, surbAnswerChunk) {
+			msg, err := surbsMessage(tag, surbBatch{rotation: surbs.rotation, surbs: chunk})
+			if err != nil {
+				c.log.Warn().Err(err).Msg("making SURBs a recipient asked for")
+				return
+			}
+			if _, err := c.submit(c.ctx, target{to: requester}, msg, 0); err != nil {
+				if c.ctx.Err() == nil {
+					c.log.Warn().Err(err).Msg("sending SURBs a recipient asked for")
+				}
+				return
+			}
 		}
 	})
 }

@@ -513,6 +513,9 @@ func (c *Client) onAck(id fragment.ID) {
 		pf.timer.Stop()
 	}
 	route := pf.route
+	if pf.target.reply != nil {
+		c.replyCost.observe(pf.attempts + 1)
+	}
 	pf.d.remaining--
 	finished := pf.d.remaining == 0
 	c.releaseLocked(pf)
