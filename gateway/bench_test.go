@@ -26,6 +26,10 @@ func BenchmarkGatewayStore(b *testing.B) {
 		cfg.MaxExitQueue = max(b.N, DefaultMaxExitQueue)
 		cfg.MaxExitQueueBytes = max(b.N*sphinx.AckPacket.Len(), DefaultMaxExitQueueBytes)
 		cfg.MaxExitQueuePerPeer, cfg.MaxExitQueueBytesPerPeer = cfg.MaxExitQueue, cfg.MaxExitQueueBytes
+		// A replay filter for twice the packets sent: the tests' filter
+		// holds 10,000 tags, and past that its false positives dropped
+		// fresh packets, so that a run of more never saw them all stored.
+		cfg.ReplayCapacity = max(cfg.ReplayCapacity, 2*b.N)
 		g := startGateway(b, cfg)
 		c := newTestClient()
 		c.register(b, g)
@@ -102,7 +106,7 @@ func waitStatsB(b *testing.B, g *Gateway, cond func(Stats) bool) {
 	deadline := time.Now().Add(5 * time.Minute)
 	for !cond(g.Stats()) {
 		if time.Now().After(deadline) {
-			b.Fatal("timed out")
+			b.Fatalf("timed out; the gateway's counters: %+v", g.Stats())
 		}
 		time.Sleep(time.Millisecond)
 	}
