@@ -141,6 +141,9 @@ func (c *conn) push(f outFrame) bool {
 
 // respond queues the answer to a request that came in frame type text.
 func (c *conn) respond(r wsapi.Response, text bool) bool {
+	if e, ok := r.(wsapi.Error); ok {
+		c.s.stats.countError(e.Kind)
+	}
 	f := outFrame{resp: r, form: formBinary, size: answerSize(r)}
 	if text {
 		f.form = formText

@@ -99,6 +99,12 @@
 // user's client; a refused one is answered 403 and logged with the origin
 // to allow. Nym's client accepts every origin; see docs/protocol.md.
 //
+// # Metrics
+//
+// Server.Stats counts connections, refused handshakes, requests by type and
+// error answers by kind; NewCollector exports them to Prometheus
+// (peapod_client_api_*, served by `client run --metrics`).
+//
 // # Lifecycle
 //
 // New starts one goroutine; every connection has two (its reader runs on the

@@ -50,6 +50,7 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 	if s.cfg.CheckOrigin != nil && s.cfg.CheckOrigin(r) {
 		return true
 	}
+	s.stats.originsRefused.Add(1)
 	s.log.Warn().Str("origin", origin).Msg("refused a WebSocket connection from a web page of another origin; " +
 		"if it is your application's, allow it with --allow-origin (or allow_origin in [websocket])")
 	return false

@@ -11,6 +11,9 @@ import (
 // when the connection has closed.
 func (c *conn) handle(req wsapi.Request, text bool) bool {
 	b := c.s.cfg.Backend
+	if i := requestIndex(req); i >= 0 {
+		c.s.stats.requests[i].Add(1)
+	}
 	switch r := req.(type) {
 	case wsapi.Send:
 		d, err := b.Send(c.ctx, r.Recipient, r.Data, client.WithLane(r.ConnectionID))
@@ -87,6 +90,7 @@ func (c *conn) watch(what string, d *client.Delivery) {
 			return
 		}
 		resp := wsapi.Error{Kind: wsapi.KindOther, Message: what + " failed: " + err.Error()}
+		c.s.stats.countError(resp.Kind)
 		if c.ctx.Err() == nil && c.push(outFrame{resp: resp, size: answerSize(resp)}) {
 			c.log.Debug().Err(err).Str("request", what).Msg("delivery failed; told the application")
 			return

@@ -155,6 +155,8 @@ type Server struct {
 	// backend to send them (see giveBack).
 	returned   []client.Message
 	recvCancel context.CancelFunc
+
+	stats counters
 }
 
 // New returns a Server for cfg.Backend. It starts one goroutine that reads
@@ -277,15 +279,18 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !websocket.IsWebSocketUpgrade(r) {
+		s.stats.refused[refusedHandshake].Add(1)
 		http.Error(w, "nymapi: this is a WebSocket endpoint (Nym's native client API)", http.StatusBadRequest)
 		return
 	}
 	initial, err := parseFormat(r.URL.Query().Get("format"))
 	if err != nil {
+		s.stats.refused[refusedHandshake].Add(1)
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	if !s.reserve() {
+		s.stats.refused[refusedFull].Add(1)
 		http.Error(w, "nymapi: too many connections, or closing", http.StatusServiceUnavailable)
 		return
 	}
@@ -293,6 +298,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		s.unreserve()
+		s.stats.refused[refusedHandshake].Add(1)
 		s.log.Debug().Err(err).Str("remote", r.RemoteAddr).Msg("refused a WebSocket handshake")
 		return // the upgrader has answered
 	}
@@ -336,6 +342,7 @@ func (s *Server) register(ws *websocket.Conn, remote string, initial form) *conn
 		return nil
 	}
 	s.nextID++
+	s.stats.accepted.Add(1)
 	c := newConn(s, ws, s.nextID, remote, initial)
 	if len(s.conns) == 0 {
 		s.active, s.inactive = context.WithCancel(s.ctx)

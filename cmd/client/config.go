@@ -47,6 +47,9 @@ type clientSection struct {
 	// commas) and the signatures a topology needs (0: a majority).
 	Authorities string `toml:"authorities"`
 	Threshold   int    `toml:"threshold"`
+	// Metrics is the ip:port of client run's /metrics and /healthz server;
+	// "" (the default) serves none.
+	Metrics string `toml:"metrics"`
 }
 
 // webSocketSection configures the WebSocket API; zero values take nymapi's
@@ -106,6 +109,9 @@ func (c *clientFile) check() error {
 		return fmt.Errorf("client: --mix-delay %v is negative", c.Client.MixDelay)
 	case c.Client.CoverMainGap < 0 || c.Client.CoverLoopGap < 0:
 		return fmt.Errorf("client: --cover-main-gap %v or --cover-loop-gap %v is negative", c.Client.CoverMainGap, c.Client.CoverLoopGap)
+	}
+	if err := checkMetricsAddr(c.Client.Metrics); err != nil {
+		return err
 	}
 	if _, err := cli.ParseTrust(c.Client.Authorities, c.Client.Threshold); err != nil {
 		return fmt.Errorf("client: --authorities: %w", err)

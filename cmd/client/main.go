@@ -2,7 +2,7 @@
 // serving Nym's native-client WebSocket API to applications.
 //
 //	client init    [--data DIR] [--directory URL] [--gateway ID]
-//	client run     [--data DIR] [--directory URL] [--ws 127.0.0.1:1977] [--mix-delay D] [--no-delay] [--no-cover] [--config FILE]
+//	client run     [--data DIR] [--directory URL] [--ws 127.0.0.1:1977] [--metrics ADDR] [--mix-delay D] [--no-delay] [--no-cover] [--config FILE]
 //	client send    --to ADDRESS [--anonymous [--reply-surbs N]] [--wait D] [--replies N] [--via ws://127.0.0.1:1977] [MESSAGE]
 //	client address [--data DIR]
 //	client echo    [--provider URL] [--provider-key KEY] [--known-providers FILE] [--directory URL] [--authorities KEYS] [--data DIR] MESSAGE
@@ -13,7 +13,8 @@
 // ./.peapod/client), registers with a gateway and prints the address. run
 // runs the client and serves the WebSocket API (package nymapi) until
 // SIGINT or SIGTERM: the first signal shuts down gracefully, a second one
-// exits at once. send sends one message from a shell, waits until it is
+// exits at once; with --metrics it serves Prometheus metrics at /metrics
+// and its health at /healthz on that address (docs/operate.md §5). send sends one message from a shell, waits until it is
 // delivered and prints the replies that come back; it runs its own client
 // from the data folder, or with --via goes through a running client's
 // WebSocket API. address prints the address without touching the network.

@@ -37,11 +37,7 @@ func TestProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := filepath.Join(t.TempDir(), "client")
-	build := exec.Command(goTool(t), "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -82,6 +78,14 @@ func TestProcesses(t *testing.T) {
 	runX := startCmd(t, bin, append([]string{"run", "--config", example, "--data", dataX, "--ws", "127.0.0.1:0", "--log-level", "info",
 		"--allow-origin", "http://localhost:5173"}, fast...)...)
 	wsURL := runX.field(t, "client running", "websocket")
+	// No metrics server unless asked for (the example file holds the
+	// defaults, TestExampleConfig): the WebSocket API is its only listener.
+	if _, ok := runX.find("serving metrics", "metrics"); ok {
+		t.Error("client run serves metrics without --metrics")
+	}
+	if got := listeningPorts(t, runX.cmd.Process.Pid); got >= 0 && got != 1 {
+		t.Errorf("client run listens on %d ports, want 1 (the WebSocket API)", got)
+	}
 
 	// Web pages: only the allowed origin's may connect.
 	for origin, want := range map[string]int{"http://localhost:5173": http.StatusSwitchingProtocols, "https://evil.example": http.StatusForbidden} {
