@@ -6,11 +6,9 @@ import (
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -24,6 +22,7 @@ import (
 	"github.com/peapod-mixnet/peapod/framework/descriptor"
 	"github.com/peapod-mixnet/peapod/framework/envelope"
 	"github.com/peapod-mixnet/peapod/handlers"
+	"github.com/peapod-mixnet/peapod/internal/testbuild"
 )
 
 // testTimeout bounds every wait of the tests for something that should
@@ -287,11 +286,10 @@ func get(tb testing.TB, h *Host, path string) (int, []byte) {
 }
 
 // The plugin binaries the tests run, built once per test binary.
-var builtPlugins struct {
-	once sync.Once
-	dir  string
-	err  error
-}
+var builtPlugins = testbuild.New("peapod-framework-plugins-",
+	testbuild.Target{Out: pluginTest, Pkg: "../plugins/internal/testplugin"},
+	testbuild.Target{Out: pluginEcho, Pkg: "../examples/echo/plugin"},
+	testbuild.Target{Out: pluginKV, Pkg: "../examples/kvstore/plugin"})
 
 // Names of the built plugin binaries.
 const (
@@ -304,27 +302,7 @@ const (
 // folder that holds them.
 func buildPlugins(tb testing.TB) string {
 	tb.Helper()
-	builtPlugins.once.Do(func() {
-		builtPlugins.dir, builtPlugins.err = os.MkdirTemp("", "peapod-framework-plugins-")
-		if builtPlugins.err != nil {
-			return
-		}
-		for name, pkg := range map[string]string{
-			pluginTest: "../plugins/internal/testplugin",
-			pluginEcho: "../examples/echo/plugin",
-			pluginKV:   "../examples/kvstore/plugin",
-		} {
-			out, err := exec.Command("go", "build", "-buildvcs=false", "-o", filepath.Join(builtPlugins.dir, name), pkg).CombinedOutput()
-			if err != nil {
-				builtPlugins.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
-				return
-			}
-		}
-	})
-	if builtPlugins.err != nil {
-		tb.Fatal(builtPlugins.err)
-	}
-	return builtPlugins.dir
+	return builtPlugins.Dir(tb)
 }
 
 // pluginDir returns a new plugins folder holding links to the named built
@@ -343,9 +321,7 @@ func pluginDir(tb testing.TB, names ...string) string {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if builtPlugins.dir != "" {
-		os.RemoveAll(builtPlugins.dir)
-	}
+	builtPlugins.Remove()
 	os.Exit(code)
 }
 

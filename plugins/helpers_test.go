@@ -3,9 +3,7 @@ package plugins
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -14,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/peapod-mixnet/peapod/handlers"
+	"github.com/peapod-mixnet/peapod/internal/testbuild"
 )
 
 // The plugin binaries the tests run, built once per test binary into a
@@ -29,17 +28,19 @@ const (
 	binKV      = "kv"
 )
 
-var built struct {
-	once sync.Once
-	dir  string
-	err  error
-}
+var built = testbuild.New("peapod-plugins-test-",
+	testbuild.Target{Out: binTest, Pkg: "./internal/testplugin"},
+	testbuild.Target{Out: binTestV2, Pkg: "./internal/testplugin", LDFlags: "-X main.variant=v2"},
+	testbuild.Target{Out: binMute, Pkg: "./internal/testplugin", LDFlags: "-X main.variant=mute"},
+	testbuild.Target{Out: binUnary, Pkg: "./internal/testplugin", LDFlags: "-X main.variant=unary"},
+	testbuild.Target{Out: binProcs1, Pkg: "./internal/testplugin", LDFlags: "-X main.variant=gomaxprocs1"},
+	testbuild.Target{Out: binBadName, Pkg: "./internal/testplugin", LDFlags: "-X main.variant=badname"},
+	testbuild.Target{Out: binEcho, Pkg: "../examples/echo/plugin"},
+	testbuild.Target{Out: binKV, Pkg: "../examples/kvstore/plugin"})
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if built.dir != "" {
-		os.RemoveAll(built.dir)
-	}
+	built.Remove()
 	os.Exit(code)
 }
 
@@ -47,36 +48,7 @@ func TestMain(m *testing.M) {
 // returns the folder holding them.
 func buildPlugins(tb testing.TB) string {
 	tb.Helper()
-	built.once.Do(func() {
-		built.dir, built.err = os.MkdirTemp("", "peapod-plugins-test-")
-		if built.err != nil {
-			return
-		}
-		for _, b := range []struct{ name, pkg, ldflags string }{
-			{binTest, "./internal/testplugin", ""},
-			{binTestV2, "./internal/testplugin", "-X main.variant=v2"},
-			{binMute, "./internal/testplugin", "-X main.variant=mute"},
-			{binUnary, "./internal/testplugin", "-X main.variant=unary"},
-			{binProcs1, "./internal/testplugin", "-X main.variant=gomaxprocs1"},
-			{binBadName, "./internal/testplugin", "-X main.variant=badname"},
-			{binEcho, "../examples/echo/plugin", ""},
-			{binKV, "../examples/kvstore/plugin", ""},
-		} {
-			args := []string{"build", "-buildvcs=false", "-o", filepath.Join(built.dir, b.name)}
-			if b.ldflags != "" {
-				args = append(args, "-ldflags", b.ldflags)
-			}
-			cmd := exec.Command("go", append(args, b.pkg)...)
-			if out, err := cmd.CombinedOutput(); err != nil {
-				built.err = fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
-				return
-			}
-		}
-	})
-	if built.err != nil {
-		tb.Fatal(built.err)
-	}
-	return built.dir
+	return built.Dir(tb)
 }
 
 // pluginDir returns a new plugins folder holding symbolic links to the

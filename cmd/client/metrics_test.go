@@ -3,16 +3,13 @@ package main
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/peapod-mixnet/peapod/internal/cli"
+	"github.com/peapod-mixnet/peapod/internal/testbuild"
 	"github.com/peapod-mixnet/peapod/localnet"
 	"github.com/peapod-mixnet/peapod/wsapi"
 )
@@ -129,38 +127,19 @@ func TestRunMetrics(t *testing.T) {
 }
 
 // built is the client binary the process tests share, built once.
-var built struct {
-	once     sync.Once
-	dir, bin string
-	err      error
-}
+var built = testbuild.New("peapod-client-test-", testbuild.Target{Out: "client", Pkg: "."})
 
 // TestMain removes the shared binary after the tests.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if built.dir != "" {
-		os.RemoveAll(built.dir)
-	}
+	built.Remove()
 	os.Exit(code)
 }
 
 // buildBinary builds the client command once, for every test that runs it.
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	goCmd := goTool(t)
-	built.once.Do(func() {
-		if built.dir, built.err = os.MkdirTemp("", "peapod-client-test-"); built.err != nil {
-			return
-		}
-		built.bin = filepath.Join(built.dir, "client")
-		if out, err := exec.Command(goCmd, "build", "-o", built.bin, ".").CombinedOutput(); err != nil {
-			built.err = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if built.err != nil {
-		t.Fatal(built.err)
-	}
-	return built.bin
+	return built.Path(t, "client")
 }
 
 // httpGet returns the body of a 200 answer to GET url.

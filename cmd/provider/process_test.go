@@ -23,6 +23,7 @@ import (
 	"github.com/peapod-mixnet/peapod/client"
 	"github.com/peapod-mixnet/peapod/framework/requester"
 	"github.com/peapod-mixnet/peapod/internal/cli"
+	"github.com/peapod-mixnet/peapod/internal/testbuild"
 )
 
 // Tests of the built binaries: the provider with the real example plugins
@@ -31,17 +32,15 @@ import (
 
 const processTimeout = 60 * time.Second
 
-var built struct {
-	once sync.Once
-	dir  string // holds bin/provider, bin/client, bin/plugins/{echo,kvstore}
-	err  error
-}
+var built = testbuild.New("peapod-provider-test-",
+	testbuild.Target{Out: "bin/provider", Pkg: "."},
+	testbuild.Target{Out: "bin/client", Pkg: "../client"},
+	testbuild.Target{Out: "bin/plugins/echo", Pkg: "../../examples/echo/plugin"},
+	testbuild.Target{Out: "bin/plugins/kvstore", Pkg: "../../examples/kvstore/plugin"})
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if built.dir != "" {
-		os.RemoveAll(built.dir)
-	}
+	built.Remove()
 	os.Exit(code)
 }
 
@@ -52,27 +51,7 @@ func binaries(t *testing.T) string {
 	if testing.Short() {
 		t.Skip("builds and runs the binaries")
 	}
-	built.once.Do(func() {
-		if built.dir, built.err = os.MkdirTemp("", "peapod-provider-test-"); built.err != nil {
-			return
-		}
-		for out, pkg := range map[string]string{
-			"bin/provider":        ".",
-			"bin/client":          "../client",
-			"bin/plugins/echo":    "../../examples/echo/plugin",
-			"bin/plugins/kvstore": "../../examples/kvstore/plugin",
-		} {
-			cmd := exec.Command("go", "build", "-buildvcs=false", "-o", filepath.Join(built.dir, out), pkg)
-			if b, err := cmd.CombinedOutput(); err != nil {
-				built.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
-				return
-			}
-		}
-	})
-	if built.err != nil {
-		t.Fatal(built.err)
-	}
-	return filepath.Join(built.dir, "bin")
+	return built.Path(t, "bin")
 }
 
 // providerProcess is a running provider binary and what its banner said.
