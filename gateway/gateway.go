@@ -314,6 +314,9 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	g.topo.FollowMoves(g.pool)
+	// A layer-1 mixnode listed again after it was down is reconnected at
+	// once, not after the pool's backoff (internal/hops, returned.go).
+	g.topo.RetryReturns(g.pool)
 	mixServer, err := wire.NewServer(wire.ServerConfig{
 		Handler:      wire.HandlerFunc(g.handleFrame),
 		Noise:        noise,

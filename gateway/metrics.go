@@ -244,8 +244,9 @@ func newRegistry(g *Gateway) *prometheus.Registry {
 }
 
 // mixCollector exports the mix listener's connection metrics (package
-// wire's collector, prefixed peapod_gateway_mix_) once Start has made the
-// listener. It is an unchecked collector: it describes nothing up front.
+// wire's collector, prefixed peapod_gateway_mix_), and those of the
+// outbound pool to layer-1 mixnodes (prefixed peapod_gateway_), once Start
+// has made them (the pool first). It is an unchecked collector: it describes nothing up front.
 type mixCollector struct{ g *Gateway }
 
 // Describe implements prometheus.Collector.
@@ -258,6 +259,7 @@ func (c mixCollector) Collect(ch chan<- prometheus.Metric) {
 	c.g.mu.Unlock()
 	if srv != nil {
 		wire.NewCollector("peapod_gateway_mix_", srv).Collect(ch)
+		wire.NewPoolCollector("peapod_gateway_", c.g.pool).Collect(ch)
 	}
 }
 

@@ -85,11 +85,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // newRegistry returns the node's private registry: its own metrics, its
-// inbound connections' (package wire's collector) and the Go runtime's.
+// inbound and outbound connections' (package wire's collectors) and the Go
+// runtime's.
 // Each node has its own, so several run in one process.
 func newRegistry(n *Node) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(newCollector(n), wire.NewCollector("", n.server), node.NewKeysCollector(n.sphinx), collectors.NewGoCollector())
+	reg.MustRegister(newCollector(n), wire.NewCollector("", n.server), wire.NewPoolCollector("", n.pool),
+		node.NewKeysCollector(n.sphinx), collectors.NewGoCollector())
 	if n.dir != nil {
 		reg.MustRegister(directory.NewRefusedCollector(n.dir))
 	}

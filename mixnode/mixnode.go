@@ -176,6 +176,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	if n.hops != nil {
 		n.hops.FollowMoves(n.pool)
+		// A next hop listed again after it was down is reconnected at
+		// once, not after the pool's backoff (internal/hops, returned.go).
+		n.hops.RetryReturns(n.pool)
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.registry = newRegistry(n)

@@ -165,6 +165,9 @@ type Cache struct {
 
 	// moves follows the next hops that moved (see moved.go).
 	moves moves
+	// returns, when set, retries the next hops listed anew (see
+	// returned.go).
+	returns Retrier
 }
 
 // OnFetch makes the cache hand every topology it fetches to f, on the
@@ -391,6 +394,7 @@ func (c *Cache) fetchLocked(ctx context.Context) error {
 			Int("mixnodes", len(top.Mixnodes)).Int("gateways", len(top.Gateways)).Msg("topology updated")
 	}
 	c.followMoves(old, v)
+	c.retryReturns(old, v)
 	return nil
 }
 

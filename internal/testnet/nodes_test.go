@@ -218,7 +218,7 @@ func TestClientCrash(t *testing.T) {
 
 // twoClients starts client-a on gateway 0 and client-b on gateway 1 and
 // returns them with b's gateway.
-func twoClients(t *testing.T, ctx context.Context, n *Network) (a, b *Client, gwB *Node) {
+func twoClients(t testing.TB, ctx context.Context, n *Network) (a, b *Client, gwB *Node) {
 	t.Helper()
 	a, err := n.StartClient(ctx, "client-a", ClientOptions{Gateway: n.Gateway(0).Identity()})
 	if err != nil {

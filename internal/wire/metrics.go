@@ -77,3 +77,45 @@ func (c *serverCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	count(c.faults, st.Faults)
 }
+
+// poolCollector exports a Pool's connection counters as Prometheus
+// metrics, read at scrape time.
+type poolCollector struct {
+	p                               *Pool
+	dials, failures, retries, conns *prometheus.Desc
+}
+
+// NewPoolCollector returns a Prometheus collector of p's connection
+// counters, with every metric name starting with prefix:
+//
+//	outbound_dials_total           connection attempts to next hops
+//	outbound_dial_failures_total   failed ones (refused, timed out, no key, failed handshake)
+//	outbound_retries_total         waits to reconnect cut short by Pool.Retry
+//	    (the topology listed the peer again)
+//	outbound_connections           open connections
+func NewPoolCollector(prefix string, p *Pool) prometheus.Collector {
+	return &poolCollector{
+		p:        p,
+		dials:    prometheus.NewDesc(prefix+"outbound_dials_total", "Connection attempts to next hops.", nil, nil),
+		failures: prometheus.NewDesc(prefix+"outbound_dial_failures_total", "Connection attempts to next hops that failed.", nil, nil),
+		retries: prometheus.NewDesc(prefix+"outbound_retries_total",
+			"Waits to reconnect to a next hop cut short because the topology listed it again.", nil, nil),
+		conns: prometheus.NewDesc(prefix+"outbound_connections", "Open connections to next hops.", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.dials, c.failures, c.retries, c.conns} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.p.Stats()
+	ch <- prometheus.MustNewConstMetric(c.dials, prometheus.CounterValue, float64(st.Dials))
+	ch <- prometheus.MustNewConstMetric(c.failures, prometheus.CounterValue, float64(st.DialFailures))
+	ch <- prometheus.MustNewConstMetric(c.retries, prometheus.CounterValue, float64(st.Retried))
+	ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(st.Connected))
+}

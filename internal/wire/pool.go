@@ -161,6 +161,9 @@ type PoolStats struct {
 	Dials, DialFailures, NoKey, HandshakeFailures uint64
 	// Redirected counts frames Redirect moved to another destination.
 	Redirected uint64
+	// Retried counts the waits between reconnection attempts that Retry
+	// cut short.
+	Retried uint64
 	// Destinations is how many destinations have a writer now; Connected how
 	// many of them have an open connection; Queued how many frames wait in
 	// their queues. QueuedBytes counts the bytes held against
@@ -191,7 +194,7 @@ type Pool struct {
 
 	sent, dials, dialFailures, noKey, handshakeFailures                       atomic.Uint64
 	droppedQueueFull, droppedWriteError, droppedClosed, droppedDests, invalid atomic.Uint64
-	redirected                                                                atomic.Uint64
+	redirected, retried                                                       atomic.Uint64
 	connected                                                                 atomic.Int64
 	queuedBytes                                                               atomic.Int64 // frames accepted and not yet released
 }
@@ -202,9 +205,12 @@ type destination struct {
 	queue chan *frameBuf
 	log   zerolog.Logger
 	// moved, set by Redirect, is where the writer hands the frame it
-	// holds; wake cuts its backoff short. Both guarded by Pool.mu.
-	moved netip.AddrPort
-	wake  chan struct{}
+	// holds; wake cuts its backoff short. backingOff is set while the
+	// writer waits to reconnect, and retry by Retry, to have it count its
+	// failures from zero again. All guarded by Pool.mu.
+	moved             netip.AddrPort
+	wake              chan struct{}
+	backingOff, retry bool
 }
 
 // NewPool returns a Pool. It dials nothing until the first Send.
@@ -327,6 +333,39 @@ func (p *Pool) Redirect(from, to netip.AddrPort) int {
 	return moved
 }
 
+// Retry has the writer of to, if it is waiting to reconnect after failed
+// attempts, try again at once, and count its failures from zero, as after
+// a first failure: for a destination known to be back (the topology lists
+// it again, or lists it with a new key). It reports whether a writer was
+// waiting. A destination that is still unreachable costs one more
+// attempt, and its backoff grows again from MinBackoff; a caller should
+// retry a destination only on news of it, never on a timer.
+func (p *Pool) Retry(to netip.AddrPort) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	d := p.dests[to]
+	if d == nil || p.closed || !d.backingOff {
+		return false
+	}
+	d.retry = true
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+	p.retried.Add(1)
+	return true
+}
+
+// setBackingOff marks d as waiting to reconnect, or not, and returns
+// whether Retry asked for a retry meanwhile (clearing the request).
+func (p *Pool) setBackingOff(d *destination, on bool) (retry bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	d.backingOff = on
+	retry, d.retry = d.retry, false
+	return retry
+}
+
 // takeMoved returns, once, where Redirect last moved d.
 func (p *Pool) takeMoved(d *destination) (netip.AddrPort, bool) {
 	p.mu.Lock()
@@ -376,6 +415,7 @@ func (p *Pool) Stats() PoolStats {
 		NoKey:                      p.noKey.Load(),
 		HandshakeFailures:          p.handshakeFailures.Load(),
 		Redirected:                 p.redirected.Load(),
+		Retried:                    p.retried.Load(),
 		Destinations:               dests,
 		Connected:                  int(p.connected.Load()),
 		Queued:                     queued,
@@ -489,9 +529,16 @@ func (p *Pool) run(d *destination) {
 			disconnect()
 		}
 		if cn == nil {
-			if failures > 0 && !p.backoff(d, failures) {
-				p.drain(d, nil, held)
-				return
+			if failures > 0 {
+				ok, retry := p.backoff(d, failures)
+				if !ok {
+					p.drain(d, nil, held)
+					return
+				}
+				if retry {
+					d.log.Info().Int("failures", failures).Msg("the peer is back: retrying at once")
+					failures = 0
+				}
 			}
 			if to, ok := p.takeMoved(d); ok {
 				// Redirect moved the queue: the held frame follows it.
@@ -532,8 +579,9 @@ func (p *Pool) run(d *destination) {
 }
 
 // backoff waits before reconnection attempt number failures+1, or until
-// Redirect wakes d, and reports false if the pool closed meanwhile.
-func (p *Pool) backoff(d *destination, failures int) bool {
+// Redirect or Retry wakes d. It reports false if the pool closed
+// meanwhile, and retry when Retry woke it.
+func (p *Pool) backoff(d *destination, failures int) (ok, retry bool) {
 	wait := p.cfg.MinBackoff
 	for i := 1; i < failures && wait < p.cfg.MaxBackoff; i++ {
 		wait *= 2
@@ -542,14 +590,15 @@ func (p *Pool) backoff(d *destination, failures int) bool {
 	wait = wait/2 + rand.N(wait/2+1)
 	t := time.NewTimer(wait)
 	defer t.Stop()
+	p.setBackingOff(d, true)
 	select {
 	case <-t.C:
-		return true
+		ok = true
 	case <-d.wake:
-		return true
+		ok = true
 	case <-p.closing:
-		return false
 	}
+	return ok, p.setBackingOff(d, false)
 }
 
 // dial connects to d, runs the Noise handshake when the pool has Noise,

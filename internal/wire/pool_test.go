@@ -302,3 +302,75 @@ func TestPoolRedirect(t *testing.T) {
 		t.Fatal("Redirect to itself, or of an unknown destination, moved frames")
 	}
 }
+
+// TestPoolRetry: a destination the pool cannot reach (its Noise key is not
+// listed: the node left the topology while it was down) puts its writer
+// into its backoff (an hour here). Listing the destination again does not
+// wake the writer; Retry does, once: while the destination stays unlisted
+// the retry costs one attempt, reported as the first failure of a new
+// series, and the writer waits again; once it is listed, Retry has the
+// held frame delivered at once. Retry of a destination with no writer, or
+// one that is not waiting, reports false.
+func TestPoolRetry(t *testing.T) {
+	l := newNoiseLink(t, ServerConfig{})
+	dialPeers := newTestPeers() // the pool's view: no key for l yet
+	failed := make(chan int, 16)
+	p := newPool(t, PoolConfig{
+		Noise:      &NoiseConfig{Key: l.sender, Peers: dialPeers},
+		MinBackoff: time.Hour, MaxBackoff: time.Hour,
+		OnDialFailure: func(to netip.AddrPort, failures int) {
+			if to == l.addr {
+				failed <- failures
+			}
+		}})
+	if p.Retry(l.addr) {
+		t.Fatal("Retry of a destination with no writer reported a waiting writer")
+	}
+	nextFailure := func(want int) {
+		t.Helper()
+		select {
+		case n := <-failed:
+			if n != want {
+				t.Fatalf("failure reported as failure %d in a row, want %d", n, want)
+			}
+		case <-time.After(waitTimeout):
+			t.Fatal("no failed attempt")
+		}
+	}
+	// retry retries until the writer is in its backoff (it enters it just
+	// after reporting the failure).
+	retry := func() {
+		t.Helper()
+		eventually(t, "Retry finds the writer waiting", func() bool { return p.Retry(l.addr) })
+	}
+	packet := randomPacket(sphinx.AckPacket)
+	if !p.Send(l.addr, mixHeader(sphinx.AckPacket), packet) {
+		t.Fatal("Send refused")
+	}
+	nextFailure(1)
+
+	// Still unlisted: one attempt, the first failure of a new series.
+	retry()
+	nextFailure(1)
+	if st := p.Stats(); st.Dials != 2 || st.NoKey != 2 || st.Retried != 1 {
+		t.Fatalf("after one retry: %d dials, %d without a key, %d retries; want 2, 2, 1", st.Dials, st.NoKey, st.Retried)
+	}
+
+	// Listed again: the writer still waits out its hour until Retry.
+	dialPeers.set(func(tp *testPeers) { tp.keys[l.addr] = l.key.pub })
+	select {
+	case f := <-l.frames:
+		t.Fatalf("a frame (%d bytes) arrived with the writer in its backoff", len(f.packet))
+	case <-time.After(100 * time.Millisecond):
+	}
+	retry()
+	if f := l.next(t); !bytes.Equal(f.packet, packet) {
+		t.Fatal("the held frame arrived changed")
+	}
+	if st := p.Stats(); st.Dials != 3 || st.Retried != 2 || st.Connected != 1 {
+		t.Fatalf("after the second retry: %d dials, %d retries, %d connected; want 3, 2, 1", st.Dials, st.Retried, st.Connected)
+	}
+	if p.Retry(l.addr) {
+		t.Fatal("Retry of a connected destination reported a waiting writer")
+	}
+}
