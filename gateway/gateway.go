@@ -109,6 +109,7 @@ import (
 	"github.com/peapod-mixnet/peapod/directory"
 	"github.com/peapod-mixnet/peapod/internal/fairq"
 	"github.com/peapod-mixnet/peapod/internal/node"
+	"github.com/peapod-mixnet/peapod/internal/promserve"
 	"github.com/peapod-mixnet/peapod/internal/wire"
 	"github.com/peapod-mixnet/peapod/sphinx"
 )
@@ -354,7 +355,7 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	g.goBackground(func() { serveHTTP(g.log, g.clientHTTP, clientLn, "client listener") })
 	if g.metricsLn != nil {
 		g.metrics = &http.Server{
-			Handler:           metricsHandler(g.registry),
+			Handler:           promserve.Handler(g.registry, g.isClosing),
 			ReadHeaderTimeout: readHeaderTimeout,
 			IdleTimeout:       idleTimeout,
 			MaxHeaderBytes:    maxHeaderBytes,
@@ -501,6 +502,13 @@ func (g *Gateway) expireClients() {
 func (g *Gateway) Close() error {
 	g.closeOnce.Do(func() { g.closeErr = g.stop() })
 	return g.closeErr
+}
+
+// isClosing reports whether Close has begun: /healthz then answers 503.
+func (g *Gateway) isClosing() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.closing
 }
 
 // stop is Close's work.

@@ -1,11 +1,9 @@
 package gateway
 
 import (
-	"net/http"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/peapod-mixnet/peapod/internal/node"
 	"github.com/peapod-mixnet/peapod/internal/wire"
@@ -296,15 +294,4 @@ func (c peerCollector) Collect(ch chan<- prometheus.Metric) {
 	for peer, v := range c.g.peerDrops.Snapshot() {
 		ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(v), peer)
 	}
-}
-
-// metricsHandler serves /metrics and /healthz.
-func metricsHandler(reg *prometheus.Registry) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Write([]byte("{\"status\":\"ok\"}\n"))
-	})
-	return mux
 }

@@ -1,31 +1,20 @@
 package mixnode
 
 import (
-	"encoding/json"
-	"net/http"
-	"time"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/peapod-mixnet/peapod/directory"
 	"github.com/peapod-mixnet/peapod/internal/httpstop"
 	"github.com/peapod-mixnet/peapod/internal/node"
+	"github.com/peapod-mixnet/peapod/internal/promserve"
 	"github.com/peapod-mixnet/peapod/internal/wire"
 )
 
 // HTTP paths of the metrics server.
 const (
-	PathMetrics = "/metrics"
-	PathHealth  = "/healthz"
-)
-
-// Metrics server limits.
-const (
-	metricsReadHeaderTimeout = 5 * time.Second
-	metricsWriteTimeout      = 30 * time.Second
-	metricsShutdownTimeout   = 2 * time.Second
+	PathMetrics = promserve.PathMetrics
+	PathHealth  = promserve.PathHealth
 )
 
 // collector exports a node's Stats as Prometheus metrics. It reads the
@@ -98,26 +87,8 @@ func newRegistry(n *Node) *prometheus.Registry {
 	return reg
 }
 
-// metricsHandler serves PathMetrics and PathHealth.
-func (n *Node) metricsHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET "+PathMetrics, promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET "+PathHealth, func(w http.ResponseWriter, _ *http.Request) {
-		status, body := http.StatusOK, "ok"
-		if n.closing.Load() {
-			status, body = http.StatusServiceUnavailable, "closing"
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		json.NewEncoder(w).Encode(map[string]string{"status": body})
-	})
-	return mux
-}
-
+// newMetricsServer serves PathMetrics and PathHealth (503 once the node
+// is closing).
 func (n *Node) newMetricsServer() *httpstop.Server {
-	return httpstop.Wrap(&http.Server{
-		Handler:           n.metricsHandler(),
-		ReadHeaderTimeout: metricsReadHeaderTimeout,
-		WriteTimeout:      metricsWriteTimeout,
-	})
+	return promserve.NewServer(n.registry, n.closing.Load)
 }

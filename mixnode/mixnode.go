@@ -62,6 +62,7 @@ import (
 	"github.com/peapod-mixnet/peapod/internal/hops"
 	"github.com/peapod-mixnet/peapod/internal/httpstop"
 	"github.com/peapod-mixnet/peapod/internal/node"
+	"github.com/peapod-mixnet/peapod/internal/promserve"
 	"github.com/peapod-mixnet/peapod/internal/wire"
 	"github.com/peapod-mixnet/peapod/sphinx"
 )
@@ -341,7 +342,7 @@ func (n *Node) Close() error {
 		n.work.close()
 		n.cancel()
 		if metricsSrv != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), metricsShutdownTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), promserve.ShutdownTimeout)
 			if err := metricsSrv.Shutdown(ctx); err != nil {
 				metricsSrv.Close()
 			}

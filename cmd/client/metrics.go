@@ -2,28 +2,19 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"strconv"
 	"sync/atomic"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
 	"github.com/peapod-mixnet/peapod/internal/httpstop"
-)
-
-// Limits of the metrics server, as the nodes' (package mixnode).
-const (
-	metricsReadHeaderTimeout = 5 * time.Second
-	metricsWriteTimeout      = 30 * time.Second
-	metricsShutdownTimeout   = 2 * time.Second
+	"github.com/peapod-mixnet/peapod/internal/promserve"
 )
 
 // checkMetricsAddr checks the value of --metrics: empty (no metrics
@@ -61,22 +52,7 @@ func listenMetrics(addr string) (*metricsServer, error) {
 	}
 	m := &metricsServer{registry: prometheus.NewRegistry(), ln: ln}
 	m.registry.MustRegister(collectors.NewGoCollector())
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		status, body := http.StatusOK, "ok"
-		if m.closing.Load() {
-			status, body = http.StatusServiceUnavailable, "closing"
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		json.NewEncoder(w).Encode(map[string]string{"status": body})
-	})
-	m.srv = httpstop.Wrap(&http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: metricsReadHeaderTimeout,
-		WriteTimeout:      metricsWriteTimeout,
-	})
+	m.srv = promserve.NewServer(m.registry, m.closing.Load)
 	return m, nil
 }
 
@@ -102,7 +78,7 @@ func (m *metricsServer) Closing() { m.closing.Store(true) }
 // Close stops the server (the listener too, if Serve never ran).
 func (m *metricsServer) Close() {
 	m.closing.Store(true)
-	ctx, cancel := context.WithTimeout(context.Background(), metricsShutdownTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), promserve.ShutdownTimeout)
 	defer cancel()
 	if err := m.srv.Shutdown(ctx); err != nil {
 		m.srv.Close()
