@@ -550,7 +550,9 @@ func newTapProxy(t testing.TB, target netip.AddrPort) *tapProxy {
 			go func() { defer wg.Done(); io.Copy(in, out); in.Close() }()
 			go func() {
 				defer wg.Done()
-				io.Copy(io.MultiWriter(out, tp), in)
+				// Recorded before it is forwarded: whatever the target
+				// has read, the capture holds.
+				io.Copy(io.MultiWriter(tp, out), in)
 				out.Close()
 			}()
 			t.Cleanup(func() { in.Close(); out.Close() })
