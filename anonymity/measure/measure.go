@@ -8,7 +8,9 @@
 // Each cell starts fresh clients (Config.Clients `client run` processes,
 // spread over the gateways, and a provider with the echo plugin) with the
 // cell's delay and cover flags while the capture runs, waits for them to
-// settle (Config.Warmup), and then:
+// settle (Config.Warmup; in a cell without cover, after every client has
+// sent itself a few messages, which open the links between nodes), and
+// then:
 //
 //   - every client but the first sends real one-packet messages as a
 //     Poisson stream of Config.Rate a second, each to another client or,
