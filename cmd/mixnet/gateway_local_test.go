@@ -3,14 +3,14 @@ package main
 import (
 	"context"
 	"io"
-	"os/exec"
-	"path/filepath"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/peapod-mixnet/peapod/directory"
 	"github.com/peapod-mixnet/peapod/internal/cli"
+	"github.com/peapod-mixnet/peapod/internal/testbuild"
 )
 
 func TestGatewayConfigFileAndFlags(t *testing.T) {
@@ -59,17 +59,23 @@ func TestLocalConfigDefaults(t *testing.T) {
 	}
 }
 
-// buildBinary builds the mixnet command into a temporary folder.
+// built is the mixnet binary the process tests share, built once.
+var built = testbuild.New("peapod-mixnet-test-", testbuild.Target{Out: "mixnet", Pkg: "."})
+
+// TestMain removes the shared binary after the tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	built.Remove()
+	os.Exit(code)
+}
+
+// buildBinary builds the mixnet command once, for every test that runs it.
 func buildBinary(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := filepath.Join(t.TempDir(), "mixnet")
-	if out, err := exec.Command(goTool(t), "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
+	return built.Path(t, "mixnet")
 }
 
 // TestLocalProcess runs `mixnet local`: the whole network registers with
