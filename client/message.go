@@ -38,6 +38,9 @@ const (
 	streamIDSize = 16
 	seqSize      = 8
 	surbSize     = 16 + sphinx.HeaderSize + sphinx.NodeAddressSize + SURBHops*sphinx.PayloadKeySeedSize
+	// repliableHeaderSize is what a repliable message holds before its
+	// SURBs: kind ‖ sender tag ‖ content ‖ SURB count u32 ‖ key rotation u32.
+	repliableHeaderSize = 2 + address.SenderTagSize + 8
 
 	// maxSURBsInMessage bounds the count field of a message we accept.
 	maxSURBsInMessage = 1000
@@ -194,7 +197,7 @@ func plainMessage(p streamPos, data []byte) []byte {
 }
 
 func repliableMessage(tag address.SenderTag, surbs surbBatch, p streamPos, data []byte) ([]byte, error) {
-	out := make([]byte, 0, 2+address.SenderTagSize+8+len(surbs.surbs)*surbSize+streamIDSize+seqSize+len(data))
+	out := make([]byte, 0, repliableHeaderSize+len(surbs.surbs)*surbSize+streamIDSize+seqSize+len(data))
 	out = append(append(append(out, kindRepliable), tag[:]...), contentData)
 	out, err := appendSURBs(out, surbs)
 	if err != nil {
@@ -204,7 +207,7 @@ func repliableMessage(tag address.SenderTag, surbs surbBatch, p streamPos, data 
 }
 
 func surbsMessage(tag address.SenderTag, surbs surbBatch) ([]byte, error) {
-	out := make([]byte, 0, 2+address.SenderTagSize+8+len(surbs.surbs)*surbSize)
+	out := make([]byte, 0, repliableHeaderSize+len(surbs.surbs)*surbSize)
 	out = append(append(append(out, kindRepliable), tag[:]...), contentSURBs)
 	return appendSURBs(out, surbs)
 }

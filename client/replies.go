@@ -46,7 +46,7 @@ const (
 	// the replier gets SURBs as each message completes instead of when
 	// the last fragment of one large message does (200 SURBs are 58
 	// fragments).
-	surbAnswerChunk = (3*FragmentCapacity - (2 + address.SenderTagSize + 8)) / surbSize
+	surbAnswerChunk = (3*FragmentCapacity - repliableHeaderSize) / surbSize
 	// requestRetryMin: a replier asks again no sooner than this after its
 	// last request, so that the retry reaches the sender outside the copy
 	// window of any answer it sent before that request.

@@ -47,9 +47,9 @@ func (r *replyCost) perFragment() float64 {
 	return min(max(r.mean, 1), maxReplyCost)
 }
 
-// need is how many SURBs fragments reply fragments are expected to spend.
-func (r *replyCost) need(fragments int) int {
-	return int(math.Ceil(float64(fragments) * r.perFragment()))
+// need is how many SURBs n reply fragments are expected to spend.
+func (r *replyCost) need(n int) int {
+	return int(math.Ceil(float64(n) * r.perFragment()))
 }
 
 // copies is how many SURBs to send a request for more on: enough that all
