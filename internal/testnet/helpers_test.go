@@ -292,5 +292,6 @@ func TestMain(m *testing.M) {
 	flag.Parse()
 	code := m.Run()
 	RemoveBuilds()
+	loadPlugins.Remove()
 	os.Exit(code)
 }

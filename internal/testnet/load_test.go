@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/peapod-mixnet/peapod/internal/testbuild"
 	"github.com/peapod-mixnet/peapod/internal/testnet/relay"
 )
 
@@ -22,10 +24,29 @@ const (
 	loadWindow = 3
 	// loadMaxProviderRSS bounds the provider's peak RSS under load.
 	loadMaxProviderRSS = 512 << 20
+	// loadWorkers and loadQueue are the provider's --max-concurrent and
+	// --queue, and loadSlow how long a request to the slow service holds a
+	// worker: one slot in loadWindow calls it, so about 50 slow requests
+	// arrive within the first round trip, where the provider has room for
+	// loadWorkers+loadQueue = 20, and it serves loadWorkers/loadSlow = 4 a
+	// second after that.
+	loadWorkers = 4
+	loadQueue   = 16
+	loadSlow    = time.Second
 )
 
+// loadPlugins is the test plugin (plugins/internal/testplugin), whose
+// "sleep:D" requests hold a worker for D: echo and kv answer in well under
+// a millisecond, so the network, not the provider, would set the pace, and
+// whether the provider saturates would be left to chance (a clean clone
+// on a busy 2-core machine loaded it at 12-29 requests a second and it
+// never answered overloaded).
+var loadPlugins = testbuild.New("peapod-testnet-load-",
+	testbuild.Target{Out: "test", Pkg: "../../plugins/internal/testplugin"})
+
 // TestLoad is scenario 8: 50 client processes send to the provider at
-// once, each keeping three requests outstanding, for 20 s (a minute with
+// once, each keeping three requests outstanding (echo, kv and a slow
+// service that holds a worker for a second), for 20 s (a minute with
 // TESTNET_FULL=1). The provider runs with a small queue (16) and four
 // workers, so that it is saturated: it answers "overloaded" to what it
 // cannot queue instead of queueing without bound, every request still gets
@@ -38,7 +59,10 @@ func TestLoad(t *testing.T) {
 	}
 	n := startNet(t, Config{})
 	ctx := ctxFor(t, duration+5*time.Minute)
-	p := startProvider(t, ctx, n, ProviderOptions{Args: []string{"--queue", "16", "--max-concurrent", "4"}})
+	p := startProvider(t, ctx, n, ProviderOptions{
+		Plugins: loadPluginsDir(t, n),
+		Args:    []string{"--queue", fmt.Sprint(loadQueue), "--max-concurrent", fmt.Sprint(loadWorkers)},
+	})
 	w := newWorkload()
 
 	// Start the clients a few at a time.
@@ -93,10 +117,14 @@ func TestLoad(t *testing.T) {
 				for i := 0; time.Now().Before(end); i++ {
 					id := fmt.Sprintf("c%02d-s%d-%05d", ci, slot, i)
 					var e expectation
-					if i%2 == 0 {
+					switch {
+					case slot == loadWindow-1:
+						data := fmt.Appendf(nil, "sleep:%v %s", loadSlow, id)
+						e = expectation{service: "test", data: data, want: data, codes: []string{"overloaded"}}
+					case i%2 == 0:
 						data := []byte("load " + id)
 						e = expectation{service: "echo", data: data, want: data, codes: []string{"overloaded"}}
-					} else {
+					default:
 						e = expectation{service: "kv", data: kvRequest("put", "load/"+id, id), want: []byte(`{"ok":true}`), codes: []string{"overloaded"}}
 					}
 					sent.Store(id, e)
@@ -134,6 +162,38 @@ func TestLoad(t *testing.T) {
 	}
 	for name, rss := range p.ChildPeakRSS() {
 		t.Logf("plugin %s peak RSS %.1f MiB", name, float64(rss)/(1<<20))
+	}
+}
+
+// loadPluginsDir makes a plugins folder holding the network's example
+// plugins and the test plugin.
+func loadPluginsDir(t *testing.T, n *Network) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, name := range []string{"echo", "kvstore"} {
+		src := n.cfg.Bin.Plugin(name)
+		if src == "" {
+			t.Fatalf("the example plugin %s was not built", name)
+		}
+		copyExecutable(t, src, filepath.Join(dir, name))
+	}
+	copyExecutable(t, loadPlugins.Path(t, "test"), filepath.Join(dir, "test"))
+	return dir
+}
+
+// copyExecutable links src to dst, or copies it where a link cannot be made
+// (another file system).
+func copyExecutable(t *testing.T, src, dst string) {
+	t.Helper()
+	if os.Link(src, dst) == nil {
+		return
+	}
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, 0o755); err != nil {
+		t.Fatal(err)
 	}
 }
 

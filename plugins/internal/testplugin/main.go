@@ -18,6 +18,8 @@
 //	                fails with the context's error
 //	deadline        replies with the milliseconds left before its context's
 //	                deadline, or "none"
+//	sleep:D REST    waits for the duration D (time.ParseDuration), or until
+//	                its context ends, and then echoes the whole request
 //	anything else   is echoed
 //
 // Built with -ldflags "-X main.variant=v2" it speaks plugin protocol
@@ -94,6 +96,18 @@ func handle(ctx context.Context, req *handlers.Request) ([]byte, error) {
 			return []byte("none"), nil
 		}
 		return []byte(strconv.FormatInt(time.Until(deadline).Milliseconds(), 10)), nil
+	case strings.HasPrefix(s, "sleep:"):
+		arg, _, _ := strings.Cut(strings.TrimPrefix(s, "sleep:"), " ")
+		d, err := time.ParseDuration(arg)
+		if err != nil {
+			return nil, handlers.Errorf(handlers.CodeBadRequest, "bad duration")
+		}
+		select {
+		case <-time.After(d):
+			return req.Data, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	case strings.HasPrefix(s, "big:"):
 		n, err := strconv.Atoi(strings.TrimPrefix(s, "big:"))
 		if err != nil || n < 0 {
