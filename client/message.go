@@ -47,7 +47,7 @@ const (
 
 	// maxFraming is the most a message adds to its data: a repliable
 	// message with maxSURBsInMessage SURBs.
-	maxFraming = 2 + address.SenderTagSize + 4 + maxSURBsInMessage*surbSize + streamIDSize + seqSize
+	maxFraming = repliableHeaderSize + maxSURBsInMessage*surbSize + streamIDSize + seqSize
 	// maxMessageSize bounds Config.MaxMessageSize far from overflow.
 	maxMessageSize = 1 << 40
 )

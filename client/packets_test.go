@@ -147,6 +147,29 @@ func TestReplyPacketLayout(t *testing.T) {
 	}
 }
 
+// TestMaxFraming: the largest framing a message may carry, a repliable
+// message with maxSURBsInMessage SURBs, is what maxFraming says, so a
+// message of MaxMessageSize data with that many SURBs fits the
+// reassembler's bound (maxFraming once counted the header 4 bytes short).
+func TestMaxFraming(t *testing.T) {
+	s, err := sphinx.NewSURB(rand.Reader, hops(testRoute(t, 4)), sphinx.Destination{}, sphinx.SURBID{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	surbs := make([]*sphinx.SURB, maxSURBsInMessage)
+	for i := range surbs {
+		surbs[i] = s
+	}
+	data := []byte("data")
+	m, err := repliableMessage(address.SenderTag{1}, surbBatch{rotation: 1, surbs: surbs}, streamPos{seq: 1}, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(m) - len(data); got != maxFraming {
+		t.Fatalf("a repliable message with %d SURBs adds %d bytes to its data, maxFraming says %d", maxSURBsInMessage, got, maxFraming)
+	}
+}
+
 func TestMessageRoundTrip(t *testing.T) {
 	route := testRoute(t, 4)
 	var surbs []*sphinx.SURB

@@ -313,16 +313,16 @@ func (p *Pool) Redirect(from, to netip.AddrPort) int {
 		return 0
 	}
 	moved := 0
+drain:
 	for {
 		select {
 		case fb := <-d.queue:
 			if p.enqueueLocked(to, fb) {
 				moved++
 			}
-			continue
 		default:
+			break drain
 		}
-		break
 	}
 	p.redirected.Add(uint64(moved))
 	d.moved = to
