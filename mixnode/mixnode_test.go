@@ -60,7 +60,7 @@ func TestRouteThroughThreeNodes(t *testing.T) {
 		}
 		// Each node has its own registry.
 		body := get(t, n, PathMetrics, http.StatusOK)
-		for _, want := range []string{"packets_received_total 3", "packets_forwarded_total 3", `packets_dropped_total{reason="replay"} 0`, `queue_depth{queue="delay"} 0`} {
+		for _, want := range []string{"peapod_mixnode_packets_received_total 3", "peapod_mixnode_packets_forwarded_total 3", `peapod_mixnode_packets_dropped_total{reason="replay"} 0`, `peapod_mixnode_queue_depth{queue="delay"} 0`} {
 			if !strings.Contains(body, want) {
 				t.Fatalf("layer %d metrics lack %q:\n%s", n.Layer(), want, body)
 			}
@@ -299,7 +299,7 @@ func TestMetricsAndHealth(t *testing.T) {
 	settled(t, n, 1)
 	body := get(t, n, PathMetrics, http.StatusOK)
 	for _, r := range DropReasons {
-		want := fmt.Sprintf("packets_dropped_total{reason=%q} %d", r, map[bool]int{true: 1}[r == DropAuthentication])
+		want := fmt.Sprintf("peapod_mixnode_packets_dropped_total{reason=%q} %d", r, map[bool]int{true: 1}[r == DropAuthentication])
 		if !strings.Contains(body, want) {
 			t.Fatalf("metrics lack %q", want)
 		}

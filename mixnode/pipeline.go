@@ -15,7 +15,7 @@ import (
 )
 
 // DropReason says why the node dropped a packet. It is the reason label of
-// the packets_dropped_total metric.
+// the peapod_mixnode_packets_dropped_total metric.
 type DropReason string
 
 // The reasons a node drops packets.

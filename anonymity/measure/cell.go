@@ -442,13 +442,13 @@ func (r *runner) warmLinks(ctx context.Context, cp *cellProcesses, led *ledger) 
 }
 
 // mixDrops sums, by reason, the packets the mixnodes have dropped so far
-// (their packets_dropped_total metric); a node that does not answer counts
+// (their peapod_mixnode_packets_dropped_total metric); a node that does not answer counts
 // nothing.
 func (r *runner) mixDrops(ctx context.Context) map[string]float64 {
 	out := make(map[string]float64)
 	for _, m := range r.net.Mixnodes() {
 		for _, reason := range mixnode.DropReasons {
-			if v, err := m.Metric(ctx, "packets_dropped_total", "reason", string(reason)); err == nil {
+			if v, err := m.Metric(ctx, "peapod_mixnode_packets_dropped_total", "reason", string(reason)); err == nil {
 				out[string(reason)] += v
 			}
 		}
@@ -490,7 +490,7 @@ func canonicalTopology(t *directory.Topology) (string, error) {
 const quiesceTimeout = time.Minute
 
 // quiesce waits until no mixnode holds a packet (the sum of their
-// queue_depth metrics is 0: a saturated cell can leave seconds of queued
+// peapod_mixnode_queue_depth metrics is 0: a saturated cell can leave seconds of queued
 // packets, which would be cover for the next cell), or quiesceTimeout.
 // The metrics signal nothing, so it polls them.
 func (r *runner) quiesce(ctx context.Context) {
@@ -498,7 +498,7 @@ func (r *runner) quiesce(ctx context.Context) {
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		var inside float64
 		for _, m := range r.net.Mixnodes() {
-			if v, err := m.Metric(ctx, "queue_depth"); err == nil {
+			if v, err := m.Metric(ctx, "peapod_mixnode_queue_depth"); err == nil {
 				inside += v
 			}
 		}

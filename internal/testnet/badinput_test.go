@@ -143,7 +143,7 @@ func TestBadInput(t *testing.T) {
 		writeAs(t, n, mix, garbageFrames())
 		err := pollUntil(ctx, 50*time.Millisecond, func() (bool, error) {
 			after := closedByReason(t, ctx, mix)
-			auth, err := mix.Metric(ctx, "packets_dropped_total", "reason", "authentication")
+			auth, err := mix.Metric(ctx, "peapod_mixnode_packets_dropped_total", "reason", "authentication")
 			return after["malformed"] >= before["malformed"]+4 && after["truncated"] >= before["truncated"]+1 &&
 				after["handshake_failed"] >= before["handshake_failed"]+1 &&
 				auth >= float64(len(sphinx.PacketSizes)), err
@@ -505,7 +505,7 @@ func closedByReason(t *testing.T, ctx context.Context, node *Node) map[string]fl
 	t.Helper()
 	out := make(map[string]float64)
 	for _, r := range []string{"malformed", "truncated", "frame_timeout", "idle_timeout", "handshake_failed"} {
-		v, err := node.Metric(ctx, "inbound_connections_closed_total", "reason", r)
+		v, err := node.Metric(ctx, "peapod_mixnode_inbound_connections_closed_total", "reason", r)
 		if err != nil {
 			t.Fatal(err)
 		}

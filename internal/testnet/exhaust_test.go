@@ -53,7 +53,7 @@ func TestIdleConnectionFlood(t *testing.T) {
 	var wg sync.WaitGroup
 	defer func() { stopFlood(); wg.Wait() }()
 	var floods []*socketFlood
-	evicted := func() float64 { return metricSum(t, ctx, l1, "inbound_connections_refused_total", "reason", "evicted") }
+	evicted := func() float64 { return metricSum(t, ctx, l1, "peapod_mixnode_inbound_connections_refused_total", "reason", "evicted") }
 	before := evicted()
 	for _, nd := range l1 {
 		for _, f := range []*socketFlood{
@@ -101,7 +101,7 @@ func TestIdleConnectionFlood(t *testing.T) {
 	}
 	send(numbered("during", 0, 10)...)
 	for _, nd := range l1 {
-		if got := metricOf(t, ctx, nd, "inbound_handshakes"); got > float64(wire.DefaultMaxHandshakes) {
+		if got := metricOf(t, ctx, nd, "peapod_mixnode_inbound_handshakes"); got > float64(wire.DefaultMaxHandshakes) {
 			t.Errorf("%s holds %v connections in their handshake, more than its bound", nd.Name(), got)
 		}
 	}
@@ -289,5 +289,5 @@ func mixPrefix(nd *Node) string {
 	if nd.Layer == 0 {
 		return "peapod_gateway_mix_"
 	}
-	return ""
+	return "peapod_mixnode_"
 }

@@ -58,7 +58,7 @@ func delayQueueFlood() floodAttack {
 		},
 		rate: 100,
 		hold: func(ctx context.Context, nd *Node) (bool, error) {
-			v, err := nd.Metric(ctx, "queue_depth", "queue", "delay")
+			v, err := nd.Metric(ctx, "peapod_mixnode_queue_depth", "queue", "delay")
 			return v >= queue*3/4, err
 		},
 	}
@@ -249,15 +249,15 @@ func TestDelayQueueFlood(t *testing.T) {
 
 	// While the flood still runs: what the layer-1 nodes did with it.
 	for _, nd := range r.targets {
-		if got := metricOf(t, ctx, nd, "max_delay_seconds"); got != wantBound.Seconds() {
+		if got := metricOf(t, ctx, nd, "peapod_mixnode_max_delay_seconds"); got != wantBound.Seconds() {
 			t.Errorf("%s honours delays up to %vs, want %v (20 times the advertised mean)", nd.Name(), got, wantBound)
 		}
-		if got := metricOf(t, ctx, nd, "delays_clamped_total"); got == 0 {
+		if got := metricOf(t, ctx, nd, "peapod_mixnode_delays_clamped_total"); got == 0 {
 			t.Errorf("%s clamped no delay", nd.Name())
 		}
-		checkPeerDrops(t, ctx, nd, "peer_packets_dropped_total", r.attack.flooder(r.n), r.n.Gateway(0))
-		evicted := metricOf(t, ctx, nd, "packets_dropped_total", "reason", "delay_evicted")
-		refused := metricOf(t, ctx, nd, "packets_dropped_total", "reason", "delay_queue_full")
+		checkPeerDrops(t, ctx, nd, "peapod_mixnode_peer_packets_dropped_total", r.attack.flooder(r.n), r.n.Gateway(0))
+		evicted := metricOf(t, ctx, nd, "peapod_mixnode_packets_dropped_total", "reason", "delay_evicted")
+		refused := metricOf(t, ctx, nd, "peapod_mixnode_packets_dropped_total", "reason", "delay_queue_full")
 		t.Logf("%s: %v flood packets evicted, %v refused", nd.Name(), evicted, refused)
 	}
 	if err := stop(); err != nil {

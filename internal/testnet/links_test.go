@@ -109,7 +109,7 @@ func TestOnPathAttacker(t *testing.T) {
 			t.Fatal("no frame crossed layer 2's first node")
 		}
 		l2[0].Relay.SetTap(nil)
-		replays := metricSum(t, ctx, l2, "packets_dropped_total", "reason", "replay")
+		replays := metricSum(t, ctx, l2, "peapod_mixnode_packets_dropped_total", "reason", "replay")
 
 		var last []byte // the Noise message written before, for the replay
 		for _, attack := range []struct {
@@ -146,7 +146,7 @@ func TestOnPathAttacker(t *testing.T) {
 				t.Errorf("%s: no layer-2 node closed the link it came on (tampered with: %v): %v", attack.name, fired.Load(), err)
 			}
 		}
-		if got := metricSum(t, ctx, l2, "packets_dropped_total", "reason", "replay"); got != replays {
+		if got := metricSum(t, ctx, l2, "peapod_mixnode_packets_dropped_total", "reason", "replay"); got != replays {
 			t.Errorf("layer 2 counted %v replayed packets during the injections, want none: an injected packet was processed", got-replays)
 		}
 	})
@@ -154,9 +154,9 @@ func TestOnPathAttacker(t *testing.T) {
 	t.Run("impersonate", func(t *testing.T) {
 		victim, target := n.Mixnode(1, 0), l2[0]
 		failed := func() float64 {
-			return metricOf(t, ctx, target, "inbound_connections_closed_total", "reason", "handshake_failed")
+			return metricOf(t, ctx, target, "peapod_mixnode_inbound_connections_closed_total", "reason", "handshake_failed")
 		}
-		refusedKey := func() float64 { return metricOf(t, ctx, target, "inbound_connections_refused_total", "reason", "key") }
+		refusedKey := func() float64 { return metricOf(t, ctx, target, "peapod_mixnode_inbound_connections_refused_total", "reason", "key") }
 
 		// The victim's public key with another private key.
 		before := failed()
@@ -227,8 +227,8 @@ func expectRefused(t testing.TB, to *Node, key wire.StaticKey) {
 // linkClosures is how many links the nodes closed because a Noise message
 // failed authentication or a frame was malformed.
 func linkClosures(t testing.TB, ctx context.Context, nodes []*Node) float64 {
-	return metricSum(t, ctx, nodes, "inbound_connections_closed_total", "reason", "auth_failed") +
-		metricSum(t, ctx, nodes, "inbound_connections_closed_total", "reason", "malformed")
+	return metricSum(t, ctx, nodes, "peapod_mixnode_inbound_connections_closed_total", "reason", "auth_failed") +
+		metricSum(t, ctx, nodes, "peapod_mixnode_inbound_connections_closed_total", "reason", "malformed")
 }
 
 // metricSum sums a metric over nodes.

@@ -41,7 +41,7 @@ func TestMixnodeKilled(t *testing.T) {
 	if err := sendAll(ctx, epA, b.Address(), ab[:killAt], 10*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	before, err := survivor.Metric(ctx, "packets_forwarded_total")
+	before, err := survivor.Metric(ctx, "peapod_mixnode_packets_forwarded_total")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestMixnodeKilled(t *testing.T) {
 	checkSequence(t, inB.messages(), ab)
 	checkSequence(t, inA.messages(), ba)
 
-	after, err := survivor.Metric(ctx, "packets_forwarded_total")
+	after, err := survivor.Metric(ctx, "peapod_mixnode_packets_forwarded_total")
 	if err != nil {
 		t.Fatal(err)
 	}

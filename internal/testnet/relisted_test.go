@@ -93,7 +93,7 @@ func restartAfterBackoff(tb testing.TB, ctx context.Context, n *Network) backAtO
 	tb.Helper()
 	up, mix := n.Mixnode(1, 0), n.Mixnode(2, 0)
 	listed := func() bool { return listedKeys(tb, ctx, n, mix.Identity()) != nil }
-	failed0 := metricOf(tb, ctx, up, "outbound_dial_failures_total")
+	failed0 := metricOf(tb, ctx, up, "peapod_mixnode_outbound_dial_failures_total")
 	stopped := time.Now()
 	if err := mix.Stop(); err != nil {
 		tb.Fatalf("%s did not stop cleanly: %v", mix.Name(), err)
@@ -107,7 +107,7 @@ func restartAfterBackoff(tb testing.TB, ctx context.Context, n *Network) backAtO
 	var lastBelow time.Time
 	if err := pollUntil(ctx, 100*time.Millisecond, func() (bool, error) {
 		began := time.Now()
-		if metricOf(tb, ctx, up, "outbound_dial_failures_total")-failed0 >= backoffFailures {
+		if metricOf(tb, ctx, up, "peapod_mixnode_outbound_dial_failures_total")-failed0 >= backoffFailures {
 			return true, nil
 		}
 		lastBelow = began
@@ -119,7 +119,7 @@ func restartAfterBackoff(tb testing.TB, ctx context.Context, n *Network) backAtO
 		lastBelow.Sub(stopped).Round(time.Millisecond))
 	// Without news of the node, the next attempt comes no sooner than this.
 	r := backAtOnce{nextAttempt: lastBelow.Add(backoffFloor)}
-	retried0 := metricOf(tb, ctx, up, "outbound_retries_total")
+	retried0 := metricOf(tb, ctx, up, "peapod_mixnode_outbound_retries_total")
 
 	if err := mix.Start(ctx); err != nil {
 		tb.Fatal(err)
@@ -129,12 +129,12 @@ func restartAfterBackoff(tb testing.TB, ctx context.Context, n *Network) backAtO
 	}
 	r.relisted = time.Now()
 	if err := pollUntil(ctx, 20*time.Millisecond, func() (bool, error) {
-		return metricOf(tb, ctx, mix, "packets_forwarded_total") > 0, nil
+		return metricOf(tb, ctx, mix, "peapod_mixnode_packets_forwarded_total") > 0, nil
 	}); err != nil {
 		tb.Fatalf("%s forwarded nothing after its restart: %v", mix.Name(), err)
 	}
 	r.forwarded = time.Now()
-	r.retries = metricOf(tb, ctx, up, "outbound_retries_total") - retried0
+	r.retries = metricOf(tb, ctx, up, "peapod_mixnode_outbound_retries_total") - retried0
 	tb.Logf("%s listed again %v after it stopped; first packet forwarded %v after that (the backoff allowed the next attempt %v after the listing at the soonest)",
 		mix.Name(), r.relisted.Sub(stopped).Round(time.Millisecond), r.sinceListed().Round(time.Millisecond),
 		r.backoffLeft().Round(time.Millisecond))

@@ -204,14 +204,14 @@ func TestReplayFilterAcrossRotations(t *testing.T) {
 	// as a replay, or refused for its key.
 	var replays, expired float64
 	err = pollUntil(ctx, 50*time.Millisecond, func() (bool, error) {
-		final, err := target.Metric(ctx, "packets_dropped_total", "reason", "final_hop")
+		final, err := target.Metric(ctx, "peapod_mixnode_packets_dropped_total", "reason", "final_hop")
 		if err != nil {
 			return false, err
 		}
-		if replays, err = target.Metric(ctx, "packets_dropped_total", "reason", "replay"); err != nil {
+		if replays, err = target.Metric(ctx, "peapod_mixnode_packets_dropped_total", "reason", "replay"); err != nil {
 			return false, err
 		}
-		if expired, err = target.Metric(ctx, "packets_dropped_total", "reason", "expired_key"); err != nil {
+		if expired, err = target.Metric(ctx, "peapod_mixnode_packets_dropped_total", "reason", "expired_key"); err != nil {
 			return false, err
 		}
 		return int(final+replays+expired) == sent, fmt.Errorf("%v peeled, %v replays, %v expired of %d", final, replays, expired, sent)

@@ -195,7 +195,7 @@ func TestReplayedPacket(t *testing.T) {
 	for node, frame := range captured {
 		var before float64
 		var err error
-		metric, labels := "packets_dropped_total", []string{"reason", "replay"}
+		metric, labels := "peapod_mixnode_packets_dropped_total", []string{"reason", "replay"}
 		if node.Role == "gateway" {
 			metric = "peapod_gateway_dropped_total"
 		}
@@ -527,7 +527,7 @@ func TestReplayAfterRestart(t *testing.T) {
 		sum := 0.0
 		for _, m := range n.Mixnodes() {
 			if m.Layer == 2 {
-				sum += metric(m, "packets_dropped_total", "reason", "replay")
+				sum += metric(m, "peapod_mixnode_packets_dropped_total", "reason", "replay")
 			}
 		}
 		return sum
@@ -544,12 +544,12 @@ func TestReplayAfterRestart(t *testing.T) {
 		writeAs(t, n, node, frame)
 		pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		err := pollUntil(pctx, 20*time.Millisecond, func() (bool, error) {
-			return metric(node, "packets_dropped_total", "reason", "replay") > 0, nil
+			return metric(node, "peapod_mixnode_packets_dropped_total", "reason", "replay") > 0, nil
 		})
 		cancel()
 		if err != nil {
 			t.Errorf("%s, restarted, did not drop a packet it had processed before as a replay (forwarded %v since the restart): %v",
-				node.Name(), metric(node, "packets_forwarded_total"), err)
+				node.Name(), metric(node, "peapod_mixnode_packets_forwarded_total"), err)
 		}
 	}
 	// Each restarted node dropped its replay itself: none reached layer 2.
