@@ -53,7 +53,9 @@ func TestIdleConnectionFlood(t *testing.T) {
 	var wg sync.WaitGroup
 	defer func() { stopFlood(); wg.Wait() }()
 	var floods []*socketFlood
-	evicted := func() float64 { return metricSum(t, ctx, l1, "peapod_mixnode_inbound_connections_refused_total", "reason", "evicted") }
+	evicted := func() float64 {
+		return metricSum(t, ctx, l1, "peapod_mixnode_inbound_connections_refused_total", "reason", "evicted")
+	}
 	before := evicted()
 	for _, nd := range l1 {
 		for _, f := range []*socketFlood{

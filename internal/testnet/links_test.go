@@ -156,7 +156,9 @@ func TestOnPathAttacker(t *testing.T) {
 		failed := func() float64 {
 			return metricOf(t, ctx, target, "peapod_mixnode_inbound_connections_closed_total", "reason", "handshake_failed")
 		}
-		refusedKey := func() float64 { return metricOf(t, ctx, target, "peapod_mixnode_inbound_connections_refused_total", "reason", "key") }
+		refusedKey := func() float64 {
+			return metricOf(t, ctx, target, "peapod_mixnode_inbound_connections_refused_total", "reason", "key")
+		}
 
 		// The victim's public key with another private key.
 		before := failed()
