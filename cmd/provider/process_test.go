@@ -367,6 +367,19 @@ func TestProviderProcess(t *testing.T) {
 		t.Errorf("call of a missing service: status %d, stderr %q", code, stderr)
 	}
 
+	// A request over the provider's published limit (the example file's
+	// 262144 bytes) is refused by the client before it is sent, with what
+	// fits, rather than resent until --timeout.
+	big := filepath.Join(t.TempDir(), "big")
+	if err := os.WriteFile(big, bytes.Repeat([]byte("x"), 300<<10), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code = runClient(t, bin, "call", "--provider", p.endpoint, "--no-delay", "--no-cover", "echo", "@"+big)
+	if code != 1 || !strings.Contains(stderr, "client call: a request of 307200 bytes of data") ||
+		!strings.Contains(stderr, "over the provider's limit of 262144 bytes") || !strings.Contains(stderr, "not sent") {
+		t.Errorf("call with data over the limit: status %d, stderr %q", code, stderr)
+	}
+
 	_, stderr, code = runClient(t, bin, "kv", "--provider", p.endpoint, "--no-delay", "--no-cover", "get", "missing")
 	if code != 1 || !strings.Contains(stderr, "not_found") {
 		t.Errorf("kv get of a missing key: status %d, stderr %q", code, stderr)

@@ -21,10 +21,6 @@ import (
 // gets, lists and deletes a key through the mixnet.
 func testBrowser(t *testing.T, ctx context.Context, e *sdkEnv, n *Network, providerURL string) {
 	tab := browsertest.Tab(t, ctx)
-	help, _ := exec.CommandContext(ctx, n.cfg.Bin.Client, "run", "-h").CombinedOutput()
-	if !strings.Contains(string(help), "allow-origin") {
-		t.Skip("client run has no --allow-origin yet (the experience issue adds it); a web page cannot connect without it")
-	}
 
 	// The page's static server prints its URL first.
 	srv := exec.CommandContext(ctx, e.node, "example/serve.mjs", "0")
