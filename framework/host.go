@@ -181,7 +181,7 @@ func New(cfg Config) (*Host, error) {
 		cc := cfg.Client
 		cc.DataDir = filepath.Join(cfg.DataDir, clientDir)
 		cc.DirectoryURL = cfg.DirectoryURL
-		cc.Logger = cfg.Logger.With().Str("component", "client").Logger()
+		cc.Logger = cfg.Logger // the client names its component itself
 		t, err := NewClientTransport(ClientTransportConfig{Client: cc, Logger: cfg.Logger.With().Str("component", "transport").Logger()})
 		if err != nil {
 			return nil, err

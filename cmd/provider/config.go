@@ -165,11 +165,11 @@ func (c *fileConfig) check() error {
 }
 
 // networkLogger returns the logger of the embedded network: log's lines,
-// marked as the network's, from the level of [network] log_level (checked)
+// marked "network":"embedded" (each node names its own component), from the level of [network] log_level (checked)
 // or log's own level, whichever is higher.
 func (c *fileConfig) networkLogger(log zerolog.Logger) zerolog.Logger {
 	lvl, _ := zerolog.ParseLevel(c.Network.LogLevel)
-	return log.With().Str("component", "network").Logger().Level(max(lvl, log.GetLevel()))
+	return log.With().Str("network", "embedded").Logger().Level(max(lvl, log.GetLevel()))
 }
 
 // embedded reports whether the provider starts its own network.

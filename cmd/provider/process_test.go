@@ -393,8 +393,17 @@ func TestProviderProcess(t *testing.T) {
 	// The embedded network logs at warn: its nodes' start-up and their
 	// clients' comings and goings do not bury the provider's lines.
 	for _, line := range strings.Split(p.stderr.String(), "\n") {
-		if strings.Contains(line, `"component":"network"`) && strings.Contains(line, `"level":"info"`) {
+		if strings.Contains(line, `"network":"embedded"`) && strings.Contains(line, `"level":"info"`) {
 			t.Errorf("an info line of the embedded network: %s", line)
+			break
+		}
+	}
+	// Each log line is a JSON object with each key once (a key twice, as
+	// "component" was on the embedded network's and the host's client's
+	// lines, is read differently by different log tools).
+	for _, line := range strings.Split(strings.TrimSpace(p.stderr.String()), "\n") {
+		if key := repeatedKey(line); key != "" {
+			t.Errorf("a log line with %q twice: %s", key, line)
 			break
 		}
 	}
@@ -415,6 +424,35 @@ func TestProviderProcess(t *testing.T) {
 		t.Fatalf("after a restart: address %s (was %s), key %s (was %s)", p2.address, p.address, p2.key, p.key)
 	}
 	request(t, bin, p2, "hi there\n", "kv", "get", "greeting")
+}
+
+// repeatedKey returns a key that the JSON object line holds twice at its
+// top level, "" when none does, and "(not a JSON object)" when line is
+// not one.
+func repeatedKey(line string) string {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal([]byte(line), &fields) != nil {
+		return "(not a JSON object)"
+	}
+	dec := json.NewDecoder(strings.NewReader(line))
+	seen := map[string]bool{}
+	dec.Token() // {
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return "(not a JSON object)"
+		}
+		key, _ := tok.(string)
+		if seen[key] {
+			return key
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if dec.Decode(&skip) != nil {
+			return "(not a JSON object)"
+		}
+	}
+	return ""
 }
 
 // TestProviderSecondSignal: while a request hangs in a plugin and the
