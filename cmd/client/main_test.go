@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"flag"
 	"io"
 	"os"
 	"path/filepath"
@@ -27,13 +26,6 @@ func writeFile(t *testing.T, content string) string {
 		t.Fatal(err)
 	}
 	return path
-}
-
-func bindRun(fs *flag.FlagSet, c *clientFile) {
-	bindCommon(fs, c)
-	bindTuning(fs, c)
-	fs.StringVar(&c.WebSocket.Listen, "ws", c.WebSocket.Listen, "")
-	cli.StringsVar(fs, &c.WebSocket.AllowOrigin, "allow-origin", "")
 }
 
 func TestConfigFileAndFlags(t *testing.T) {

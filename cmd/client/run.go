@@ -12,6 +12,17 @@ import (
 	"github.com/peapod-mixnet/peapod/internal/cli"
 )
 
+// bindRun binds the flags of `client run` to c.
+func bindRun(fs *flag.FlagSet, c *clientFile) {
+	bindCommon(fs, c)
+	bindTuning(fs, c)
+	fs.StringVar(&c.Client.Gateway, "gateway", c.Client.Gateway, "base58 `identity` of the gateway to register with on first start")
+	fs.StringVar(&c.WebSocket.Listen, "ws", c.WebSocket.Listen, "`ip:port` of the WebSocket API")
+	fs.StringVar(&c.Client.Metrics, "metrics", c.Client.Metrics, "`ip:port` of the /metrics and /healthz server (default: none)")
+	cli.StringsVar(fs, &c.WebSocket.AllowOrigin, "allow-origin", "let web pages of this `origin` (e.g. http://localhost:5173) connect to the API; "+
+		"repeatable. Pages of other origins are refused, so that a web site cannot drive your client")
+}
+
 // runRun is `client run`: it runs the client and serves Nym's native
 // WebSocket API on --ws until SIGINT or SIGTERM. Once the client is
 // connected it prints its address on stdout. It shuts down in order: the
@@ -20,15 +31,7 @@ import (
 func runRun(args []string, stdout, stderr io.Writer) int {
 	cfg := defaultClientFile("info")
 	cmd := command("run", stdout, stderr)
-	p, log, status, ok := setup(cmd, args, &cfg, func(fs *flag.FlagSet, c *clientFile) {
-		bindCommon(fs, c)
-		bindTuning(fs, c)
-		fs.StringVar(&c.Client.Gateway, "gateway", c.Client.Gateway, "base58 `identity` of the gateway to register with on first start")
-		fs.StringVar(&c.WebSocket.Listen, "ws", c.WebSocket.Listen, "`ip:port` of the WebSocket API")
-		fs.StringVar(&c.Client.Metrics, "metrics", c.Client.Metrics, "`ip:port` of the /metrics and /healthz server (default: none)")
-		cli.StringsVar(fs, &c.WebSocket.AllowOrigin, "allow-origin", "let web pages of this `origin` (e.g. http://localhost:5173) connect to the API; "+
-			"repeatable. Pages of other origins are refused, so that a web site cannot drive your client")
-	})
+	p, log, status, ok := setup(cmd, args, &cfg, bindRun)
 	if !ok {
 		return status
 	}
