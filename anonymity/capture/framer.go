@@ -21,6 +21,9 @@ type Framer struct {
 	// up to v (-1: none), for v up to len(best)-1, and from[v] the size
 	// index used last; built on first use.
 	best, from []int
+	// alone is the framer of packets written one to a write (each size as
+	// it shows alone, no overhead to take off); built on first use.
+	alone *Framer
 }
 
 // MaxPacketSize bounds the packet sizes LearnSizes takes: a longer segment
@@ -101,14 +104,19 @@ func sumOf(n int, sizes []int, k int) bool {
 }
 
 // maxWrites bounds the writes split looks for in one run of bytes on a
-// link with a per-write overhead.
+// link with a per-write overhead, when writes may carry several packets;
+// past it, a run is taken only for packets written one to a write.
 const maxWrites = 16
 
 // split returns how many packets of each size (indexed like Sizes) add up
 // to n, with as many data packets as can be (but at most maxCoalesced small
 // ones to a data packet), or nil when none do. With an overhead, n is
-// taken for the fewest writes that can carry such packets, one overhead
-// each.
+// taken for the fewest writes, up to maxWrites, that can carry such
+// packets, one overhead each; failing that, for packets written one to a
+// write, however many (an idle sender's burst: on loopback one 64 KiB
+// segment holds 26 data packets written alone). A run of many writes that
+// each carry several packets is not looked for: lengths alone fit it too
+// easily to a part of a burst that TCP cut.
 func (f *Framer) split(n int) []int {
 	if f.Overhead == 0 {
 		return f.splitPackets(n)
@@ -124,7 +132,10 @@ func (f *Framer) split(n int) []int {
 			}
 		}
 	}
-	return nil
+	if f.alone == nil {
+		f.alone = &Framer{Sizes: f.Sizes}
+	}
+	return f.alone.splitPackets(n)
 }
 
 // splitPackets is split of n bytes of packets, without the overheads.

@@ -110,6 +110,35 @@ func TestFramerBurst(t *testing.T) {
 	}
 }
 
+// A burst of more than 16 writes on a Noise link, each one data packet
+// with its own overhead, cut by TCP into a 32 KiB segment and the rest:
+// the framer counts every packet (it once looked for at most 16 writes in
+// a run, and gave such a burst up as unframed, with the packets after it
+// until its pending bytes passed maxPending).
+func TestFramerBurstOfManyWrites(t *testing.T) {
+	const o, ack, data = 24, 390, 2417
+	f := &Framer{Sizes: []int{ack + o, data + o}, Overhead: o}
+	var s stream
+	total := 20 * (data + o)
+	if c, u := f.feed(&s, 32768); c != nil || u != 0 {
+		t.Fatalf("first part: %v, %d unframed; want it kept", c, u)
+	}
+	if c, u := f.feed(&s, total-32768); !slices.Equal(c, []int{0, 20}) || u != 0 {
+		t.Errorf("20 writes of a data packet: %v, %d unframed; want [0 20], 0", c, u)
+	}
+	if c, u := f.feed(&s, data+o); !slices.Equal(c, []int{0, 1}) || u != 0 {
+		t.Errorf("the packet after the burst: %v, %d unframed; want [0 1], 0", c, u)
+	}
+	// 12 data packets and 8 acks, each written alone, cut at 16 KiB.
+	total = 12*(data+o) + 8*(ack+o)
+	if c, u := f.feed(&s, 16384); c != nil || u != 0 {
+		t.Fatalf("first part of the mixed burst: %v, %d unframed; want it kept", c, u)
+	}
+	if c, u := f.feed(&s, total-16384); !slices.Equal(c, []int{8, 12}) || u != 0 {
+		t.Errorf("12 data packets and 8 acks written alone: %v, %d unframed; want [8 12], 0", c, u)
+	}
+}
+
 // Small frames whose sizes can add up to anything (acks of 27 and 49
 // bytes) written in a long run are not taken for a data packet.
 func TestFramerRunOfSmallFrames(t *testing.T) {
