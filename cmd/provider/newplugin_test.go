@@ -85,7 +85,10 @@ func TestNewPlugin(t *testing.T) {
 	plugins := t.TempDir()
 	goIn(t, dir, "build", "-o", filepath.Join(plugins, "hello"), ".")
 	p := startProvider(t, bin, t.TempDir(), "--plugins", plugins)
-	if !strings.Contains(p.banner, "services  hello\n") {
+	// The banner suggests the service it runs, through client call, and
+	// no example service it does not run.
+	if !strings.Contains(p.banner, "services  hello\n") || !strings.Contains(p.banner, "call --provider "+p.endpoint+" hello DATA\n") ||
+		!strings.Contains(p.banner, "--provider-key "+p.key+" hello DATA\n") || strings.Contains(p.banner, " echo ") || strings.Contains(p.banner, " kv ") {
 		t.Errorf("banner:\n%s", p.banner)
 	}
 	request(t, bin, p, "hello, world", "call", "hello", "world")

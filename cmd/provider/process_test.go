@@ -140,6 +140,22 @@ func TestProviderPluginFailsAtStart(t *testing.T) {
 	}
 }
 
+// TestProviderNoPlugins: with an empty plugins folder the provider runs,
+// and its banner says there is nothing to try and how to add plugins,
+// rather than suggesting a command that cannot work.
+func TestProviderNoPlugins(t *testing.T) {
+	bin := binaries(t)
+	p := startProvider(t, bin, t.TempDir(), "--plugins", t.TempDir())
+	for _, want := range []string{"  plugins   (none found)\n", "  services  (none)\n", "Nothing to try yet: put plugin executables in the plugins folder"} {
+		if !strings.Contains(p.banner, want) {
+			t.Errorf("the banner does not say %q:\n%s", want, p.banner)
+		}
+	}
+	if strings.Contains(p.banner, "Try it") || strings.Contains(p.banner, "--provider ") {
+		t.Errorf("the banner suggests a request to a provider without services:\n%s", p.banner)
+	}
+}
+
 // httpGet returns the body of a 200 answer to GET url.
 func httpGet(t *testing.T, url string) string {
 	t.Helper()
