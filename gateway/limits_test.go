@@ -68,6 +68,17 @@ func (c *testClient) registerFrom(t *testing.T, g *Gateway, src string) error {
 	return nil
 }
 
+// registeredFrom registers a new client with g from src, and disconnects it.
+func registeredFrom(t *testing.T, g *Gateway, src string) *testClient {
+	t.Helper()
+	c := newTestClient()
+	if err := c.registerFrom(t, g, src); err != nil {
+		t.Fatal(err)
+	}
+	c.disconnect()
+	return c
+}
+
 // scrape returns g's /metrics page, read over HTTP.
 func scrape(t *testing.T, g *Gateway) string {
 	t.Helper()
@@ -180,13 +191,8 @@ func TestRegistrationLimits(t *testing.T) {
 	cfg.MaxClientsPerSource = 2
 	g := startGateway(t, cfg)
 
-	a, b := newTestClient(), newTestClient()
-	for _, c := range []*testClient{a, b} {
-		if err := c.registerFrom(t, g, "127.0.0.1"); err != nil {
-			t.Fatal(err)
-		}
-		c.disconnect()
-	}
+	a := registeredFrom(t, g, "127.0.0.1")
+	registeredFrom(t, g, "127.0.0.1")
 	err := newTestClient().registerFrom(t, g, "127.0.0.1")
 	if !errors.Is(err, gwproto.ErrRefused) || !strings.Contains(err.Error(), "your address") || !strings.Contains(err.Error(), "limit of 2") {
 		t.Fatalf("third registration from one address: %v; want ErrRefused naming the per-source limit", err)
@@ -232,6 +238,48 @@ func TestRegistrationLimits(t *testing.T) {
 	}
 	if err := newTestClient().registerFrom(t, g, "127.0.0.3"); err != nil {
 		t.Fatalf("after a restart with a higher total: %v", err)
+	}
+}
+
+// A registered client that registers again from another address stays
+// counted against the address it first registered from, after a restart
+// too: moving it would let an attacker with two addresses empty the count
+// of one by registering its identities again from the other, and register
+// as many again.
+func TestReregistrationKeepsItsSource(t *testing.T) {
+	cfg := testConfig(t, t.TempDir(), nil, nil)
+	cfg.MaxClientsPerSource = 2
+	g := startGateway(t, cfg)
+	a := registeredFrom(t, g, "127.0.0.1")
+	registeredFrom(t, g, "127.0.0.1")
+	if err := a.registerFrom(t, g, "127.0.0.2"); err != nil {
+		t.Fatalf("a registered client registering again from another address: %v", err)
+	}
+	a.disconnect()
+	refusedAt := func(src string) {
+		t.Helper()
+		err := newTestClient().registerFrom(t, g, src)
+		if !errors.Is(err, gwproto.ErrRefused) || !strings.Contains(err.Error(), "your address") {
+			t.Fatalf("a third new client from %s: %v; want ErrRefused naming the per-source limit", src, err)
+		}
+	}
+	refusedAt("127.0.0.1")
+	// 127.0.0.2 has registered none of its own yet: two fit.
+	for range 2 {
+		if err := newTestClient().registerFrom(t, g, "127.0.0.2"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refusedAt("127.0.0.2")
+
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	g = startGateway(t, cfg)
+	refusedAt("127.0.0.1")
+	refusedAt("127.0.0.2")
+	if s := g.Stats(); s.RegisteredClients != 4 {
+		t.Fatalf("%d clients registered, want 4", s.RegisteredClients)
 	}
 }
 

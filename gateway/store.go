@@ -318,26 +318,35 @@ func decodeClientRecord(v []byte) (key [gwproto.KeySize]byte, ts int64, src sour
 }
 
 // reserve lists a new client as registered from src, within the limits, or
-// says why not. A client registered already is listed again from src
-// whatever the limits: it adds no client. It returns an undo for a
-// registration that then fails to commit.
-func (s *store) reserve(client clientID, src source) (undo func(), err error) {
+// says why not, and returns the source to record for client. A client
+// registered already registers again (new keys) whatever the limits: it
+// adds no client, and it stays counted against the source it first
+// registered from (an unknown one is replaced by src). Were it moved to
+// src, an attacker with two addresses could move its registrations from
+// one to the other and register as many again from the first, without end
+// but the total. reserve also returns an undo for a registration that then
+// fails to commit.
+func (s *store) reserve(client clientID, src source) (recorded source, undo func(), err error) {
 	s.regMu.Lock()
 	defer s.regMu.Unlock()
 	old, known := s.registered[client]
-	if !known {
+	if known {
+		if old.known() {
+			return old, func() {}, nil
+		}
+	} else {
 		lim := s.limits
 		switch {
 		case lim.total > 0 && len(s.registered) >= lim.total:
-			return nil, &refusedError{RefusedRegistrations, fmt.Sprintf(
+			return source{}, nil, &refusedError{RefusedRegistrations, fmt.Sprintf(
 				"gateway: this gateway has as many clients as it takes (limit of %d); try another gateway", lim.total)}
 		case lim.perSource > 0 && src.known() && s.perSource[src] >= lim.perSource:
-			return nil, &refusedError{RefusedRegistrationsPerSource, fmt.Sprintf(
+			return source{}, nil, &refusedError{RefusedRegistrationsPerSource, fmt.Sprintf(
 				"gateway: too many clients registered from your address (limit of %d)", lim.perSource)}
 		}
 	}
 	s.addClientLocked(client, src)
-	return func() {
+	return src, func() {
 		s.regMu.Lock()
 		defer s.regMu.Unlock()
 		if s.registered[client] != src {
@@ -364,7 +373,7 @@ func (r registry) Register(client ed25519.PublicKey, key [gwproto.KeySize]byte, 
 	if err != nil {
 		return err
 	}
-	undo, err := r.s.reserve(id, r.src)
+	src, undo, err := r.s.reserve(id, r.src)
 	if err != nil {
 		var refused *refusedError
 		if errors.As(err, &refused) && r.refused != nil {
@@ -386,7 +395,7 @@ func (r registry) Register(client ed25519.PublicKey, key [gwproto.KeySize]byte, 
 				return nil
 			}
 		}
-		return b.Put(id[:], encodeClientRecord(key, ts.UnixNano(), r.src))
+		return b.Put(id[:], encodeClientRecord(key, ts.UnixNano(), src))
 	})
 	if err != nil {
 		undo()
