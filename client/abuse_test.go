@@ -280,3 +280,70 @@ func waitUntil(t *testing.T, ctx context.Context, what string, cond func() bool)
 		}
 	}
 }
+
+// waitingReplies counts the reply fragments waiting in c's pools for SURBs.
+func waitingReplies(c *Client) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, p := range c.pools {
+		n += len(p.waiting)
+	}
+	return n
+}
+
+// Replies that wait for SURBs hold no place in the send window. An
+// attacker sends requests with one SURB each (which a replier keeps to ask
+// for more) from fresh tags and never answers the requests for more: each
+// reply then waits SURBs.RequestWait. Before, a waiting reply kept its place
+// in the window, so Window such requests every RequestWait (26 a second at
+// the defaults) stopped everything the client sent, a provider's replies to
+// everyone else included.
+func TestWaitingRepliesLeaveTheWindow(t *testing.T) {
+	n := startTestNet(t, netOptions{})
+	vcfg := testConfig(t, n, 0)
+	const window = 4
+	vcfg.Window = window
+	vcfg.SURBs = SURBConfig{RequestWait: 5 * time.Minute} // the attack's replies wait for the whole test
+	victim := startClient(t, vcfg)
+	attacker := startClient(t, testConfig(t, n, 1))
+	regular := startClient(t, testConfig(t, n, 1))
+	ctx := timeout(t, 2*time.Minute)
+
+	const attacks = 2 * window
+	for i := range attacks {
+		freshTag(attacker, victim.Address())
+		d, err := attacker.SendAnonymous(ctx, victim.Address(), fmt.Appendf(nil, "attack %d", i), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	attacker.Close() // nobody answers the victim's requests for SURBs
+	for range attacks {
+		m := receive(t, ctx, victim)
+		if _, err := victim.Reply(ctx, *m.SenderTag, []byte("waits")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, ctx, "the attack's replies to wait for SURBs", func() bool { return waitingReplies(victim) >= window })
+
+	if _, err := regular.SendAnonymous(ctx, victim.Address(), []byte("hello"), 5); err != nil {
+		t.Fatal(err)
+	}
+	m := receive(t, ctx, victim)
+	if string(m.Data) != "hello" {
+		t.Fatalf("got %q, want the regular sender's message", m.Data)
+	}
+	if _, err := victim.Reply(ctx, *m.SenderTag, []byte("answer")); err != nil {
+		t.Fatal(err)
+	}
+	if r := receive(t, ctx, regular); string(r.Data) != "answer" {
+		t.Fatalf("the regular sender got %q", r.Data)
+	}
+	if w := waitingReplies(victim); w != attacks {
+		t.Errorf("%d replies waiting for SURBs, want the attack's %d", w, attacks)
+	}
+}

@@ -439,7 +439,31 @@ func (c *Client) addSURBs(tag address.SenderTag, batch surbBatch) {
 	p.waiting = nil
 	c.mu.Unlock()
 	c.finishCleanup(pc)
-	for _, pf := range waiting {
+	if len(waiting) > 0 {
+		c.spawn(func() { c.resume(waiting) })
+	}
+}
+
+// resume sends again the reply fragments that waited for SURBs, each once
+// it has a place in the send window: a fragment gives its place back while
+// it waits (see takeSURB), so that replies waiting for senders that never
+// send SURBs cannot hold the window and stop everything else the client
+// sends.
+func (c *Client) resume(pfs []*pendingFragment) {
+	for _, pf := range pfs {
+		select {
+		case c.window <- struct{}{}:
+		case <-c.ctx.Done():
+			return
+		}
+		c.mu.Lock()
+		if pf.done || pf.inFlight {
+			c.mu.Unlock()
+			<-c.window
+			continue
+		}
+		pf.inFlight = true
+		c.mu.Unlock()
 		select {
 		case c.jobs <- pf:
 		case <-c.ctx.Done():
@@ -451,7 +475,8 @@ func (c *Client) addSURBs(tag address.SenderTag, batch surbBatch) {
 // takeSURB hands out a SURB for one reply fragment. SURBs are kept in
 // reserve to ask for more: one for a first attempt, surbReserve for a
 // retransmission or while a request is under way; when only the reserve is
-// left, pf waits in the pool and a request goes out. Replies fail with
+// left, pf waits in the pool, without its place in the send window, and a
+// request goes out. Replies fail with
 // ErrNoSURBs only when the pool is empty and no request is under way.
 func (c *Client) takeSURB(tag address.SenderTag, pf *pendingFragment) (*sphinx.SURB, bool) {
 	c.mu.Lock()
@@ -491,6 +516,7 @@ func (c *Client) takeSURB(tag address.SenderTag, pf *pendingFragment) (*sphinx.S
 		return s.surb, true
 	}
 	p.waiting = append(p.waiting, pf)
+	c.releaseLocked(pf) // a waiting fragment holds no place in the window
 	if !p.requesting {
 		if len(p.surbs) == 0 {
 			p.pruneWaitingLocked()
