@@ -19,6 +19,41 @@ type collector struct {
 	c       *Client
 	metrics []statMetric
 	refused *prometheus.Desc
+	limit   *prometheus.Desc
+}
+
+// Limits are the bounds a Client keeps within, whatever others send it
+// (Config with its defaults applied).
+type Limits struct {
+	// SURBSenders and SURBsHeld are SURBs.MaxSenders and SURBs.MaxHeld.
+	SURBSenders, SURBsHeld int
+	// Window bounds the fragments in flight.
+	Window int
+	// InboxMessages and InboxBytes bound the messages not yet taken by the
+	// application (InboxSize, InboxBytes).
+	InboxMessages, InboxBytes int
+	// IncompleteBytes bounds what incomplete messages hold
+	// (MaxIncompleteBytes); MessageBytes is MaxMessageSize.
+	IncompleteBytes, MessageBytes int
+}
+
+// Limits returns the bounds c keeps within.
+func (c *Client) Limits() Limits {
+	return Limits{
+		SURBSenders: c.cfg.SURBs.MaxSenders, SURBsHeld: c.cfg.SURBs.MaxHeld,
+		Window:        c.cfg.Window,
+		InboxMessages: c.cfg.InboxSize, InboxBytes: c.cfg.InboxBytes,
+		IncompleteBytes: c.cfg.MaxIncompleteBytes, MessageBytes: c.cfg.MaxMessageSize,
+	}
+}
+
+// series returns the limits by the label NewCollector gives them.
+func (l Limits) series() map[string]int {
+	return map[string]int{
+		"surb_senders": l.SURBSenders, "surbs_held": l.SURBsHeld, "window": l.Window,
+		"inbox_messages": l.InboxMessages, "inbox_bytes": l.InboxBytes,
+		"incomplete_bytes": l.IncompleteBytes, "message_bytes": l.MessageBytes,
+	}
 }
 
 // NewCollector returns a Prometheus collector of c's Stats, read at scrape
@@ -48,6 +83,8 @@ type collector struct {
 //	peapod_client_gateway_connected                   1 while the gateway link is up
 //	peapod_client_gateway_reconnects_total            reconnections to the gateway
 //	peapod_topology_documents_refused_total{reason}   as mixnodes, gateways and the provider count them
+//	peapod_client_limit{limit}                        the bounds of Limits: surb_senders, surbs_held, window,
+//	                                                  inbox_messages, inbox_bytes, incomplete_bytes, message_bytes
 //
 // No series carries an address, a sender tag or a key.
 func NewCollector(c *Client) prometheus.Collector {
@@ -87,6 +124,8 @@ func NewCollector(c *Client) prometheus.Collector {
 		},
 		refused: prometheus.NewDesc("peapod_topology_documents_refused_total",
 			"Topology documents from the directory authorities refused, by reason.", []string{"reason"}, nil),
+		limit: prometheus.NewDesc("peapod_client_limit",
+			"The client's bounds on what others make it hold, by name (see client.Limits).", []string{"limit"}, nil),
 	}
 }
 
@@ -103,6 +142,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- m.desc
 	}
 	ch <- c.refused
+	ch <- c.limit
 }
 
 // Collect implements prometheus.Collector.
@@ -113,5 +153,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, why := range directory.RefusedReasons {
 		ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(st.TopologyRefused[why]), why)
+	}
+	for name, v := range c.c.Limits().series() {
+		ch <- prometheus.MustNewConstMetric(c.limit, prometheus.GaugeValue, float64(v), name)
 	}
 }

@@ -158,7 +158,9 @@ func (t *ClientTransport) Reply(ctx context.Context, tag address.SenderTag, data
 // SURBStats is what the client holds of its senders' reply SURBs.
 func (t *ClientTransport) SURBStats() SURBStats {
 	st := t.c.Stats()
-	return SURBStats{Held: st.SURBsHeld, Senders: st.SURBSenders, SendersEvicted: st.SURBSendersEvicted}
+	lim := t.c.Limits()
+	return SURBStats{Held: st.SURBsHeld, Senders: st.SURBSenders, SendersEvicted: st.SURBSendersEvicted,
+		MaxSenders: lim.SURBSenders, MaxHeld: lim.SURBsHeld}
 }
 
 // TopologyRefused returns the topology documents the client refused, by

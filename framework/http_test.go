@@ -194,13 +194,17 @@ func TestMetricsEndpoint(t *testing.T) {
 		`peapod_provider_request_duration_seconds_count{service="echo"} 1`,
 		`peapod_provider_transport_connected 1`,
 		`peapod_provider_queue_length 0`,
+		`peapod_provider_limit{limit="queue"} 256`,
+		`peapod_provider_limit{limit="concurrent"} 32`,
+		`peapod_provider_limit{limit="idempotence_entries"} 10000`,
+		`peapod_provider_limit{limit="idempotence_entries_per_requester"} 1000`,
 		`go_goroutines`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
-	if strings.Contains(string(body), "peapod_provider_surbs_held") {
+	if strings.Contains(string(body), "peapod_provider_surbs_held") || strings.Contains(string(body), `limit="surbs_held"`) {
 		t.Error("SURBs held reported for a transport that does not count them")
 	}
 }

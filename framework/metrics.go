@@ -111,6 +111,25 @@ func newMetrics(reg *prometheus.Registry, h *Host) *metrics {
 				Help: "Requesters whose reply SURBs were dropped whole to stay within max_surb_senders and max_surbs_held, least recently heard from first.",
 			}, func() float64 { return float64(sc.SURBStats().SendersEvicted) }))
 	}
+	limits := map[string]func() int{
+		"concurrent":                        func() int { return h.cfg.Limits.MaxConcurrent },
+		"queue":                             func() int { return h.cfg.Limits.QueueSize },
+		"idempotence_entries":               func() int { return h.cfg.Idempotence.MaxEntries },
+		"idempotence_bytes":                 func() int { return h.cfg.Idempotence.MaxBytes },
+		"idempotence_entries_per_requester": func() int { return h.cfg.Idempotence.MaxEntriesPerRequester },
+		"idempotence_bytes_per_requester":   func() int { return h.cfg.Idempotence.MaxBytesPerRequester },
+	}
+	if sc, ok := h.transport.(SURBCounter); ok {
+		limits["surb_senders"] = func() int { return sc.SURBStats().MaxSenders }
+		limits["surbs_held"] = func() int { return sc.SURBStats().MaxHeld }
+	}
+	for name, v := range limits {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "peapod_provider_limit",
+			Help:        "The provider's bounds on what requesters make it hold, by name (0: unknown).",
+			ConstLabels: prometheus.Labels{"limit": name},
+		}, func() float64 { return float64(v()) }))
+	}
 	if tg, ok := h.transport.(topologyGuard); ok {
 		for _, why := range directory.RefusedReasons {
 			reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{

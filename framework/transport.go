@@ -97,4 +97,7 @@ type SURBStats struct {
 	// SendersEvicted counts the requesters whose SURBs were dropped whole
 	// to stay within the bounds.
 	SendersEvicted uint64
+	// MaxSenders and MaxHeld are the bounds on Senders and Held (0:
+	// unknown).
+	MaxSenders, MaxHeld int
 }

@@ -258,6 +258,11 @@ func TestProviderSenderTagFlood(t *testing.T) {
 			t.Fatalf("%s: the provider holds %v SURBs of %v requesters; bounds %d and %d", when, held, senders, maxHeld, maxSenders)
 		}
 	}
+	for limit, want := range map[string]float64{"surb_senders": maxSenders, "surbs_held": maxHeld} {
+		if v, err := p.Metric(ctx, "peapod_provider_limit", "limit", limit); err != nil || v != want {
+			t.Fatalf("peapod_provider_limit{limit=%q}: %v (%v), want %v", limit, v, err, want)
+		}
+	}
 	for i := range attackers {
 		cfg := client.Config{DataDir: filepath.Join(t.TempDir(), fmt.Sprintf("attacker-%d", i)), DirectoryURL: n.DirectoryURL(),
 			NoDelay: true, Cover: client.CoverConfig{Disabled: true}}
