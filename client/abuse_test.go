@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -345,5 +346,80 @@ func TestWaitingRepliesLeaveTheWindow(t *testing.T) {
 	}
 	if w := waitingReplies(victim); w != attacks {
 		t.Errorf("%d replies waiting for SURBs, want the attack's %d", w, attacks)
+	}
+}
+
+// The reply fragments waiting for SURBs are bounded in all pools by
+// MaxQueuedPackets (they no longer wait in the send queue, which that
+// bounds): past it, the pool holding the most loses its newest message. A
+// sender that gave one SURB, sends requests without any, and ignores the
+// replier's requests for more makes every reply to it wait; past the bound
+// it loses its own, and another sender's reply still waits its turn.
+func TestWaitingRepliesBounded(t *testing.T) {
+	n := startTestNet(t, netOptions{})
+	vcfg := testConfig(t, n, 0)
+	const bound = 6
+	vcfg.Window = 4
+	vcfg.MaxQueuedPackets = bound
+	vcfg.SURBs = SURBConfig{RequestWait: 5 * time.Minute}
+	victim := startClient(t, vcfg)
+	flooder := startClient(t, testConfig(t, n, 1))
+	other := startClient(t, testConfig(t, n, 1))
+	ctx := timeout(t, 2*time.Minute)
+
+	tag, err := flooder.senderTag(victim.Address())
+	if err != nil {
+		t.Fatal(err)
+	}
+	flooder.mu.Lock()
+	flooder.answered = map[address.SenderTag]time.Time{tag: time.Now().Add(time.Hour)} // every request for SURBs looks like a copy: ignored
+	flooder.mu.Unlock()
+	var replies []*Delivery
+	for i := range bound {
+		if _, err := flooder.SendAnonymous(ctx, victim.Address(), fmt.Appendf(nil, "flood %d", i), boolInt(i == 0)); err != nil {
+			t.Fatal(err)
+		}
+		m := receive(t, ctx, victim)
+		d, err := victim.Reply(ctx, *m.SenderTag, []byte("waits"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		replies = append(replies, d)
+	}
+	waitUntil(t, ctx, "the flood's replies to wait", func() bool { return waitingReplies(victim) == bound })
+
+	d, err := other.SendAnonymous(ctx, victim.Address(), []byte("other"), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	other.Close() // it never answers either: its reply waits
+	m := receive(t, ctx, victim)
+	if _, err := victim.Reply(ctx, *m.SenderTag, []byte("waits too")); err != nil {
+		t.Fatal(err)
+	}
+	if err := replies[bound-1].Wait(ctx); !errors.Is(err, ErrNoSURBs) {
+		t.Fatalf("the flooder's newest reply past the bound: %v, want ErrNoSURBs", err)
+	}
+	waitUntil(t, ctx, "the other sender's reply to wait", func() bool {
+		victim.mu.Lock()
+		defer victim.mu.Unlock()
+		p := victim.pools[*m.SenderTag]
+		return p != nil && len(p.waiting) == 1
+	})
+	victim.mu.Lock()
+	counted := victim.waiting
+	victim.mu.Unlock()
+	if w := waitingReplies(victim); w != bound || counted != bound {
+		t.Fatalf("%d reply fragments wait (%d counted), want the bound %d", w, counted, bound)
+	}
+	for i, d := range replies[:bound-1] {
+		select {
+		case <-d.Done():
+			t.Fatalf("the flooder's reply %d ended (%v): only its newest had to go", i, d.Err())
+		default:
+		}
 	}
 }

@@ -133,8 +133,7 @@ func (c *Client) dropSURBsLocked(p *surbPool, n int, pc *poolCleanup) {
 // stream its replies were numbered on. c.mu must be held.
 func (c *Client) removePoolLocked(p *surbPool, pc *poolCleanup) {
 	c.dropSURBsLocked(p, len(p.surbs), pc)
-	pc.waiting = append(pc.waiting, p.waiting...)
-	p.waiting = nil
+	pc.waiting = append(pc.waiting, c.takeWaitingLocked(p)...)
 	c.poolLRU.Remove(p.elem)
 	delete(c.pools, p.tag)
 	delete(c.streams, replyStreamKey(p.tag))
@@ -435,8 +434,7 @@ func (c *Client) addSURBs(tag address.SenderTag, batch surbBatch) {
 	} else {
 		p.requesting = false
 	}
-	waiting := p.waiting
-	p.waiting = nil
+	waiting := c.takeWaitingLocked(p)
 	c.mu.Unlock()
 	c.finishCleanup(pc)
 	if len(waiting) > 0 {
@@ -516,12 +514,18 @@ func (c *Client) takeSURB(tag address.SenderTag, pf *pendingFragment) (*sphinx.S
 		return s.surb, true
 	}
 	p.waiting = append(p.waiting, pf)
+	c.waiting++
 	c.releaseLocked(pf) // a waiting fragment holds no place in the window
+	evicted := c.boundWaitingLocked(p)
+	defer func() {
+		for _, e := range evicted {
+			c.fail(e, fmt.Errorf("%w: more than %d reply fragments wait for SURBs, and this sender's are the most", ErrNoSURBs, c.cfg.MaxQueuedPackets))
+		}
+	}()
 	if !p.requesting {
 		if len(p.surbs) == 0 {
-			p.pruneWaitingLocked()
-			waiting := p.waiting
-			p.waiting = nil
+			c.pruneWaitingLocked(p)
+			waiting := c.takeWaitingLocked(p)
 			c.mu.Unlock()
 			for _, w := range waiting {
 				c.fail(w, fmt.Errorf("%w for sender %s: none could be requested", ErrNoSURBs, tag))
@@ -534,13 +538,50 @@ func (c *Client) takeSURB(tag address.SenderTag, pf *pendingFragment) (*sphinx.S
 	return nil, false
 }
 
+// takeWaitingLocked takes the fragments waiting in p. c.mu must be held.
+func (c *Client) takeWaitingLocked(p *surbPool) []*pendingFragment {
+	w := p.waiting
+	p.waiting = nil
+	c.waiting -= len(w)
+	return w
+}
+
+// boundWaitingLocked keeps the reply fragments waiting for SURBs, in all
+// pools, within MaxQueuedPackets, the bound of the send queue they came
+// from (they hold no place in the window; see resume): past it, the newest
+// message waiting in the pool that holds the most is taken out, p's own
+// when no pool holds more than p, and returned to be failed outside c.mu.
+// So a sender that makes replies wait (it sends a SURB now and then but
+// never enough) costs at most that bound, and past it loses its own
+// replies first. c.mu must be held.
+func (c *Client) boundWaitingLocked(p *surbPool) []*pendingFragment {
+	var evicted []*pendingFragment
+	for c.waiting > c.cfg.MaxQueuedPackets {
+		most := p
+		for _, q := range c.pools {
+			if len(q.waiting) > len(most.waiting) {
+				most = q
+			}
+		}
+		newest := most.waiting[len(most.waiting)-1]
+		n := len(most.waiting)
+		most.waiting = slices.DeleteFunc(most.waiting, func(f *pendingFragment) bool { return f.d == newest.d })
+		c.waiting -= n - len(most.waiting)
+		evicted = append(evicted, newest)
+	}
+	return evicted
+}
+
 // surbReserve is the reserve of SURBs a pool keeps to ask with.
 func (c *Client) surbReserve() int { return min(surbReserve, max(1, c.cfg.SURBs.Max/2)) }
 
-// pruneWaitingLocked drops the fragments that no longer wait: a
-// retransmission parked here whose ack came meanwhile. c.mu must be held.
-func (p *surbPool) pruneWaitingLocked() {
+// pruneWaitingLocked drops the fragments of p that no longer wait: a
+// retransmission parked here whose ack came meanwhile, or a fragment of a
+// message failed meanwhile. c.mu must be held.
+func (c *Client) pruneWaitingLocked(p *surbPool) {
+	n := len(p.waiting)
 	p.waiting = slices.DeleteFunc(p.waiting, func(pf *pendingFragment) bool { return pf.done })
+	c.waiting -= n - len(p.waiting)
 }
 
 // requestSURBsLocked spends a few of the pool's SURBs on a request for
@@ -548,7 +589,7 @@ func (p *surbPool) pruneWaitingLocked() {
 // 0 for SURBs.Request and what the reply fragments waiting or queued are
 // expected to spend (replyCost.need), at most SURBs.Max. c.mu must be held.
 func (c *Client) requestSURBsLocked(p *surbPool, amount int) {
-	p.pruneWaitingLocked()
+	c.pruneWaitingLocked(p)
 	n := min(c.replyCost.copies(), len(p.surbs))
 	if n == 0 {
 		return
@@ -598,7 +639,7 @@ func (c *Client) checkSURBRequests(now time.Time) {
 		if !p.requesting {
 			continue
 		}
-		p.pruneWaitingLocked()
+		c.pruneWaitingLocked(p)
 		waited := now.Sub(p.requestedAt)
 		retry := c.requestRetry(len(p.waiting) > 0)
 		switch {
@@ -608,8 +649,7 @@ func (c *Client) checkSURBRequests(now time.Time) {
 		case len(p.surbs) == 0 && waited >= c.cfg.SURBs.RequestWait:
 			p.requesting = false
 			if len(p.waiting) > 0 {
-				failures = append(failures, failure{p.waiting, p.tag})
-				p.waiting = nil
+				failures = append(failures, failure{c.takeWaitingLocked(p), p.tag})
 			}
 		}
 	}
