@@ -75,7 +75,8 @@
 // connected, is forgotten at the next purge; its stored messages stay until
 // their own MessageTTL. Every refusal is counted by reason in /metrics
 // (peapod_gateway_refused_total), next to the limits
-// (peapod_gateway_limit).
+// (peapod_gateway_limit, which also gives the store's bounds and the two
+// TTLs).
 //
 // Integers are big-endian, so an inbox iterates in id order, which is
 // arrival order. kind is gwproto.KindMessage (payload: the end-to-end

@@ -189,6 +189,8 @@ func TestRegistrationLimits(t *testing.T) {
 	cfg.MetricsAddr = "127.0.0.1:0"
 	cfg.MaxClients = 3
 	cfg.MaxClientsPerSource = 2
+	cfg.MaxStoredPerClient = 7
+	cfg.ClientTTL = 90 * time.Second
 	g := startGateway(t, cfg)
 
 	a := registeredFrom(t, g, "127.0.0.1")
@@ -223,6 +225,8 @@ func TestRegistrationLimits(t *testing.T) {
 		`peapod_gateway_registered_clients 3`,
 		`peapod_gateway_limit{limit="registrations"} 3`,
 		`peapod_gateway_limit{limit="registrations_per_source"} 2`,
+		`peapod_gateway_limit{limit="stored_per_client"} 7`,
+		`peapod_gateway_limit{limit="client_ttl_seconds"} 90`,
 	)
 
 	// After a restart the gateway still knows where each client registered

@@ -217,17 +217,23 @@ func newRegistry(g *Gateway) *prometheus.Registry {
 			ConstLabels: prometheus.Labels{"reason": string(r)},
 		}, func() float64 { return float64(v.Load()) }))
 	}
-	for r, v := range map[RefusalReason]int{
-		RefusedHandshakes:             g.cfg.MaxHandshakes,
-		RefusedHandshakesPerSource:    g.cfg.MaxHandshakesPerSource,
-		RefusedRegistrations:          g.cfg.MaxClients,
-		RefusedRegistrationsPerSource: g.cfg.MaxClientsPerSource,
+	for name, v := range map[string]float64{
+		string(RefusedHandshakes):             float64(g.cfg.MaxHandshakes),
+		string(RefusedHandshakesPerSource):    float64(g.cfg.MaxHandshakesPerSource),
+		string(RefusedRegistrations):          float64(g.cfg.MaxClients),
+		string(RefusedRegistrationsPerSource): float64(g.cfg.MaxClientsPerSource),
+		"stored":                              float64(g.cfg.MaxStored),
+		"stored_per_client":                   float64(g.cfg.MaxStoredPerClient),
+		"pending_per_client":                  float64(g.cfg.MaxPendingPerClient),
+		"client_ttl_seconds":                  g.cfg.ClientTTL.Seconds(),
+		"message_ttl_seconds":                 g.cfg.MessageTTL.Seconds(),
 	} {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name:        "peapod_gateway_limit",
-			Help:        "The gateway's limits on clients, by the refusal reason they cause (-1: no limit).",
-			ConstLabels: prometheus.Labels{"limit": string(r)},
-		}, func() float64 { return float64(max(v, -1)) }))
+			Name: "peapod_gateway_limit",
+			Help: "The gateway's limits, by name: on clients in their handshake and registered (named as the refusal they cause; -1: no limit), " +
+				"on stored and pending messages, and the client and message TTLs in seconds.",
+			ConstLabels: prometheus.Labels{"limit": name},
+		}, func() float64 { return max(v, -1) }))
 	}
 	reg.MustRegister(mixCollector{g}, newPeerCollector(g))
 	for _, r := range dropReasons {
