@@ -115,7 +115,8 @@ bench:
 ## soak: run a process network for SOAK_DURATION with steady traffic and random
 ## restarts; fails on any lost or duplicated message (SOAKFLAGS for more;
 ## SOAKFLAGS=-flood adds attackers: a request flood, half-open handshakes and
-## registrations from other loopback addresses)
+## registrations from other loopback addresses; -flood-tags N spreads the
+## request flood over N sender tags)
 SOAK_DURATION ?= 10m
 SOAKFLAGS ?=
 soak:

@@ -28,8 +28,9 @@ import (
 // 14), from loopback addresses of their own, so that the gateways' limits
 // per source address meet them and not the regular clients (127.0.0.1):
 //
-//   - a requester flooding the provider from one sender tag, at
-//     -flood-rate requests a second, with one SURB each;
+//   - a requester flooding the provider at -flood-rate requests a second,
+//     with one SURB each, from -flood-tags sender tags (a client process
+//     each, used in turn: a tag costs the attacker a client);
 //   - -flood-handshakes half-open handshakes held at every gateway from
 //     127.0.0.2, each opened again as soon as the gateway closes it;
 //   - a registration of a fresh identity every -flood-register-every, from
@@ -44,10 +45,10 @@ const (
 
 // flood is the attackers of one run and what became of their attempts.
 type flood struct {
-	s         *soak
-	requester *testnet.Requester
-	tracker   *testnet.Tracker
-	sent      atomic.Int64
+	s          *soak
+	requesters []*testnet.Requester // one per sender tag, used in turn
+	tracker    *testnet.Tracker
+	sent       atomic.Int64
 
 	handshakes, handshakesRefused atomic.Int64
 
@@ -55,19 +56,33 @@ type flood struct {
 	registrations map[string]int // by outcome: ok, or the error
 }
 
-// startFlood starts the flooding requester's client process.
+// startFlood starts the flooding requesters' client processes, one per
+// sender tag.
 func (s *soak) startFlood(ctx context.Context) (*flood, error) {
-	c, err := s.net.StartClient(ctx, "flooder", testnet.ClientOptions{Delays: s.o.delays})
-	if err != nil {
-		return nil, err
-	}
-	conn, err := c.Dial(ctx)
-	if err != nil {
-		return nil, err
-	}
 	f := &flood{s: s, tracker: testnet.NewTracker(), registrations: make(map[string]int)}
-	f.requester = testnet.NewRequester(&testnet.WSEndpoint{Conn: conn}, s.provider.Address(), f.tracker, testnet.RequesterOptions{SURBs: 1})
+	for i := range s.o.floodTags {
+		name := "flooder"
+		if s.o.floodTags > 1 {
+			name = fmt.Sprintf("flooder-%d", i)
+		}
+		c, err := s.net.StartClient(ctx, name, testnet.ClientOptions{Delays: s.o.delays})
+		if err != nil {
+			return nil, err
+		}
+		conn, err := c.Dial(ctx)
+		if err != nil {
+			return nil, err
+		}
+		f.requesters = append(f.requesters, testnet.NewRequester(&testnet.WSEndpoint{Conn: conn}, s.provider.Address(), f.tracker, testnet.RequesterOptions{SURBs: 1}))
+	}
 	return f, nil
+}
+
+// close closes the flooding requesters.
+func (f *flood) close() {
+	for _, r := range f.requesters {
+		r.Close()
+	}
 }
 
 // run runs every attacker until ctx ends.
@@ -90,7 +105,7 @@ func (f *flood) requests(ctx context.Context) {
 	every(ctx, time.Duration(float64(time.Second)/f.s.o.floodRate), func(n int) {
 		id := fmt.Sprintf("flood-%07d", n)
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		if f.requester.Request(sctx, id, "echo", []byte(id)) == nil {
+		if f.requesters[n%len(f.requesters)].Request(sctx, id, "echo", []byte(id)) == nil {
 			f.sent.Add(1)
 		}
 		cancel()
@@ -192,7 +207,7 @@ func (f *flood) print(w io.Writer) {
 	slices.Sort(regs)
 	fmt.Fprintf(w, "\nattackers (-flood):\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "flood requests sent\t%d at %.0f/s from one tag, one SURB each\n", f.sent.Load(), f.s.o.floodRate)
+	fmt.Fprintf(tw, "flood requests sent\t%d at %.0f/s from %d tags in turn, one SURB each\n", f.sent.Load(), f.s.o.floodRate, len(f.requesters))
 	fmt.Fprintf(tw, "flood replies by outcome\t%s (no reply: %d)\n", strings.Join(outcomes, ", "), rep.Lost)
 	fmt.Fprintf(tw, "half-open handshakes opened\t%d (%d per gateway held at once from %s), refused %d\n",
 		f.handshakes.Load(), f.s.o.floodHandshakes, handshakeSource, f.handshakesRefused.Load())

@@ -53,6 +53,7 @@ type options struct {
 
 	flood              bool
 	floodRate          float64
+	floodTags          int
 	floodHandshakes    int
 	floodRegisterEvery time.Duration
 }
@@ -76,6 +77,7 @@ func run() int {
 	flag.BoolVar(&o.keep, "keep", false, "keep the folder even on success")
 	flag.BoolVar(&o.flood, "flood", false, "run attackers beside the traffic: a request flood, half-open handshakes, registrations")
 	flag.Float64Var(&o.floodRate, "flood-rate", 10, "with -flood: the flooder's requests a second")
+	flag.IntVar(&o.floodTags, "flood-tags", 1, "with -flood: the sender tags the flood comes from, in turn (a client process each)")
 	flag.IntVar(&o.floodHandshakes, "flood-handshakes", 80, "with -flood: half-open handshakes held at each gateway (its limit per source is 64)")
 	flag.DurationVar(&o.floodRegisterEvery, "flood-register-every", 250*time.Millisecond, "with -flood: time between registrations of fresh identities")
 	flag.Parse()
@@ -83,8 +85,8 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "soak: -clients, -rate, -duration and -restart-every must be positive")
 		return 2
 	}
-	if o.flood && (o.floodRate <= 0 || o.floodHandshakes < 0 || o.floodRegisterEvery <= 0) {
-		fmt.Fprintln(os.Stderr, "soak: -flood-rate and -flood-register-every must be positive, -flood-handshakes not negative")
+	if o.flood && (o.floodRate <= 0 || o.floodTags <= 0 || o.floodHandshakes < 0 || o.floodRegisterEvery <= 0) {
+		fmt.Fprintln(os.Stderr, "soak: -flood-rate, -flood-tags and -flood-register-every must be positive, -flood-handshakes not negative")
 		return 2
 	}
 	if o.seed == 0 {
@@ -229,7 +231,7 @@ func (s *soak) run(ctx context.Context) bool {
 		r.Close()
 	}
 	if s.flood != nil {
-		s.flood.requester.Close()
+		s.flood.close()
 	}
 	return early
 }
