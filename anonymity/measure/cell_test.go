@@ -1,8 +1,11 @@
 package measure
 
 import (
+	"slices"
 	"testing"
+	"time"
 
+	"github.com/peapod-mixnet/peapod/anonymity"
 	"github.com/peapod-mixnet/peapod/directory"
 )
 
@@ -35,5 +38,22 @@ func TestCanonicalTopology(t *testing.T) {
 		if canon(tp) == base {
 			t.Errorf("%s: prints as the topology before", name)
 		}
+	}
+}
+
+// The estimators see the trace from the end of the warm-up on: its events
+// before are dropped, those from then on kept in order.
+func TestAfterWarmup(t *testing.T) {
+	tr := &anonymity.Trace{}
+	for _, at := range []time.Duration{-3 * time.Second, -2 * time.Second, -time.Second, 0, time.Second} {
+		tr.Events = append(tr.Events, anonymity.Event{At: at})
+	}
+	afterWarmup(tr, -time.Second)
+	var got []time.Duration
+	for _, e := range tr.Events {
+		got = append(got, e.At)
+	}
+	if want := []time.Duration{-time.Second, 0, time.Second}; !slices.Equal(got, want) {
+		t.Errorf("events at %v after the warm-up, want %v", got, want)
 	}
 }
