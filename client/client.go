@@ -108,10 +108,7 @@ type Client struct {
 	// for more.
 	replyCost replyCost
 	surbsHeld int // in all pools
-	// waiting counts the reply fragments waiting in all pools for SURBs
-	// (see boundWaitingLocked).
-	waiting int
-	seen    seenSURBs
+	seen      seenSURBs
 	// answered is when each recipient's last request for SURBs was
 	// answered: the copies of one request are answered once.
 	answered map[address.SenderTag]time.Time

@@ -97,9 +97,6 @@ type Config struct {
 	// in the send queue. Default DefaultWindow.
 	Window int
 	// MaxQueuedPackets bounds the send queue; Send blocks when it is full.
-	// It also bounds the reply fragments waiting, in all, for their
-	// senders' SURBs: past it the sender whose replies wait the most loses
-	// its newest (ErrNoSURBs). Default DefaultMaxQueuedPackets.
 	MaxQueuedPackets int
 	// InboxSize bounds the messages received and not yet taken by Receive;
 	// when it is full the client stops reading from its gateway, which keeps

@@ -133,7 +133,8 @@ func (c *Client) dropSURBsLocked(p *surbPool, n int, pc *poolCleanup) {
 // stream its replies were numbered on. c.mu must be held.
 func (c *Client) removePoolLocked(p *surbPool, pc *poolCleanup) {
 	c.dropSURBsLocked(p, len(p.surbs), pc)
-	pc.waiting = append(pc.waiting, c.takeWaitingLocked(p)...)
+	pc.waiting = append(pc.waiting, p.waiting...)
+	p.waiting = nil
 	c.poolLRU.Remove(p.elem)
 	delete(c.pools, p.tag)
 	delete(c.streams, replyStreamKey(p.tag))
@@ -434,34 +435,11 @@ func (c *Client) addSURBs(tag address.SenderTag, batch surbBatch) {
 	} else {
 		p.requesting = false
 	}
-	waiting := c.takeWaitingLocked(p)
+	waiting := p.waiting
+	p.waiting = nil
 	c.mu.Unlock()
 	c.finishCleanup(pc)
-	if len(waiting) > 0 {
-		c.spawn(func() { c.resume(waiting) })
-	}
-}
-
-// resume sends again the reply fragments that waited for SURBs, each once
-// it has a place in the send window: a fragment gives its place back while
-// it waits (see takeSURB), so that replies waiting for senders that never
-// send SURBs cannot hold the window and stop everything else the client
-// sends.
-func (c *Client) resume(pfs []*pendingFragment) {
-	for _, pf := range pfs {
-		select {
-		case c.window <- struct{}{}:
-		case <-c.ctx.Done():
-			return
-		}
-		c.mu.Lock()
-		if pf.done || pf.inFlight {
-			c.mu.Unlock()
-			<-c.window
-			continue
-		}
-		pf.inFlight = true
-		c.mu.Unlock()
+	for _, pf := range waiting {
 		select {
 		case c.jobs <- pf:
 		case <-c.ctx.Done():
@@ -473,8 +451,7 @@ func (c *Client) resume(pfs []*pendingFragment) {
 // takeSURB hands out a SURB for one reply fragment. SURBs are kept in
 // reserve to ask for more: one for a first attempt, surbReserve for a
 // retransmission or while a request is under way; when only the reserve is
-// left, pf waits in the pool, without its place in the send window, and a
-// request goes out. Replies fail with
+// left, pf waits in the pool and a request goes out. Replies fail with
 // ErrNoSURBs only when the pool is empty and no request is under way.
 func (c *Client) takeSURB(tag address.SenderTag, pf *pendingFragment) (*sphinx.SURB, bool) {
 	c.mu.Lock()
@@ -514,18 +491,11 @@ func (c *Client) takeSURB(tag address.SenderTag, pf *pendingFragment) (*sphinx.S
 		return s.surb, true
 	}
 	p.waiting = append(p.waiting, pf)
-	c.waiting++
-	c.releaseLocked(pf) // a waiting fragment holds no place in the window
-	evicted := c.boundWaitingLocked(p)
-	defer func() {
-		for _, e := range evicted {
-			c.fail(e, fmt.Errorf("%w: more than %d reply fragments wait for SURBs, and this sender's are the most", ErrNoSURBs, c.cfg.MaxQueuedPackets))
-		}
-	}()
 	if !p.requesting {
 		if len(p.surbs) == 0 {
-			c.pruneWaitingLocked(p)
-			waiting := c.takeWaitingLocked(p)
+			p.pruneWaitingLocked()
+			waiting := p.waiting
+			p.waiting = nil
 			c.mu.Unlock()
 			for _, w := range waiting {
 				c.fail(w, fmt.Errorf("%w for sender %s: none could be requested", ErrNoSURBs, tag))
@@ -538,50 +508,13 @@ func (c *Client) takeSURB(tag address.SenderTag, pf *pendingFragment) (*sphinx.S
 	return nil, false
 }
 
-// takeWaitingLocked takes the fragments waiting in p. c.mu must be held.
-func (c *Client) takeWaitingLocked(p *surbPool) []*pendingFragment {
-	w := p.waiting
-	p.waiting = nil
-	c.waiting -= len(w)
-	return w
-}
-
-// boundWaitingLocked keeps the reply fragments waiting for SURBs, in all
-// pools, within MaxQueuedPackets, the bound of the send queue they came
-// from (they hold no place in the window; see resume): past it, the newest
-// message waiting in the pool that holds the most is taken out, p's own
-// when no pool holds more than p, and returned to be failed outside c.mu.
-// So a sender that makes replies wait (it sends a SURB now and then but
-// never enough) costs at most that bound, and past it loses its own
-// replies first. c.mu must be held.
-func (c *Client) boundWaitingLocked(p *surbPool) []*pendingFragment {
-	var evicted []*pendingFragment
-	for c.waiting > c.cfg.MaxQueuedPackets {
-		most := p
-		for _, q := range c.pools {
-			if len(q.waiting) > len(most.waiting) {
-				most = q
-			}
-		}
-		newest := most.waiting[len(most.waiting)-1]
-		n := len(most.waiting)
-		most.waiting = slices.DeleteFunc(most.waiting, func(f *pendingFragment) bool { return f.d == newest.d })
-		c.waiting -= n - len(most.waiting)
-		evicted = append(evicted, newest)
-	}
-	return evicted
-}
-
 // surbReserve is the reserve of SURBs a pool keeps to ask with.
 func (c *Client) surbReserve() int { return min(surbReserve, max(1, c.cfg.SURBs.Max/2)) }
 
-// pruneWaitingLocked drops the fragments of p that no longer wait: a
-// retransmission parked here whose ack came meanwhile, or a fragment of a
-// message failed meanwhile. c.mu must be held.
-func (c *Client) pruneWaitingLocked(p *surbPool) {
-	n := len(p.waiting)
+// pruneWaitingLocked drops the fragments that no longer wait: a
+// retransmission parked here whose ack came meanwhile. c.mu must be held.
+func (p *surbPool) pruneWaitingLocked() {
 	p.waiting = slices.DeleteFunc(p.waiting, func(pf *pendingFragment) bool { return pf.done })
-	c.waiting -= n - len(p.waiting)
 }
 
 // requestSURBsLocked spends a few of the pool's SURBs on a request for
@@ -589,7 +522,7 @@ func (c *Client) pruneWaitingLocked(p *surbPool) {
 // 0 for SURBs.Request and what the reply fragments waiting or queued are
 // expected to spend (replyCost.need), at most SURBs.Max. c.mu must be held.
 func (c *Client) requestSURBsLocked(p *surbPool, amount int) {
-	c.pruneWaitingLocked(p)
+	p.pruneWaitingLocked()
 	n := min(c.replyCost.copies(), len(p.surbs))
 	if n == 0 {
 		return
@@ -639,7 +572,7 @@ func (c *Client) checkSURBRequests(now time.Time) {
 		if !p.requesting {
 			continue
 		}
-		c.pruneWaitingLocked(p)
+		p.pruneWaitingLocked()
 		waited := now.Sub(p.requestedAt)
 		retry := c.requestRetry(len(p.waiting) > 0)
 		switch {
@@ -649,7 +582,8 @@ func (c *Client) checkSURBRequests(now time.Time) {
 		case len(p.surbs) == 0 && waited >= c.cfg.SURBs.RequestWait:
 			p.requesting = false
 			if len(p.waiting) > 0 {
-				failures = append(failures, failure{c.takeWaitingLocked(p), p.tag})
+				failures = append(failures, failure{p.waiting, p.tag})
+				p.waiting = nil
 			}
 		}
 	}
