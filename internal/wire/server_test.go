@@ -164,9 +164,12 @@ func TestServerIdleTimeout(t *testing.T) {
 	s := newSink(t, ServerConfig{IdleTimeout: idle, FrameTimeout: time.Minute})
 	silent := dial(t, s.addr)
 	afterFrame := dial(t, s.addr)
+	// The server reads the frame after sentAt, so its idle time ends no
+	// sooner than sentAt+idle (once measured after s.next, the time the
+	// sink took to hand the frame over counted against the timeout).
+	sentAt := time.Now()
 	write(t, afterFrame, AppendFrame(nil, mixHeader(sphinx.AckPacket), randomPacket(sphinx.AckPacket)))
 	s.next(t)
-	sentAt := time.Now()
 	waitClosedByPeer(t, silent)
 	waitClosedByPeer(t, afterFrame)
 	if time.Since(sentAt) < idle {
