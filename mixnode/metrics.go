@@ -17,6 +17,11 @@ const (
 	PathHealth  = promserve.PathHealth
 )
 
+// metricPrefix begins the name of every metric a mixnode exports of its
+// own (the replay-filter and topology series it shares with other nodes
+// have theirs).
+const metricPrefix = "peapod_mixnode_"
+
 // collector exports a node's Stats as Prometheus metrics. It reads the
 // counters at scrape time, so the packet path updates only atomics.
 type collector struct {
@@ -30,16 +35,16 @@ type collector struct {
 func newCollector(n *Node) *collector {
 	return &collector{
 		n:         n,
-		received:  prometheus.NewDesc("peapod_mixnode_packets_received_total", "Packets received from other nodes in well-formed frames.", nil, nil),
-		forwarded: prometheus.NewDesc("peapod_mixnode_packets_forwarded_total", "Packets written to the connection of their next hop.", nil, nil),
-		dropped:   prometheus.NewDesc("peapod_mixnode_packets_dropped_total", "Packets dropped, by reason.", []string{"reason"}, nil),
-		queueDepth: prometheus.NewDesc("peapod_mixnode_queue_depth", "Packets waiting: to be peeled (work), for their delay to pass (delay), "+
+		received:  prometheus.NewDesc(metricPrefix+"packets_received_total", "Packets received from other nodes in well-formed frames.", nil, nil),
+		forwarded: prometheus.NewDesc(metricPrefix+"packets_forwarded_total", "Packets written to the connection of their next hop.", nil, nil),
+		dropped:   prometheus.NewDesc(metricPrefix+"packets_dropped_total", "Packets dropped, by reason.", []string{"reason"}, nil),
+		queueDepth: prometheus.NewDesc(metricPrefix+"queue_depth", "Packets waiting: to be peeled (work), for their delay to pass (delay), "+
 			"to be written to their next hop (outbound).", []string{"queue"}, nil),
-		clamped:  prometheus.NewDesc("peapod_mixnode_delays_clamped_total", "Packets that asked for a longer delay than the node's bound and were held for the bound.", nil, nil),
-		maxDelay: prometheus.NewDesc("peapod_mixnode_max_delay_seconds", "The longest delay the node honours now.", nil, nil),
-		peerQueue: prometheus.NewDesc("peapod_mixnode_peer_queue_depth", "Packets an upstream peer holds in the work or delay queue now; "+
+		clamped:  prometheus.NewDesc(metricPrefix+"delays_clamped_total", "Packets that asked for a longer delay than the node's bound and were held for the bound.", nil, nil),
+		maxDelay: prometheus.NewDesc(metricPrefix+"max_delay_seconds", "The longest delay the node honours now.", nil, nil),
+		peerQueue: prometheus.NewDesc(metricPrefix+"peer_queue_depth", "Packets an upstream peer holds in the work or delay queue now; "+
 			"peers holding none are absent.", []string{"peer", "queue"}, nil),
-		peerDropped: prometheus.NewDesc("peapod_mixnode_peer_packets_dropped_total", "Packets dropped, by the upstream peer that sent them "+
+		peerDropped: prometheus.NewDesc(metricPrefix+"peer_packets_dropped_total", "Packets dropped, by the upstream peer that sent them "+
 			"(the first 256 peers with drops; the rest under peer=\"other\").", []string{"peer"}, nil),
 	}
 }
@@ -79,7 +84,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 // Each node has its own, so several run in one process.
 func newRegistry(n *Node) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(newCollector(n), wire.NewCollector("peapod_mixnode_", n.server), wire.NewPoolCollector("peapod_mixnode_", n.pool),
+	reg.MustRegister(newCollector(n), wire.NewCollector(metricPrefix, n.server), wire.NewPoolCollector(metricPrefix, n.pool),
 		node.NewKeysCollector(n.sphinx), collectors.NewGoCollector())
 	if n.dir != nil {
 		reg.MustRegister(directory.NewRefusedCollector(n.dir))

@@ -31,9 +31,9 @@
 // forward to (internal/hops), every Config.TopologyRefresh and soon after a
 // packet names a hop it does not know. Its counters are available as [Stats]
 // and, with Config.MetricsAddr, as Prometheus metrics at [PathMetrics]
-// (peapod_mixnode_packets_received_total, _packets_forwarded_total,
-// _packets_dropped_total{reason}, _queue_depth{queue}, and the connection
-// counters, all prefixed peapod_mixnode_).
+// (each named peapod_mixnode_…: packets_received_total,
+// packets_forwarded_total, packets_dropped_total{reason},
+// queue_depth{queue}, and the connection counters).
 //
 // Lifecycle: [New] loads the keys and the replay filter, [Node.Start]
 // listens and registers, [Node.Close] deregisters, stops accepting, saves

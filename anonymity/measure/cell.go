@@ -462,8 +462,8 @@ func afterWarmup(tr *anonymity.Trace, from time.Duration) {
 }
 
 // mixDrops sums, by reason, the packets the mixnodes have dropped so far
-// (their peapod_mixnode_packets_dropped_total metric); a node that does not answer counts
-// nothing.
+// (their peapod_mixnode_packets_dropped_total metric); a node that does
+// not answer counts nothing.
 func (r *runner) mixDrops(ctx context.Context) map[string]float64 {
 	out := make(map[string]float64)
 	for _, m := range r.net.Mixnodes() {
@@ -510,8 +510,9 @@ func canonicalTopology(t *directory.Topology) (string, error) {
 const quiesceTimeout = time.Minute
 
 // quiesce waits until no mixnode holds a packet (the sum of their
-// peapod_mixnode_queue_depth metrics is 0: a saturated cell can leave seconds of queued
-// packets, which would be cover for the next cell), or quiesceTimeout.
+// peapod_mixnode_queue_depth metrics is 0: a saturated cell can leave
+// seconds of queued packets, which would be cover for the next cell), or
+// quiesceTimeout.
 // The metrics signal nothing, so it polls them.
 func (r *runner) quiesce(ctx context.Context) {
 	deadline := time.Now().Add(quiesceTimeout)
